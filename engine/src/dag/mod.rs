@@ -1,0 +1,269 @@
+//! The DAG model: a validated, serialisable definition (what a DAG file means) with its
+//! dependency graph resolved by petgraph.
+
+mod load;
+mod locate;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use load::{DagError, Folder, load_dag_file, load_dag_str, load_folder, parse_datetime_in};
+
+use crate::schedule::Schedule;
+use crate::state::TriggerRule;
+
+/// Retry behaviour of a task (DESIGN.md: `delay(n) = min(retry_delay * 2^(n-1), max_retry_delay)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub exponential_backoff: bool,
+    pub max_retry_delay: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 0,
+            retry_delay: Duration::from_secs(300),
+            exponential_backoff: false,
+            max_retry_delay: None,
+        }
+    }
+}
+
+/// One task of a DAG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDef {
+    pub id: String,
+    pub kind: String,
+    pub upstream: Vec<String>,
+    pub trigger_rule: TriggerRule,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    /// Kind-specific configuration, as resolved by the kind's `prepare`.
+    pub config: Value,
+}
+
+/// A validated DAG.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dag {
+    pub dag_id: String,
+    pub description: Option<String>,
+    /// As written: a 5-field cron expression, a preset or `none`.
+    pub schedule: String,
+    pub timezone: String,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    pub tags: Vec<String>,
+    pub params: Map<String, Value>,
+    pub tasks: Vec<TaskDef>,
+    /// The file it was read from.
+    pub fileloc: String,
+    #[serde(skip)]
+    index: Index,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Index {
+    by_id: HashMap<String, usize>,
+    downstream: Vec<Vec<usize>>,
+    /// Task positions, every task after its upstreams.
+    topo: Vec<usize>,
+    parsed_schedule: Option<Schedule>,
+    tz: Option<Tz>,
+}
+
+impl Dag {
+    /// Rebuilds the derived lookups; called after loading or deserialising.
+    pub(crate) fn indexed(mut self) -> Result<Self, String> {
+        let by_id: HashMap<String, usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
+        let mut downstream = vec![Vec::new(); self.tasks.len()];
+        for (i, t) in self.tasks.iter().enumerate() {
+            for up in &t.upstream {
+                let u = *by_id
+                    .get(up)
+                    .ok_or_else(|| format!("task `{}` lists unknown upstream `{up}`", t.id))?;
+                downstream[u].push(i);
+            }
+        }
+        let graph = self.graph();
+        let topo = petgraph::algo::toposort(&graph, None)
+            .map_err(|c| format!("dependency cycle through `{}`", graph[c.node_id()]))?
+            .into_iter()
+            .map(|n| by_id[graph[n]])
+            .collect();
+        self.index = Index {
+            by_id,
+            downstream,
+            topo,
+            parsed_schedule: Some(Schedule::parse(&self.schedule)?),
+            tz: Some(crate::schedule::parse_timezone(&self.timezone)?),
+        };
+        Ok(self)
+    }
+
+    /// Reads a DAG stored as JSON (a `dag_versions.spec`).
+    pub fn from_json(spec: Value) -> Result<Self, String> {
+        let dag: Dag = serde_json::from_value(spec).map_err(|e| e.to_string())?;
+        dag.indexed()
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a DAG always serialises")
+    }
+
+    /// Content hash of the definition: equal hashes mean equal behaviour.
+    pub fn version_hash(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("a DAG always serialises");
+        hex::encode(&Sha256::digest(&bytes)[..16])
+    }
+
+    /// Tasks in an order where each comes after all of its upstreams.
+    pub fn topological(&self) -> impl Iterator<Item = &TaskDef> {
+        self.index.topo.iter().map(|&i| &self.tasks[i])
+    }
+
+    pub fn task(&self, id: &str) -> Option<&TaskDef> {
+        self.index.by_id.get(id).map(|&i| &self.tasks[i])
+    }
+
+    pub fn downstream_of(&self, id: &str) -> impl Iterator<Item = &TaskDef> {
+        let idx = self.index.by_id.get(id).copied();
+        idx.into_iter()
+            .flat_map(move |i| self.index.downstream[i].iter().map(|&d| &self.tasks[d]))
+    }
+
+    /// Every task downstream of `id`, transitively, in definition order.
+    pub fn all_downstream(&self, id: &str) -> Vec<&TaskDef> {
+        let Some(&start) = self.index.by_id.get(id) else {
+            return Vec::new();
+        };
+        let mut seen = vec![false; self.tasks.len()];
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            for &d in &self.index.downstream[i] {
+                if !seen[d] {
+                    seen[d] = true;
+                    stack.push(d);
+                }
+            }
+        }
+        self.tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| seen[*i])
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// Tasks nothing depends on; a run's outcome is theirs (as in Airflow).
+    pub fn is_leaf(&self, id: &str) -> bool {
+        self.index
+            .by_id
+            .get(id)
+            .is_some_and(|&i| self.index.downstream[i].is_empty())
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        self.index
+            .parsed_schedule
+            .as_ref()
+            .expect("an indexed DAG has a parsed schedule")
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.index.tz.expect("an indexed DAG has a time zone")
+    }
+
+    /// The dependency graph (edges point downstream), for layouts and topological orders.
+    pub fn graph(&self) -> DiGraph<&str, ()> {
+        build_graph(
+            self.tasks
+                .iter()
+                .map(|t| (t.id.as_str(), t.upstream.iter().map(String::as_str))),
+        )
+        .0
+    }
+}
+
+/// Builds a graph from `(task, upstreams)`; unknown upstreams are left out.
+fn build_graph<'a, U>(
+    tasks: impl Iterator<Item = (&'a str, U)> + Clone,
+) -> (DiGraph<&'a str, ()>, HashMap<&'a str, NodeIndex>)
+where
+    U: Iterator<Item = &'a str>,
+{
+    let mut g = DiGraph::new();
+    let mut nodes = HashMap::new();
+    for (id, _) in tasks.clone() {
+        nodes.entry(id).or_insert_with(|| g.add_node(id));
+    }
+    for (id, ups) in tasks {
+        for up in ups {
+            if let Some(&u) = nodes.get(up) {
+                g.update_edge(u, nodes[id], ());
+            }
+        }
+    }
+    (g, nodes)
+}
+
+/// Cycles in the graph, each as the list of its tasks with the first repeated at the end.
+fn find_cycles<'a>(g: &DiGraph<&'a str, ()>) -> Vec<Vec<&'a str>> {
+    let mut cycles = Vec::new();
+    for scc in petgraph::algo::tarjan_scc(g) {
+        let start = *scc.iter().min().expect("an SCC is never empty");
+        let self_loop = g.contains_edge(start, start);
+        if scc.len() == 1 && !self_loop {
+            continue;
+        }
+        if self_loop {
+            cycles.push(vec![g[start], g[start]]);
+            continue;
+        }
+        // Shortest way back to `start` inside the component: a breadth-first search.
+        let members: std::collections::HashSet<_> = scc.iter().copied().collect();
+        let mut prev: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        'bfs: while let Some(n) = queue.pop_front() {
+            for next in g.neighbors(n) {
+                if !members.contains(&next) {
+                    continue;
+                }
+                if next == start {
+                    prev.insert(start, n);
+                    break 'bfs;
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(next) {
+                    e.insert(n);
+                    queue.push_back(next);
+                }
+            }
+        }
+        let mut path = vec![g[start]];
+        let mut n = prev[&start];
+        while n != start {
+            path.push(g[n]);
+            n = prev[&n];
+        }
+        path.push(g[start]);
+        path.reverse();
+        cycles.push(path);
+    }
+    cycles
+}

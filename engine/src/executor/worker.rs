@@ -1,0 +1,470 @@
+//! A worker: a claim loop with bounded concurrency, woken by its own completions, by
+//! `LISTEN upiflow_wake` from other processes, by the next due retry, or by a slow poll.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::kind::{Registry, TaskContext, TaskError};
+use crate::logs::LogWriter;
+use crate::state::TryOutcome;
+use crate::store::WAKE_CHANNEL;
+use crate::store::dags::VersionCache;
+use crate::store::tis::{self, Claimed, Finished};
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique name of this worker (host:pid:random by default).
+    pub worker_id: String,
+    /// Task instances run at once.
+    pub concurrency: usize,
+    /// How often the worker proves it is alive.
+    pub heartbeat: Duration,
+    /// After this long without a heartbeat, a worker's running tries are failed and retried.
+    pub zombie_threshold: Duration,
+    /// Fallback poll when no wake-up arrives.
+    pub poll: Duration,
+    /// On shutdown, how long running tries may take to finish before they are stopped.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        let host = hostname();
+        Self {
+            worker_id: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
+            ),
+            concurrency: 32,
+            heartbeat: Duration::from_secs(2),
+            zombie_threshold: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A worker process (or one of several in a process).
+pub struct Worker {
+    pool: PgPool,
+    registry: Registry,
+    cache: VersionCache,
+    logs: LogWriter,
+    cfg: WorkerConfig,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(pool: PgPool, registry: Registry, cfg: WorkerConfig) -> Self {
+        Self {
+            logs: LogWriter::start(pool.clone()),
+            pool,
+            registry,
+            cache: VersionCache::new(),
+            cfg,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// A handle that wakes this worker (for schedulers in the same process).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn id(&self) -> &str {
+        &self.cfg.worker_id
+    }
+
+    /// Runs until `shutdown` is cancelled, then lets running tries finish (within the grace
+    /// period) and records them.
+    #[tracing::instrument(skip_all, fields(worker = %self.cfg.worker_id), err)]
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workers (worker_id, hostname, pid) VALUES ($1, $2, $3)
+             ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL",
+        )
+        .bind(&self.cfg.worker_id)
+        .bind(hostname())
+        .bind(std::process::id() as i32)
+        .execute(&self.pool)
+        .await?;
+        tracing::info!(concurrency = self.cfg.concurrency, "worker started");
+
+        let background = CancellationToken::new();
+        let listener = tokio::spawn(listen(
+            self.pool.clone(),
+            self.wake.clone(),
+            background.clone(),
+        ));
+        let cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>> = Default::default();
+        let heart = tokio::spawn(heartbeat(
+            self.pool.clone(),
+            self.cache.clone(),
+            self.cfg.clone(),
+            cancels.clone(),
+            background.clone(),
+        ));
+
+        let result = self.claim_loop(&shutdown, &cancels).await;
+
+        background.cancel();
+        let _ = listener.await;
+        let _ = heart.await;
+        sqlx::query("UPDATE workers SET stopped_at = now() WHERE worker_id = $1")
+            .bind(&self.cfg.worker_id)
+            .execute(&self.pool)
+            .await?;
+        tracing::info!("worker stopped");
+        result
+    }
+
+    async fn claim_loop(
+        &self,
+        shutdown: &CancellationToken,
+        cancels: &std::sync::Mutex<HashMap<i64, CancellationToken>>,
+    ) -> Result<()> {
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut done: Vec<Finished> = Vec::new();
+        let mut stopping = false;
+        let mut grace_deadline = None;
+        let mut db_backoff = backoff::ExponentialBackoff {
+            max_elapsed_time: None,
+            ..Default::default()
+        };
+        loop {
+            while let Some(res) = running.try_join_next() {
+                done.push(res.expect("try futures catch their own panics"));
+            }
+            if !done.is_empty() {
+                self.logs.flush().await;
+                match tis::finish_batch(&self.pool, &self.cache, &done).await {
+                    Ok(res) => {
+                        if res.stale > 0 {
+                            tracing::warn!(
+                                stale = res.stale,
+                                "outcomes dropped: those tries were failed by another process meanwhile"
+                            );
+                        }
+                        let mut c = cancels.lock().expect("cancel map poisoned");
+                        for f in &done {
+                            c.remove(&f.ti_id);
+                        }
+                        done.clear();
+                        backoff::backoff::Backoff::reset(&mut db_backoff);
+                    }
+                    Err(error) => {
+                        // Keep the outcomes and try again: the tries stay `running` in the
+                        // database until recorded, and nothing is lost while we wait.
+                        let wait = backoff::backoff::Backoff::next_backoff(&mut db_backoff)
+                            .unwrap_or(Duration::from_secs(5));
+                        tracing::error!(error = %error, ?wait, "could not record outcomes; retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+            }
+            if stopping && running.is_empty() {
+                return Ok(());
+            }
+            let free = self.cfg.concurrency.saturating_sub(running.len());
+            let mut claimed_all = false;
+            if !stopping && free > 0 {
+                match self.claim(free).await {
+                    Ok(claimed) => {
+                        claimed_all = claimed.len() == free;
+                        for (c, dag) in claimed {
+                            let token = CancellationToken::new();
+                            cancels
+                                .lock()
+                                .expect("cancel map poisoned")
+                                .insert(c.id, token.clone());
+                            running.spawn(execute(
+                                c,
+                                dag,
+                                self.registry.clone(),
+                                self.pool.clone(),
+                                self.logs.clone(),
+                                self.cfg.worker_id.clone(),
+                                token,
+                            ));
+                        }
+                    }
+                    Err(error) => {
+                        let wait = backoff::backoff::Backoff::next_backoff(&mut db_backoff)
+                            .unwrap_or(Duration::from_secs(5));
+                        tracing::error!(error = %error, ?wait, "could not claim task instances; retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                }
+            }
+            if claimed_all && running.len() < self.cfg.concurrency {
+                continue;
+            }
+            let next_retry = if stopping {
+                None
+            } else {
+                self.next_retry_in().await
+            };
+            let idle = next_retry.unwrap_or(self.cfg.poll).min(self.cfg.poll);
+            tokio::select! {
+                _ = shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    grace_deadline = Some(tokio::time::Instant::now() + self.cfg.shutdown_grace);
+                    tracing::info!(running = running.len(), "worker stopping; letting running tries finish");
+                }
+                _ = async { tokio::time::sleep_until(grace_deadline.expect("set")).await }, if grace_deadline.is_some() => {
+                    tracing::warn!(running = running.len(), "grace period over; stopping running tries");
+                    for token in cancels.lock().expect("cancel map poisoned").values() {
+                        token.cancel();
+                    }
+                    grace_deadline = None;
+                }
+                Some(res) = running.join_next(), if !running.is_empty() => {
+                    done.push(res.expect("try futures catch their own panics"));
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<(Claimed, Option<Arc<crate::dag::Dag>>)>> {
+        let mut conn = self.pool.acquire().await?;
+        let claimed = tis::claim(&mut conn, &self.cfg.worker_id, limit as i64).await?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for c in claimed {
+            // A version that cannot be read fails the try (recorded), never the worker.
+            let dag = match self.cache.get(&mut conn, &c.dag_id, &c.dag_hash).await {
+                Ok(d) => Some(d),
+                Err(error) => {
+                    tracing::error!(%error, dag_id = %c.dag_id, "cannot load DAG version");
+                    None
+                }
+            };
+            out.push((c, dag));
+        }
+        Ok(out)
+    }
+
+    /// Time until the earliest due retry, if any is pending.
+    async fn next_retry_in(&self) -> Option<Duration> {
+        let secs: Option<f64> = sqlx::query_scalar(
+            "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(next_retry_at) - now()))::float8
+             FROM task_instances WHERE state = 'up_for_retry'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .ok()
+        .flatten();
+        secs.map(|s| Duration::from_secs_f64(s) + Duration::from_millis(5))
+    }
+}
+
+/// Runs one try and says how it ended; never panics.
+async fn execute(
+    c: Claimed,
+    dag: Option<Arc<crate::dag::Dag>>,
+    registry: Registry,
+    pool: PgPool,
+    logs: LogWriter,
+    worker: String,
+    cancel: CancellationToken,
+) -> Finished {
+    let log = logs.for_try(c.try_id);
+    let finished = |outcome, error: Option<String>, retryable| Finished {
+        ti_id: c.id,
+        run_pk: c.run_pk,
+        dag_id: c.dag_id.clone(),
+        dag_hash: c.dag_hash.clone(),
+        task_id: c.task_id.clone(),
+        try_id: c.try_id,
+        try_number: c.try_number,
+        max_tries: c.max_tries,
+        worker: worker.clone(),
+        outcome,
+        error,
+        retryable,
+    };
+    let Some(dag) = dag else {
+        return finished(
+            TryOutcome::Failed,
+            Some("the DAG version of this run cannot be loaded".into()),
+            true,
+        );
+    };
+    let Some(task) = dag.task(&c.task_id) else {
+        return finished(
+            TryOutcome::Failed,
+            Some(format!("task `{}` is not in this DAG version", c.task_id)),
+            false,
+        );
+    };
+    let Some(kind) = registry.get(&task.kind) else {
+        return finished(
+            TryOutcome::Failed,
+            Some(format!("this worker has no task kind `{}`", task.kind)),
+            true,
+        );
+    };
+    let mut params = dag.params.clone();
+    if let serde_json::Value::Object(conf) = &c.conf {
+        params.extend(conf.clone());
+    }
+    let ctx = TaskContext {
+        dag_id: c.dag_id.clone(),
+        run_id: c.run_id.clone(),
+        task_id: c.task_id.clone(),
+        try_number: c.try_number,
+        max_tries: c.max_tries,
+        logical_date: c.logical_date,
+        data_interval_start: c.data_interval_start,
+        data_interval_end: c.data_interval_end,
+        ds: c.logical_date.with_timezone(&dag.tz()).date_naive(),
+        params,
+        pool,
+        log: log.clone(),
+    };
+    log.info(format!(
+        "try {} of {} of {}.{} ({}) on worker {worker}",
+        c.try_number, c.max_tries, c.dag_id, c.task_id, c.run_id
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let body = AssertUnwindSafe(kind.run(&ctx, &task.config)).catch_unwind();
+    let timeout = task.timeout.unwrap_or(Duration::MAX);
+    // Dropping the body stops it: kinds kill their processes and roll back on drop.
+    let result = tokio::select! {
+        r = tokio::time::timeout(timeout, body) => match r {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(panic)) => Err(format!("the task panicked: {}", panic_message(&panic))),
+            Err(_) => Err(format!("timed out after {}", humantime::format_duration(timeout))),
+        },
+        _ = cancel.cancelled() => Err("stopped: the worker is shutting down or lost this try".to_string()),
+    };
+    let elapsed = started.elapsed();
+    let (outcome, error, retryable) = match result {
+        Ok(Ok(())) => (TryOutcome::Success, None, true),
+        Ok(Err(TaskError::Retryable(e))) => (TryOutcome::Failed, Some(e), true),
+        Ok(Err(TaskError::Fatal(e))) => (TryOutcome::Failed, Some(e), false),
+        Err(e) if e.starts_with("timed out") => (TryOutcome::TimedOut, Some(e), true),
+        Err(e) => (TryOutcome::Failed, Some(e), true),
+    };
+    match &error {
+        None => log.info(format!("succeeded in {elapsed:.2?}")).await,
+        Some(e) => {
+            log.info(format!("{outcome} after {elapsed:.2?}: {e}"))
+                .await
+        }
+    }
+    finished(outcome, error, retryable)
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Relays `NOTIFY upiflow_wake` to the local claim loop; reconnects after errors.
+async fn listen(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::warn!(%error, "cannot LISTEN; falling back to polling for now");
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(2)) => continue }
+            }
+        };
+        if let Err(error) = listener.listen(WAKE_CHANNEL).await {
+            tracing::warn!(%error, "cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                msg = listener.recv() => match msg {
+                    Ok(_) => wake.notify_one(),
+                    Err(error) => {
+                        tracing::warn!(%error, "LISTEN connection lost; reconnecting");
+                        wake.notify_one();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Proves this worker alive, fails the tries of dead workers, and stops local tries that
+/// another process already failed (so no task instance runs twice at once).
+async fn heartbeat(
+    pool: PgPool,
+    cache: VersionCache,
+    cfg: WorkerConfig,
+    cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(cfg.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! { _ = stop.cancelled() => return, _ = tick.tick() => {} }
+        let beat = sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE worker_id = $1")
+            .bind(&cfg.worker_id)
+            .execute(&pool)
+            .await;
+        if let Err(error) = beat {
+            tracing::warn!(%error, "heartbeat failed");
+            continue;
+        }
+        if let Err(error) = tis::reap_zombies(&pool, &cache, cfg.zombie_threshold).await {
+            tracing::warn!(%error, "zombie check failed");
+        }
+        let local: Vec<i64> = cancels
+            .lock()
+            .expect("cancel map poisoned")
+            .keys()
+            .copied()
+            .collect();
+        if local.is_empty() {
+            continue;
+        }
+        let still_mine: std::result::Result<Vec<i64>, _> = sqlx::query_scalar(
+            "SELECT id FROM task_instances WHERE id = ANY($1) AND worker = $2 AND state = 'running'",
+        )
+        .bind(&local)
+        .bind(&cfg.worker_id)
+        .fetch_all(&pool)
+        .await;
+        if let Ok(mine) = still_mine {
+            let map = cancels.lock().expect("cancel map poisoned");
+            for id in local.iter().filter(|id| !mine.contains(id)) {
+                if let Some(token) = map.get(id) {
+                    tracing::warn!(ti = id, "this try was failed elsewhere; stopping it");
+                    token.cancel();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Log lines of tries: tasks write through a `TaskLog`, one writer per process stores them
+//! in batches, and a flush before a try is recorded as finished keeps logs and outcome in step.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[sqlx(type_name = "log_stream", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// Lines the orchestrator itself writes about the try.
+    System,
+    Stdout,
+    Stderr,
+}
+
+enum Msg {
+    Line {
+        try_id: i64,
+        at: DateTime<Utc>,
+        stream: LogStream,
+        text: String,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+/// A try's log: cheap to clone, lines are stored asynchronously in order.
+#[derive(Clone)]
+pub struct TaskLog {
+    try_id: i64,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl TaskLog {
+    pub async fn line(&self, stream: LogStream, text: impl Into<String>) {
+        let msg = Msg::Line {
+            try_id: self.try_id,
+            at: Utc::now(),
+            stream,
+            text: text.into(),
+        };
+        // The writer only goes away at shutdown; a line lost then has nowhere to go anyway.
+        let _ = self.tx.send(msg).await;
+    }
+
+    pub async fn info(&self, text: impl Into<String>) {
+        self.line(LogStream::System, text).await;
+    }
+
+    pub fn try_id(&self) -> i64 {
+        self.try_id
+    }
+}
+
+/// Handle to the process's log writer.
+#[derive(Clone)]
+pub struct LogWriter {
+    tx: mpsc::Sender<Msg>,
+}
+
+const BATCH: usize = 2_000;
+
+impl LogWriter {
+    /// Starts the writer task on `pool`.
+    pub fn start(pool: PgPool) -> Self {
+        let (tx, rx) = mpsc::channel(8_192);
+        tokio::spawn(run(pool, rx));
+        Self { tx }
+    }
+
+    pub fn for_try(&self, try_id: i64) -> TaskLog {
+        TaskLog {
+            try_id,
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Returns once every line sent before this call is stored.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Msg>) {
+    let mut buf = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut buf, BATCH).await > 0 {
+        let mut waiting = Vec::new();
+        let mut ids = Vec::new();
+        let mut ats = Vec::new();
+        let mut streams = Vec::new();
+        let mut texts = Vec::new();
+        for msg in buf.drain(..) {
+            match msg {
+                Msg::Line {
+                    try_id,
+                    at,
+                    stream,
+                    text,
+                } => {
+                    ids.push(try_id);
+                    ats.push(at);
+                    streams.push(stream);
+                    // Postgres text cannot hold NUL bytes.
+                    texts.push(text.replace('\0', "\u{FFFD}"));
+                }
+                Msg::Flush(done) => waiting.push(done),
+            }
+        }
+        if !ids.is_empty() {
+            let res = sqlx::query(
+                "INSERT INTO task_logs (try_id, at, stream, line)
+                 SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::log_stream[], $4::text[])",
+            )
+            .bind(&ids)
+            .bind(&ats)
+            .bind(&streams)
+            .bind(&texts)
+            .execute(&pool)
+            .await;
+            if let Err(error) = res {
+                tracing::error!(%error, lines = ids.len(), "could not store task log lines");
+            }
+        }
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Operations users ask for (trigger, wait), shared by the CLI, the scheduler and the web.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::dag::Dag;
+use crate::error::{EngineError, Result};
+use crate::state::{RunState, RunType};
+use crate::store::dags::VersionCache;
+use crate::store::runs::{self, NewRun, RunRow};
+use crate::store::{self, dags};
+
+/// A request for a new run.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    /// For scheduled DAGs the run covers the schedule interval that contains this instant;
+    /// `None` means now, covering the latest complete interval (Airflow's manual runs).
+    pub logical_date: Option<DateTime<Utc>>,
+    pub conf: Value,
+    pub run_type: RunType,
+}
+
+impl Default for Trigger {
+    fn default() -> Self {
+        Self {
+            logical_date: None,
+            conf: Value::Object(Default::default()),
+            run_type: RunType::Manual,
+        }
+    }
+}
+
+/// The interval and logical date a trigger resolves to.
+pub fn resolve_interval(
+    dag: &Dag,
+    at: Option<DateTime<Utc>>,
+) -> (DateTime<Utc>, (DateTime<Utc>, DateTime<Utc>)) {
+    let tz = dag.tz();
+    match at {
+        Some(t) => match dag.schedule().interval_containing(t, tz) {
+            Some((start, end)) => (start, (start, end)),
+            None => (t, (t, t)),
+        },
+        None => {
+            let now = Utc::now();
+            let interval = dag
+                .schedule()
+                .latest_complete_interval(now, tz)
+                .unwrap_or((now, now));
+            (now, interval)
+        }
+    }
+}
+
+/// Creates a run of `dag` (syncing its current definition first) and starts it if the DAG
+/// has room for it. A second run for the same logical date is refused (`Conflict`).
+pub async fn trigger(
+    pool: &PgPool,
+    cache: &VersionCache,
+    dag: &Dag,
+    req: &Trigger,
+) -> Result<RunRow> {
+    runs::check_conf(dag, &req.conf)?;
+    let (logical_date, data_interval) = resolve_interval(dag, req.logical_date);
+    let new = NewRun {
+        run_id: runs::make_run_id(req.run_type, logical_date),
+        logical_date,
+        data_interval,
+        run_type: req.run_type,
+        conf: req.conf.clone(),
+    };
+    let mut tx = pool.begin().await?;
+    let hash = dags::sync(&mut tx, dag).await?;
+    let Some(run) = runs::create(&mut tx, dag, &hash, &new).await? else {
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT run_id FROM dag_runs WHERE dag_id = $1 AND (logical_date = $2 OR run_id = $3)",
+        )
+        .bind(&dag.dag_id)
+        .bind(logical_date)
+        .bind(&new.run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        return Err(EngineError::Conflict(format!(
+            "DAG `{}` already has a run for logical date {}: {}",
+            dag.dag_id,
+            logical_date.to_rfc3339(),
+            existing.unwrap_or_default()
+        )));
+    };
+    runs::start_queued(&mut tx, cache, &dag.dag_id).await?;
+    store::notify_wake(&mut tx).await?;
+    tx.commit().await?;
+    let mut conn = pool.acquire().await?;
+    runs::get_by_pk(&mut conn, run.id).await
+}
+
+/// Waits until the run reaches a final state, calling `progress` on every change.
+pub async fn wait_for_run(
+    pool: &PgPool,
+    run_pk: i64,
+    mut progress: impl FnMut(&RunRow),
+) -> Result<RunState> {
+    let mut last = None;
+    loop {
+        let mut conn = pool.acquire().await?;
+        let run = runs::get_by_pk(&mut conn, run_pk).await?;
+        drop(conn);
+        if last != Some(run.state) {
+            progress(&run);
+            last = Some(run.state);
+        }
+        if run.state.is_terminal() {
+            return Ok(run.state);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

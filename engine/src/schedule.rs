@@ -1,0 +1,258 @@
+//! Schedules: what Airflow users write (5-field cron, `@daily`-style presets, `none`),
+//! normalised to the `cron` crate's format and evaluated in the DAG's IANA time zone.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// A parsed schedule.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Only manual and backfill runs.
+    None,
+    Cron {
+        /// As the user wrote it.
+        expr: String,
+        cron: Box<cron::Schedule>,
+    },
+}
+
+const PRESETS: [(&str, &str); 7] = [
+    ("@hourly", "0 * * * *"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@monthly", "0 0 1 * *"),
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+];
+
+const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+impl Schedule {
+    /// Parses `none`, a preset or a 5-field cron expression (minute hour day-of-month month
+    /// day-of-week, day-of-week 0-7 with 0 and 7 both Sunday, as in Unix cron).
+    pub fn parse(expr: &str) -> Result<Self, String> {
+        let trimmed = expr.trim();
+        if trimmed.eq_ignore_ascii_case("none") {
+            return Ok(Self::None);
+        }
+        let five = match PRESETS
+            .iter()
+            .find(|(p, _)| p.eq_ignore_ascii_case(trimmed))
+        {
+            Some((_, five)) => five.to_string(),
+            None if trimmed.starts_with('@') => {
+                return Err(format!(
+                    "unknown schedule preset `{trimmed}` (expected one of {}, or none)",
+                    PRESETS.map(|(p, _)| p).join(", ")
+                ));
+            }
+            None => trimmed.to_string(),
+        };
+        let fields: Vec<&str> = five.split_whitespace().collect();
+        if fields.len() != 5 {
+            return Err(format!(
+                "cron expression `{trimmed}` has {} fields; expected 5 (minute hour day-of-month month day-of-week)",
+                fields.len()
+            ));
+        }
+        let dow = unix_dow_to_names(fields[4])
+            .map_err(|e| format!("cron expression `{trimmed}`: day-of-week: {e}"))?;
+        // The cron crate wants seconds first and counts weekdays 1-7 from Sunday; names avoid
+        // that difference entirely.
+        let normalised = format!(
+            "0 {} {} {} {} {}",
+            fields[0], fields[1], fields[2], fields[3], dow
+        );
+        let cron = cron::Schedule::from_str(&normalised)
+            .map_err(|e| format!("cron expression `{trimmed}`: {e}"))?;
+        Ok(Self::Cron {
+            expr: trimmed.to_string(),
+            cron: Box::new(cron),
+        })
+    }
+
+    pub fn is_none(&self) -> bool {
+        matches!(self, Self::None)
+    }
+
+    /// The first tick strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Self::None => None,
+            Self::Cron { cron, .. } => cron
+                .after(&t.with_timezone(&tz))
+                .next()
+                .map(|d| d.with_timezone(&Utc)),
+        }
+    }
+
+    /// The last tick at or before `t`.
+    pub fn prev_at_or_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Self::None => None,
+            Self::Cron { cron, .. } => {
+                // `after` excludes its argument, so start a hair later to include `t` itself.
+                let probe = (t + chrono::Duration::nanoseconds(1)).with_timezone(&tz);
+                cron.after(&probe)
+                    .next_back()
+                    .map(|d| d.with_timezone(&Utc))
+            }
+        }
+    }
+
+    /// The schedule interval `[start, end)` that contains `t`.
+    pub fn interval_containing(
+        &self,
+        t: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let start = self.prev_at_or_before(t, tz)?;
+        let end = self.next_after(start, tz)?;
+        Some((start, end))
+    }
+
+    /// The latest interval that has completely passed at `now`.
+    pub fn latest_complete_interval(
+        &self,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let end = self.prev_at_or_before(now, tz)?;
+        let start = self.prev_at_or_before(end - chrono::Duration::nanoseconds(1), tz)?;
+        Some((start, end))
+    }
+}
+
+/// Rewrites a Unix day-of-week field (0-7, names, ranges, steps) as a list of day names.
+fn unix_dow_to_names(field: &str) -> Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok(field.to_string());
+    }
+    let mut days = [false; 7];
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (
+                r,
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("bad step `{s}`"))?,
+            ),
+            None => (item, 1),
+        };
+        let (lo, hi) = if range == "*" {
+            (0, 6)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (day_number(a)?, day_number(b)?)
+        } else {
+            let d = day_number(range)?;
+            (d, if item.contains('/') { 6 } else { d })
+        };
+        if lo > hi {
+            return Err(format!("range `{range}` runs backwards"));
+        }
+        for d in (lo..=hi).step_by(step) {
+            days[d % 7] = true;
+        }
+    }
+    Ok(DAY_NAMES
+        .iter()
+        .zip(days)
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+fn day_number(s: &str) -> Result<usize, String> {
+    if let Ok(n) = s.parse::<usize>() {
+        return if n <= 7 {
+            Ok(n)
+        } else {
+            Err(format!("`{s}` is not a day of the week (0-7)"))
+        };
+    }
+    DAY_NAMES
+        .iter()
+        .position(|d| d.eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("`{s}` is not a day of the week"))
+}
+
+/// Parses an IANA time zone name.
+pub fn parse_timezone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>().map_err(|_| {
+        format!("unknown time zone `{name}` (expected an IANA name such as Asia/Kolkata)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, TimeZone, Timelike, Weekday};
+
+    fn utc(y: i32, m: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn weekday_numbers_follow_unix_cron() {
+        let s = Schedule::parse("0 9 * * 1-5").unwrap();
+        // 2024-01-06 is a Saturday: the next run is Monday.
+        let next = s.next_after(utc(2024, 1, 6, 12, 0), Tz::UTC).unwrap();
+        assert_eq!(next.weekday(), Weekday::Mon);
+        let sunday = Schedule::parse("0 0 * * 0").unwrap();
+        let seven = Schedule::parse("0 0 * * 7").unwrap();
+        let t = utc(2024, 1, 3, 0, 0);
+        assert_eq!(sunday.next_after(t, Tz::UTC), seven.next_after(t, Tz::UTC));
+        assert_eq!(
+            sunday.next_after(t, Tz::UTC).unwrap().weekday(),
+            Weekday::Sun
+        );
+    }
+
+    #[test]
+    fn kolkata_midnight_is_1830_utc() {
+        let s = Schedule::parse("@daily").unwrap();
+        let tz = parse_timezone("Asia/Kolkata").unwrap();
+        let next = s.next_after(utc(2024, 1, 1, 12, 0), tz).unwrap();
+        assert_eq!(next, utc(2024, 1, 1, 18, 30));
+        let (start, end) = s.interval_containing(utc(2024, 1, 1, 12, 0), tz).unwrap();
+        assert_eq!(
+            (start, end),
+            (utc(2023, 12, 31, 18, 30), utc(2024, 1, 1, 18, 30))
+        );
+    }
+
+    #[test]
+    fn prev_includes_the_tick_itself() {
+        let s = Schedule::parse("@hourly").unwrap();
+        let t = utc(2024, 3, 1, 5, 0);
+        assert_eq!(s.prev_at_or_before(t, Tz::UTC), Some(t));
+        assert_eq!(
+            s.latest_complete_interval(utc(2024, 3, 1, 5, 30), Tz::UTC),
+            Some((utc(2024, 3, 1, 4, 0), t))
+        );
+        assert_eq!(s.next_after(t, Tz::UTC).unwrap().hour(), 6);
+    }
+
+    #[test]
+    fn bad_expressions_are_explained() {
+        assert!(Schedule::parse("0 0 * *").unwrap_err().contains("4 fields"));
+        assert!(
+            Schedule::parse("@fortnightly")
+                .unwrap_err()
+                .contains("unknown schedule preset")
+        );
+        assert!(Schedule::parse("61 0 * * *").is_err());
+        assert!(
+            Schedule::parse("0 0 * * 8")
+                .unwrap_err()
+                .contains("day-of-week")
+        );
+        assert!(Schedule::parse("none").unwrap().is_none());
+        assert!(parse_timezone("Asia/Kolkatta").is_err());
+    }
+}

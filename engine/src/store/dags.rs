@@ -1,0 +1,137 @@
+//! DAG rows and their content-addressed versions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection};
+
+use crate::dag::Dag;
+use crate::error::{EngineError, Result};
+
+/// A DAG as the database knows it.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct DagRow {
+    pub dag_id: String,
+    pub is_paused: bool,
+    pub fileloc: Option<String>,
+    pub latest_hash: Option<String>,
+    pub description: Option<String>,
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub max_active_runs: i32,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Records `dag` as the current definition of its id and stores its version; returns the hash.
+pub async fn sync(conn: &mut PgConnection, dag: &Dag) -> Result<String> {
+    let hash = dag.version_hash();
+    sqlx::query(
+        "INSERT INTO dags (dag_id, fileloc, latest_hash, description, schedule, timezone, max_active_runs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (dag_id) DO UPDATE SET
+            fileloc = EXCLUDED.fileloc, latest_hash = EXCLUDED.latest_hash,
+            description = EXCLUDED.description, schedule = EXCLUDED.schedule,
+            timezone = EXCLUDED.timezone, max_active_runs = EXCLUDED.max_active_runs,
+            updated_at = now()
+         WHERE dags.latest_hash IS DISTINCT FROM EXCLUDED.latest_hash
+            OR dags.fileloc IS DISTINCT FROM EXCLUDED.fileloc",
+    )
+    .bind(&dag.dag_id)
+    .bind(&dag.fileloc)
+    .bind(&hash)
+    .bind(&dag.description)
+    .bind(&dag.schedule)
+    .bind(&dag.timezone)
+    .bind(dag.max_active_runs as i32)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO dag_versions (dag_id, hash, spec) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&dag.dag_id)
+    .bind(&hash)
+    .bind(dag.to_json())
+    .execute(&mut *conn)
+    .await?;
+    Ok(hash)
+}
+
+pub async fn get(conn: &mut PgConnection, dag_id: &str) -> Result<Option<DagRow>> {
+    Ok(
+        sqlx::query_as::<_, DagRow>("SELECT * FROM dags WHERE dag_id = $1")
+            .bind(dag_id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+pub async fn list(conn: &mut PgConnection) -> Result<Vec<DagRow>> {
+    Ok(
+        sqlx::query_as::<_, DagRow>("SELECT * FROM dags ORDER BY dag_id")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Pauses or unpauses; the DAG must be known to the database.
+pub async fn set_paused(conn: &mut PgConnection, dag_id: &str, paused: bool) -> Result<()> {
+    let done = sqlx::query("UPDATE dags SET is_paused = $2, updated_at = now() WHERE dag_id = $1")
+        .bind(dag_id)
+        .bind(paused)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(EngineError::NotFound(format!("no DAG `{dag_id}`")));
+    }
+    Ok(())
+}
+
+/// Versions already read, by (dag_id, hash). Versions never change, so entries never go stale.
+#[derive(Clone, Default)]
+pub struct VersionCache {
+    inner: Arc<Mutex<Versions>>,
+}
+
+/// Parsed versions by (dag_id, hash).
+type Versions = HashMap<(String, String), Arc<Dag>>;
+
+impl VersionCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&self, hash: String, dag: Arc<Dag>) {
+        self.inner
+            .lock()
+            .expect("cache lock poisoned")
+            .insert((dag.dag_id.clone(), hash), dag);
+    }
+
+    pub async fn get(&self, conn: &mut PgConnection, dag_id: &str, hash: &str) -> Result<Arc<Dag>> {
+        let key = (dag_id.to_string(), hash.to_string());
+        if let Some(d) = self.inner.lock().expect("cache lock poisoned").get(&key) {
+            return Ok(d.clone());
+        }
+        let spec: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT spec FROM dag_versions WHERE dag_id = $1 AND hash = $2")
+                .bind(dag_id)
+                .bind(hash)
+                .fetch_optional(conn)
+                .await?;
+        let spec = spec.ok_or_else(|| {
+            EngineError::NotFound(format!("no stored version {hash} of DAG `{dag_id}`"))
+        })?;
+        let dag = Arc::new(Dag::from_json(spec).map_err(|e| {
+            EngineError::Invalid(format!(
+                "stored version {hash} of `{dag_id}` is unreadable: {e}"
+            ))
+        })?);
+        self.inner
+            .lock()
+            .expect("cache lock poisoned")
+            .insert(key, dag.clone());
+        Ok(dag)
+    }
+}

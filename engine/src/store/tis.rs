@@ -1,0 +1,430 @@
+//! Task instances and their tries: claiming with `FOR UPDATE SKIP LOCKED`, recording
+//! outcomes with durable retries, failing the tries of dead workers, clearing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgPool};
+
+use crate::error::{EngineError, Result};
+use crate::executor::retry;
+use crate::state::{RunState, TaskState, TryOutcome};
+use crate::store::dags::VersionCache;
+use crate::store::runs::{self, Settled};
+
+/// A task instance this worker now owns, with what its try needs to know.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub try_id: i64,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub conf: Value,
+    pub dag_hash: String,
+}
+
+/// Claims up to `limit` runnable task instances (scheduled, or up for retry and due) of
+/// running runs of unpaused DAGs, and opens a try for each.
+pub async fn claim(conn: &mut PgConnection, worker: &str, limit: i64) -> Result<Vec<Claimed>> {
+    Ok(sqlx::query_as(
+        "WITH picked AS (
+            SELECT ti.id FROM task_instances ti
+            JOIN dag_runs r ON r.id = ti.run_pk AND r.state = 'running'
+            JOIN dags d ON d.dag_id = r.dag_id AND NOT d.is_paused
+            WHERE ti.state = 'scheduled'
+               OR (ti.state = 'up_for_retry' AND ti.next_retry_at <= now())
+            ORDER BY ti.id
+            LIMIT $2
+            FOR UPDATE OF ti SKIP LOCKED
+         ), claimed AS (
+            UPDATE task_instances ti
+            SET state = 'running', try_number = ti.try_number + 1, worker = $1,
+                start_date = now(), end_date = NULL, next_retry_at = NULL
+            FROM picked WHERE ti.id = picked.id
+            RETURNING ti.id, ti.run_pk, ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.max_tries
+         ), tries AS (
+            INSERT INTO task_tries (ti_id, try_number, worker)
+            SELECT id, try_number, $1 FROM claimed
+            RETURNING id AS try_id, ti_id
+         )
+         SELECT c.*, t.try_id, r.logical_date, r.data_interval_start, r.data_interval_end,
+                r.conf, r.dag_hash
+         FROM claimed c JOIN tries t ON t.ti_id = c.id JOIN dag_runs r ON r.id = c.run_pk
+         ORDER BY c.id",
+    )
+    .bind(worker)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// How one try ended.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub ti_id: i64,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub dag_hash: String,
+    pub task_id: String,
+    pub try_id: i64,
+    pub try_number: i32,
+    pub max_tries: i32,
+    /// The worker that ran it; the outcome is only recorded if it still owns the try.
+    pub worker: String,
+    pub outcome: TryOutcome,
+    pub error: Option<String>,
+    /// `false` for failures no retry can fix.
+    pub retryable: bool,
+}
+
+/// What recording a batch of outcomes changed.
+#[derive(Debug, Default, Clone)]
+pub struct BatchResult {
+    pub recorded: usize,
+    /// Tries whose outcome was dropped: the try had been failed by someone else meanwhile.
+    pub stale: usize,
+    pub scheduled: usize,
+    pub finished_runs: Vec<(i64, RunState)>,
+}
+
+/// Records outcomes in one transaction: each task instance moves to success, up_for_retry
+/// (with its next try's time stored) or failed; then trigger rules run for every touched run.
+pub async fn finish_batch(
+    pool: &PgPool,
+    cache: &VersionCache,
+    batch: &[Finished],
+) -> Result<BatchResult> {
+    let mut out = BatchResult::default();
+    if batch.is_empty() {
+        return Ok(out);
+    }
+    let mut tx = pool.begin().await?;
+    let mut run_ids: Vec<i64> = batch.iter().map(|f| f.run_pk).collect();
+    run_ids.sort_unstable();
+    run_ids.dedup();
+    runs::lock_runs(&mut tx, &run_ids).await?;
+
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut tries = Vec::with_capacity(batch.len());
+    let mut workers = Vec::with_capacity(batch.len());
+    let mut states = Vec::with_capacity(batch.len());
+    let mut delays = Vec::with_capacity(batch.len());
+    for f in batch {
+        let dag = cache.get(&mut tx, &f.dag_id, &f.dag_hash).await?;
+        let (state, delay) = if f.outcome == TryOutcome::Success {
+            (TaskState::Success, 0.0)
+        } else if f.retryable && f.try_number < f.max_tries {
+            let policy = dag
+                .task(&f.task_id)
+                .map(|t| t.retry.clone())
+                .unwrap_or_default();
+            let d = retry::delay(&policy, f.try_number.max(1) as u32);
+            (TaskState::UpForRetry, d.as_secs_f64())
+        } else {
+            (TaskState::Failed, 0.0)
+        };
+        ids.push(f.ti_id);
+        tries.push(f.try_number);
+        workers.push(f.worker.as_str());
+        states.push(state);
+        delays.push(delay);
+    }
+    let updated: Vec<i64> = sqlx::query_scalar(
+        "UPDATE task_instances ti SET state = u.state, end_date = now(),
+            next_retry_at = CASE WHEN u.state = 'up_for_retry'
+                                 THEN now() + u.delay * interval '1 second' END
+         FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::ti_state[], $5::float8[])
+              AS u(id, try_number, worker, state, delay)
+         WHERE ti.id = u.id AND ti.state = 'running'
+           AND ti.try_number = u.try_number AND ti.worker = u.worker
+         RETURNING ti.id",
+    )
+    .bind(&ids)
+    .bind(&tries)
+    .bind(&workers)
+    .bind(&states)
+    .bind(&delays)
+    .fetch_all(&mut *tx)
+    .await?;
+    out.recorded = updated.len();
+    out.stale = batch.len() - updated.len();
+
+    let recorded: Vec<&Finished> = batch
+        .iter()
+        .filter(|f| updated.contains(&f.ti_id))
+        .collect();
+    let try_ids: Vec<i64> = recorded.iter().map(|f| f.try_id).collect();
+    let outcomes: Vec<TryOutcome> = recorded.iter().map(|f| f.outcome).collect();
+    let errors: Vec<Option<&str>> = recorded.iter().map(|f| f.error.as_deref()).collect();
+    sqlx::query(
+        "UPDATE task_tries t SET ended_at = now(), outcome = u.outcome, error = u.error
+         FROM UNNEST($1::bigint[], $2::try_outcome[], $3::text[]) AS u(id, outcome, error)
+         WHERE t.id = u.id AND t.ended_at IS NULL",
+    )
+    .bind(&try_ids)
+    .bind(&outcomes)
+    .bind(&errors)
+    .execute(&mut *tx)
+    .await?;
+
+    let mut touched: BTreeMap<i64, (&str, &str)> = BTreeMap::new();
+    for f in &recorded {
+        touched.insert(f.run_pk, (&f.dag_id, &f.dag_hash));
+    }
+    settle_all(&mut tx, cache, &touched, &mut out).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn settle_all(
+    tx: &mut PgConnection,
+    cache: &VersionCache,
+    touched: &BTreeMap<i64, (&str, &str)>,
+    out: &mut BatchResult,
+) -> Result<()> {
+    let mut dags_with_free_slot = Vec::new();
+    for (&run_pk, &(dag_id, hash)) in touched {
+        let dag = cache.get(tx, dag_id, hash).await?;
+        let Settled {
+            scheduled,
+            finished,
+        } = runs::settle(tx, run_pk, &dag).await?;
+        out.scheduled += scheduled;
+        if let Some(state) = finished {
+            out.finished_runs.push((run_pk, state));
+            dags_with_free_slot.push(dag_id);
+        }
+    }
+    dags_with_free_slot.sort_unstable();
+    dags_with_free_slot.dedup();
+    for dag_id in dags_with_free_slot {
+        if runs::start_queued(tx, cache, dag_id).await? > 0 {
+            out.scheduled += 1;
+        }
+    }
+    if out.scheduled > 0 || !out.finished_runs.is_empty() {
+        crate::store::notify_wake(tx).await?;
+    }
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct Zombie {
+    ti_id: i64,
+    run_pk: i64,
+    try_number: i32,
+    max_tries: i32,
+    dag_id: String,
+    dag_hash: String,
+    task_id: String,
+    worker: String,
+    try_id: i64,
+}
+
+/// Fails (and so retries) the running tries of workers whose heartbeat is older than
+/// `threshold`, or that said they stopped. Safe to call from many processes at once.
+pub async fn reap_zombies(
+    pool: &PgPool,
+    cache: &VersionCache,
+    threshold: Duration,
+) -> Result<usize> {
+    let candidates: Vec<Zombie> = sqlx::query_as(
+        "SELECT ti.id AS ti_id, ti.run_pk, ti.try_number, ti.max_tries, ti.dag_id,
+                r.dag_hash, ti.task_id, ti.worker, tr.id AS try_id
+         FROM task_instances ti
+         JOIN dag_runs r ON r.id = ti.run_pk
+         JOIN task_tries tr ON tr.ti_id = ti.id AND tr.try_number = ti.try_number
+         LEFT JOIN workers w ON w.worker_id = ti.worker
+         WHERE ti.state = 'running'
+           AND (w.worker_id IS NULL OR w.stopped_at IS NOT NULL
+                OR w.heartbeat_at < now() - $1 * interval '1 second')",
+    )
+    .bind(threshold.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let batch: Vec<Finished> = candidates
+        .into_iter()
+        .map(|z| Finished {
+            error: Some(format!(
+                "worker {} stopped heart-beating while running this try",
+                z.worker
+            )),
+            ti_id: z.ti_id,
+            run_pk: z.run_pk,
+            dag_id: z.dag_id,
+            dag_hash: z.dag_hash,
+            task_id: z.task_id,
+            try_id: z.try_id,
+            try_number: z.try_number,
+            max_tries: z.max_tries,
+            worker: z.worker,
+            outcome: TryOutcome::Zombie,
+            retryable: true,
+        })
+        .collect();
+    let res = finish_batch(pool, cache, &batch).await?;
+    if res.recorded > 0 {
+        tracing::warn!(
+            tries = res.recorded,
+            "failed the tries of workers that stopped heart-beating"
+        );
+    }
+    Ok(res.recorded)
+}
+
+/// A task instance as listed for a run.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct TiRow {
+    pub id: i64,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub state: Option<TaskState>,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub worker: Option<String>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+pub async fn for_run(conn: &mut PgConnection, run_pk: i64) -> Result<Vec<TiRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, next_retry_at,
+                worker, queued_at, start_date, end_date
+         FROM task_instances WHERE run_pk = $1 ORDER BY id",
+    )
+    .bind(run_pk)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// One try, as shown by `upiflow history`.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct TryRow {
+    pub id: i64,
+    pub run_id: String,
+    pub task_id: String,
+    pub try_number: i32,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<TryOutcome>,
+    pub error: Option<String>,
+}
+
+/// Every try of a task across runs, newest first.
+pub async fn history(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    task_id: &str,
+    limit: i64,
+) -> Result<Vec<TryRow>> {
+    Ok(sqlx::query_as(
+        "SELECT tr.id, ti.run_id, ti.task_id, tr.try_number, tr.worker, tr.started_at,
+                tr.ended_at, tr.outcome, tr.error
+         FROM task_tries tr JOIN task_instances ti ON ti.id = tr.ti_id
+         WHERE ti.dag_id = $1 AND ti.task_id = $2
+         ORDER BY tr.started_at DESC, tr.id DESC LIMIT $3",
+    )
+    .bind(dag_id)
+    .bind(task_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Log lines of one try, in order.
+pub async fn logs(
+    conn: &mut PgConnection,
+    try_id: i64,
+) -> Result<Vec<(DateTime<Utc>, crate::logs::LogStream, String)>> {
+    Ok(
+        sqlx::query_as("SELECT at, stream, line FROM task_logs WHERE try_id = $1 ORDER BY id")
+            .bind(try_id)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Resets a task instance (and, on request, everything downstream of it) so it runs again,
+/// with a fresh allowance of retries. Returns the cleared task ids.
+pub async fn clear(
+    pool: &PgPool,
+    cache: &VersionCache,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    downstream: bool,
+) -> Result<Vec<String>> {
+    let mut tx = pool.begin().await?;
+    let run = runs::get(&mut tx, dag_id, run_id).await?;
+    runs::lock_runs(&mut tx, &[run.id]).await?;
+    let dag = cache.get(&mut tx, dag_id, &run.dag_hash).await?;
+    if dag.task(task_id).is_none() {
+        return Err(EngineError::NotFound(format!(
+            "DAG `{dag_id}` has no task `{task_id}`"
+        )));
+    }
+    let mut targets = vec![task_id.to_string()];
+    if downstream {
+        targets.extend(
+            dag.all_downstream(task_id)
+                .into_iter()
+                .map(|t| t.id.clone()),
+        );
+    }
+    let running: Vec<String> = sqlx::query_scalar(
+        "SELECT task_id FROM task_instances
+         WHERE run_pk = $1 AND task_id = ANY($2) AND state = 'running'",
+    )
+    .bind(run.id)
+    .bind(&targets)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !running.is_empty() {
+        return Err(EngineError::Conflict(format!(
+            "cannot clear while running: {} (wait for the try to end)",
+            running.join(", ")
+        )));
+    }
+    let retries: Vec<i32> = targets
+        .iter()
+        .map(|t| dag.task(t).map_or(0, |d| d.retry.retries as i32))
+        .collect();
+    sqlx::query(
+        "UPDATE task_instances ti SET state = NULL, max_tries = ti.try_number + u.retries + 1,
+            next_retry_at = NULL, worker = NULL, queued_at = NULL, start_date = NULL, end_date = NULL
+         FROM UNNEST($2::text[], $3::int[]) AS u(task_id, retries)
+         WHERE ti.run_pk = $1 AND ti.task_id = u.task_id",
+    )
+    .bind(run.id)
+    .bind(&targets)
+    .bind(&retries)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE dag_runs SET state = 'running', end_date = NULL WHERE id = $1")
+        .bind(run.id)
+        .execute(&mut *tx)
+        .await?;
+    let mut out = BatchResult::default();
+    let touched = BTreeMap::from([(run.id, (dag_id, run.dag_hash.as_str()))]);
+    settle_all(&mut tx, cache, &touched, &mut out).await?;
+    crate::store::notify_wake(&mut tx).await?;
+    tx.commit().await?;
+    Ok(targets)
+}

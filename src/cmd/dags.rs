@@ -1,0 +1,119 @@
+//! `upiflow dags ...`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use upiflow_engine::dag;
+use upiflow_engine::store::dags::VersionCache;
+use upiflow_engine::store::{self, dags as store_dags, runs as store_runs};
+
+use super::{connect, database_url, find_dag, table};
+use crate::Global;
+
+#[derive(Subcommand)]
+pub enum DagsCommand {
+    /// Every DAG in the folder, with its state in the database and the errors of invalid files.
+    List,
+    /// Check DAG files (a file or a folder; default the DAGs folder); exit 1 on any error.
+    Validate { path: Option<PathBuf> },
+    /// Stop scheduling new runs and tasks of a DAG.
+    Pause { dag_id: String },
+    /// Resume a paused DAG.
+    Unpause { dag_id: String },
+}
+
+pub async fn run(g: &Global, c: DagsCommand) -> Result<ExitCode> {
+    match c {
+        DagsCommand::List => list(g).await,
+        DagsCommand::Validate { path } => validate(g, path),
+        DagsCommand::Pause { dag_id } => set_paused(g, &dag_id, true).await,
+        DagsCommand::Unpause { dag_id } => set_paused(g, &dag_id, false).await,
+    }
+}
+
+fn validate(g: &Global, path: Option<PathBuf>) -> Result<ExitCode> {
+    let path = path.unwrap_or_else(|| g.dags_folder.clone());
+    let registry = upiflow_tasks::registry();
+    let (dags, errors) = if path.is_dir() {
+        let f = dag::load_folder(&path, &registry);
+        (f.dags, f.errors)
+    } else {
+        match dag::load_dag_file(&path, &registry) {
+            Ok(d) => (vec![d], vec![]),
+            Err(e) => (vec![], e),
+        }
+    };
+    for d in &dags {
+        println!("ok    {} ({} tasks) {}", d.dag_id, d.tasks.len(), d.fileloc);
+    }
+    for e in &errors {
+        eprintln!("error {e}");
+    }
+    if errors.is_empty() {
+        println!("{} DAG(s) valid", dags.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} error(s)", errors.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn list(g: &Global) -> Result<ExitCode> {
+    let folder = dag::load_folder(&g.dags_folder, &upiflow_tasks::registry());
+    // The database adds pause state and last runs; without one, the files still list.
+    let db = match database_url(g) {
+        Ok(_) => Some(connect(g).await?),
+        Err(_) => None,
+    };
+    let mut t = table(&[
+        "dag_id", "schedule", "timezone", "tasks", "paused", "last run", "state", "file",
+    ]);
+    for d in &folder.dags {
+        let (mut paused, mut last, mut state) = (String::new(), String::new(), String::new());
+        if let Some(pool) = &db {
+            let mut conn = pool.acquire().await?;
+            if let Some(row) = store_dags::get(&mut conn, &d.dag_id).await? {
+                paused = row.is_paused.to_string();
+            }
+            if let Some(r) = store_runs::list(&mut conn, &d.dag_id, 1, 0).await?.pop() {
+                last = r.logical_date.to_rfc3339();
+                state = r.state.to_string();
+            }
+        }
+        t.add_row(vec![
+            d.dag_id.clone(),
+            d.schedule.clone(),
+            d.timezone.clone(),
+            d.tasks.len().to_string(),
+            paused,
+            last,
+            state,
+            d.fileloc.clone(),
+        ]);
+    }
+    println!("{t}");
+    for e in &folder.errors {
+        eprintln!("error {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_paused(g: &Global, dag_id: &str, paused: bool) -> Result<ExitCode> {
+    let pool = connect(g).await?;
+    let mut tx = pool.begin().await?;
+    if store_dags::get(&mut tx, dag_id).await?.is_none() {
+        // Known to the files but not yet to the database: record it first.
+        let d = find_dag(g, dag_id)?;
+        store_dags::sync(&mut tx, &d).await?;
+    }
+    store_dags::set_paused(&mut tx, dag_id, paused).await?;
+    if !paused {
+        store_runs::start_queued(&mut tx, &VersionCache::new(), dag_id).await?;
+        store::notify_wake(&mut tx).await?;
+    }
+    tx.commit().await?;
+    println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
+    Ok(ExitCode::SUCCESS)
+}

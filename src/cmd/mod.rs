@@ -1,0 +1,86 @@
+//! The commands' bodies; `main.rs` only parses and dispatches.
+
+pub mod dags;
+pub mod runs;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use sqlx::PgPool;
+use upiflow_engine::dag::{self, Dag};
+use upiflow_engine::store;
+
+use crate::Global;
+
+/// File in the data directory where a running standalone publishes its private database.
+pub const URL_FILE: &str = "database_url";
+
+/// The database to use: DATABASE_URL, else the private cluster of a running standalone.
+pub fn database_url(g: &Global) -> Result<String> {
+    if let Some(url) = &g.database_url {
+        return Ok(url.clone());
+    }
+    match std::fs::read_to_string(g.data_dir.join(URL_FILE)) {
+        Ok(url) => Ok(url.trim().to_string()),
+        Err(_) => bail!(
+            "no database: set DATABASE_URL (or --database-url), or start `upiflow standalone` in this folder"
+        ),
+    }
+}
+
+/// Connects and brings the schema up to date.
+pub async fn connect(g: &Global) -> Result<PgPool> {
+    let url = database_url(g)?;
+    let pool = store::connect(&url, 10)
+        .await
+        .context("cannot connect to the database")?;
+    store::migrate(&pool)
+        .await
+        .context("cannot migrate the database")?;
+    Ok(pool)
+}
+
+pub async fn db_migrate(g: &Global) -> Result<ExitCode> {
+    connect(g).await?;
+    println!("database is up to date");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one DAG from the DAGs folder, with every problem of its file if it is invalid.
+pub fn find_dag(g: &Global, dag_id: &str) -> Result<Dag> {
+    let folder = dag::load_folder(&g.dags_folder, &upiflow_tasks::registry());
+    if let Some(d) = folder.dags.into_iter().find(|d| d.dag_id == dag_id) {
+        return Ok(d);
+    }
+    let mut msg = format!("no valid DAG `{dag_id}` in {}", g.dags_folder.display());
+    if !folder.errors.is_empty() {
+        msg.push_str("; invalid files:");
+        for e in folder.errors {
+            msg.push_str(&format!("\n  {e}"));
+        }
+    }
+    bail!(msg)
+}
+
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_header(header.iter().map(|h| h.to_uppercase()));
+    t
+}
+
+pub fn fmt_time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+pub fn fmt_duration(
+    start: Option<chrono::DateTime<chrono::Utc>>,
+    end: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => format!("{:.3}s", (e - s).num_milliseconds() as f64 / 1000.0),
+        _ => String::new(),
+    }
+}

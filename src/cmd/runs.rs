@@ -1,0 +1,231 @@
+//! `upiflow trigger | runs | history | logs | clear`
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use upiflow_engine::dag::parse_datetime_in;
+use upiflow_engine::ops::{self, Trigger};
+use upiflow_engine::state::RunState;
+use upiflow_engine::store::dags::VersionCache;
+use upiflow_engine::store::{runs as store_runs, tis};
+
+use super::{connect, find_dag, fmt_duration, fmt_time, table};
+use crate::Global;
+
+#[derive(Args)]
+pub struct TriggerArgs {
+    pub dag_id: String,
+    /// A date (YYYY-MM-DD, midnight in the DAG's time zone) or an RFC 3339 timestamp; the run
+    /// covers the schedule interval containing it. Default: now.
+    #[arg(long)]
+    pub logical_date: Option<String>,
+    /// JSON object overriding the DAG's params, e.g. '{"min_amount": 10}'.
+    #[arg(long)]
+    pub conf: Option<String>,
+    /// Wait for the run to finish; exit 0 only if it succeeds.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+pub async fn trigger(g: &Global, a: TriggerArgs) -> Result<ExitCode> {
+    let dag = find_dag(g, &a.dag_id)?;
+    let conf = match &a.conf {
+        None => serde_json::json!({}),
+        Some(text) => serde_json::from_str(text).context("--conf is not valid JSON")?,
+    };
+    let logical_date = a
+        .logical_date
+        .as_deref()
+        .map(|s| parse_datetime_in(s, dag.tz()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?;
+    let pool = connect(g).await?;
+    let req = Trigger {
+        logical_date,
+        conf,
+        ..Trigger::default()
+    };
+    let run = ops::trigger(&pool, &VersionCache::new(), &dag, &req).await?;
+    println!(
+        "created run {} of {} (data interval {} .. {}), {}",
+        run.run_id,
+        run.dag_id,
+        run.data_interval_start.to_rfc3339(),
+        run.data_interval_end.to_rfc3339(),
+        run.state
+    );
+    if !a.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let state = ops::wait_for_run(&pool, run.id, |r| {
+        eprintln!("run {}: {}", r.run_id, r.state)
+    })
+    .await?;
+    let mut conn = pool.acquire().await?;
+    print_tis(&tis::for_run(&mut conn, run.id).await?);
+    Ok(if state == RunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(Args)]
+pub struct RunsArgs {
+    pub dag_id: String,
+    /// Show the task instances of this run instead.
+    pub run_id: Option<String>,
+    #[arg(long, default_value_t = 25)]
+    pub limit: i64,
+}
+
+pub async fn runs(g: &Global, a: RunsArgs) -> Result<ExitCode> {
+    let pool = connect(g).await?;
+    let mut conn = pool.acquire().await?;
+    if let Some(run_id) = a.run_id {
+        let run = store_runs::get(&mut conn, &a.dag_id, &run_id).await?;
+        println!(
+            "{} {} {} {}",
+            run.run_id,
+            run.run_type,
+            run.state,
+            run.logical_date.to_rfc3339()
+        );
+        print_tis(&tis::for_run(&mut conn, run.id).await?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = store_runs::list(&mut conn, &a.dag_id, a.limit, 0).await?;
+    let mut t = table(&[
+        "run_id",
+        "type",
+        "state",
+        "logical_date",
+        "started",
+        "ended",
+        "duration",
+    ]);
+    for r in rows {
+        t.add_row(vec![
+            r.run_id,
+            r.run_type.to_string(),
+            r.state.to_string(),
+            r.logical_date.to_rfc3339(),
+            fmt_time(r.start_date),
+            fmt_time(r.end_date),
+            fmt_duration(r.start_date, r.end_date),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_tis(rows: &[tis::TiRow]) {
+    let mut t = table(&[
+        "task_id", "state", "tries", "started", "ended", "duration", "worker",
+    ]);
+    for ti in rows {
+        t.add_row(vec![
+            ti.task_id.clone(),
+            ti.state
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "none".into()),
+            format!("{}/{}", ti.try_number, ti.max_tries),
+            fmt_time(ti.start_date),
+            fmt_time(ti.end_date),
+            fmt_duration(ti.start_date, ti.end_date),
+            ti.worker.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    pub dag_id: String,
+    pub task_id: String,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}
+
+pub async fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
+    let pool = connect(g).await?;
+    let mut conn = pool.acquire().await?;
+    let rows = tis::history(&mut conn, &a.dag_id, &a.task_id, a.limit).await?;
+    let mut t = table(&[
+        "run_id", "try", "outcome", "worker", "started", "duration", "error",
+    ]);
+    for r in rows {
+        t.add_row(vec![
+            r.run_id,
+            r.try_number.to_string(),
+            r.outcome
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| "running".into()),
+            r.worker,
+            fmt_time(Some(r.started_at)),
+            fmt_duration(Some(r.started_at), r.ended_at),
+            r.error.unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    /// Which try (default: the latest).
+    #[arg(long = "try")]
+    pub try_number: Option<i32>,
+}
+
+pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
+    let pool = connect(g).await?;
+    let mut conn = pool.acquire().await?;
+    let run = store_runs::get(&mut conn, &a.dag_id, &a.run_id).await?;
+    let try_id: Option<i64> = sqlx::query_scalar(
+        "SELECT tr.id FROM task_tries tr JOIN task_instances ti ON ti.id = tr.ti_id
+         WHERE ti.run_pk = $1 AND ti.task_id = $2 AND ($3::int IS NULL OR tr.try_number = $3)
+         ORDER BY tr.try_number DESC LIMIT 1",
+    )
+    .bind(run.id)
+    .bind(&a.task_id)
+    .bind(a.try_number)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(try_id) = try_id else {
+        bail!("task `{}` of run `{}` has no such try", a.task_id, a.run_id);
+    };
+    for (at, stream, line) in tis::logs(&mut conn, try_id).await? {
+        println!("{} {:?} {line}", at.format("%H:%M:%S%.3f"), stream);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ClearArgs {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    /// Also clear every task downstream of it.
+    #[arg(long)]
+    pub downstream: bool,
+}
+
+pub async fn clear(g: &Global, a: ClearArgs) -> Result<ExitCode> {
+    let pool = connect(g).await?;
+    let cleared = tis::clear(
+        &pool,
+        &VersionCache::new(),
+        &a.dag_id,
+        &a.run_id,
+        &a.task_id,
+        a.downstream,
+    )
+    .await?;
+    println!("cleared {}: {}", cleared.len(), cleared.join(", "));
+    Ok(ExitCode::SUCCESS)
+}

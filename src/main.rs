@@ -1,0 +1,121 @@
+//! The `upiflow` command: wiring of the engine, the task kinds and the web into one binary.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// upiflow: a workflow orchestrator with a UPI payments pipeline.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Postgres URL; when unset, the private cluster of a running `upiflow standalone` is used.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Folder holding the DAG files.
+    #[arg(
+        long,
+        env = "UPIFLOW_DAGS_FOLDER",
+        default_value = "./dags",
+        global = true
+    )]
+    dags_folder: PathBuf,
+    /// Where standalone keeps its private Postgres cluster and state.
+    #[arg(
+        long,
+        env = "UPIFLOW_HOME",
+        default_value = "./.upiflow",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scheduler and worker in one process, with a private Postgres when DATABASE_URL is unset.
+    Standalone(cmd::serve::WorkerArgs),
+    /// Only the scheduler (run any number of them against one database).
+    Scheduler,
+    /// Only a worker (run any number of them against one database).
+    Worker(cmd::serve::WorkerArgs),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// List, validate, pause and unpause DAGs.
+    #[command(subcommand)]
+    Dags(cmd::dags::DagsCommand),
+    /// Create a manual run of a DAG.
+    Trigger(cmd::runs::TriggerArgs),
+    /// Runs of a DAG, or the task instances of one run.
+    Runs(cmd::runs::RunsArgs),
+    /// Every try of one task across runs.
+    History(cmd::runs::HistoryArgs),
+    /// The log of a task's try.
+    Logs(cmd::runs::LogsArgs),
+    /// Re-run a task instance (and, with --downstream, everything after it).
+    Clear(cmd::runs::ClearArgs),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Apply the database migrations.
+    Migrate,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.log_format);
+    let g = cli.global;
+    let result = match cli.command {
+        Command::Standalone(a) => cmd::serve::standalone(&g, a).await,
+        Command::Scheduler => cmd::serve::scheduler(&g).await,
+        Command::Worker(a) => cmd::serve::worker(&g, a).await,
+        Command::Db(DbCommand::Migrate) => cmd::db_migrate(&g).await,
+        Command::Dags(c) => cmd::dags::run(&g, c).await,
+        Command::Trigger(a) => cmd::runs::trigger(&g, a).await,
+        Command::Runs(a) => cmd::runs::runs(&g, a).await,
+        Command::History(a) => cmd::runs::history(&g, a).await,
+        Command::Logs(a) => cmd::runs::logs(&g, a).await,
+        Command::Clear(a) => cmd::runs::clear(&g, a).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Task kinds of upiflow: `noop`, `command` (a program, like Airflow's BashOperator) and
+//! `sql` (a `.sql` file run in one transaction with the run's values as bind parameters).
+//!
+//! The engine knows no kind; the binary hands it [`registry()`].
+
+pub mod command;
+mod keys;
+pub mod noop;
+pub mod sql;
+pub mod sql_params;
+#[cfg(test)]
+mod testing;
+
+use upiflow_engine::Registry;
+
+pub use command::{CommandConfig, CommandKind};
+pub use noop::NoopKind;
+pub use sql::{SqlConfig, SqlKind};
+
+/// A registry holding every kind of this crate.
+pub fn registry() -> Registry {
+    Registry::new()
+        .with(NoopKind)
+        .with(CommandKind)
+        .with(SqlKind)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_registry_holds_every_kind() {
+        assert_eq!(super::registry().names(), ["command", "noop", "sql"]);
+    }
+}

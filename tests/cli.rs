@@ -1,0 +1,187 @@
+//! The `upiflow` binary: validation output, trigger --wait, history, and a worker process
+//! killed with SIGKILL mid-task.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use upiflow_engine::state::TryOutcome;
+
+fn upiflow(db_url: Option<&str>, dags: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upiflow"));
+    cmd.args(args)
+        .env("UPIFLOW_DAGS_FOLDER", dags)
+        .env("UPIFLOW_HOME", dags.join(".upiflow"))
+        .env("RUST_LOG", "warn");
+    match db_url {
+        Some(url) => cmd.env("DATABASE_URL", url),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    cmd.output().expect("run upiflow")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn dags_validate_names_file_line_and_problem_and_exits_1() {
+    let dir = dags_dir(&[
+        (
+            "good.toml",
+            "dag_id = \"good\"\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\n",
+        ),
+        (
+            "bad.toml",
+            "dag_id = \"bad\"\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\nupstream = [\"b\"]\n\
+             [[tasks]]\nid = \"b\"\nkind = \"noop\"\nupstream = [\"a\"]\n",
+        ),
+    ]);
+    let out = upiflow(None, &dir, &["dags", "validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.toml:5: dependency cycle: a -> b -> a"),
+        "{err}"
+    );
+    assert!(text(&out.stdout).contains("ok    good"));
+
+    let out = upiflow(
+        None,
+        &dir,
+        &["dags", "validate", dir.join("good.toml").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn trigger_wait_exits_by_the_runs_outcome_and_history_shows_tries() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[
+        (
+            "ok.toml",
+            "dag_id = \"ok\"\n[params]\nn = 1\n[[tasks]]\nid = \"a\"\nkind = \"command\"\ncommand = [\"echo\", \"hello\"]\n",
+        ),
+        (
+            "ko.toml",
+            "dag_id = \"ko\"\n[[tasks]]\nid = \"a\"\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"echo oops >&2; exit 3\"]\n",
+        ),
+    ]);
+    let (stop, handle) = spawn_worker(&db.pool, fast_worker("w"));
+    let url = db.url.clone();
+    let d = dir.clone();
+    let (ok, ko, bad_conf, history, runs) = tokio::task::spawn_blocking(move || {
+        (
+            upiflow(Some(&url), &d, &["trigger", "ok", "--wait"]),
+            upiflow(Some(&url), &d, &["trigger", "ko", "--wait"]),
+            upiflow(
+                Some(&url),
+                &d,
+                &["trigger", "ok", "--conf", "{\"n\": \"one\"}"],
+            ),
+            upiflow(Some(&url), &d, &["history", "ko", "a"]),
+            upiflow(Some(&url), &d, &["runs", "ok"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("success"));
+    assert_eq!(ko.status.code(), Some(1));
+    assert_eq!(bad_conf.status.code(), Some(1));
+    assert!(
+        text(&bad_conf.stderr).contains("conf param `n` must be an integer"),
+        "{}",
+        text(&bad_conf.stderr)
+    );
+    let h = text(&history.stdout);
+    assert!(
+        h.contains("failed") && h.contains("command exited with"),
+        "{h}"
+    );
+    assert!(
+        text(&runs.stdout).contains("manual__"),
+        "{}",
+        text(&runs.stdout)
+    );
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_has_its_try_failed_and_retried() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[(
+        "k.toml",
+        "dag_id = \"k\"\n[[tasks]]\nid = \"slow\"\nkind = \"command\"\nretries = 1\nretry_delay = \"0s\"\n\
+         command = [\"sh\", \"-c\", \"if [ $UPIFLOW_TRY_NUMBER = 1 ]; then sleep 2; fi\"]\n",
+    )]);
+    let mut victim = Command::new(env!("CARGO_BIN_EXE_upiflow"))
+        .args(["worker", "--heartbeat", "200ms"])
+        .env("DATABASE_URL", &db.url)
+        .env("UPIFLOW_DAGS_FOLDER", &dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dag = load(&dir, "k.toml");
+    let run = upiflow_engine::ops::trigger(
+        &db.pool,
+        &upiflow_engine::store::dags::VersionCache::new(),
+        &dag,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    // Wait until the victim runs the task, then kill it without warning.
+    let mut running = false;
+    for _ in 0..200 {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state::text FROM task_instances WHERE run_pk = $1")
+                .bind(run.id)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        if state.as_deref() == Some("running") {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(running, "the worker process never started the task");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+
+    let (stop, handle) = spawn_worker(&db.pool, fast_worker("survivor"));
+    let state = tokio::time::timeout(
+        Duration::from_secs(30),
+        upiflow_engine::ops::wait_for_run(&db.pool, run.id, |_| {}),
+    )
+    .await
+    .expect("the run recovers")
+    .unwrap();
+    assert_eq!(state, upiflow_engine::state::RunState::Success);
+    let tries: Vec<(i32, Option<TryOutcome>, Option<String>, String)> = sqlx::query_as(
+        "SELECT try_number, outcome, error, worker FROM task_tries ORDER BY try_number",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert_eq!(tries[0].1, Some(TryOutcome::Zombie));
+    assert!(
+        tries[0]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("stopped heart-beating")
+    );
+    assert_eq!(tries[1].1, Some(TryOutcome::Success));
+    assert!(tries[1].3.starts_with("survivor"));
+    assert_ne!(tries[0].3, tries[1].3);
+    stop.cancel();
+    handle.await.unwrap();
+}

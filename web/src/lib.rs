@@ -1,0 +1,1 @@
+//! upiflow web UI and JSON API (built in its own issue).
