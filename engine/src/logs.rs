@@ -16,6 +16,16 @@ pub enum LogStream {
     Stderr,
 }
 
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        }
+    }
+}
+
 enum Msg {
     Line {
         try_id: i64,

@@ -118,3 +118,18 @@ pub async fn wait_for_run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits for a final state by polling every `every` (for benchmarks and tests that need
+/// finer resolution than `wait_for_run`).
+pub async fn wait_until_done(pool: &PgPool, run_pk: i64, every: Duration) -> Result<RunState> {
+    loop {
+        let state: RunState = sqlx::query_scalar("SELECT state FROM dag_runs WHERE id = $1")
+            .bind(run_pk)
+            .fetch_one(pool)
+            .await?;
+        if state.is_terminal() {
+            return Ok(state);
+        }
+        tokio::time::sleep(every).await;
+    }
+}

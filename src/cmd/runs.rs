@@ -200,7 +200,11 @@ pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
         bail!("task `{}` of run `{}` has no such try", a.task_id, a.run_id);
     };
     for (at, stream, line) in tis::logs(&mut conn, try_id).await? {
-        println!("{} {:?} {line}", at.format("%H:%M:%S%.3f"), stream);
+        println!(
+            "{} {:<6} {line}",
+            at.format("%H:%M:%S%.3f"),
+            stream.as_str()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the benchmark programs against a throw-away Postgres with default durability
+# (fsync and synchronous_commit on), unless DATABASE_URL is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${DATABASE_URL:-}" ]; then
+  source scripts/lib/postgres.sh
+  PG_DURABLE=1 start_test_postgres
+  trap stop_test_postgres EXIT
+fi
+export DATABASE_URL
+cargo run --release --example bench_engine
