@@ -72,6 +72,8 @@ enum Command {
     History(cmd::runs::HistoryArgs),
     /// The log of a task's try.
     Logs(cmd::runs::LogsArgs),
+    /// Create runs for every interval in a date range, with a progress bar.
+    Backfill(cmd::backfill::BackfillArgs),
     /// Re-run a task instance (and, with --downstream, everything after it).
     Clear(cmd::runs::ClearArgs),
 }
@@ -111,6 +113,7 @@ async fn main() -> ExitCode {
         Command::History(a) => cmd::runs::history(&g, a).await,
         Command::Logs(a) => cmd::runs::logs(&g, a).await,
         Command::Clear(a) => cmd::runs::clear(&g, a).await,
+        Command::Backfill(a) => cmd::backfill::run(&g, a).await,
     };
     match result {
         Ok(code) => code,

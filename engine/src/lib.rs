@@ -18,4 +18,6 @@ pub mod ops;
 pub mod store;
 
 pub use error::EngineError;
+pub mod backfill;
 pub mod scheduler;
+pub mod timetable;

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// A parsed schedule.
@@ -80,26 +80,42 @@ impl Schedule {
 
     /// The first tick strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        match self {
-            Self::None => None,
-            Self::Cron { cron, .. } => cron
-                .after(&t.with_timezone(&tz))
-                .next()
-                .map(|d| d.with_timezone(&Utc)),
+        let Self::Cron { cron, .. } = self else {
+            return None;
+        };
+        // Cron is evaluated on the wall clock of `tz` (as Airflow users expect across DST),
+        // then each wall-clock tick is placed on the real time line.
+        let mut cursor = t.with_timezone(&tz).naive_local();
+        loop {
+            let tick = cron
+                .after(&Utc.from_utc_datetime(&cursor))
+                .next()?
+                .naive_utc();
+            let at = wall_to_instant(tick, tz);
+            if at > t {
+                return Some(at);
+            }
+            cursor = tick;
         }
     }
 
     /// The last tick at or before `t`.
     pub fn prev_at_or_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        match self {
-            Self::None => None,
-            Self::Cron { cron, .. } => {
-                // `after` excludes its argument, so start a hair later to include `t` itself.
-                let probe = (t + chrono::Duration::nanoseconds(1)).with_timezone(&tz);
-                cron.after(&probe)
-                    .next_back()
-                    .map(|d| d.with_timezone(&Utc))
+        let Self::Cron { cron, .. } = self else {
+            return None;
+        };
+        // Iterating backwards from a hair after `t` includes `t` itself.
+        let mut cursor = t.with_timezone(&tz).naive_local() + chrono::Duration::nanoseconds(1);
+        loop {
+            let tick = cron
+                .after(&Utc.from_utc_datetime(&cursor))
+                .next_back()?
+                .naive_utc();
+            let at = wall_to_instant(tick, tz);
+            if at <= t {
+                return Some(at);
             }
+            cursor = tick;
         }
     }
 
@@ -123,6 +139,22 @@ impl Schedule {
         let end = self.prev_at_or_before(now, tz)?;
         let start = self.prev_at_or_before(end - chrono::Duration::nanoseconds(1), tz)?;
         Some((start, end))
+    }
+}
+
+/// Places a wall-clock time of `tz` on the time line: in a DST fold the first occurrence;
+/// in a DST gap the time the clock would show had it not jumped (02:30 becomes 03:30), so a
+/// schedule never silently loses the day of a change.
+fn wall_to_instant(wall: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    match tz.from_local_datetime(&wall) {
+        LocalResult::Single(d) => d.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        LocalResult::None => {
+            let before = tz.offset_from_utc_datetime(&(wall - chrono::Duration::hours(6)));
+            Utc.from_utc_datetime(
+                &(wall - chrono::Duration::seconds(before.fix().local_minus_utc() as i64)),
+            )
+        }
     }
 }
 
@@ -236,6 +268,77 @@ mod tests {
             Some((utc(2024, 3, 1, 4, 0), t))
         );
         assert_eq!(s.next_after(t, Tz::UTC).unwrap().hour(), 6);
+    }
+
+    #[test]
+    fn a_0230_new_york_schedule_keeps_every_day_across_dst() {
+        let s = Schedule::parse("30 2 * * *").unwrap();
+        let tz = parse_timezone("America/New_York").unwrap();
+        let mut ticks = vec![s.next_after(utc(2024, 3, 8, 12, 0), tz).unwrap()];
+        for _ in 0..3 {
+            ticks.push(s.next_after(*ticks.last().unwrap(), tz).unwrap());
+        }
+        // 02:30 does not exist on 10 March: the run is at 03:30 EDT, then back to 02:30.
+        assert_eq!(
+            ticks,
+            [
+                utc(2024, 3, 9, 7, 30),
+                utc(2024, 3, 10, 7, 30),
+                utc(2024, 3, 11, 6, 30),
+                utc(2024, 3, 12, 6, 30)
+            ]
+        );
+        // Autumn: 02:30 falls after the repeated hour, so the day of the change lasts 25 hours.
+        let mut ticks = vec![s.next_after(utc(2024, 11, 1, 12, 0), tz).unwrap()];
+        for _ in 0..2 {
+            ticks.push(s.next_after(*ticks.last().unwrap(), tz).unwrap());
+        }
+        assert_eq!(
+            ticks,
+            [
+                utc(2024, 11, 2, 6, 30),
+                utc(2024, 11, 3, 7, 30),
+                utc(2024, 11, 4, 7, 30)
+            ]
+        );
+        // Walking backwards gives the same ticks.
+        assert_eq!(
+            s.prev_at_or_before(utc(2024, 3, 11, 6, 29), tz),
+            Some(utc(2024, 3, 10, 7, 30))
+        );
+        assert_eq!(
+            s.prev_at_or_before(utc(2024, 3, 10, 7, 30), tz),
+            Some(utc(2024, 3, 10, 7, 30))
+        );
+        assert_eq!(
+            s.prev_at_or_before(utc(2024, 11, 3, 7, 29), tz),
+            Some(utc(2024, 11, 2, 6, 30))
+        );
+    }
+
+    #[test]
+    fn hourly_in_new_york_has_no_duplicate_or_lost_ticks_around_dst() {
+        let s = Schedule::parse("@hourly").unwrap();
+        let tz = parse_timezone("America/New_York").unwrap();
+        let mut t = utc(2024, 3, 10, 5, 0);
+        let mut ticks = Vec::new();
+        for _ in 0..4 {
+            t = s.next_after(t, tz).unwrap();
+            ticks.push(t);
+        }
+        // 01:00 EST (06:00Z), then 03:00 EDT (07:00Z): the missing 02:00 is not run twice.
+        assert_eq!(
+            ticks,
+            [
+                utc(2024, 3, 10, 6, 0),
+                utc(2024, 3, 10, 7, 0),
+                utc(2024, 3, 10, 8, 0),
+                utc(2024, 3, 10, 9, 0)
+            ]
+        );
+        for w in ticks.windows(2) {
+            assert!(w[0] < w[1]);
+        }
     }
 
     #[test]

@@ -1,12 +1,16 @@
-//! The scheduler loop: keeps the database's view of the DAGs folder current (a new version
-//! per changed file, errors of invalid files reported), and starts queued runs as DAGs get
-//! room for them.
+//! The scheduler: keeps the database's view of the DAGs folder current (a new version per
+//! changed file; an invalid file keeps its last good version and its errors are recorded),
+//! creates the runs of due intervals, starts queued runs as DAGs get room, and closes
+//! finished backfills. Any number of schedulers may run against one database.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::dag::{self, DagError};
@@ -14,12 +18,25 @@ use crate::error::Result;
 use crate::kind::Registry;
 use crate::store::dags::VersionCache;
 use crate::store::{self, dags, runs};
+use crate::timetable;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     pub dags_folder: PathBuf,
-    /// How often the folder is re-read and queued runs are looked at.
-    pub interval: Duration,
+    /// How often the DAGs folder is re-read.
+    pub parse_interval: Duration,
+    /// Longest wait between scheduling passes when nothing wakes the scheduler.
+    pub poll: Duration,
+}
+
+impl SchedulerConfig {
+    pub fn new(dags_folder: PathBuf) -> Self {
+        Self {
+            dags_folder,
+            parse_interval: Duration::from_secs(2),
+            poll: Duration::from_secs(1),
+        }
+    }
 }
 
 pub struct Scheduler {
@@ -28,7 +45,16 @@ pub struct Scheduler {
     cache: VersionCache,
     cfg: SchedulerConfig,
     synced: HashMap<String, String>,
-    last_errors: Vec<DagError>,
+    last_errors: Option<Vec<DagError>>,
+    wake: Arc<Notify>,
+}
+
+/// What one scheduling pass did.
+#[derive(Debug, Default, Clone)]
+pub struct Pass {
+    pub created: usize,
+    pub missed: usize,
+    pub started: usize,
 }
 
 impl Scheduler {
@@ -39,60 +65,151 @@ impl Scheduler {
             cache: VersionCache::new(),
             cfg,
             synced: HashMap::new(),
-            last_errors: Vec::new(),
+            last_errors: None,
+            wake: Arc::new(Notify::new()),
         }
     }
 
     #[tracing::instrument(skip_all, err)]
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         tracing::info!(dags_folder = %self.cfg.dags_folder.display(), "scheduler started");
+        // Tasks finishing anywhere may free a slot for a queued run: wake up for them.
+        let listener = tokio::spawn(store::relay_wakeups(
+            self.pool.clone(),
+            self.wake.clone(),
+            shutdown.clone(),
+        ));
+        let mut last_parse: Option<Instant> = None;
         loop {
-            if let Err(error) = self.tick().await {
-                tracing::error!(error = %error, "scheduler pass failed; trying again");
+            if last_parse.is_none_or(|t| t.elapsed() >= self.cfg.parse_interval) {
+                if let Err(error) = self.sync_files().await {
+                    tracing::error!(error = %error, "could not record DAG files; trying again");
+                }
+                last_parse = Some(Instant::now());
+            }
+            if let Err(error) = self.schedule().await {
+                tracing::error!(error = %error, "scheduling pass failed; trying again");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(self.cfg.interval) => {}
+                _ = self.wake.notified() => {
+                    // Coalesce the burst of wake-ups a batch of finishing tasks sends.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ = tokio::time::sleep(self.cfg.poll) => {}
             }
         }
+        let _ = listener.await;
         tracing::info!("scheduler stopped");
         Ok(())
     }
 
-    /// One pass: sync changed DAG files, then start whatever queued runs may start.
-    pub async fn tick(&mut self) -> Result<()> {
+    /// Reads the DAGs folder and records what changed: new versions, files that vanished,
+    /// files that no longer parse (their DAG keeps its last good version).
+    pub async fn sync_files(&mut self) -> Result<()> {
         let folder_path = self.cfg.dags_folder.clone();
         let registry = self.registry.clone();
         let folder = tokio::task::spawn_blocking(move || dag::load_folder(&folder_path, &registry))
             .await
             .expect("loading DAG files does not panic");
-        if folder.errors != self.last_errors {
-            for e in &folder.errors {
-                tracing::error!(error = %e, "invalid DAG file; its last good version keeps running");
-            }
-            self.last_errors = folder.errors.clone();
-        }
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.pool.begin().await?;
         for d in &folder.dags {
             let hash = d.version_hash();
             if self.synced.get(&d.dag_id) != Some(&hash) {
-                dags::sync(&mut conn, d).await?;
+                dags::sync(&mut tx, d).await?;
                 tracing::info!(dag_id = %d.dag_id, version = %hash, "DAG version recorded");
                 self.synced.insert(d.dag_id.clone(), hash);
             }
         }
-        drop(conn);
-        let ids: Vec<String> =
+        if self.last_errors.as_ref() != Some(&folder.errors) {
+            for e in &folder.errors {
+                tracing::error!(error = %e, "invalid DAG file; its DAG keeps its last good version");
+            }
+            let files: Vec<String> = folder
+                .errors
+                .iter()
+                .map(|e| e.file.display().to_string())
+                .collect();
+            let lines: Vec<i32> = folder.errors.iter().map(|e| e.line as i32).collect();
+            let messages: Vec<&str> = folder.errors.iter().map(|e| e.message.as_str()).collect();
+            sqlx::query("DELETE FROM import_errors")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO import_errors (fileloc, line, message)
+                 SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[])",
+            )
+            .bind(&files)
+            .bind(&lines)
+            .bind(&messages)
+            .execute(&mut *tx)
+            .await?;
+            self.last_errors = Some(folder.errors.clone());
+        }
+        let valid: Vec<&str> = folder.dags.iter().map(|d| d.dag_id.as_str()).collect();
+        let broken: Vec<String> = folder
+            .errors
+            .iter()
+            .map(|e| e.file.display().to_string())
+            .collect();
+        sqlx::query(
+            "UPDATE dags SET is_active = (dag_id = ANY($1) OR fileloc = ANY($2))
+             WHERE is_active IS DISTINCT FROM (dag_id = ANY($1) OR fileloc = ANY($2))",
+        )
+        .bind(&valid)
+        .bind(&broken)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates due runs of every active, unpaused, scheduled DAG and starts queued runs.
+    pub async fn schedule(&self) -> Result<Pass> {
+        self.schedule_at(Utc::now()).await
+    }
+
+    /// A scheduling pass as if the time were `now` (tests drive time through this).
+    pub async fn schedule_at(&self, now: chrono::DateTime<Utc>) -> Result<Pass> {
+        let mut pass = Pass::default();
+        let due: Vec<(String, String)> = sqlx::query_as(
+            "SELECT dag_id, latest_hash FROM dags
+             WHERE is_active AND NOT is_paused AND latest_hash IS NOT NULL
+               AND schedule IS NOT NULL AND lower(schedule) <> 'none'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (dag_id, hash) in due {
+            let mut tx = self.pool.begin().await?;
+            if !timetable::try_lock_dag(&mut tx, &dag_id).await? {
+                continue;
+            }
+            let dag = self.cache.get(&mut tx, &dag_id, &hash).await?;
+            let created = timetable::create_due_runs(&mut tx, &dag, &hash, now).await?;
+            if created.runs > 0 {
+                tracing::debug!(%dag_id, runs = created.runs, "created scheduled runs");
+            }
+            if created.missed > 0 {
+                tracing::info!(%dag_id, intervals = created.missed, "catch-up is off: skipped intervals recorded in the missed-interval ledger");
+            }
+            pass.created += created.runs;
+            pass.missed += created.missed;
+            tx.commit().await?;
+        }
+        let queued: Vec<String> =
             sqlx::query_scalar("SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued'")
                 .fetch_all(&self.pool)
                 .await?;
-        for dag_id in ids {
+        for dag_id in queued {
             let mut tx = self.pool.begin().await?;
-            if runs::start_queued(&mut tx, &self.cache, &dag_id).await? > 0 {
+            let started = runs::start_queued(&mut tx, &self.cache, &dag_id).await?;
+            if started > 0 {
                 store::notify_wake(&mut tx).await?;
             }
             tx.commit().await?;
+            pass.started += started;
         }
-        Ok(())
+        crate::backfill::close_finished(&self.pool).await?;
+        Ok(pass)
     }
 }

@@ -22,6 +22,8 @@ pub enum DagsCommand {
     Pause { dag_id: String },
     /// Resume a paused DAG.
     Unpause { dag_id: String },
+    /// Intervals the scheduler skipped (catch-up off or paused) that still have no run.
+    Missed { dag_id: String },
 }
 
 pub async fn run(g: &Global, c: DagsCommand) -> Result<ExitCode> {
@@ -30,6 +32,7 @@ pub async fn run(g: &Global, c: DagsCommand) -> Result<ExitCode> {
         DagsCommand::Validate { path } => validate(g, path),
         DagsCommand::Pause { dag_id } => set_paused(g, &dag_id, true).await,
         DagsCommand::Unpause { dag_id } => set_paused(g, &dag_id, false).await,
+        DagsCommand::Missed { dag_id } => missed(g, &dag_id).await,
     }
 }
 
@@ -93,6 +96,30 @@ async fn list(g: &Global) -> Result<ExitCode> {
             d.fileloc.clone(),
         ]);
     }
+    if let Some(pool) = &db {
+        // DAGs whose file broke keep running their last good version: show them too.
+        let mut conn = pool.acquire().await?;
+        for row in store_dags::list(&mut conn).await? {
+            if folder.dags.iter().any(|d| d.dag_id == row.dag_id) {
+                continue;
+            }
+            let status = if row.is_active {
+                "file invalid: running its last good version"
+            } else {
+                "file removed"
+            };
+            t.add_row(vec![
+                row.dag_id,
+                row.schedule.unwrap_or_default(),
+                row.timezone.unwrap_or_default(),
+                String::new(),
+                row.is_paused.to_string(),
+                String::new(),
+                status.to_string(),
+                row.fileloc.unwrap_or_default(),
+            ]);
+        }
+    }
     println!("{t}");
     for e in &folder.errors {
         eprintln!("error {e}");
@@ -115,5 +142,35 @@ async fn set_paused(g: &Global, dag_id: &str, paused: bool) -> Result<ExitCode> 
     }
     tx.commit().await?;
     println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn missed(g: &Global, dag_id: &str) -> Result<ExitCode> {
+    let pool = connect(g).await?;
+    let rows: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as(
+            "SELECT m.data_interval_start, m.data_interval_end, m.reason::text, m.recorded_at
+             FROM missed_intervals m
+             WHERE m.dag_id = $1 AND NOT EXISTS (
+                 SELECT 1 FROM dag_runs r WHERE r.dag_id = m.dag_id AND r.logical_date = m.logical_date)
+             ORDER BY m.logical_date",
+        )
+        .bind(dag_id)
+        .fetch_all(&pool)
+        .await?;
+    let mut t = table(&["interval start", "interval end", "reason", "recorded"]);
+    for (s, e, reason, at) in &rows {
+        t.add_row(vec![
+            s.to_rfc3339(),
+            e.to_rfc3339(),
+            reason.clone(),
+            super::fmt_time(Some(*at)),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "{} missed interval(s); `upiflow backfill {dag_id} --missed` runs them",
+        rows.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

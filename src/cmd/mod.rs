@@ -1,5 +1,6 @@
 //! The commands' bodies; `main.rs` only parses and dispatches.
 
+pub mod backfill;
 pub mod dags;
 pub mod runs;
 pub mod serve;

@@ -40,7 +40,8 @@ impl WorkerArgs {
 fn scheduler_config(g: &Global) -> SchedulerConfig {
     SchedulerConfig {
         dags_folder: g.dags_folder.clone(),
-        interval: Duration::from_secs(2),
+        parse_interval: Duration::from_secs(2),
+        poll: Duration::from_secs(1),
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +16,7 @@ use crate::error::Result;
 use crate::kind::{Registry, TaskContext, TaskError};
 use crate::logs::LogWriter;
 use crate::state::TryOutcome;
-use crate::store::WAKE_CHANNEL;
+use crate::store;
 use crate::store::dags::VersionCache;
 use crate::store::tis::{self, Claimed, Finished};
 
@@ -110,7 +109,7 @@ impl Worker {
         tracing::info!(concurrency = self.cfg.concurrency, "worker started");
 
         let background = CancellationToken::new();
-        let listener = tokio::spawn(listen(
+        let listener = tokio::spawn(store::relay_wakeups(
             self.pool.clone(),
             self.wake.clone(),
             background.clone(),
@@ -384,37 +383,6 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
-}
-
-/// Relays `NOTIFY upiflow_wake` to the local claim loop; reconnects after errors.
-async fn listen(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken) {
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(error) => {
-                tracing::warn!(%error, "cannot LISTEN; falling back to polling for now");
-                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(2)) => continue }
-            }
-        };
-        if let Err(error) = listener.listen(WAKE_CHANNEL).await {
-            tracing::warn!(%error, "cannot LISTEN; retrying");
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            continue;
-        }
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                msg = listener.recv() => match msg {
-                    Ok(_) => wake.notify_one(),
-                    Err(error) => {
-                        tracing::warn!(%error, "LISTEN connection lost; reconnecting");
-                        wake.notify_one();
-                        break;
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Proves this worker alive, fails the tries of dead workers, and stops local tries that

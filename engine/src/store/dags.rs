@@ -21,6 +21,9 @@ pub struct DagRow {
     pub timezone: Option<String>,
     pub max_active_runs: i32,
     pub updated_at: DateTime<Utc>,
+    pub next_dagrun: Option<DateTime<Utc>>,
+    pub unpaused_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
 }
 
 /// Records `dag` as the current definition of its id and stores its version; returns the hash.
@@ -77,11 +80,15 @@ pub async fn list(conn: &mut PgConnection) -> Result<Vec<DagRow>> {
 
 /// Pauses or unpauses; the DAG must be known to the database.
 pub async fn set_paused(conn: &mut PgConnection, dag_id: &str, paused: bool) -> Result<()> {
-    let done = sqlx::query("UPDATE dags SET is_paused = $2, updated_at = now() WHERE dag_id = $1")
-        .bind(dag_id)
-        .bind(paused)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE dags SET is_paused = $2, updated_at = now(),
+            unpaused_at = CASE WHEN $2 THEN unpaused_at ELSE now() END
+         WHERE dag_id = $1",
+    )
+    .bind(dag_id)
+    .bind(paused)
+    .execute(conn)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(EngineError::NotFound(format!("no DAG `{dag_id}`")));
     }

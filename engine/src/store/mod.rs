@@ -8,8 +8,12 @@ pub mod tis;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 
@@ -39,4 +43,42 @@ pub async fn notify_wake(conn: &mut sqlx::PgConnection) -> Result<()> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Relays `NOTIFY upiflow_wake` from any process to `wake` until `stop`; reconnects after
+/// errors (callers also poll, so a lost connection only slows them down).
+pub async fn relay_wakeups(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        let connect = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(WAKE_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = tokio::select! {
+            _ = stop.cancelled() => return,
+            l = connect => match l {
+                Ok(l) => l,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot LISTEN for wake-ups; polling meanwhile");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
+                    }
+                }
+            },
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                msg = listener.recv() => match msg {
+                    Ok(_) => wake.notify_one(),
+                    Err(error) => {
+                        tracing::warn!(%error, "LISTEN connection lost; reconnecting");
+                        wake.notify_one();
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }

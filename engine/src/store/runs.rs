@@ -28,6 +28,7 @@ pub struct RunRow {
     pub queued_at: DateTime<Utc>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
+    pub backfill_id: Option<i64>,
 }
 
 /// What a new run covers.

@@ -1,0 +1,119 @@
+//! `upiflow backfill`: fill history with a progress bar and an exit code.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use upiflow_engine::backfill::{self, Request};
+use upiflow_engine::dag::parse_datetime_in;
+use upiflow_engine::store::dags::VersionCache;
+
+use super::{connect, find_dag};
+use crate::Global;
+
+#[derive(Args)]
+pub struct BackfillArgs {
+    pub dag_id: String,
+    /// First logical date (inclusive): YYYY-MM-DD in the DAG's time zone, or RFC 3339.
+    #[arg(long, required_unless_present = "missed")]
+    pub from: Option<String>,
+    /// Last logical date (inclusive).
+    #[arg(long, required_unless_present = "missed")]
+    pub to: Option<String>,
+    /// Cover the intervals in the missed-interval ledger (`upiflow dags missed`).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub missed: bool,
+    /// Re-run intervals whose run failed.
+    #[arg(long)]
+    pub rerun_failed: bool,
+    /// Re-run every interval, successful ones included.
+    #[arg(long)]
+    pub reset: bool,
+    /// Follow it with a progress bar; exit 0 only if every run succeeds.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
+    let dag = find_dag(g, &a.dag_id)?;
+    let pool = connect(g).await?;
+    let (from, to) = if a.missed {
+        let range: (Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as(
+                "SELECT min(m.logical_date), max(m.logical_date) FROM missed_intervals m
+                 WHERE m.dag_id = $1 AND NOT EXISTS (
+                     SELECT 1 FROM dag_runs r WHERE r.dag_id = m.dag_id AND r.logical_date = m.logical_date)",
+            )
+            .bind(&a.dag_id)
+            .fetch_one(&pool)
+            .await?;
+        match range {
+            (Some(f), Some(t)) => (f, t),
+            _ => {
+                println!("{} has no missed intervals without a run", a.dag_id);
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    } else {
+        let parse = |flag: &str, v: &Option<String>| {
+            parse_datetime_in(v.as_deref().unwrap_or_default(), dag.tz())
+                .map_err(|e| anyhow!("--{flag}: {e}"))
+        };
+        (parse("from", &a.from)?, parse("to", &a.to)?)
+    };
+    let req = Request {
+        from,
+        to,
+        rerun_failed: a.rerun_failed,
+        reset: a.reset,
+        created_by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+    };
+    let b = backfill::start(&pool, &VersionCache::new(), &dag, &req).await?;
+    println!(
+        "backfill {} of {}: {} interval(s) from {} to {}",
+        b.id,
+        b.dag_id,
+        b.total,
+        b.from_date.to_rfc3339(),
+        b.to_date.to_rfc3339()
+    );
+    if !a.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = ProgressBar::new(b.total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40.green/red} {pos}/{len} runs  {per_sec}  eta {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let p = backfill::progress(&pool, &b).await?;
+        bar.set_position(p.done() as u64);
+        bar.set_message(format!(
+            "ok {}  failed {}  running {}  queued {}",
+            p.success, p.failed, p.running, p.queued
+        ));
+        if p.is_finished() {
+            bar.finish();
+            println!("{} succeeded, {} failed", p.success, p.failed);
+            return Ok(if p.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        tokio::select! {
+            _ = &mut ctrl_c => {
+                bar.abandon();
+                println!("stopped following backfill {}; its runs go on. Run the same command again to follow it.", b.id);
+                return Ok(ExitCode::from(130));
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
