@@ -157,3 +157,26 @@ pub async fn try_lock_dag(conn: &mut PgConnection, dag_id: &str) -> Result<bool>
     .fetch_one(conn)
     .await?)
 }
+
+/// An interval in the missed-interval ledger.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Missed {
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub reason: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Ledger entries of `dag_id` that still have no run, oldest first.
+pub async fn open_missed(conn: &mut PgConnection, dag_id: &str) -> Result<Vec<Missed>> {
+    Ok(sqlx::query_as(
+        "SELECT m.data_interval_start, m.data_interval_end, m.reason::text AS reason, m.recorded_at
+         FROM missed_intervals m
+         WHERE m.dag_id = $1 AND NOT EXISTS (
+             SELECT 1 FROM dag_runs r WHERE r.dag_id = m.dag_id AND r.logical_date = m.logical_date)
+         ORDER BY m.logical_date",
+    )
+    .bind(dag_id)
+    .fetch_all(conn)
+    .await?)
+}

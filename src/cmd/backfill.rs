@@ -40,17 +40,10 @@ pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
     let dag = find_dag(g, &a.dag_id)?;
     let pool = connect(g).await?;
     let (from, to) = if a.missed {
-        let range: (Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>) =
-            sqlx::query_as(
-                "SELECT min(m.logical_date), max(m.logical_date) FROM missed_intervals m
-                 WHERE m.dag_id = $1 AND NOT EXISTS (
-                     SELECT 1 FROM dag_runs r WHERE r.dag_id = m.dag_id AND r.logical_date = m.logical_date)",
-            )
-            .bind(&a.dag_id)
-            .fetch_one(&pool)
-            .await?;
-        match range {
-            (Some(f), Some(t)) => (f, t),
+        let mut conn = pool.acquire().await?;
+        let open = upiflow_engine::timetable::open_missed(&mut conn, &a.dag_id).await?;
+        match (open.first(), open.last()) {
+            (Some(f), Some(l)) => (f.data_interval_start, l.data_interval_start),
             _ => {
                 println!("{} has no missed intervals without a run", a.dag_id);
                 return Ok(ExitCode::SUCCESS);

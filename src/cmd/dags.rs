@@ -147,17 +147,8 @@ async fn set_paused(g: &Global, dag_id: &str, paused: bool) -> Result<ExitCode> 
 
 async fn missed(g: &Global, dag_id: &str) -> Result<ExitCode> {
     let pool = connect(g).await?;
-    let rows: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as(
-            "SELECT m.data_interval_start, m.data_interval_end, m.reason::text, m.recorded_at
-             FROM missed_intervals m
-             WHERE m.dag_id = $1 AND NOT EXISTS (
-                 SELECT 1 FROM dag_runs r WHERE r.dag_id = m.dag_id AND r.logical_date = m.logical_date)
-             ORDER BY m.logical_date",
-        )
-        .bind(dag_id)
-        .fetch_all(&pool)
-        .await?;
+    let mut conn = pool.acquire().await?;
+    let rows = upiflow_engine::timetable::open_missed(&mut conn, dag_id).await?;
     let mut t = table(&["interval start", "interval end", "reason", "recorded"]);
     for (s, e, reason, at) in &rows {
         t.add_row(vec![
