@@ -150,12 +150,12 @@ async fn missed(g: &Global, dag_id: &str) -> Result<ExitCode> {
     let mut conn = pool.acquire().await?;
     let rows = upiflow_engine::timetable::open_missed(&mut conn, dag_id).await?;
     let mut t = table(&["interval start", "interval end", "reason", "recorded"]);
-    for (s, e, reason, at) in &rows {
+    for m in &rows {
         t.add_row(vec![
-            s.to_rfc3339(),
-            e.to_rfc3339(),
-            reason.clone(),
-            super::fmt_time(Some(*at)),
+            m.data_interval_start.to_rfc3339(),
+            m.data_interval_end.to_rfc3339(),
+            m.reason.clone(),
+            super::fmt_time(Some(m.recorded_at)),
         ]);
     }
     println!("{t}");
