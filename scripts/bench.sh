@@ -10,3 +10,4 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 export DATABASE_URL
 cargo run --release --example bench_engine
+cargo run --release --example bench_catchup

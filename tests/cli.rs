@@ -185,3 +185,157 @@ async fn a_worker_killed_mid_task_has_its_try_failed_and_retried() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+/// Child processes that are killed when the test ends, whatever happens.
+struct Procs(Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        for c in &mut self.0 {
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_part(url: &str, dags: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_upiflow"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("UPIFLOW_DAGS_FOLDER", dags)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_schedulers_and_two_worker_processes_make_exactly_one_run_per_interval() {
+    use chrono::{DurationRound, Utc};
+    let db = fresh_db().await;
+    let hour = chrono::Duration::hours(1);
+    let start = Utc::now().duration_trunc(hour).unwrap() - hour * 220;
+    let dir = dags_dir(&[(
+        "ha.toml",
+        &format!(
+            "dag_id = \"ha\"\nschedule = \"@hourly\"\nstart_date = \"{}\"\ncatchup = true\nmax_active_runs = 16\n\
+             [[tasks]]\nid = \"a\"\nkind = \"noop\"\n[[tasks]]\nid = \"b\"\nkind = \"noop\"\nupstream = [\"a\"]\n",
+            start.to_rfc3339()
+        ),
+    )]);
+    let _procs = Procs(vec![
+        spawn_part(&db.url, &dir, &["scheduler"]),
+        spawn_part(&db.url, &dir, &["scheduler"]),
+        spawn_part(&db.url, &dir, &["worker", "--heartbeat", "500ms"]),
+        spawn_part(&db.url, &dir, &["worker", "--heartbeat", "500ms"]),
+    ]);
+    let expected = || ((Utc::now().duration_trunc(hour).unwrap() - start).num_hours()) as i64;
+    let mut done = false;
+    for _ in 0..1200 {
+        let (succeeded, unfinished): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'success'), count(*) FILTER (WHERE state <> 'success') FROM dag_runs",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if succeeded == expected() && unfinished == 0 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(done, "the catch-up did not finish");
+    let (runs, first, last): (i64, chrono::DateTime<Utc>, chrono::DateTime<Utc>) =
+        sqlx::query_as("SELECT count(*), min(logical_date), max(logical_date) FROM dag_runs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(runs >= 220);
+    assert_eq!(first, start);
+    assert_eq!(
+        last,
+        start + hour * (runs as i32 - 1),
+        "one run per interval, no gaps"
+    );
+    let (tis, not_once, tries, workers): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM task_instances),
+                (SELECT count(*) FROM task_instances WHERE state <> 'success' OR try_number <> 1),
+                (SELECT count(*) FROM task_tries),
+                (SELECT count(DISTINCT worker) FROM task_tries)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (tis, not_once, tries),
+        (runs * 2, 0, runs * 2),
+        "each task instance ran exactly once"
+    );
+    assert_eq!(workers, 2, "both workers took part");
+}
+
+#[tokio::test]
+async fn backfill_wait_shows_progress_and_exits_by_the_outcome() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[(
+        "bf.toml",
+        "dag_id = \"bf\"\nschedule = \"@daily\"\n[[tasks]]\nid = \"a\"\nkind = \"command\"\n\
+         command = [\"sh\", \"-c\", \"test $UPIFLOW_DS != 2024-01-04\"]\n",
+    )]);
+    let (stop, handle) = spawn_worker(&db.pool, fast_worker("w"));
+    let url = db.url.clone();
+    let d = dir.clone();
+    let (ok, ko, missed) = tokio::task::spawn_blocking(move || {
+        (
+            upiflow(
+                Some(&url),
+                &d,
+                &[
+                    "backfill",
+                    "bf",
+                    "--from",
+                    "2024-01-01",
+                    "--to",
+                    "2024-01-03",
+                    "--wait",
+                ],
+            ),
+            upiflow(
+                Some(&url),
+                &d,
+                &[
+                    "backfill",
+                    "bf",
+                    "--from",
+                    "2024-01-03",
+                    "--to",
+                    "2024-01-05",
+                    "--wait",
+                ],
+            ),
+            upiflow(Some(&url), &d, &["dags", "missed", "bf"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).contains("3 succeeded, 0 failed"),
+        "{}",
+        text(&ok.stdout)
+    );
+    assert_eq!(ko.status.code(), Some(1));
+    assert!(
+        text(&ko.stdout).contains("2 succeeded, 1 failed"),
+        "{}",
+        text(&ko.stdout)
+    );
+    assert!(text(&missed.stdout).contains("0 missed interval(s)"));
+    stop.cancel();
+    handle.await.unwrap();
+}
