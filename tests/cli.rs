@@ -234,7 +234,7 @@ async fn two_schedulers_and_two_worker_processes_make_exactly_one_run_per_interv
         spawn_part(&db.url, &dir, &["worker", "--heartbeat", "500ms"]),
         spawn_part(&db.url, &dir, &["worker", "--heartbeat", "500ms"]),
     ]);
-    let expected = || ((Utc::now().duration_trunc(hour).unwrap() - start).num_hours()) as i64;
+    let expected = || (Utc::now().duration_trunc(hour).unwrap() - start).num_hours();
     let mut done = false;
     for _ in 0..1200 {
         let (succeeded, unfinished): (i64, i64) = sqlx::query_as(
