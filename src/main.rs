@@ -31,6 +31,9 @@ pub struct Global {
         global = true
     )]
     dags_folder: PathBuf,
+    /// Kafka bootstrap servers; standalone starts a private broker when unset.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", global = true)]
+    kafka_bootstrap_servers: Option<String>,
     /// Where standalone keeps its private Postgres cluster and state.
     #[arg(
         long,
@@ -53,11 +56,15 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Scheduler and worker in one process, with a private Postgres when DATABASE_URL is unset.
-    Standalone(cmd::serve::WorkerArgs),
+    Standalone(cmd::serve::StandaloneArgs),
     /// Only the scheduler (run any number of them against one database).
     Scheduler,
     /// Only a worker (run any number of them against one database).
     Worker(cmd::serve::WorkerArgs),
+    /// Only the Kafka -> Postgres ingest (run several to share the partitions).
+    Ingest(cmd::pipeline::IngestArgs),
+    /// Send synthetic UPI payments to Kafka.
+    Generate(cmd::pipeline::GenerateArgs),
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
@@ -107,6 +114,8 @@ async fn main() -> ExitCode {
         Command::Scheduler => cmd::serve::scheduler(&g).await,
         Command::Worker(a) => cmd::serve::worker(&g, a).await,
         Command::Db(DbCommand::Migrate) => cmd::db_migrate(&g).await,
+        Command::Ingest(a) => cmd::pipeline::ingest(&g, a).await,
+        Command::Generate(a) => cmd::pipeline::generate(&g, a).await,
         Command::Dags(c) => cmd::dags::run(&g, c).await,
         Command::Trigger(a) => cmd::runs::trigger(&g, a).await,
         Command::Runs(a) => cmd::runs::runs(&g, a).await,

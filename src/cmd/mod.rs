@@ -2,6 +2,7 @@
 
 pub mod backfill;
 pub mod dags;
+pub mod pipeline;
 pub mod runs;
 pub mod serve;
 

@@ -9,9 +9,24 @@ use tokio_util::sync::CancellationToken;
 use upiflow_engine::executor::{Worker, WorkerConfig};
 use upiflow_engine::scheduler::{Scheduler, SchedulerConfig};
 use upiflow_engine::store::cluster::LocalCluster;
+use upiflow_tasks::upi::broker::LocalBroker;
+use upiflow_tasks::upi::supervisor::{self, LocalIngest};
+use upiflow_tasks::upi::{generator, ingest};
 
 use super::{URL_FILE, connect};
 use crate::Global;
+
+#[derive(Args, Clone)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Also run a generator that sends payments at a steady rate, so data flows at once.
+    #[arg(long)]
+    pub demo: bool,
+    /// Payments per second sent by --demo.
+    #[arg(long, default_value_t = 50.0)]
+    pub demo_rate: f64,
+}
 
 #[derive(Args, Clone)]
 pub struct WorkerArgs {
@@ -48,7 +63,12 @@ fn scheduler_config(g: &Global) -> SchedulerConfig {
 /// Cancels the token on Ctrl-C or SIGTERM.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
-    let t = token.clone();
+    cancel_on_signal(token.clone());
+    token
+}
+
+/// Cancels `t` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(t: CancellationToken) {
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("can install a SIGTERM handler");
@@ -59,10 +79,9 @@ fn shutdown_on_signal() -> CancellationToken {
         tracing::info!("shutting down");
         t.cancel();
     });
-    token
 }
 
-pub async fn standalone(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
+pub async fn standalone(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     let mut g = g.clone();
     let cluster = match &g.database_url {
         Some(_) => None,
@@ -85,11 +104,12 @@ pub async fn standalone(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
     result
 }
 
-async fn serve_all(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
+async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let shutdown = shutdown_on_signal();
     let registry = upiflow_tasks::registry();
-    let worker = Worker::new(pool.clone(), registry.clone(), a.config());
+    let (broker, ingest, demo) = start_stream(g, &a, &pool, &shutdown).await;
+    let worker = Worker::new(pool.clone(), registry.clone(), a.worker.config());
     let scheduler = Scheduler::new(pool.clone(), registry, scheduler_config(g));
     eprintln!(
         "upiflow standalone: scheduler + worker on {} (DAGs from {}); Ctrl-C stops",
@@ -100,9 +120,86 @@ async fn serve_all(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
         worker.run(shutdown.clone()),
         scheduler.run(shutdown.clone())
     );
+    if let Some(d) = demo {
+        d.abort();
+    }
+    if let Some(i) = ingest {
+        i.join().await;
+    }
+    if let Some(b) = broker {
+        b.stop().await;
+    }
     w?;
     s?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The event stream of standalone: the given Kafka or a private broker, the in-process
+/// ingest, and with --demo a steady generator. Without a broker the orchestrator still runs.
+async fn start_stream(
+    g: &Global,
+    a: &StandaloneArgs,
+    pool: &sqlx::PgPool,
+    shutdown: &CancellationToken,
+) -> (
+    Option<LocalBroker>,
+    Option<std::sync::Arc<LocalIngest>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (topic, group) = (supervisor::DEFAULT_TOPIC, supervisor::DEFAULT_GROUP);
+    let (broker, bootstrap) = match &g.kafka_bootstrap_servers {
+        Some(b) => (None, b.clone()),
+        None => match LocalBroker::start().await {
+            Ok(b) => {
+                if let Err(e) = b.create_topic(topic, 3).await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "cannot create the topic; ingest is off"
+                    );
+                    return (Some(b), None, None);
+                }
+                // A fresh in-memory broker: offsets stored for an earlier one mean nothing now.
+                if let Err(e) = ingest::writer::retire_broker_epoch(pool, group, topic).await {
+                    tracing::error!(error = %e, "cannot retire the previous broker's offsets; ingest is off");
+                    return (Some(b), None, None);
+                }
+                let bootstrap = b.bootstrap.clone();
+                (Some(b), bootstrap)
+            }
+            Err(e) => {
+                eprintln!("warning: no Kafka broker, so no ingest: {e:#}");
+                return (None, None, None);
+            }
+        },
+    };
+    let local = LocalIngest::start(
+        pool.clone(),
+        ingest::Config::new(&bootstrap, topic, group),
+        shutdown.clone(),
+    );
+    eprintln!("upiflow standalone: ingesting `{topic}` from Kafka at {bootstrap}");
+    let demo = a.demo.then(|| {
+        let opts = generator::Options {
+            bootstrap_servers: bootstrap.clone(),
+            topic: topic.to_string(),
+            count: u64::MAX,
+            rate: Some(a.demo_rate.max(0.1)),
+            invalid_fraction: 0.01,
+            days: 0,
+            seed: std::process::id() as u64 ^ chrono::Utc::now().timestamp() as u64,
+            progress: false,
+        };
+        eprintln!(
+            "upiflow standalone: --demo sends {} payments/s",
+            a.demo_rate
+        );
+        tokio::spawn(async move {
+            if let Err(e) = generator::generate(&opts).await {
+                tracing::error!(error = format!("{e:#}"), "demo generator stopped");
+            }
+        })
+    });
+    (broker, Some(local), demo)
 }
 
 pub async fn scheduler(g: &Global) -> Result<ExitCode> {

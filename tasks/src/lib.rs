@@ -6,15 +6,18 @@
 pub mod command;
 mod keys;
 pub mod noop;
+pub mod quality;
 pub mod sql;
 pub mod sql_params;
 #[cfg(test)]
 mod testing;
+pub mod upi;
 
 use upiflow_engine::Registry;
 
 pub use command::{CommandConfig, CommandKind};
 pub use noop::NoopKind;
+pub use quality::{QualityConfig, QualityKind};
 pub use sql::{SqlConfig, SqlKind};
 
 /// A registry holding every kind of this crate.
@@ -23,12 +26,17 @@ pub fn registry() -> Registry {
         .with(NoopKind)
         .with(CommandKind)
         .with(SqlKind)
+        .with(QualityKind)
+        .with(upi::supervisor::IngestSupervisorKind)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_registry_holds_every_kind() {
-        assert_eq!(super::registry().names(), ["command", "noop", "sql"]);
+        assert_eq!(
+            super::registry().names(),
+            ["command", "ingest_supervisor", "noop", "quality", "sql"]
+        );
     }
 }

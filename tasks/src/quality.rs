@@ -1,0 +1,262 @@
+//! The `quality` kind: dbt's generic tests declared in TOML (`checks = [{ test = "not_null",
+//! table = "t", column = "c" }, ...]`). Each check is a query counting the rows that break
+//! it; a failing check of severity `error` fails the task, one of severity `warn` is only
+//! logged.
+//!
+//! Every check's SQL is built when the DAG is parsed and stored in the config, so a run
+//! executes what its DAG version declared. Identifiers are validated and quoted; values and
+//! the run's parameters are always bind parameters.
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use upiflow_engine::logs::LogStream;
+use upiflow_engine::{PrepareCtx, PrepareError, TaskContext, TaskError, TaskKind};
+
+use crate::keys::{self, KeySpec};
+use crate::sql::Param;
+
+mod bind;
+mod build;
+mod check;
+mod duration;
+mod values;
+
+use bind::{Bind, describe};
+
+/// `kind = "quality"`.
+pub struct QualityKind;
+
+/// A prepared `quality` task, stored as `{"checks": [{"name": "not_null_t_c", "test":
+/// "not_null", "severity": "error", "sql": "SELECT count(*) FROM \"t\" WHERE ...",
+/// "params": ["ds", {"text_array": ["A", "B"]}, {"number": "0"}]}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Never empty; run in this order.
+    pub checks: Vec<PreparedCheck>,
+}
+
+/// One check with its query ready to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreparedCheck {
+    /// Unique within the task; shown in logs and errors.
+    pub name: String,
+    pub test: Test,
+    pub severity: Severity,
+    /// Returns one `bigint`: the number of failing rows.
+    pub sql: String,
+    /// The value of `$n` is `params[n - 1]`.
+    pub params: Vec<Arg>,
+}
+
+/// The generic tests, named as in dbt (and dbt_utils for `accepted_range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Test {
+    NotNull,
+    Unique,
+    AcceptedValues,
+    AcceptedRange,
+    Relationships,
+    RowCount,
+    Freshness,
+}
+
+impl Test {
+    pub const ALL: [Test; 7] = [
+        Self::NotNull,
+        Self::Unique,
+        Self::AcceptedValues,
+        Self::AcceptedRange,
+        Self::Relationships,
+        Self::RowCount,
+        Self::Freshness,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotNull => "not_null",
+            Self::Unique => "unique",
+            Self::AcceptedValues => "accepted_values",
+            Self::AcceptedRange => "accepted_range",
+            Self::Relationships => "relationships",
+            Self::RowCount => "row_count",
+            Self::Freshness => "freshness",
+        }
+    }
+}
+
+/// What a failing check does to the task, as dbt's `severity` config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The task fails.
+    Error,
+    /// Logged as `WARN`; the task still succeeds.
+    Warn,
+}
+
+/// A bind parameter: a value of the run (`"ds"`) or one fixed by the DAG (`{"number": "0"}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Arg {
+    Run(Param),
+    Fixed(Fixed),
+}
+
+/// A value written in the check itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fixed {
+    /// `accepted_values`' list, sent as `text[]`.
+    TextArray(Vec<String>),
+    /// A bound of `accepted_range`/`row_count` or `max_age` in seconds, sent as text and
+    /// cast in the SQL (`$n::numeric`), so decimals compare exactly.
+    Number(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    checks: Vec<toml::Value>,
+}
+
+const SPEC: &[KeySpec] = &[KeySpec {
+    name: "checks",
+    expects: "an array of tables such as { test = \"not_null\", table = \"t\", column = \"c\" }",
+}];
+
+impl TaskKind for QualityKind {
+    fn name(&self) -> &'static str {
+        "quality"
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["checks"]
+    }
+
+    fn prepare(&self, _ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, PrepareError> {
+        let keys: Keys = keys::parse(keys, SPEC)?;
+        let config = prepare_checks(keys.checks).map_err(|m| PrepareError::at("checks", m))?;
+        serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+        config: &'a Value,
+    ) -> BoxFuture<'a, Result<(), TaskError>> {
+        Box::pin(execute(ctx, config))
+    }
+}
+
+fn prepare_checks(checks: Vec<toml::Value>) -> Result<QualityConfig, String> {
+    if checks.is_empty() {
+        return Err("must list at least one check: the array is empty".into());
+    }
+    let mut prepared: Vec<PreparedCheck> = Vec::with_capacity(checks.len());
+    for (i, value) in checks.into_iter().enumerate() {
+        let check = check::parse(i + 1, value)?;
+        let built = build::build(&check);
+        if prepared.iter().any(|p| p.name == built.name) {
+            return Err(format!(
+                "check {} (`{}`): another check is already named `{}`; give one a `name`",
+                i + 1,
+                built.test.as_str(),
+                built.name
+            ));
+        }
+        prepared.push(built);
+    }
+    Ok(QualityConfig { checks: prepared })
+}
+
+/// "1 row" / "12 rows".
+fn rows(n: i64, what: &str) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{n} {what}{s}")
+}
+
+async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
+    let config: QualityConfig = serde_json::from_value(config.clone())
+        .map_err(|e| TaskError::Fatal(format!("invalid quality task config: {e}")))?;
+    // Resolved before touching the database, so a missing param fails at once.
+    let binds = config
+        .checks
+        .iter()
+        .map(|c| c.params.iter().map(|a| Bind::resolve(a, ctx)).collect())
+        .collect::<Result<Vec<Vec<Bind>>, TaskError>>()?;
+    let total = config.checks.len();
+    ctx.log
+        .line(
+            LogStream::System,
+            format!("running {total} quality check(s) in one read-only transaction"),
+        )
+        .await;
+    let mut tx = ctx.pool.begin().await.map_err(|e| {
+        TaskError::Retryable(format!("could not begin a transaction: {}", describe(&e)))
+    })?;
+    // One snapshot for every check, and a guard against a `where` that tries to write.
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| TaskError::Retryable(format!("could not start: {}", describe(&e))))?;
+    let (mut passed, mut warned) = (0, 0);
+    let mut failed = Vec::new();
+    for (check, binds) in config.checks.iter().zip(binds) {
+        // Not persistent: each check runs once per try, a cached plan would buy nothing.
+        let mut query = sqlx::query_scalar::<_, i64>(&check.sql).persistent(false);
+        for bind in binds {
+            query = bind.bind_to(query);
+        }
+        let failing = query.fetch_one(&mut *tx).await.map_err(|e| {
+            TaskError::Retryable(format!("check `{}`: {}", check.name, describe(&e)))
+        })?;
+        let verdict = match (failing, check.severity) {
+            (0, _) => {
+                passed += 1;
+                "PASS"
+            }
+            (_, Severity::Warn) => {
+                warned += 1;
+                "WARN"
+            }
+            (_, Severity::Error) => {
+                failed.push(format!("{} ({})", check.name, rows(failing, "row")));
+                "FAIL"
+            }
+        };
+        let line = format!(
+            "{verdict} {} ({})",
+            check.name,
+            rows(failing, "failing row")
+        );
+        ctx.log.line(LogStream::System, line).await;
+    }
+    // Read only: there is nothing to commit, and a failed rollback only loses the connection.
+    let _ = tx.rollback().await;
+    ctx.log
+        .line(
+            LogStream::System,
+            format!(
+                "checks: {passed} passed, {warned} warned, {} failed",
+                failed.len()
+            ),
+        )
+        .await;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    // Fatal: re-running the checks alone cannot change the data; a re-run of the upstream
+    // tasks (clear) is what fixes it.
+    Err(TaskError::Fatal(format!(
+        "{} of {total} quality checks failed: {}",
+        failed.len(),
+        failed.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests;
