@@ -19,7 +19,6 @@ use crate::sql::Param;
 mod bind;
 mod build;
 mod check;
-mod duration;
 mod values;
 
 use bind::{Bind, describe};

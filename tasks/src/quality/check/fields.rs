@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::Reader;
-use crate::quality::duration;
 use crate::quality::values::{Ident, Num};
 
 impl Reader {
@@ -88,7 +87,7 @@ impl Reader {
         let expects = "a duration such as \"30m\" or \"1h 30m\"";
         let age = match self.take("max_age", expects)? {
             toml::Value::String(s) => {
-                duration::parse(&s).map_err(|e| format!("`max_age` = {s:?}: {e}"))?
+                humantime::parse_duration(&s).map_err(|e| format!("`max_age` = {s:?}: {e}"))?
             }
             toml::Value::Integer(secs) if secs >= 0 => Duration::from_secs(secs as u64),
             other => return Err(wrong("max_age", expects, &other)),

@@ -108,7 +108,7 @@ fn each_malformed_check_is_named_by_position_and_test() {
         (
             "freshness",
             &format!(r#"{tc}, max_age = "soon""#),
-            "`max_age` = \"soon\": expected a number",
+            "`max_age` = \"soon\": expected number at 0",
         ),
         (
             "freshness",
