@@ -144,3 +144,15 @@ CREATE TABLE dim_merchants (
     last_seen   date NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Which ingest process reads which partition. Ownership lives next to the offsets, so a
+-- process that dies loses its partitions when its lease runs out (Kafka-protocol brokers
+-- differ in how well their group coordinators notice dead members).
+CREATE TABLE ingest_leases (
+    consumer_group  text NOT NULL,
+    kafka_topic     text NOT NULL,
+    kafka_partition integer NOT NULL,
+    owner           text,
+    expires_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_group, kafka_topic, kafka_partition)
+);

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real services that it starts itself: a throw-away
-# Postgres cluster (unless DATABASE_URL is already set). Usable on a fresh machine.
+# Postgres cluster (unless DATABASE_URL is already set) and the Tansu broker binary the
+# Kafka tests start (installed when missing). Usable on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+source scripts/lib/tansu.sh
+ensure_tansu
 
 if [ -z "${DATABASE_URL:-}" ]; then
   source scripts/lib/postgres.sh

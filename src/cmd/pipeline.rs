@@ -77,12 +77,16 @@ pub struct IngestArgs {
     /// Most messages per transaction.
     #[arg(long, default_value_t = 10_000)]
     pub batch_size: usize,
+    /// A partition whose reader has not renewed its lease for this long goes to another process.
+    #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: std::time::Duration,
 }
 
 pub async fn ingest(g: &Global, a: IngestArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let mut cfg = ingest::Config::new(&bootstrap(g)?, &a.topic, &a.group);
     cfg.batch_size = a.batch_size.max(1);
+    cfg.lease_ttl = a.lease_ttl.max(std::time::Duration::from_millis(300));
     let shutdown = CancellationToken::new();
     super::serve::cancel_on_signal(shutdown.clone());
     ingest::run(pool, cfg, shutdown).await?;

@@ -1,20 +1,24 @@
-//! `upiflow ingest`: a Kafka consumer-group member that loads `upi_transactions` into Postgres
-//! exactly once. Offsets live in Postgres, written in the same transaction as the rows; on
-//! start and on every rebalance the consumer seeks to them. Kill it at any moment: nothing is
-//! lost (the transaction did not commit) and nothing is doubled (the offsets moved with it).
+//! `upiflow ingest`: loads the Kafka topic `upi_transactions` into Postgres exactly once.
+//! Offsets live in Postgres, written in the same transaction as the rows they cover; whenever
+//! a process starts reading a partition it starts at the stored offset. Kill it at any moment:
+//! nothing is lost (the transaction did not commit) and nothing is doubled (the offsets moved
+//! with it). Several processes share the partitions through leases kept next to the offsets
+//! (see `lease`): Tansu 0.6's group coordinator never expired a member killed with SIGKILL in
+//! our tests, which left its partitions unread for good.
 
 mod lag;
-pub use lag::high_watermarks;
+mod lease;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+pub use lag::high_watermarks;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -25,13 +29,15 @@ use writer::{Row, WriteError};
 pub struct Config {
     pub bootstrap_servers: String,
     pub topic: String,
-    /// Kafka consumer group; offsets in Postgres are kept per group.
+    /// Offsets and leases are kept per group.
     pub group: String,
     /// Most messages in one transaction.
     pub batch_size: usize,
     /// How long a batch may wait to fill up.
     pub linger: Duration,
-    /// Name of this process in `ingest_instances`.
+    /// A partition whose owner has not renewed its lease for this long goes to another process.
+    pub lease_ttl: Duration,
+    /// Name of this process in `ingest_instances` and `ingest_leases`.
     pub instance_id: String,
 }
 
@@ -43,6 +49,7 @@ impl Config {
             group: group.into(),
             batch_size: 10_000,
             linger: Duration::from_millis(50),
+            lease_ttl: Duration::from_secs(6),
             instance_id: format!(
                 "ingest-{}-{}",
                 std::process::id(),
@@ -52,69 +59,21 @@ impl Config {
     }
 }
 
-#[derive(Debug)]
-enum Change {
-    Assigned(Vec<i32>),
-    Revoked(Vec<i32>),
-}
-
-/// Receives rebalances inside librdkafka's callback: new partitions are paused there, before
-/// any message of theirs can arrive, and positioned from Postgres by the main loop.
-struct Ctx {
-    changes: Arc<Mutex<Vec<Change>>>,
-}
-
-impl ClientContext for Ctx {}
-
-impl ConsumerContext for Ctx {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let parts = |tpl: &TopicPartitionList| {
-            tpl.elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect::<Vec<_>>()
-        };
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                if let Err(error) = consumer.pause(tpl) {
-                    tracing::warn!(%error, "could not pause newly assigned partitions");
-                }
-                self.changes
-                    .lock()
-                    .expect("lock")
-                    .push(Change::Assigned(parts(tpl)));
-            }
-            Rebalance::Revoke(tpl) => self
-                .changes
-                .lock()
-                .expect("lock")
-                .push(Change::Revoked(parts(tpl))),
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
-        }
-    }
-}
-
 /// Where each owned partition stands: the next offset we accept (None: the first one we see).
 type Positions = HashMap<i32, Option<i64>>;
 
 /// Runs until `shutdown`; then finishes the batch in hand and leaves the group.
 pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Result<()> {
-    let changes = Arc::new(Mutex::new(Vec::new()));
-    let consumer: StreamConsumer<Ctx> = ClientConfig::new()
+    // Partitions are assigned by us (leases), never by a group coordinator.
+    let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &cfg.bootstrap_servers)
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
         .set("fetch.max.bytes", "52428800")
-        .create_with_context(Ctx {
-            changes: changes.clone(),
-        })
+        .create()
         .context("cannot create the Kafka consumer")?;
-    consumer
-        .subscribe(&[&cfg.topic])
-        .context("cannot subscribe")?;
     sqlx::query(
         "INSERT INTO ingest_instances (instance_id, consumer_group, kafka_topic) VALUES ($1, $2, $3)
          ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL",
@@ -128,20 +87,69 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
     let lag = tokio::spawn(lag::record(pool.clone(), cfg.clone(), shutdown.clone()));
 
     let mut positions: Positions = HashMap::new();
+    let mut owned: BTreeSet<i32> = BTreeSet::new();
+    let mut partitions: Vec<i32> = Vec::new();
+    let mut partitions_read: Option<Instant> = None;
     let mut total: u64 = 0;
     let mut last_beat = Instant::now();
+    let mut last_round: Option<Instant> = None;
     let mut since_beat: u64 = 0;
+    let mut reseek = false;
+    // How far before the stored offset to start reading a partition (see the gap case below).
+    let mut rewind: HashMap<i32, i64> = HashMap::new();
     let mut backoff = backoff::ExponentialBackoff {
         max_elapsed_time: None,
         ..Default::default()
     };
     'outer: loop {
-        apply_changes(&consumer, &pool, &cfg, &changes, &mut positions).await;
+        if reseek || last_round.is_none_or(|t| t.elapsed() >= cfg.lease_ttl / 3) {
+            if partitions_read.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                let (b, t) = (cfg.bootstrap_servers.clone(), cfg.topic.clone());
+                match tokio::task::spawn_blocking(move || {
+                    high_watermarks(&b, &t, Duration::from_secs(5))
+                })
+                .await
+                {
+                    Ok(Ok(marks)) if !marks.is_empty() => {
+                        partitions = marks.into_iter().map(|(p, _)| p).collect();
+                        partitions_read = Some(Instant::now());
+                    }
+                    Ok(Ok(_)) => {
+                        tracing::warn!(topic = %cfg.topic, "the topic has no partitions (yet)")
+                    }
+                    Ok(Err(error)) => tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot read the topic's partitions; retrying"
+                    ),
+                    Err(_) => {}
+                }
+            }
+            match lease::round(&pool, &cfg, &partitions, cfg.lease_ttl).await {
+                Ok(now_owned) => {
+                    if now_owned != owned || reseek {
+                        match assign(&consumer, &pool, &cfg, &now_owned, &rewind).await {
+                            Ok(p) => {
+                                positions = p;
+                                owned = now_owned;
+                                reseek = false;
+                            }
+                            Err(error) => tracing::error!(
+                                error = format!("{error:#}"),
+                                "cannot assign partitions; retrying"
+                            ),
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "lease round failed; keeping the partitions in hand")
+                }
+            }
+            last_round = Some(Instant::now());
+        }
 
         // Collect a batch: wait for a first message, then linger briefly for more.
         let mut batch: Vec<Row> = Vec::new();
         let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut reseek = false;
         let mut deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while batch.len() < cfg.batch_size {
             let msg = tokio::select! {
@@ -166,11 +174,16 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
             match *pos {
                 Some(next) if off < next => continue, // already stored: a duplicate delivery
                 Some(next) if off > next => {
-                    tracing::warn!(
+                    // Some brokers (Tansu 0.6) answer a fetch that starts inside a record batch
+                    // with the batch after it; start further back and skip what we have.
+                    let back = rewind.entry(p).or_insert(256);
+                    *back = (*back * 4).min(1 << 22);
+                    tracing::info!(
                         partition = p,
                         expected = next,
                         got = off,
-                        "gap in offsets; seeking back"
+                        rewind = *back,
+                        "gap in offsets; reading from further back"
                     );
                     reseek = true;
                     break;
@@ -220,10 +233,6 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
                 }
             }
         }
-        if reseek {
-            let owned: Vec<i32> = positions.keys().copied().collect();
-            changes.lock().expect("lock").push(Change::Assigned(owned));
-        }
         if last_beat.elapsed() >= Duration::from_secs(1) {
             let rate = since_beat as f64 / last_beat.elapsed().as_secs_f64();
             let beat = sqlx::query(
@@ -245,7 +254,10 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
             break;
         }
     }
-    consumer.unsubscribe();
+    let _ = consumer.unassign();
+    if let Err(error) = lease::release_all(&pool, &cfg).await {
+        tracing::warn!(%error, "could not release leases; they expire by themselves");
+    }
     let _ = lag.await;
     let _ = sqlx::query("UPDATE ingest_instances SET stopped_at = now() WHERE instance_id = $1")
         .bind(&cfg.instance_id)
@@ -255,80 +267,28 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
     Ok(())
 }
 
-/// Positions newly assigned partitions at the offsets stored in Postgres (the beginning when
-/// none is stored) and resumes them; forgets revoked ones.
-async fn apply_changes(
-    consumer: &StreamConsumer<Ctx>,
+/// Reads `owned` from the offsets stored in Postgres (the beginning where none is stored).
+async fn assign(
+    consumer: &StreamConsumer,
     pool: &PgPool,
     cfg: &Config,
-    changes: &Mutex<Vec<Change>>,
-    positions: &mut Positions,
-) {
-    let pending: Vec<Change> = std::mem::take(&mut *changes.lock().expect("lock"));
-    if pending.is_empty() {
-        return;
-    }
-    let mut assigned = Vec::new();
-    for c in pending {
-        match c {
-            Change::Assigned(parts) => assigned.extend(parts),
-            Change::Revoked(parts) => {
-                for p in parts {
-                    positions.remove(&p);
-                    assigned.retain(|a| *a != p);
-                }
-            }
-        }
-    }
-    if assigned.is_empty() {
-        return;
-    }
-    let mut backoff = backoff::ExponentialBackoff {
-        max_elapsed_time: None,
-        ..Default::default()
-    };
-    let stored = loop {
-        match writer::stored_offsets(pool, &cfg.group, &cfg.topic).await {
-            Ok(s) => break s,
-            Err(error) => {
-                let wait = backoff::backoff::Backoff::next_backoff(&mut backoff)
-                    .unwrap_or(Duration::from_secs(10));
-                tracing::error!(%error, ?wait, "cannot read stored offsets; retrying");
-                tokio::time::sleep(wait).await;
-            }
-        }
-    };
+    owned: &BTreeSet<i32>,
+    rewind: &HashMap<i32, i64>,
+) -> Result<Positions> {
+    let stored = writer::stored_offsets(pool, &cfg.group, &cfg.topic).await?;
     let mut tpl = TopicPartitionList::new();
-    for p in &assigned {
+    let mut positions = HashMap::new();
+    for p in owned {
         let at = stored.get(p).copied();
-        let offset = at.map_or(Offset::Beginning, Offset::Offset);
-        if let Err(error) = tpl.add_partition_offset(&cfg.topic, *p, offset) {
-            tracing::warn!(%error, partition = p, "bad partition offset");
-        }
+        let from = at.map(|n| n - rewind.get(p).copied().unwrap_or(0));
+        let offset = match from {
+            Some(n) if n > 0 => Offset::Offset(n),
+            _ => Offset::Beginning,
+        };
+        tpl.add_partition_offset(&cfg.topic, *p, offset)?;
         positions.insert(*p, at);
     }
-    match consumer.seek_partitions(tpl.clone(), Duration::from_secs(10)) {
-        Ok(res) => {
-            for e in res.elements() {
-                if let Err(error) = e.error() {
-                    tracing::warn!(%error, partition = e.partition(), "seek failed; will retry");
-                    changes
-                        .lock()
-                        .expect("lock")
-                        .push(Change::Assigned(vec![e.partition()]));
-                }
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "seek failed; will retry");
-            changes
-                .lock()
-                .expect("lock")
-                .push(Change::Assigned(assigned.clone()));
-        }
-    }
-    if let Err(error) = consumer.resume(&tpl) {
-        tracing::warn!(%error, "could not resume partitions");
-    }
-    tracing::info!(partitions = ?assigned, ?stored, "positioned partitions at the offsets stored in Postgres");
+    consumer.assign(&tpl)?;
+    tracing::info!(partitions = ?owned, ?stored, "reading partitions from the offsets stored in Postgres");
+    Ok(positions)
 }
