@@ -5,7 +5,6 @@
 -- Every message as received: the audit trail. (topic, partition, offset) is unique, so a
 -- message is stored at most once whatever happens to the consumer.
 CREATE TABLE raw_upi_transactions (
-    id              bigserial PRIMARY KEY,
     kafka_topic     text NOT NULL,
     kafka_partition integer NOT NULL,
     kafka_offset    bigint NOT NULL,
@@ -16,7 +15,7 @@ CREATE TABLE raw_upi_transactions (
     event_time      timestamptz,
     valid           boolean NOT NULL,
     received_at     timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (kafka_topic, kafka_partition, kafka_offset)
+    PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset)
 );
 CREATE INDEX raw_upi_transactions_txn_id ON raw_upi_transactions (txn_id);
 CREATE INDEX raw_upi_transactions_event_time ON raw_upi_transactions (event_time);
@@ -39,14 +38,13 @@ CREATE INDEX clean_upi_transactions_payee ON clean_upi_transactions (payee);
 
 -- Messages that failed validation, with why; nothing is dropped silently.
 CREATE TABLE dead_letter_upi_transactions (
-    id              bigserial PRIMARY KEY,
     kafka_topic     text NOT NULL,
     kafka_partition integer NOT NULL,
     kafka_offset    bigint NOT NULL,
     payload         text NOT NULL,
     reason          text NOT NULL,
     received_at     timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (kafka_topic, kafka_partition, kafka_offset)
+    PRIMARY KEY (kafka_topic, kafka_partition, kafka_offset)
 );
 
 -- Exactly once: the next offset to read per partition, written in the same transaction as

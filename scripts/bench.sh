@@ -11,3 +11,5 @@ fi
 export DATABASE_URL
 cargo run --release --example bench_engine
 cargo run --release --example bench_catchup
+cargo run --release --example bench_ingest
+cargo run --release --example bench_transforms

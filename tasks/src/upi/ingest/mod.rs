@@ -95,12 +95,9 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
     let mut last_round: Option<Instant> = None;
     let mut since_beat: u64 = 0;
     let mut reseek = false;
+    let mut inflight: Option<tokio::task::JoinHandle<Outcome>> = None;
     // How far before the stored offset to start reading a partition (see the gap case below).
     let mut rewind: HashMap<i32, i64> = HashMap::new();
-    let mut backoff = backoff::ExponentialBackoff {
-        max_elapsed_time: None,
-        ..Default::default()
-    };
     'outer: loop {
         if reseek || last_round.is_none_or(|t| t.elapsed() >= cfg.lease_ttl / 3) {
             if partitions_read.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
@@ -203,35 +200,29 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
             });
         }
 
-        if !batch.is_empty() {
-            loop {
-                match writer::write_batch(&pool, &cfg.group, &cfg.topic, &batch, &starts).await {
-                    Ok(w) => {
-                        total += w.raw as u64;
-                        since_beat += w.raw as u64;
-                        backoff::backoff::Backoff::reset(&mut backoff);
-                        break;
-                    }
-                    Err(WriteError::Conflict(parts)) => {
-                        tracing::warn!(
-                            ?parts,
-                            "another consumer wrote these partitions; re-reading offsets"
-                        );
-                        reseek = true;
-                        break;
-                    }
-                    Err(WriteError::Db(error)) => {
-                        // Keep the batch and try again: nothing was committed, nothing is lost.
-                        let wait = backoff::backoff::Backoff::next_backoff(&mut backoff)
-                            .unwrap_or(Duration::from_secs(10));
-                        tracing::error!(%error, ?wait, rows = batch.len(), "cannot write a batch to Postgres; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break 'outer,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                    }
+        // The previous batch was written while this one was read; its outcome decides
+        // whether this one may follow.
+        if let Some(h) = inflight.take() {
+            match h.await.expect("the batch writer does not panic") {
+                Outcome::Written(n) => {
+                    total += n as u64;
+                    since_beat += n as u64;
                 }
+                Outcome::Conflict => {
+                    reseek = true;
+                    batch.clear();
+                }
+                Outcome::Stopped => break 'outer,
             }
+        }
+        if !batch.is_empty() {
+            inflight = Some(tokio::spawn(write_with_retry(
+                pool.clone(),
+                cfg.clone(),
+                batch,
+                starts,
+                shutdown.clone(),
+            )));
         }
         if last_beat.elapsed() >= Duration::from_secs(1) {
             let rate = since_beat as f64 / last_beat.elapsed().as_secs_f64();
@@ -251,6 +242,9 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
             since_beat = 0;
         }
         if shutdown.is_cancelled() {
+            if let Some(h) = inflight.take() {
+                let _ = h.await;
+            }
             break;
         }
     }
@@ -265,6 +259,51 @@ pub async fn run(pool: PgPool, cfg: Config, shutdown: CancellationToken) -> Resu
         .await;
     tracing::info!(events = total, "ingest stopped");
     Ok(())
+}
+
+/// How writing a batch ended.
+enum Outcome {
+    Written(usize),
+    /// Another process wrote one of its partitions first: re-read the offsets.
+    Conflict,
+    /// Shutdown came while Postgres was unreachable; nothing of the batch was committed.
+    Stopped,
+}
+
+/// Writes a batch, retrying with backoff while Postgres is unreachable: the batch is kept,
+/// nothing was committed, so nothing is lost while we wait.
+async fn write_with_retry(
+    pool: PgPool,
+    cfg: Config,
+    batch: Vec<Row>,
+    starts: BTreeMap<i32, i64>,
+    shutdown: CancellationToken,
+) -> Outcome {
+    let mut backoff = backoff::ExponentialBackoff {
+        max_elapsed_time: None,
+        ..Default::default()
+    };
+    loop {
+        match writer::write_batch(&pool, &cfg.group, &cfg.topic, &batch, &starts).await {
+            Ok(w) => return Outcome::Written(w.raw),
+            Err(WriteError::Conflict(parts)) => {
+                tracing::warn!(
+                    ?parts,
+                    "another process wrote these partitions; re-reading offsets"
+                );
+                return Outcome::Conflict;
+            }
+            Err(WriteError::Db(error)) => {
+                let wait = backoff::backoff::Backoff::next_backoff(&mut backoff)
+                    .unwrap_or(Duration::from_secs(10));
+                tracing::error!(%error, ?wait, rows = batch.len(), "cannot write a batch to Postgres; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Outcome::Stopped,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Reads `owned` from the offsets stored in Postgres (the beginning where none is stored).
