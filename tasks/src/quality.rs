@@ -16,12 +16,11 @@ use upiflow_engine::{PrepareCtx, PrepareError, TaskContext, TaskError, TaskKind}
 use crate::keys::{self, KeySpec};
 use crate::sql::Param;
 
-mod bind;
 mod build;
 mod check;
 mod values;
 
-use bind::{Bind, describe};
+use crate::sql::bind::{Bind, describe};
 
 /// `kind = "quality"`.
 pub struct QualityKind;
@@ -105,6 +104,18 @@ pub enum Arg {
     Fixed(Fixed),
 }
 
+impl Arg {
+    /// The value this argument has in a run.
+    fn resolve(&self, ctx: &TaskContext) -> Result<Bind, TaskError> {
+        Ok(match self {
+            Arg::Fixed(Fixed::TextArray(values)) => Bind::TextArray(values.clone()),
+            // Cast in the SQL (`$n::numeric`), so the text keeps every digit.
+            Arg::Fixed(Fixed::Number(text)) => Bind::Text(text.clone()),
+            Arg::Run(param) => Bind::resolve(param, ctx)?,
+        })
+    }
+}
+
 /// A value written in the check itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,7 +196,7 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
     let binds = config
         .checks
         .iter()
-        .map(|c| c.params.iter().map(|a| Bind::resolve(a, ctx)).collect())
+        .map(|c| c.params.iter().map(|a| a.resolve(ctx)).collect())
         .collect::<Result<Vec<Vec<Bind>>, TaskError>>()?;
     let total = config.checks.len();
     ctx.log
@@ -206,10 +217,8 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
     let mut failed = Vec::new();
     for (check, binds) in config.checks.iter().zip(binds) {
         // Not persistent: each check runs once per try, a cached plan would buy nothing.
-        let mut query = sqlx::query_scalar::<_, i64>(&check.sql).persistent(false);
-        for bind in binds {
-            query = bind.bind_to(query);
-        }
+        let query = sqlx::query_scalar_with::<_, i64, _>(&check.sql, Bind::arguments(binds)?)
+            .persistent(false);
         let failing = query.fetch_one(&mut *tx).await.map_err(|e| {
             TaskError::Retryable(format!("check `{}`: {}", check.name, describe(&e)))
         })?;

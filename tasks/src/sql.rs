@@ -16,7 +16,7 @@ use upiflow_engine::{PrepareCtx, PrepareError, TaskContext, TaskError, TaskKind}
 use crate::keys::{self, KeySpec};
 use crate::sql_params;
 
-mod bind;
+pub(crate) mod bind;
 
 use bind::{Bind, describe};
 
@@ -212,10 +212,7 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
         let number = i + 1;
         // Not persistent: a transform runs once per interval, so caching its plan on the
         // connection buys nothing and could go stale after DDL.
-        let mut query = sqlx::query(&statement.sql).persistent(false);
-        for bind in binds {
-            query = bind.bind_to(query);
-        }
+        let query = sqlx::query_with(&statement.sql, Bind::arguments(binds)?).persistent(false);
         let started = Instant::now();
         let done = query.execute(&mut *tx).await.map_err(|e| {
             TaskError::Retryable(format!(

@@ -152,7 +152,7 @@ async fn a_where_naming_a_missing_param_fails_before_touching_the_database() {
     let err = QualityKind.run(&ctx, &value).await.expect_err("no param");
     assert_eq!(
         err,
-        TaskError::Fatal("a `where` uses `:params.floor` but the run has no param `floor`".into())
+        TaskError::Fatal("`:params.floor` is used, but the run has no param `floor`".into())
     );
 }
 

@@ -1,21 +1,21 @@
-//! The values a `sql` task binds for one run, each sent with its Postgres type, and how
-//! database errors are told.
+//! The values `sql` and `quality` tasks bind for one run, each sent with its Postgres type,
+//! and how database errors are told.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
-use sqlx::Postgres;
+use sqlx::Arguments;
 use sqlx::postgres::{PgArguments, PgDatabaseError};
-use sqlx::query::Query;
 use upiflow_engine::{TaskContext, TaskError};
 
 use super::Param;
 
 /// A parameter's value for one run, with the Postgres type it is sent as.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Bind {
+pub(crate) enum Bind {
     Timestamp(DateTime<Utc>),
     Date(NaiveDate),
     Text(String),
+    TextArray(Vec<String>),
     BigInt(i64),
     Double(f64),
     Bool(bool),
@@ -24,7 +24,7 @@ pub(super) enum Bind {
 }
 
 impl Bind {
-    pub(super) fn resolve(param: &Param, ctx: &TaskContext) -> Result<Self, TaskError> {
+    pub(crate) fn resolve(param: &Param, ctx: &TaskContext) -> Result<Self, TaskError> {
         Ok(match param {
             Param::DataIntervalStart => Self::Timestamp(ctx.data_interval_start),
             Param::DataIntervalEnd => Self::Timestamp(ctx.data_interval_end),
@@ -34,7 +34,7 @@ impl Bind {
             Param::Params(name) => match ctx.params.get(name) {
                 None => {
                     return Err(TaskError::Fatal(format!(
-                        "the SQL uses `:params.{name}` but the run has no param `{name}`"
+                        "`:params.{name}` is used, but the run has no param `{name}`"
                     )));
                 }
                 Some(Value::String(s)) => Self::Text(s.clone()),
@@ -54,25 +54,34 @@ impl Bind {
         })
     }
 
-    pub(super) fn bind_to(
-        self,
-        query: Query<'_, Postgres, PgArguments>,
-    ) -> Query<'_, Postgres, PgArguments> {
-        match self {
-            Self::Timestamp(t) => query.bind(t),
-            Self::Date(d) => query.bind(d),
-            Self::Text(s) => query.bind(s),
-            Self::BigInt(i) => query.bind(i),
-            Self::Double(f) => query.bind(f),
-            Self::Bool(b) => query.bind(b),
-            Self::Null => query.bind(Option::<String>::None),
-            Self::Jsonb(v) => query.bind(sqlx::types::Json(v)),
+    /// Appends the value to a statement's arguments.
+    pub(crate) fn add_to(self, args: &mut PgArguments) -> Result<(), TaskError> {
+        let added = match self {
+            Self::Timestamp(t) => args.add(t),
+            Self::Date(d) => args.add(d),
+            Self::Text(s) => args.add(s),
+            Self::TextArray(v) => args.add(v),
+            Self::BigInt(i) => args.add(i),
+            Self::Double(f) => args.add(f),
+            Self::Bool(b) => args.add(b),
+            Self::Null => args.add(Option::<String>::None),
+            Self::Jsonb(v) => args.add(sqlx::types::Json(v)),
+        };
+        added.map_err(|e| TaskError::Fatal(format!("cannot encode a parameter: {e}")))
+    }
+
+    /// The arguments of one statement.
+    pub(crate) fn arguments(binds: Vec<Bind>) -> Result<PgArguments, TaskError> {
+        let mut args = PgArguments::default();
+        for b in binds {
+            b.add_to(&mut args)?;
         }
+        Ok(args)
     }
 }
 
 /// The database's own words for an error, with the details Postgres adds.
-pub(super) fn describe(error: &sqlx::Error) -> String {
+pub(crate) fn describe(error: &sqlx::Error) -> String {
     let sqlx::Error::Database(db) = error else {
         return error.to_string();
     };

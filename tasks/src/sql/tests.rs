@@ -177,7 +177,7 @@ async fn a_missing_param_fails_fatally_before_touching_the_database() {
     assert_eq!(
         result,
         Err(TaskError::Fatal(
-            "the SQL uses `:params.absent` but the run has no param `absent`".into()
+            "`:params.absent` is used, but the run has no param `absent`".into()
         ))
     );
 }
