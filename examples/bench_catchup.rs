@@ -3,6 +3,9 @@
 //! one database: time from start to all-success, and task instances per second.
 //! Needs DATABASE_URL (a superuser); `scripts/bench.sh` provides one.
 
+#[path = "support/bench_db.rs"]
+mod bench_db;
+
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, Utc};
@@ -16,17 +19,8 @@ const TASKS: i64 = 5;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin = std::env::var("DATABASE_URL")?;
-    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let admin_pool = store::connect(&admin, 1).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin_pool)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin.rsplit_once('/').expect("URL with a database").0
-    );
-    store::migrate(&store::connect(&url, 2).await?).await?;
+    let db = bench_db::BenchDb::create(2).await?;
+    let url = db.url.clone();
 
     let hour = chrono::Duration::hours(1);
     let start = Utc::now().duration_trunc(hour)? - hour * INTERVALS;
@@ -96,9 +90,7 @@ async fn main() -> anyhow::Result<()> {
         tis as f64 / secs
     );
     watch.close().await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&admin_pool)
-        .await?;
+    db.drop().await?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -6,6 +6,9 @@
 //! Reference (issue #2): Apache Airflow 2.10.5, LocalExecutor + Postgres, same machine size:
 //! 39.4 s for the 40-task chain, median gap 0.80 s.
 
+#[path = "support/bench_db.rs"]
+mod bench_db;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use upiflow_engine::dag::load_dag_str;
 use upiflow_engine::executor::{Worker, WorkerConfig};
 use upiflow_engine::ops::{self, Trigger};
-use upiflow_engine::store::{self, dags::VersionCache};
+use upiflow_engine::store::dags::VersionCache;
 
 const AIRFLOW_CHAIN_S: f64 = 39.4;
 const AIRFLOW_GAP_MS: f64 = 800.0;
@@ -48,18 +51,8 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin = std::env::var("DATABASE_URL")?;
-    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let admin_pool = store::connect(&admin, 1).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin_pool)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin.rsplit_once('/').expect("URL with a database").0
-    );
-    let pool = store::connect(&url, 20).await?;
-    store::migrate(&pool).await?;
+    let db = bench_db::BenchDb::create(20).await?;
+    let pool = db.pool.clone();
     let durability: (String, String) =
         sqlx::query_as("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
             .fetch_one(&pool)
@@ -170,9 +163,6 @@ async fn main() -> anyhow::Result<()> {
 
     stop.cancel();
     handle.await??;
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&admin_pool)
-        .await?;
+    db.drop().await?;
     Ok(())
 }

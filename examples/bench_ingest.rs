@@ -4,13 +4,15 @@
 //! stack's method (row INSERTs in batches of 20, one commit per batch) on the first 100,000.
 //! Needs DATABASE_URL (a superuser) and `tansu`; `scripts/bench.sh` provides both.
 
+#[path = "support/bench_db.rs"]
+mod bench_db;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use upiflow_engine::store;
 use upiflow_tasks::upi::broker::LocalBroker;
 use upiflow_tasks::upi::event::{Verdict, validate};
 use upiflow_tasks::upi::{generator, ingest};
@@ -18,23 +20,6 @@ use upiflow_tasks::upi::{generator, ingest};
 const EVENTS: u64 = 1_000_000;
 const BASELINE_EVENTS: u64 = 100_000;
 const TOPIC: &str = "upi_transactions";
-
-async fn fresh_db(
-    admin: &str,
-    admin_pool: &sqlx::PgPool,
-) -> anyhow::Result<(String, sqlx::PgPool)> {
-    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(admin_pool)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin.rsplit_once('/').expect("URL with a database").0
-    );
-    let pool = store::connect(&url, 8).await?;
-    store::migrate(&pool).await?;
-    Ok((name, pool))
-}
 
 fn consumer_from_start(bootstrap: &str, group: &str) -> anyhow::Result<StreamConsumer> {
     let c: StreamConsumer = ClientConfig::new()
@@ -53,8 +38,6 @@ fn consumer_from_start(bootstrap: &str, group: &str) -> anyhow::Result<StreamCon
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin = std::env::var("DATABASE_URL")?;
-    let admin_pool = store::connect(&admin, 1).await?;
     let broker = LocalBroker::start().await?;
     broker.create_topic(TOPIC, 3).await?;
     let t = Instant::now();
@@ -92,7 +75,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 2. upiflow ingest, exactly once.
-    let (db1, pool) = fresh_db(&admin, &admin_pool).await?;
+    let db1 = bench_db::BenchDb::create(8).await?;
+    let pool = db1.pool.clone();
     let stop = CancellationToken::new();
     let t = Instant::now();
     let run = tokio::spawn(ingest::run(
@@ -126,7 +110,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 3. The seed's method: row INSERTs, 20 per transaction.
-    let (db2, pool2) = fresh_db(&admin, &admin_pool).await?;
+    let db2 = bench_db::BenchDb::create(8).await?;
+    let pool2 = db2.pool.clone();
     let c = consumer_from_start(&broker.bootstrap, "bench-baseline")?;
     let t = Instant::now();
     let mut done = 0u64;
@@ -166,13 +151,8 @@ async fn main() -> anyhow::Result<()> {
         100.0 * ingest_rate / bare_rate
     );
 
-    pool.close().await;
-    pool2.close().await;
-    for db in [db1, db2] {
-        sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .execute(&admin_pool)
-            .await?;
-    }
+    db1.drop().await?;
+    db2.drop().await?;
     broker.stop().await;
     Ok(())
 }

@@ -12,6 +12,9 @@
 //! `scripts/bench.sh` starts a Postgres with default durability settings and runs this.
 //! BENCH_TXN_IDS=ordered numbers txn ids in time order instead of making them random.
 
+#[path = "support/bench_db.rs"]
+mod bench_db;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use upiflow_engine::Dag;
 use upiflow_engine::backfill::{self, Request};
 use upiflow_engine::executor::{Worker, WorkerConfig};
-use upiflow_engine::store::{self, dags::VersionCache};
+use upiflow_engine::store::dags::VersionCache;
 
 const EVENTS: i64 = 10_000_000;
 const DAYS: i64 = 30;
@@ -257,18 +260,8 @@ async fn main() -> anyhow::Result<()> {
             anyhow::bail!("BENCH_TXN_IDS is `random` (default) or `ordered`, not `{other}`")
         }
     };
-    let admin = std::env::var("DATABASE_URL")?;
-    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let admin_pool = store::connect(&admin, 1).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin_pool)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin.rsplit_once('/').expect("URL with a database").0
-    );
-    let pool = store::connect(&url, 20).await?;
-    store::migrate(&pool).await?;
+    let db = bench_db::BenchDb::create(20).await?;
+    let pool = db.pool.clone();
     let settings: (String, String, String) = sqlx::query_as(
         "SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('shared_buffers')",
     )
@@ -379,9 +372,6 @@ async fn main() -> anyhow::Result<()> {
 
     stop.cancel();
     handle.await??;
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&admin_pool)
-        .await?;
+    db.drop().await?;
     Ok(())
 }
