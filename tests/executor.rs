@@ -401,7 +401,7 @@ async fn bad_conf_and_duplicate_runs_are_refused() {
         }
     }
     // Integers are fine where a float is declared.
-    ops::trigger(
+    let latest = ops::trigger(
         &db.pool,
         &cache,
         &dag,
@@ -409,6 +409,12 @@ async fn bad_conf_and_duplicate_runs_are_refused() {
     )
     .await
     .unwrap();
+    // Without a date, a run covers the latest complete day, and its logical date (so `ds`)
+    // is that day's start, as for scheduled runs.
+    let now = Utc::now();
+    assert_eq!(latest.logical_date, latest.data_interval_start);
+    assert!(latest.data_interval_end <= now);
+    assert!(latest.data_interval_end > now - chrono::Duration::days(1));
     let first = trigger_at(&db, &dag, 3).await;
     // Any instant of the same daily interval is the same logical date: refused.
     let again = Trigger {

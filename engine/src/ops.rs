@@ -17,7 +17,7 @@ use crate::store::{self, dags};
 #[derive(Debug, Clone)]
 pub struct Trigger {
     /// For scheduled DAGs the run covers the schedule interval that contains this instant;
-    /// `None` means now, covering the latest complete interval (Airflow's manual runs).
+    /// `None` means the latest complete interval (for unscheduled DAGs: now).
     pub logical_date: Option<DateTime<Utc>>,
     pub conf: Value,
     pub run_type: RunType,
@@ -33,24 +33,24 @@ impl Default for Trigger {
     }
 }
 
-/// The interval and logical date a trigger resolves to.
+/// The logical date and data interval a trigger resolves to. For scheduled DAGs the logical
+/// date is always the start of a schedule interval, as for scheduled runs, so `ds` names the
+/// day the run computes whatever started it.
 pub fn resolve_interval(
     dag: &Dag,
     at: Option<DateTime<Utc>>,
 ) -> (DateTime<Utc>, (DateTime<Utc>, DateTime<Utc>)) {
     let tz = dag.tz();
-    match at {
-        Some(t) => match dag.schedule().interval_containing(t, tz) {
-            Some((start, end)) => (start, (start, end)),
-            None => (t, (t, t)),
-        },
+    let now = Utc::now();
+    let interval = match at {
+        Some(t) => dag.schedule().interval_containing(t, tz),
+        None => dag.schedule().latest_complete_interval(now, tz),
+    };
+    match interval {
+        Some((start, end)) => (start, (start, end)),
         None => {
-            let now = Utc::now();
-            let interval = dag
-                .schedule()
-                .latest_complete_interval(now, tz)
-                .unwrap_or((now, now));
-            (now, interval)
+            let t = at.unwrap_or(now);
+            (t, (t, t))
         }
     }
 }
@@ -83,11 +83,12 @@ pub async fn trigger(
         .bind(&new.run_id)
         .fetch_optional(&mut *tx)
         .await?;
+        let existing = existing.unwrap_or_default();
         return Err(EngineError::Conflict(format!(
-            "DAG `{}` already has a run for logical date {}: {}",
+            "DAG `{}` already has a run for logical date {}: {existing} (to run it again: upiflow clear {} {existing} TASK --downstream)",
             dag.dag_id,
             logical_date.to_rfc3339(),
-            existing.unwrap_or_default()
+            dag.dag_id,
         )));
     };
     runs::start_queued(&mut tx, cache, &dag.dag_id).await?;
