@@ -65,6 +65,11 @@ enum Command {
     Ingest(cmd::pipeline::IngestArgs),
     /// Send synthetic UPI payments to Kafka.
     Generate(cmd::pipeline::GenerateArgs),
+    /// The JSON API (Airflow 3 compatible paths under /api/v2).
+    Web(cmd::web::WebArgs),
+    /// Users of the web UI and API.
+    #[command(subcommand)]
+    Users(cmd::web::UsersCommand),
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
@@ -115,6 +120,8 @@ async fn main() -> ExitCode {
         Command::Worker(a) => cmd::serve::worker(&g, a).await,
         Command::Db(DbCommand::Migrate) => cmd::db_migrate(&g).await,
         Command::Ingest(a) => cmd::pipeline::ingest(&g, a).await,
+        Command::Web(a) => cmd::web::web(&g, a).await,
+        Command::Users(c) => cmd::web::users(&g, c).await,
         Command::Generate(a) => cmd::pipeline::generate(&g, a).await,
         Command::Dags(c) => cmd::dags::run(&g, c).await,
         Command::Trigger(a) => cmd::runs::trigger(&g, a).await,

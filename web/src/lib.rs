@@ -1,1 +1,54 @@
-//! upiflow web UI and JSON API (built in its own issue).
+//! upiflow's HTTP side: a JSON API compatible with Airflow 3's `/api/v2` (the parts built so
+//! far: token, version, health, DAGs, DAG runs). Every route authenticates; changing
+//! anything needs the admin role.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use sqlx::PgPool;
+use upiflow_engine::store::dags::VersionCache;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub cache: VersionCache,
+    pub token_key: Arc<Vec<u8>>,
+}
+
+impl AppState {
+    pub async fn new(pool: PgPool) -> Result<Self, sqlx::Error> {
+        let token_key = Arc::new(auth::signing_key(&pool).await?);
+        Ok(Self {
+            pool,
+            cache: VersionCache::new(),
+            token_key,
+        })
+    }
+}
+
+/// The whole application (handlers are tested through this with `oneshot`).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(api::router())
+        .layer(DefaultBodyLimit::max(256 * 1024))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    bind: std::net::SocketAddr,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    tracing::info!(address = %listener.local_addr()?, "web API listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

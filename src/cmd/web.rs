@@ -1,0 +1,63 @@
+//! `upiflow web` and `upiflow users create`.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+use upiflow_web::auth::{self, Role};
+
+use super::connect;
+use crate::Global;
+
+#[derive(Args)]
+pub struct WebArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+}
+
+pub async fn web(g: &Global, a: WebArgs) -> Result<ExitCode> {
+    let pool = connect(g).await?;
+    let state = upiflow_web::AppState::new(pool).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    super::serve::cancel_on_signal(stop.clone());
+    upiflow_web::serve(a.bind, state, async move { stop.cancelled().await }).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Create (or update) a user of the web UI and API.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Viewer,
+}
+
+pub async fn users(g: &Global, c: UsersCommand) -> Result<ExitCode> {
+    let UsersCommand::Create {
+        username,
+        password,
+        role,
+    } = c;
+    let pool = connect(g).await?;
+    let role = match role {
+        RoleArg::Admin => Role::Admin,
+        RoleArg::Viewer => Role::Viewer,
+    };
+    auth::create_user(&pool, &username, &password, role)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    println!("user `{username}` saved");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,185 @@
+//! Users, passwords (argon2id) and API tokens (signed, expiring JWTs), and the extractors
+//! that make every route authenticate: `Viewer` to read, `Admin` to change anything.
+
+use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use base64::Engine;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "user_role", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+/// How long an API token is valid.
+pub const TOKEN_TTL_SECS: i64 = 24 * 3600;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    role: Role,
+    exp: i64,
+}
+
+/// Creates or replaces a user.
+pub async fn create_user(
+    pool: &PgPool,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<(), String> {
+    if username.trim().is_empty() || password.len() < 8 {
+        return Err("a username and a password of at least 8 characters are required".into());
+    }
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .map_err(|e| format!("cannot hash the password: {e}"))?
+        .to_string();
+    sqlx::query(
+        "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)
+         ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role",
+    )
+    .bind(username)
+    .bind(hash)
+    .bind(role)
+    .execute(pool)
+    .await
+    .map_err(|e| format!("cannot store the user: {e}"))?;
+    Ok(())
+}
+
+/// The user's role if the password is right.
+pub async fn check_password(
+    pool: &PgPool,
+    username: &str,
+    password: &str,
+) -> Result<Option<Role>, ApiError> {
+    let row: Option<(String, Role)> =
+        sqlx::query_as("SELECT password_hash, role FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(pool)
+            .await?;
+    let Some((hash, role)) = row else {
+        // Same work as a real check, so timing does not tell which usernames exist.
+        let _ =
+            Argon2::default().hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng));
+        return Ok(None);
+    };
+    let parsed = PasswordHash::new(&hash)
+        .map_err(|e| ApiError::Internal(format!("stored hash unreadable: {e}")))?;
+    Ok(Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+        .then_some(role))
+}
+
+/// The signing key of this database, made on first use.
+pub async fn signing_key(pool: &PgPool) -> Result<Vec<u8>, sqlx::Error> {
+    let fresh: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    sqlx::query(
+        "INSERT INTO web_secrets (name, value) VALUES ('token_key', $1) ON CONFLICT DO NOTHING",
+    )
+    .bind(&fresh)
+    .execute(pool)
+    .await?;
+    sqlx::query_scalar("SELECT value FROM web_secrets WHERE name = 'token_key'")
+        .fetch_one(pool)
+        .await
+}
+
+pub fn issue_token(key: &[u8], username: &str, role: Role) -> Result<String, ApiError> {
+    let claims = Claims {
+        sub: username.to_string(),
+        role,
+        exp: chrono::Utc::now().timestamp() + TOKEN_TTL_SECS,
+    };
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(key))
+        .map_err(|e| ApiError::Internal(format!("cannot sign a token: {e}")))
+}
+
+/// An authenticated user (any role).
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub username: String,
+    pub role: Role,
+}
+
+/// An authenticated admin.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Viewer);
+
+impl<S> FromRequestParts<S> for Viewer
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        if let Some(token) = header.strip_prefix("Bearer ") {
+            let data = jsonwebtoken::decode::<Claims>(
+                token.trim(),
+                &DecodingKey::from_secret(&state.token_key),
+                &Validation::default(),
+            )
+            .map_err(|_| ApiError::Unauthorized)?;
+            return Ok(Viewer {
+                username: data.claims.sub,
+                role: data.claims.role,
+            });
+        }
+        if let Some(basic) = header.strip_prefix("Basic ") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(basic.trim())
+                .map_err(|_| ApiError::Unauthorized)?;
+            let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
+            let (user, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
+            let role = check_password(&state.pool, user, password)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            return Ok(Viewer {
+                username: user.to_string(),
+                role,
+            });
+        }
+        Err(ApiError::Unauthorized)
+    }
+}
+
+impl<S> FromRequestParts<S> for Admin
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let v = Viewer::from_request_parts(parts, state).await?;
+        if v.role != Role::Admin {
+            return Err(ApiError::Forbidden(format!(
+                "user `{}` may only read (role viewer)",
+                v.username
+            )));
+        }
+        Ok(Admin(v))
+    }
+}
