@@ -21,15 +21,7 @@ impl BenchDb {
             anyhow::anyhow!("set DATABASE_URL to a Postgres superuser (scripts/bench.sh does)")
         })?;
         let admin = store::connect(&admin_url, 1).await?;
-        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await?;
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
-        let url = format!("{base}/{name}");
+        let (name, url) = store::create_scratch_database(&admin_url, "bench").await?;
         let pool = store::connect(&url, max_connections).await?;
         store::migrate(&pool).await?;
         Ok(Self {

@@ -23,15 +23,10 @@ impl Db {
     async fn new() -> Self {
         let admin = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL must point at a Postgres superuser (scripts/test.sh starts one)");
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let admin_pool = PgPool::connect(&admin).await.expect("admin connection");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin_pool)
+        let (_, url) = upiflow_engine::store::create_scratch_database(&admin, "t")
             .await
             .expect("create test database");
-        admin_pool.close().await;
-        let (base, _) = admin.rsplit_once('/').expect("URL has a database part");
-        let pool = PgPool::connect(&format!("{base}/{name}"))
+        let pool = PgPool::connect(&url)
             .await
             .expect("connect to test database");
         upiflow_engine::store::migrate(&pool)

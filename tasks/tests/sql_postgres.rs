@@ -13,15 +13,10 @@ use upiflow_engine::{PrepareCtx, TaskContext, TaskError, TaskKind};
 async fn fresh_db() -> PgPool {
     let admin = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL must point at a Postgres superuser (scripts/test.sh starts one)");
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let admin_pool = PgPool::connect(&admin).await.expect("admin connection");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin_pool)
+    let (_, url) = upiflow_engine::store::create_scratch_database(&admin, "t")
         .await
         .expect("create test database");
-    admin_pool.close().await;
-    let (base, _) = admin.rsplit_once('/').expect("URL has a database part");
-    PgPool::connect(&format!("{base}/{name}"))
+    PgPool::connect(&url)
         .await
         .expect("connect to test database")
 }

@@ -20,15 +20,9 @@ pub struct TestDb {
 pub async fn fresh_db() -> TestDb {
     let admin = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL must point at a Postgres superuser (scripts/test.sh starts one)");
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let admin_pool = store::connect(&admin, 1).await.expect("admin connection");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin_pool)
+    let (_, url) = store::create_scratch_database(&admin, "t")
         .await
         .expect("create test database");
-    admin_pool.close().await;
-    let (base, _) = admin.rsplit_once('/').expect("URL has a database part");
-    let url = format!("{base}/{name}");
     let pool = store::connect(&url, 20)
         .await
         .expect("connect to test database");

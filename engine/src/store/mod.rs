@@ -82,3 +82,17 @@ pub async fn relay_wakeups(pool: PgPool, wake: Arc<Notify>, stop: CancellationTo
         }
     }
 }
+
+/// Creates a new, empty database named `PREFIX_<random>` on the server of `admin_url` (a
+/// role allowed to create databases) and returns its name and URL. For tests and benchmarks
+/// that each want a database of their own.
+pub async fn create_scratch_database(admin_url: &str, prefix: &str) -> Result<(String, String)> {
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let admin = connect(admin_url, 1).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    Ok((name.clone(), format!("{base}/{name}")))
+}
