@@ -52,14 +52,6 @@ impl WorkerArgs {
     }
 }
 
-fn scheduler_config(g: &Global) -> SchedulerConfig {
-    SchedulerConfig {
-        dags_folder: g.dags_folder.clone(),
-        parse_interval: Duration::from_secs(2),
-        poll: Duration::from_secs(1),
-    }
-}
-
 /// Cancels the token on Ctrl-C or SIGTERM.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -110,7 +102,11 @@ async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     let registry = upiflow_tasks::registry();
     let (broker, ingest, demo) = start_stream(g, &a, &pool, &shutdown).await;
     let worker = Worker::new(pool.clone(), registry.clone(), a.worker.config());
-    let scheduler = Scheduler::new(pool.clone(), registry, scheduler_config(g));
+    let scheduler = Scheduler::new(
+        pool.clone(),
+        registry,
+        SchedulerConfig::new(g.dags_folder.clone()),
+    );
     eprintln!(
         "upiflow standalone: scheduler + worker on {} (DAGs from {}); Ctrl-C stops",
         redact(&super::database_url(g)?),
@@ -205,9 +201,13 @@ async fn start_stream(
 pub async fn scheduler(g: &Global) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let shutdown = shutdown_on_signal();
-    Scheduler::new(pool, upiflow_tasks::registry(), scheduler_config(g))
-        .run(shutdown)
-        .await?;
+    Scheduler::new(
+        pool,
+        upiflow_tasks::registry(),
+        SchedulerConfig::new(g.dags_folder.clone()),
+    )
+    .run(shutdown)
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
