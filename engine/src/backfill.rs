@@ -221,19 +221,8 @@ async fn reset_run(
         return Ok(());
     };
     let dag = cache.get(conn, &dag_id, &hash).await?;
-    let ids: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
-    let retries: Vec<i32> = dag.tasks.iter().map(|t| t.retry.retries as i32).collect();
-    sqlx::query(
-        "UPDATE task_instances ti SET state = NULL, max_tries = ti.try_number + u.retries + 1,
-            next_retry_at = NULL, worker = NULL, queued_at = NULL, start_date = NULL, end_date = NULL
-         FROM UNNEST($2::text[], $3::int[]) AS u(task_id, retries)
-         WHERE ti.run_pk = $1 AND ti.task_id = u.task_id",
-    )
-    .bind(run_pk)
-    .bind(&ids)
-    .bind(&retries)
-    .execute(&mut *conn)
-    .await?;
+    let ids: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
+    crate::store::tis::reset(conn, run_pk, &dag, &ids).await?;
     sqlx::query(
         "UPDATE dag_runs SET state = 'queued', start_date = NULL, end_date = NULL, backfill_id = $2
          WHERE id = $1",

@@ -402,21 +402,7 @@ pub async fn clear(
             running.join(", ")
         )));
     }
-    let retries: Vec<i32> = targets
-        .iter()
-        .map(|t| dag.task(t).map_or(0, |d| d.retry.retries as i32))
-        .collect();
-    sqlx::query(
-        "UPDATE task_instances ti SET state = NULL, max_tries = ti.try_number + u.retries + 1,
-            next_retry_at = NULL, worker = NULL, queued_at = NULL, start_date = NULL, end_date = NULL
-         FROM UNNEST($2::text[], $3::int[]) AS u(task_id, retries)
-         WHERE ti.run_pk = $1 AND ti.task_id = u.task_id",
-    )
-    .bind(run.id)
-    .bind(&targets)
-    .bind(&retries)
-    .execute(&mut *tx)
-    .await?;
+    reset(&mut tx, run.id, &dag, &targets).await?;
     sqlx::query("UPDATE dag_runs SET state = 'running', end_date = NULL WHERE id = $1")
         .bind(run.id)
         .execute(&mut *tx)
@@ -427,4 +413,30 @@ pub async fn clear(
     crate::store::notify_wake(&mut tx).await?;
     tx.commit().await?;
     Ok(targets)
+}
+
+/// Puts task instances of a run back to "no status" with a fresh allowance of retries (the
+/// try count goes on, as in Airflow), so trigger rules schedule them again.
+pub async fn reset(
+    conn: &mut PgConnection,
+    run_pk: i64,
+    dag: &crate::dag::Dag,
+    task_ids: &[String],
+) -> Result<()> {
+    let retries: Vec<i32> = task_ids
+        .iter()
+        .map(|t| dag.task(t).map_or(0, |d| d.retry.retries as i32))
+        .collect();
+    sqlx::query(
+        "UPDATE task_instances ti SET state = NULL, max_tries = ti.try_number + u.retries + 1,
+            next_retry_at = NULL, worker = NULL, queued_at = NULL, start_date = NULL, end_date = NULL
+         FROM UNNEST($2::text[], $3::int[]) AS u(task_id, retries)
+         WHERE ti.run_pk = $1 AND ti.task_id = u.task_id",
+    )
+    .bind(run_pk)
+    .bind(task_ids)
+    .bind(&retries)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
