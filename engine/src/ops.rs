@@ -134,3 +134,19 @@ pub async fn wait_until_done(pool: &PgPool, run_pk: i64, every: Duration) -> Res
         tokio::time::sleep(every).await;
     }
 }
+
+/// Pauses or resumes a DAG. Resuming starts the manual runs that waited while it was paused
+/// and wakes the workers, all in the caller's transaction.
+pub async fn set_paused(
+    conn: &mut sqlx::PgConnection,
+    cache: &VersionCache,
+    dag_id: &str,
+    paused: bool,
+) -> Result<()> {
+    dags::set_paused(&mut *conn, dag_id, paused).await?;
+    if !paused {
+        runs::start_queued(&mut *conn, cache, dag_id).await?;
+        store::notify_wake(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -135,11 +135,7 @@ async fn set_paused(g: &Global, dag_id: &str, paused: bool) -> Result<ExitCode> 
         let d = find_dag(g, dag_id)?;
         store_dags::sync(&mut tx, &d).await?;
     }
-    store_dags::set_paused(&mut tx, dag_id, paused).await?;
-    if !paused {
-        store_runs::start_queued(&mut tx, &VersionCache::new(), dag_id).await?;
-        store::notify_wake(&mut tx).await?;
-    }
+    upiflow_engine::ops::set_paused(&mut tx, &VersionCache::new(), dag_id, paused).await?;
     tx.commit().await?;
     println!("{dag_id} {}", if paused { "paused" } else { "unpaused" });
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
+        .merge(ui::router())
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(state)
 }
