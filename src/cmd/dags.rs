@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use upiflow_engine::dag;
 use upiflow_engine::store::dags::VersionCache;
-use upiflow_engine::store::{self, dags as store_dags, runs as store_runs};
+use upiflow_engine::store::{dags as store_dags, runs as store_runs};
 
 use super::{connect, database_url, find_dag, table};
 use crate::Global;

@@ -26,6 +26,9 @@ pub struct StandaloneArgs {
     /// Payments per second sent by --demo.
     #[arg(long, default_value_t = 50.0)]
     pub demo_rate: f64,
+    /// Address of the web UI and API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
 }
 
 #[derive(Args, Clone)]
@@ -98,6 +101,11 @@ pub async fn standalone(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
 
 async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
+    let listener = upiflow_web::listen(a.bind).await?;
+    let web_state = upiflow_web::AppState::new(pool.clone()).await?;
+    let first_password = upiflow_web::auth::ensure_first_admin(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     let shutdown = shutdown_on_signal();
     let registry = upiflow_tasks::registry();
     let (broker, ingest, demo) = start_stream(g, &a, &pool, &shutdown).await;
@@ -108,13 +116,29 @@ async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
         SchedulerConfig::new(g.dags_folder.clone()),
     );
     eprintln!(
-        "upiflow standalone: scheduler + worker on {} (DAGs from {}); Ctrl-C stops",
+        "upiflow standalone: scheduler + worker + web on {} (DAGs from {}); Ctrl-C stops",
         redact(&super::database_url(g)?),
         g.dags_folder.display()
     );
-    let (w, s) = tokio::join!(
+    eprintln!(
+        "upiflow standalone: web UI at http://{}",
+        listener.local_addr()?
+    );
+    if let Some(p) = first_password {
+        eprintln!(
+            "upiflow standalone: first start, so a user was created: `admin` with password `{p}`\n  \
+             (shown only this once; set another with `upiflow users create --username admin --password ... --role admin`)"
+        );
+    }
+    let stop_web = shutdown.clone();
+    let (w, s, web) = tokio::join!(
         worker.run(shutdown.clone()),
-        scheduler.run(shutdown.clone())
+        scheduler.run(shutdown.clone()),
+        upiflow_web::serve(
+            listener,
+            web_state,
+            async move { stop_web.cancelled().await }
+        ),
     );
     if let Some(d) = demo {
         d.abort();
@@ -127,6 +151,7 @@ async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     }
     w?;
     s?;
+    web?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -21,7 +21,9 @@ pub async fn web(g: &Global, a: WebArgs) -> Result<ExitCode> {
     let state = upiflow_web::AppState::new(pool).await?;
     let stop = tokio_util::sync::CancellationToken::new();
     super::serve::cancel_on_signal(stop.clone());
-    upiflow_web::serve(a.bind, state, async move { stop.cancelled().await }).await?;
+    let listener = upiflow_web::listen(a.bind).await?;
+    eprintln!("upiflow web: http://{}", listener.local_addr()?);
+    upiflow_web::serve(listener, state, async move { stop.cancelled().await }).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -61,6 +61,36 @@ pub async fn create_user(
     Ok(())
 }
 
+/// On first start (no user at all), creates the admin `admin` with a generated password and
+/// returns that password, which is shown once; afterwards returns `None`.
+pub async fn ensure_first_admin(pool: &PgPool) -> Result<Option<String>, String> {
+    use base64::Engine;
+    let bytes: [u8; 15] = rand::random();
+    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .map_err(|e| format!("cannot hash the password: {e}"))?
+        .to_string();
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    // Two first starts at once: the lock makes one of them see the other's user.
+    sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    let created = sqlx::query(
+        "INSERT INTO users (username, password_hash, role)
+         SELECT 'admin', $1, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)",
+    )
+    .bind(hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| format!("cannot store the first admin: {e}"))?
+    .rows_affected()
+        == 1;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(created.then_some(password))
+}
+
 /// The user's role if the password is right.
 pub async fn check_password(
     pool: &PgPool,

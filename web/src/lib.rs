@@ -42,14 +42,23 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Binds `bind`, with a message that names the address when it cannot.
+pub async fn listen(bind: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {bind}: {e} (choose another address with --bind)"),
+        )
+    })
+}
+
 /// Serves until `shutdown` completes.
 pub async fn serve(
-    bind: std::net::SocketAddr,
+    listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(bind).await?;
-    tracing::info!(address = %listener.local_addr()?, "web API listening");
+    tracing::info!(address = %listener.local_addr()?, "web UI and API listening");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
