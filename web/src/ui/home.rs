@@ -115,6 +115,8 @@ async fn list(
 #[derive(Deserialize)]
 struct PauseForm {
     paused: bool,
+    /// The page to go back to (a DAG's own page sends its address); the list by default.
+    next: Option<String>,
 }
 
 async fn pause(
@@ -125,5 +127,5 @@ async fn pause(
     let mut tx = s.pool.begin().await?;
     upiflow_engine::ops::set_paused(&mut tx, &s.cache, &dag_id, f.paused).await?;
     tx.commit().await?;
-    Ok(Redirect::to("/"))
+    Ok(Redirect::to(&super::session::safe_next(f.next.as_deref())))
 }

@@ -3,8 +3,15 @@
 //! `data-refresh="URL"`; `app.js` re-fetches that URL every few seconds and swaps the region,
 //! so the page updates without a full reload.
 
+mod backfill;
+mod dag;
+mod graph;
 mod home;
+mod missed;
+mod run;
 pub mod session;
+mod task;
+mod trigger;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -29,6 +36,13 @@ pub fn router() -> Router<AppState> {
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .merge(home::router())
+        .merge(dag::router())
+        .merge(graph::router())
+        .merge(run::router())
+        .merge(task::router())
+        .merge(trigger::router())
+        .merge(backfill::router())
+        .merge(missed::router())
 }
 
 /// What went wrong, as a page (or, for a missing session, a redirect to the login page).

@@ -1,6 +1,8 @@
 // upiflow UI: small, dependency-free behaviour on top of server-rendered pages.
 // - [data-refresh="URL"]: re-fetch URL every data-every seconds (default 5) and swap the
-//   element's content, so live regions update without a full reload.
+//   element's content, so live regions update without a full reload. Not while the user is
+//   in a form control inside it; a fragment holding [data-refresh-final] (say, a finished
+//   run) ends the refreshing.
 // - form[data-confirm]: ask before submitting.
 // - [data-autosubmit]: submit the enclosing form when the control changes.
 (function () {
@@ -9,6 +11,8 @@
   function refresh(el) {
     var url = el.getAttribute("data-refresh");
     if (!url || document.hidden || el.dataset.busy) return;
+    var active = document.activeElement;
+    if (active && active.form && el.contains(active)) return;
     el.dataset.busy = "1";
     fetch(url, { credentials: "same-origin", headers: { "X-Fragment": "1" }, redirect: "manual" })
       .then(function (r) {
@@ -21,6 +25,7 @@
       .then(function (html) {
         if (html !== null && html !== undefined) {
           el.innerHTML = html;
+          if (el.querySelector("[data-refresh-final]")) el.removeAttribute("data-refresh");
           el.setAttribute("data-refreshed-at", String(Date.now()));
           el.dispatchEvent(new CustomEvent("upiflow:refreshed", { bubbles: true }));
         }

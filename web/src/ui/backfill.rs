@@ -1,0 +1,349 @@
+//! Backfills: `/backfills` (every backfill with a progress bar), `/backfills/{id}` (one, with
+//! its runs, refreshing while it runs) and `/dags/{dag_id}/backfill` (the form that starts one).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+use serde::Deserialize;
+use sqlx::FromRow;
+use upiflow_engine::backfill::{self, BackfillRow, Progress, Request};
+use upiflow_engine::store::dags::DagRow;
+use upiflow_engine::{Dag, EngineError};
+
+use super::dag::{Tab, dag_url, duration_text, header, load, run_url, wants_fragment};
+use super::trigger::parse_form_date;
+use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page, state_badge, ts, ts_opt};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/backfills", get(list))
+        .route("/backfills/{id}", get(one))
+        .route("/dags/{dag_id}/backfill", get(form_page).post(submit))
+}
+
+/// Most backfills listed, and most runs listed for one.
+const LIST_LIMIT: i64 = 200;
+const RUNS_LIMIT: i64 = 1000;
+
+pub(super) fn backfill_url(id: i64) -> String {
+    format!("/backfills/{id}")
+}
+
+/// A progress bar: finished runs out of the total, failures in red.
+fn progress_bar(p: &Progress) -> Markup {
+    let total = p.total.max(1) as f64;
+    let pct = |n: i64| (100.0 * n as f64 / total).clamp(0.0, 100.0);
+    html! {
+        div.progress title={ (p.done()) " of " (p.total) " done" }
+            data-done=(p.done()) data-total=(p.total) role="progressbar"
+            aria-valuemin="0" aria-valuemax=(p.total) aria-valuenow=(p.done()) {
+            span.ok style={ "width:" (format!("{:.1}", pct(p.success))) "%" } {}
+            span.bad style={ "width:" (format!("{:.1}", pct(p.failed))) "%" } {}
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct Listed {
+    id: i64,
+    dag_id: String,
+    from_date: DateTime<Utc>,
+    to_date: DateTime<Utc>,
+    created_by: String,
+    state: String,
+    total: i32,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    success: i64,
+    failed: i64,
+    running: i64,
+    queued: i64,
+}
+
+async fn list(
+    State(s): State<AppState>,
+    user: UiUser,
+    headers: HeaderMap,
+) -> Result<Markup, UiError> {
+    // Progress counted as `backfill::progress` does, for every backfill in one query.
+    let rows: Vec<Listed> = sqlx::query_as(
+        "SELECT b.id, b.dag_id, b.from_date, b.to_date, b.created_by, b.state::text AS state,
+                b.total, b.created_at, b.completed_at,
+                p.success, p.failed, p.running, p.queued
+         FROM backfills b
+         CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE r.state = 'success') AS success,
+                   count(*) FILTER (WHERE r.state = 'failed') AS failed,
+                   count(*) FILTER (WHERE r.state = 'running') AS running,
+                   count(*) FILTER (WHERE r.state = 'queued') AS queued
+            FROM dag_runs r
+            WHERE r.dag_id = b.dag_id AND r.logical_date BETWEEN b.from_date AND b.to_date) p
+         ORDER BY b.id DESC LIMIT $1",
+    )
+    .bind(LIST_LIMIT)
+    .fetch_all(&s.pool)
+    .await?;
+    let region = html! {
+        @if rows.is_empty() {
+            p.notice id="no-backfills" { "No backfill yet. Start one from a DAG's page." }
+        } @else {
+            table id="backfill-list" {
+                thead { tr {
+                    th.num { "#" } th { "DAG" } th { "From" } th { "To" } th { "State" }
+                    th { "Progress" } th.num { "Done" } th { "By" } th { "Created" } th { "Took" }
+                } }
+                tbody {
+                    @for b in &rows {
+                        @let p = Progress { total: b.total as i64, success: b.success, failed: b.failed, running: b.running, queued: b.queued };
+                        tr data-backfill=(b.id) data-state=(b.state) {
+                            td.num { a href=(backfill_url(b.id)) { (b.id) } }
+                            td { a href=(dag_url(&b.dag_id)) { (b.dag_id) } }
+                            td { (ts(b.from_date)) }
+                            td { (ts(b.to_date)) }
+                            td { (state_badge(&b.state)) }
+                            td.progress-cell { (progress_bar(&p)) }
+                            td.num { (p.done()) " / " (p.total) }
+                            td { (b.created_by) }
+                            td { (ts(b.created_at)) }
+                            td { (b.completed_at.map(|c| duration_text(Some(b.created_at), Some(c))).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if wants_fragment(&headers) {
+        return Ok(region);
+    }
+    Ok(page(
+        "Backfills",
+        &user,
+        Nav::Backfills,
+        html! {
+            h1 { "Backfills" }
+            div id="backfills-region" data-refresh="/backfills" data-every="5" { (region) }
+        },
+    ))
+}
+
+#[derive(FromRow)]
+struct BackfillRun {
+    run_id: String,
+    state: String,
+    run_type: String,
+    logical_date: DateTime<Utc>,
+    start_date: Option<DateTime<Utc>>,
+    end_date: Option<DateTime<Utc>>,
+    backfill_id: Option<i64>,
+}
+
+async fn one(
+    State(s): State<AppState>,
+    user: UiUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Markup, UiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| UiError::NotFound(format!("there is no backfill `{id}`")))?;
+    let b = backfill::get(&s.pool, id).await?;
+    let p = backfill::progress(&s.pool, &b).await?;
+    let runs: Vec<BackfillRun> = sqlx::query_as(
+        "SELECT run_id, state::text AS state, run_type::text AS run_type, logical_date,
+                start_date, end_date, backfill_id
+         FROM dag_runs WHERE dag_id = $1 AND logical_date BETWEEN $2 AND $3
+         ORDER BY logical_date LIMIT $4",
+    )
+    .bind(&b.dag_id)
+    .bind(b.from_date)
+    .bind(b.to_date)
+    .bind(RUNS_LIMIT)
+    .fetch_all(&s.pool)
+    .await?;
+    let region = html! {
+        section.card id="backfill-progress" data-backfill=(b.id) data-state=(b.state)
+            data-done=(p.done()) data-total=(p.total) {
+            div.toolbar {
+                (state_badge(&b.state))
+                strong { (p.done()) " / " (p.total) " runs done" }
+            }
+            (progress_bar(&p))
+            dl.facts.counts {
+                div data-count="success" { dt { "Succeeded" } dd { (p.success) } }
+                div data-count="failed" { dt { "Failed" } dd { (p.failed) } }
+                div data-count="running" { dt { "Running" } dd { (p.running) } }
+                div data-count="queued" { dt { "Queued" } dd { (p.queued) } }
+            }
+        }
+        h2 { "Runs" }
+        @if runs.is_empty() {
+            p.muted { "No run in the range yet." }
+        } @else {
+            table id="backfill-runs" {
+                thead { tr {
+                    th { "Run" } th { "State" } th { "Type" } th { "Logical date" } th { "Started" } th { "Ended" } th.num { "Duration" }
+                } }
+                tbody {
+                    @for r in &runs {
+                        tr data-run=(r.run_id) data-state=(r.state) {
+                            td {
+                                a href=(run_url(&b.dag_id, &r.run_id)) { (r.run_id) }
+                                @if r.backfill_id != Some(b.id) { " " span.muted title="a run this backfill found, not one it made" { "(existing)" } }
+                            }
+                            td { (state_badge(&r.state)) }
+                            td { (r.run_type) }
+                            td { (ts(r.logical_date)) }
+                            td { (ts_opt(r.start_date)) }
+                            td { (ts_opt(r.end_date)) }
+                            td.num { (duration_text(r.start_date, r.end_date)) }
+                        }
+                    }
+                }
+            }
+            @if runs.len() as i64 >= RUNS_LIMIT { p.muted { "Only the first " (RUNS_LIMIT) " runs are listed." } }
+        }
+        @if b.state != "running" { span hidden data-refresh-final {} }
+    };
+    if wants_fragment(&headers) {
+        return Ok(region);
+    }
+    let here = backfill_url(b.id);
+    Ok(page(
+        &format!("Backfill {}", b.id),
+        &user,
+        Nav::Backfills,
+        html! {
+            h1 { "Backfill #" (b.id) " of " a href=(dag_url(&b.dag_id)) { (b.dag_id) } }
+            p.muted {
+                "Logical dates " (ts(b.from_date)) " to " (ts(b.to_date)) " (UTC, both included)"
+                @if b.rerun_failed { " · re-runs failed runs" }
+                @if b.reset { " · re-runs every run" }
+                " · by " (b.created_by) " at " (ts(b.created_at))
+                @if let Some(c) = b.completed_at { " · completed " (ts(c)) }
+            }
+            @if b.state == "running" {
+                div id="backfill-region" data-refresh=(here) data-every="3" { (region) }
+            } @else {
+                div id="backfill-region" { (region) }
+            }
+        },
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct BackfillForm {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    /// Checkboxes: present when ticked.
+    rerun_failed: Option<String>,
+    reset: Option<String>,
+}
+
+fn form(
+    user: &UiUser,
+    row: &DagRow,
+    dag: &Dag,
+    input: &BackfillForm,
+    error: Option<&str>,
+) -> Markup {
+    let action = format!("{}/backfill", dag_url(&dag.dag_id));
+    html! {
+        (header(user, row, dag, Tab::Backfill, &action))
+        h2 { "Backfill" }
+        @if !user.is_admin() {
+            p.notice { "You may only read (role viewer): the form is shown read-only." }
+        }
+        @if dag.schedule().is_none() {
+            p.notice { "This DAG has no schedule, so it has no intervals to backfill; trigger it instead." }
+        }
+        @if let Some(e) = error {
+            p.error-message role="alert" id="form-error" { (e) }
+        }
+        form.card.form id="backfill-form" method="post" action=(action) {
+            (csrf_field(user))
+            fieldset disabled[!user.is_admin()] {
+                p.hint { "Every interval whose logical date lies between From and To (both included) gets a run; dates are in " (dag.timezone) " unless an offset is given." }
+                label { "From" input type="text" name="from" value=(input.from) placeholder="2026-01-01" required; }
+                label { "To" input type="text" name="to" value=(input.to) placeholder="2026-01-31" required; }
+                label.inline { input type="checkbox" name="rerun_failed" value="on" checked[input.rerun_failed.is_some()]; " Re-run intervals whose run failed" }
+                label.inline { input type="checkbox" name="reset" value="on" checked[input.reset.is_some()]; " Re-run every interval, successful ones included" }
+                div { button type="submit" { "Start backfill" } " " a.button.secondary href=(dag_url(&dag.dag_id)) { "Cancel" } }
+            }
+        }
+    }
+}
+
+async fn form_page(
+    State(s): State<AppState>,
+    user: UiUser,
+    Path(dag_id): Path<String>,
+) -> Result<Markup, UiError> {
+    let (row, dag) = load(&s, &dag_id).await?;
+    Ok(page(
+        &format!("Backfill {dag_id}"),
+        &user,
+        Nav::Dags,
+        form(&user, &row, &dag, &BackfillForm::default(), None),
+    ))
+}
+
+/// Starts (or resumes) a backfill on behalf of a user of the UI.
+pub(super) async fn start(
+    s: &AppState,
+    dag: &Dag,
+    req: &Request,
+) -> Result<BackfillRow, EngineError> {
+    let b = backfill::start(&s.pool, &s.cache, dag, req).await?;
+    tracing::info!(user = %req.created_by, dag_id = %dag.dag_id, backfill = b.id, total = b.total, "backfill started from the UI");
+    Ok(b)
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    Path(dag_id): Path<String>,
+    AdminForm(user, f): AdminForm<BackfillForm>,
+) -> Result<Response, UiError> {
+    let (row, dag) = load(&s, &dag_id).await?;
+    let again = |status: StatusCode, message: String| -> Response {
+        let body = page(
+            &format!("Backfill {dag_id}"),
+            &user,
+            Nav::Dags,
+            form(&user, &row, &dag, &f, Some(&message)),
+        );
+        (status, body).into_response()
+    };
+    let from = match parse_form_date(&f.from, &dag) {
+        Ok(d) => d,
+        Err(e) => return Ok(again(StatusCode::BAD_REQUEST, format!("From: {e}"))),
+    };
+    let to = match parse_form_date(&f.to, &dag) {
+        Ok(d) => d,
+        Err(e) => return Ok(again(StatusCode::BAD_REQUEST, format!("To: {e}"))),
+    };
+    let req = Request {
+        from,
+        to,
+        rerun_failed: f.rerun_failed.is_some(),
+        reset: f.reset.is_some(),
+        created_by: user.username.clone(),
+    };
+    match start(&s, &dag, &req).await {
+        Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),
+        Err(EngineError::Conflict(m)) => Ok(again(StatusCode::CONFLICT, m)),
+        Err(EngineError::Invalid(m)) => Ok(again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            m.replace("--from", "From")
+                .replace("--to", "To")
+                .replace("--logical-date", "a logical date"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

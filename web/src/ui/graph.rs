@@ -1,0 +1,347 @@
+//! `/dags/{dag_id}/graph`: the DAG as an SVG drawn left to right by layers (a task's layer is
+//! the longest path to it from a root), nodes coloured by their state in the selected run.
+//! The SVG is maud markup, so task ids are escaped like any other text.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+use serde::Deserialize;
+use sqlx::FromRow;
+use upiflow_engine::Dag;
+
+use super::dag::{
+    Tab, UiQuery, dag_url, header, legend, load, run_url, ti_url, version, wants_fragment,
+    with_query,
+};
+use super::{Nav, UiError, UiUser, page, ts};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/dags/{dag_id}/graph", get(graph_page))
+}
+
+const NODE_W: f64 = 180.0;
+const NODE_H: f64 = 38.0;
+const GAP_X: f64 = 70.0;
+const GAP_Y: f64 = 18.0;
+const PAD: f64 = 12.0;
+/// Longest task id drawn in full inside a node (the whole id is in its tooltip).
+const LABEL_CHARS: usize = 22;
+
+/// Where each task goes.
+pub(super) struct Layout {
+    /// `(task index in dag.tasks, x, y)`, in topological order.
+    pub nodes: Vec<(usize, f64, f64)>,
+    /// `(from, to)` as indexes into `dag.tasks`.
+    pub edges: Vec<(usize, usize)>,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// Longest-path layering, then each layer ordered by the mean position of the task's
+/// upstreams (one sweep of the barycenter heuristic, enough to untangle DAGs of this size).
+pub(super) fn layout(dag: &Dag) -> Layout {
+    let index: HashMap<&str, usize> = dag
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let mut layer = vec![0usize; dag.tasks.len()];
+    for t in dag.topological() {
+        let i = index[t.id.as_str()];
+        layer[i] = t
+            .upstream
+            .iter()
+            .filter_map(|u| index.get(u.as_str()))
+            .map(|&u| layer[u] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let depth = layer.iter().copied().max().map_or(0, |m| m + 1);
+    let mut layers: Vec<Vec<usize>> = vec![Vec::new(); depth];
+    for (i, &l) in layer.iter().enumerate() {
+        layers[l].push(i);
+    }
+    let mut row = vec![0.0_f64; dag.tasks.len()];
+    for members in layers.iter_mut() {
+        let key = |i: usize| {
+            let ups: Vec<f64> = dag.tasks[i]
+                .upstream
+                .iter()
+                .filter_map(|u| index.get(u.as_str()))
+                .map(|&u| row[u])
+                .collect();
+            if ups.is_empty() {
+                f64::MAX
+            } else {
+                ups.iter().sum::<f64>() / ups.len() as f64
+            }
+        };
+        let mut keyed: Vec<(f64, usize)> = members.iter().map(|&i| (key(i), i)).collect();
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        *members = keyed.into_iter().map(|(_, i)| i).collect();
+        for (r, &i) in members.iter().enumerate() {
+            row[i] = r as f64;
+        }
+    }
+    let tallest = layers.iter().map(Vec::len).max().unwrap_or(0);
+    let column_height = |n: usize| n as f64 * NODE_H + n.saturating_sub(1) as f64 * GAP_Y;
+    let height = column_height(tallest) + 2.0 * PAD;
+    let mut pos = vec![(0.0, 0.0); dag.tasks.len()];
+    for (l, members) in layers.iter().enumerate() {
+        let top = PAD + (column_height(tallest) - column_height(members.len())) / 2.0;
+        for (r, &i) in members.iter().enumerate() {
+            pos[i] = (
+                PAD + l as f64 * (NODE_W + GAP_X),
+                top + r as f64 * (NODE_H + GAP_Y),
+            );
+        }
+    }
+    let nodes = dag
+        .topological()
+        .map(|t| {
+            let i = index[t.id.as_str()];
+            (i, pos[i].0, pos[i].1)
+        })
+        .collect();
+    let index = &index;
+    let edges = dag
+        .tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            t.upstream
+                .iter()
+                .filter_map(move |u| index.get(u.as_str()).map(|&u| (u, i)))
+        })
+        .collect();
+    Layout {
+        nodes,
+        edges,
+        width: depth as f64 * NODE_W + depth.saturating_sub(1) as f64 * GAP_X + 2.0 * PAD,
+        height,
+    }
+}
+
+fn label(id: &str) -> String {
+    if id.chars().count() <= LABEL_CHARS {
+        id.to_string()
+    } else {
+        let head: String = id.chars().take(LABEL_CHARS - 1).collect();
+        format!("{head}…")
+    }
+}
+
+/// The SVG of `dag` with each node's state from `states` (task id -> state) and, when a run
+/// is given, each node linking to its task instance.
+pub(super) fn svg(dag: &Dag, states: &HashMap<String, String>, run_id: Option<&str>) -> Markup {
+    let l = layout(dag);
+    let mut at = vec![(0.0, 0.0); dag.tasks.len()];
+    for &(i, x, y) in &l.nodes {
+        at[i] = (x, y);
+    }
+    html! {
+        svg.dag-graph id="graph" xmlns="http://www.w3.org/2000/svg" role="img"
+            width=(l.width) height=(l.height) viewBox={ "0 0 " (l.width) " " (l.height) } {
+            title { "Tasks of " (dag.dag_id) " and their dependencies" }
+            defs {
+                marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7"
+                    markerHeight="7" orient="auto-start-reverse" {
+                    path d="M 0 0 L 10 5 L 0 10 z" fill="#8a96a3" {}
+                }
+            }
+            @for &(from, to) in &l.edges {
+                @let (x1, y1) = (at[from].0 + NODE_W, at[from].1 + NODE_H / 2.0);
+                @let (x2, y2) = (at[to].0, at[to].1 + NODE_H / 2.0);
+                @let bend = GAP_X / 2.0;
+                path.edge data-from=(dag.tasks[from].id) data-to=(dag.tasks[to].id)
+                    d={ "M " (x1) " " (y1) " C " (x1 + bend) " " (y1) ", " (x2 - bend) " " (y2) ", " (x2 - 1.0) " " (y2) }
+                    marker-end="url(#arrow)" {}
+            }
+            @for &(i, x, y) in &l.nodes {
+                @let t = &dag.tasks[i];
+                @let st = states.get(&t.id).map(String::as_str).unwrap_or("none");
+                @let node = html! {
+                    title { (t.id) " (" (t.kind) ") · " (st) }
+                    rect class={ "node state-" (st) } x=(x) y=(y) width=(NODE_W) height=(NODE_H) rx="6" {}
+                    text.node-label x=(x + 10.0) y=(y + 16.0) { (label(&t.id)) }
+                    text.node-kind x=(x + 10.0) y=(y + 30.0) { (t.kind) " · " (st.replace('_', " ")) }
+                };
+                g.node data-task=(t.id) data-state=(st) {
+                    @if let Some(run_id) = run_id {
+                        a href=(ti_url(&dag.dag_id, run_id, &t.id)) { (node) }
+                    } @else {
+                        (node)
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct GraphQuery {
+    run_id: Option<String>,
+}
+
+#[derive(FromRow)]
+struct RunPick {
+    id: i64,
+    run_id: String,
+    state: String,
+    logical_date: DateTime<Utc>,
+    dag_hash: String,
+}
+
+async fn graph_page(
+    State(s): State<AppState>,
+    user: UiUser,
+    Path(dag_id): Path<String>,
+    UiQuery(q): UiQuery<GraphQuery>,
+    headers: HeaderMap,
+) -> Result<Markup, UiError> {
+    let (row, latest) = load(&s, &dag_id).await?;
+    let recent: Vec<RunPick> = sqlx::query_as(
+        "SELECT id, run_id, state::text AS state, logical_date, dag_hash FROM dag_runs
+         WHERE dag_id = $1 ORDER BY logical_date DESC LIMIT 25",
+    )
+    .bind(&dag_id)
+    .fetch_all(&s.pool)
+    .await?;
+    let selected: Option<RunPick> = match q.run_id.as_deref().filter(|r| !r.is_empty()) {
+        Some(run_id) => Some(
+            sqlx::query_as(
+                "SELECT id, run_id, state::text AS state, logical_date, dag_hash FROM dag_runs
+                 WHERE dag_id = $1 AND run_id = $2",
+            )
+            .bind(&dag_id)
+            .bind(run_id)
+            .fetch_optional(&s.pool)
+            .await?
+            .ok_or_else(|| UiError::NotFound(format!("no run `{run_id}` of DAG `{dag_id}`")))?,
+        ),
+        None => recent.first().map(|r| RunPick {
+            id: r.id,
+            run_id: r.run_id.clone(),
+            state: r.state.clone(),
+            logical_date: r.logical_date,
+            dag_hash: r.dag_hash.clone(),
+        }),
+    };
+    // A run is drawn with the definition it was created with.
+    let (dag, states) = match &selected {
+        Some(r) => {
+            let dag = version(&s, &dag_id, &r.dag_hash).await?;
+            let states: Vec<(String, Option<String>)> =
+                sqlx::query_as("SELECT task_id, state::text FROM task_instances WHERE run_pk = $1")
+                    .bind(r.id)
+                    .fetch_all(&s.pool)
+                    .await?;
+            let states = states
+                .into_iter()
+                .map(|(t, st)| (t, st.unwrap_or_else(|| "none".into())))
+                .collect();
+            (dag, states)
+        }
+        None => (latest.clone(), HashMap::new()),
+    };
+    let region = html! {
+        @if let Some(r) = &selected {
+            p.muted id="graph-run" data-run=(r.run_id) data-state=(r.state) {
+                "States of run " a href=(run_url(&dag_id, &r.run_id)) { (r.run_id) }
+                " (" (r.state) ", logical date " (ts(r.logical_date)) ")"
+            }
+        } @else {
+            p.muted id="graph-run" { "No runs yet: the graph of the current definition." }
+        }
+        div.graph-wrap { (svg(&dag, &states, selected.as_ref().map(|r| r.run_id.as_str()))) }
+    };
+    if wants_fragment(&headers) {
+        return Ok(region);
+    }
+    let base = format!("{}/graph", dag_url(&dag_id));
+    let here = match &q.run_id {
+        Some(r) if !r.is_empty() => with_query(&base, &[("run_id", r.clone())]),
+        _ => base.clone(),
+    };
+    // Refresh while the run shown can still change (or, following the latest run, always).
+    let live = match (&selected, q.run_id.as_deref().filter(|r| !r.is_empty())) {
+        (Some(r), Some(_)) => !matches!(r.state.as_str(), "success" | "failed"),
+        _ => true,
+    };
+    Ok(page(
+        &format!("{dag_id} · graph"),
+        &user,
+        Nav::Dags,
+        html! {
+            (header(&user, &row, &latest, Tab::Graph, &here))
+            @if !recent.is_empty() {
+                form.toolbar method="get" action=(base) id="graph-run-picker" {
+                    label.inline { "Run "
+                        select name="run_id" data-autosubmit {
+                            option value="" selected[q.run_id.as_deref().unwrap_or("").is_empty()] { "latest" }
+                            @for r in &recent {
+                                option value=(r.run_id) selected[q.run_id.as_deref() == Some(r.run_id.as_str())] {
+                                    (r.run_id) " · " (r.state)
+                                }
+                            }
+                        }
+                    }
+                    noscript { button.secondary type="submit" { "Show" } }
+                }
+            }
+            @if live {
+                div id="graph-region" data-refresh=(here) data-every="5" { (region) }
+            } @else {
+                div id="graph-region" { (region) }
+            }
+            (legend())
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DAG of noops, each `(id, upstreams)`.
+    fn dag(tasks: &[(&str, &[&str])]) -> Dag {
+        let tasks: Vec<serde_json::Value> = tasks
+            .iter()
+            .map(|(id, ups)| {
+                serde_json::json!({
+                    "id": id, "kind": "noop", "upstream": ups, "trigger_rule": "all_success",
+                    "retry": {"retries": 0, "retry_delay": {"secs": 300, "nanos": 0},
+                              "exponential_backoff": false, "max_retry_delay": null},
+                    "timeout": null, "config": null,
+                })
+            })
+            .collect();
+        Dag::from_json(serde_json::json!({
+            "dag_id": "g", "description": null, "schedule": "none", "timezone": "UTC",
+            "start_date": null, "end_date": null, "catchup": false, "max_active_runs": 1,
+            "tags": [], "params": {}, "tasks": tasks, "fileloc": "g.toml",
+        }))
+        .expect("valid DAG")
+    }
+
+    #[test]
+    fn layers_follow_the_longest_path() {
+        // a -> b -> c, and a -> c directly: c sits in layer 2, not 1.
+        let d = dag(&[("a", &[]), ("b", &["a"]), ("c", &["a", "b"])]);
+        let l = layout(&d);
+        let x: HashMap<&str, f64> = l
+            .nodes
+            .iter()
+            .map(|&(i, x, _)| (d.tasks[i].id.as_str(), x))
+            .collect();
+        assert!(x["a"] < x["b"] && x["b"] < x["c"]);
+        assert_eq!(l.edges.len(), 3);
+    }
+}

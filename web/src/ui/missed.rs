@@ -1,0 +1,102 @@
+//! `/dags/{dag_id}/missed`: the intervals the scheduler skipped (catch-up off, or paused)
+//! that still have no run, and a button that backfills them, as
+//! `upiflow backfill DAG --missed` does.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{Markup, html};
+use upiflow_engine::EngineError;
+use upiflow_engine::backfill::Request;
+use upiflow_engine::timetable::{self, Missed};
+
+use super::backfill::{backfill_url, start};
+use super::dag::{Tab, dag_url, header, load};
+use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page, ts};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dags/{dag_id}/missed", get(missed_page))
+        .route("/dags/{dag_id}/missed/backfill", post(backfill_missed))
+}
+
+async fn open(s: &AppState, dag_id: &str) -> Result<Vec<Missed>, UiError> {
+    let mut conn = s.pool.acquire().await?;
+    Ok(timetable::open_missed(&mut conn, dag_id).await?)
+}
+
+async fn missed_page(
+    State(s): State<AppState>,
+    user: UiUser,
+    Path(dag_id): Path<String>,
+) -> Result<Markup, UiError> {
+    let (row, dag) = load(&s, &dag_id).await?;
+    let missed = open(&s, &dag_id).await?;
+    let here = format!("{}/missed", dag_url(&dag_id));
+    Ok(page(
+        &format!("{dag_id} · missed"),
+        &user,
+        Nav::Dags,
+        html! {
+            (header(&user, &row, &dag, Tab::Missed, &here))
+            h2 { "Missed intervals" }
+            p.muted {
+                "Intervals the scheduler skipped (catch-up off, or the DAG paused) that have no run. "
+                "Nothing is lost: backfill them when you want their data."
+            }
+            @if missed.is_empty() {
+                p.notice id="no-missed" { "No missed interval without a run." }
+            } @else {
+                form.toolbar method="post" action={ (here) "/backfill" } id="backfill-missed"
+                    data-confirm={ "Backfill the " (missed.len()) " missed interval(s)?" } {
+                    (csrf_field(&user))
+                    button type="submit" disabled[!user.is_admin()] {
+                        "Backfill " (missed.len()) " missed interval(s)"
+                    }
+                    @if !user.is_admin() { span.muted { "viewers may only read" } }
+                }
+                table id="missed-list" {
+                    thead { tr { th { "Interval start" } th { "Interval end" } th { "Reason" } th { "Recorded" } } }
+                    tbody {
+                        @for m in &missed {
+                            tr data-interval=(m.data_interval_start.to_rfc3339()) data-reason=(m.reason) {
+                                td { (ts(m.data_interval_start)) }
+                                td { (ts(m.data_interval_end)) }
+                                td { (m.reason.replace('_', " ")) }
+                                td { (ts(m.recorded_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+async fn backfill_missed(
+    State(s): State<AppState>,
+    Path(dag_id): Path<String>,
+    AdminForm(user, _): AdminForm<serde::de::IgnoredAny>,
+) -> Result<Response, UiError> {
+    let (_, dag) = load(&s, &dag_id).await?;
+    let missed = open(&s, &dag_id).await?;
+    let (Some(first), Some(last)) = (missed.first(), missed.last()) else {
+        return Err(UiError::Conflict(format!(
+            "`{dag_id}` has no missed interval without a run"
+        )));
+    };
+    let req = Request {
+        from: first.data_interval_start,
+        to: last.data_interval_start,
+        rerun_failed: false,
+        reset: false,
+        created_by: user.username.clone(),
+    };
+    match start(&s, &dag, &req).await {
+        Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),
+        Err(EngineError::Invalid(m)) => Err(UiError::BadRequest(m)),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,252 @@
+//! `/dags/{dag_id}/runs/{run_id}`: a run's state, interval and conf, its task instances and a
+//! gantt chart of them; admins clear tasks from here
+//! (`POST /dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear`).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+use serde::Deserialize;
+use upiflow_engine::Dag;
+use upiflow_engine::store::runs::{self, RunRow};
+use upiflow_engine::store::tis::{self, TiRow};
+
+use super::dag::{
+    Tab, UiQuery, dag_url, duration_text, header, load, run_url, secs, ti_url, version,
+    wants_fragment, with_query,
+};
+use super::{
+    AdminForm, Nav, UiError, UiUser, csrf_field, human_duration, page, state_badge, ts, ts_opt,
+};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dags/{dag_id}/runs/{run_id}", get(run_page))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
+            post(clear),
+        )
+}
+
+/// The run, or a 404 that names what is missing.
+pub(super) async fn load_run(s: &AppState, dag_id: &str, run_id: &str) -> Result<RunRow, UiError> {
+    let mut conn = s.pool.acquire().await?;
+    Ok(runs::get(&mut conn, dag_id, run_id).await?)
+}
+
+/// Task instances in the order of the run's DAG version (topological), unknown ones last.
+fn ordered(dag: &Dag, mut tis: Vec<TiRow>) -> Vec<TiRow> {
+    let pos: std::collections::HashMap<&str, usize> = dag
+        .topological()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    tis.sort_by_key(|t| {
+        (
+            pos.get(t.task_id.as_str()).copied().unwrap_or(usize::MAX),
+            t.id,
+        )
+    });
+    tis
+}
+
+fn ti_state(t: &TiRow) -> &'static str {
+    t.state.map_or("none", |s| s.as_str())
+}
+
+const GANTT_LABEL_W: f64 = 190.0;
+const GANTT_W: f64 = 760.0;
+const GANTT_ROW: f64 = 24.0;
+const GANTT_AXIS: f64 = 22.0;
+
+/// Bars by start and end of each task instance that started (queued time drawn faintly
+/// before it); a task still running ends at `now`.
+fn gantt(dag_id: &str, run_id: &str, tis: &[TiRow], now: DateTime<Utc>) -> Markup {
+    let started: Vec<&TiRow> = tis.iter().filter(|t| t.start_date.is_some()).collect();
+    if started.is_empty() {
+        return html! { p.muted id="gantt-empty" { "No task has started yet." } };
+    }
+    let t0 = started
+        .iter()
+        .filter_map(|t| {
+            t.queued_at
+                .filter(|q| Some(*q) <= t.start_date)
+                .or(t.start_date)
+        })
+        .min()
+        .unwrap_or(now);
+    let t1 = started
+        .iter()
+        .map(|t| t.end_date.unwrap_or(now))
+        .max()
+        .unwrap_or(now);
+    let span = secs(Some(t0), Some(t1)).unwrap_or(0.0).max(0.001);
+    let x = |t: DateTime<Utc>| {
+        GANTT_LABEL_W + GANTT_W * (secs(Some(t0), Some(t)).unwrap_or(0.0) / span).min(1.0)
+    };
+    let width = GANTT_LABEL_W + GANTT_W + 20.0;
+    let height = GANTT_AXIS + started.len() as f64 * GANTT_ROW + 6.0;
+    let ticks = 5;
+    html! {
+        svg.gantt id="gantt" xmlns="http://www.w3.org/2000/svg" role="img"
+            width=(width) height=(height) viewBox={ "0 0 " (width) " " (height) } {
+            title { "When each task of the run ran" }
+            @for k in 0..=ticks {
+                @let tx = GANTT_LABEL_W + GANTT_W * k as f64 / ticks as f64;
+                line.tick x1=(tx) x2=(tx) y1=(GANTT_AXIS - 4.0) y2=(height) {}
+                text.tick-label x=(tx) y="12" text-anchor="middle" {
+                    "+" (human_duration(span * k as f64 / ticks as f64))
+                }
+            }
+            @for (row, t) in started.iter().enumerate() {
+                @let y = GANTT_AXIS + row as f64 * GANTT_ROW;
+                @let st = ti_state(t);
+                @let start = t.start_date.unwrap_or(now);
+                @let end = t.end_date.unwrap_or(now);
+                g.gantt-row data-task=(t.task_id) data-state=(st) {
+                    a href=(ti_url(dag_id, run_id, &t.task_id)) {
+                        title {
+                            (t.task_id) " · " (st) "\nstart " (ts(start)) "\nend " (ts_opt(t.end_date))
+                            "\nduration " (duration_text(t.start_date, t.end_date))
+                        }
+                        text.gantt-label x=(GANTT_LABEL_W - 8.0) y=(y + 16.0) text-anchor="end" { (t.task_id) }
+                        @if let Some(q) = t.queued_at.filter(|q| *q < start) {
+                            rect.queued-span x=(x(q)) y=(y + 9.0) width=((x(start) - x(q)).max(0.0)) height="6" {}
+                        }
+                        rect class={ "bar state-" (st) } x=(x(start)) y=(y + 4.0)
+                            width=((x(end) - x(start)).max(2.0)) height=(GANTT_ROW - 8.0) rx="3" {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RunQuery {
+    /// Task ids just cleared (shown once after the redirect).
+    cleared: Option<String>,
+}
+
+async fn run_page(
+    State(s): State<AppState>,
+    user: UiUser,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    UiQuery(q): UiQuery<RunQuery>,
+    headers: HeaderMap,
+) -> Result<Markup, UiError> {
+    let (row, latest) = load(&s, &dag_id).await?;
+    let run = load_run(&s, &dag_id, &run_id).await?;
+    let dag = version(&s, &dag_id, &run.dag_hash).await?;
+    let tis = {
+        let mut conn = s.pool.acquire().await?;
+        ordered(&dag, tis::for_run(&mut conn, run.id).await?)
+    };
+    let now = Utc::now();
+    let finished = run.state.is_terminal();
+    let region = html! {
+        section.card id="run-summary" data-run=(run.run_id) data-state=(run.state.as_str()) {
+            dl.facts {
+                div { dt { "State" } dd { (state_badge(run.state.as_str())) } }
+                div { dt { "Type" } dd { (run.run_type.as_str()) } }
+                div { dt { "Logical date" } dd { (ts(run.logical_date)) } }
+                div { dt { "Data interval" } dd { (ts(run.data_interval_start)) " → " (ts(run.data_interval_end)) } }
+                div { dt { "Queued" } dd { (ts(run.queued_at)) } }
+                div { dt { "Started" } dd { (ts_opt(run.start_date)) } }
+                div { dt { "Ended" } dd { (ts_opt(run.end_date)) } }
+                div { dt { "Duration" } dd { (duration_text(run.start_date, run.end_date)) } }
+                @if let Some(b) = run.backfill_id {
+                    div { dt { "Backfill" } dd { a href={ "/backfills/" (b) } { "#" (b) } } }
+                }
+                div { dt { "Version" } dd.muted { code { (run.dag_hash) } } }
+            }
+        }
+        h2 { "Tasks" }
+        table id="task-list" {
+            thead { tr {
+                th { "Task" } th { "State" } th.num { "Try" } th { "Started" } th { "Ended" }
+                th.num { "Duration" } th { "Worker" }
+                @if user.is_admin() { th { "Clear" } }
+            } }
+            tbody {
+                @for t in &tis {
+                    @let st = ti_state(t);
+                    tr data-task=(t.task_id) data-state=(st) {
+                        td { a href=(ti_url(&dag_id, &run.run_id, &t.task_id)) { (t.task_id) } }
+                        td { (state_badge(st)) }
+                        td.num data-try=(t.try_number) { (t.try_number) " / " (t.max_tries) }
+                        td { (ts_opt(t.start_date)) }
+                        td { (ts_opt(t.end_date)) }
+                        td.num { (duration_text(t.start_date, t.end_date)) }
+                        td.muted { (t.worker.as_deref().unwrap_or("")) }
+                        @if user.is_admin() {
+                            td {
+                                form.inline.clear-form method="post"
+                                    action={ (ti_url(&dag_id, &run.run_id, &t.task_id)) "/clear" }
+                                    data-confirm={ "Clear " (t.task_id) " so it runs again?" } {
+                                    (csrf_field(&user))
+                                    label.inline { input type="checkbox" name="downstream" value="on"; " and downstream" }
+                                    " "
+                                    button.secondary type="submit" disabled[st == "running"]
+                                        title=(if st == "running" { "wait for the try to end" } else { "run it again" }) { "Clear" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Gantt" }
+        div.gantt-wrap { (gantt(&dag_id, &run.run_id, &tis, now)) }
+        @if finished { span hidden data-refresh-final {} }
+    };
+    if wants_fragment(&headers) {
+        return Ok(region);
+    }
+    let here = run_url(&dag_id, &run.run_id);
+    let conf = serde_json::to_string_pretty(&run.conf).unwrap_or_else(|_| run.conf.to_string());
+    Ok(page(
+        &format!("{dag_id} · {run_id}"),
+        &user,
+        Nav::Dags,
+        html! {
+            (header(&user, &row, &latest, Tab::None, &here))
+            h2.run-title { "Run " span.run-id { (run.run_id) } }
+            @if let Some(c) = q.cleared.as_deref().filter(|c| !c.is_empty()) {
+                p.notice role="status" id="cleared" { "Cleared: " (c) ". They run again as soon as their upstreams allow." }
+            }
+            p { a href=(with_query(&format!("{}/graph", dag_url(&dag_id)), &[("run_id", run.run_id.clone())])) { "Graph of this run" } }
+            @if finished {
+                div id="run-region" { (region) }
+            } @else {
+                div id="run-region" data-refresh=(here) data-every="3" { (region) }
+            }
+            h2 { "Conf" }
+            pre.conf id="run-conf" { (conf) }
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ClearForm {
+    /// A checkbox: present when ticked.
+    downstream: Option<String>,
+}
+
+async fn clear(
+    State(s): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    AdminForm(user, f): AdminForm<ClearForm>,
+) -> Result<impl IntoResponse, UiError> {
+    let downstream = f.downstream.is_some_and(|v| !v.is_empty());
+    let cleared = tis::clear(&s.pool, &s.cache, &dag_id, &run_id, &task_id, downstream).await?;
+    tracing::info!(user = %user.username, %dag_id, %run_id, %task_id, downstream, "cleared from the UI");
+    Ok(Redirect::to(&with_query(
+        &run_url(&dag_id, &run_id),
+        &[("cleared", cleared.join(", "))],
+    )))
+}

@@ -1,0 +1,228 @@
+//! `/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`: a task instance, its tries and the log of
+//! one try (`?try=N`, default the latest), each stream in its own colour.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+use serde::Deserialize;
+use sqlx::FromRow;
+
+use super::dag::{
+    Tab, UiQuery, duration_text, header, load, run_url, ti_url, version, wants_fragment, with_query,
+};
+use super::run::load_run;
+use super::{Nav, UiError, UiUser, csrf_field, page, state_badge, ts, ts_opt};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+        get(task_page),
+    )
+}
+
+/// Most log lines shown on the page (a runaway task can write millions).
+const MAX_LOG_LINES: i64 = 50_000;
+
+#[derive(FromRow)]
+struct Ti {
+    id: i64,
+    state: Option<String>,
+    try_number: i32,
+    max_tries: i32,
+    next_retry_at: Option<DateTime<Utc>>,
+    worker: Option<String>,
+    queued_at: Option<DateTime<Utc>>,
+    start_date: Option<DateTime<Utc>>,
+    end_date: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct Try {
+    id: i64,
+    try_number: i32,
+    worker: String,
+    hostname: Option<String>,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    outcome: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(FromRow)]
+struct Line {
+    at: DateTime<Utc>,
+    stream: String,
+    line: String,
+}
+
+#[derive(Deserialize)]
+struct TaskQuery {
+    #[serde(rename = "try")]
+    try_number: Option<i32>,
+}
+
+async fn task_page(
+    State(s): State<AppState>,
+    user: UiUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    UiQuery(q): UiQuery<TaskQuery>,
+    headers: HeaderMap,
+) -> Result<Markup, UiError> {
+    let (row, latest) = load(&s, &dag_id).await?;
+    let run = load_run(&s, &dag_id, &run_id).await?;
+    let dag = version(&s, &dag_id, &run.dag_hash).await?;
+    let mut conn = s.pool.acquire().await?;
+    let ti: Ti = sqlx::query_as(
+        "SELECT id, state::text AS state, try_number, max_tries, next_retry_at, worker,
+                queued_at, start_date, end_date
+         FROM task_instances WHERE run_pk = $1 AND task_id = $2",
+    )
+    .bind(run.id)
+    .bind(&task_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| {
+        UiError::NotFound(format!(
+            "run `{run_id}` of `{dag_id}` has no task `{task_id}`"
+        ))
+    })?;
+    let tries: Vec<Try> = sqlx::query_as(
+        "SELECT tr.id, tr.try_number, tr.worker, w.hostname, tr.started_at, tr.ended_at,
+                tr.outcome::text AS outcome, tr.error
+         FROM task_tries tr LEFT JOIN workers w ON w.worker_id = tr.worker
+         WHERE tr.ti_id = $1 ORDER BY tr.try_number",
+    )
+    .bind(ti.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let shown = match q.try_number {
+        Some(n) => Some(tries.iter().find(|t| t.try_number == n).ok_or_else(|| {
+            UiError::NotFound(format!("task `{task_id}` of run `{run_id}` has no try {n}"))
+        })?),
+        None => tries.last(),
+    };
+    let (lines, more) = match shown {
+        Some(t) => {
+            let mut lines: Vec<Line> = sqlx::query_as(
+                "SELECT at, stream::text AS stream, line FROM task_logs
+                 WHERE try_id = $1 ORDER BY id LIMIT $2",
+            )
+            .bind(t.id)
+            .bind(MAX_LOG_LINES + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+            let more = lines.len() as i64 > MAX_LOG_LINES;
+            lines.truncate(MAX_LOG_LINES as usize);
+            (lines, more)
+        }
+        None => (Vec::new(), false),
+    };
+    drop(conn);
+    let st = ti.state.as_deref().unwrap_or("none");
+    let live = !matches!(st, "success" | "failed" | "upstream_failed" | "skipped");
+    let here_base = ti_url(&dag_id, &run_id, &task_id);
+    let here = match q.try_number {
+        Some(n) => with_query(&here_base, &[("try", n.to_string())]),
+        None => here_base.clone(),
+    };
+    let region = html! {
+        section.card id="ti-summary" data-task=(task_id) data-state=(st) {
+            dl.facts {
+                div { dt { "State" } dd { (state_badge(st)) } }
+                div { dt { "Try" } dd { (ti.try_number) " of at most " (ti.max_tries) } }
+                div { dt { "Worker" } dd { (ti.worker.as_deref().unwrap_or("")) } }
+                div { dt { "Queued" } dd { (ts_opt(ti.queued_at)) } }
+                div { dt { "Started" } dd { (ts_opt(ti.start_date)) } }
+                div { dt { "Ended" } dd { (ts_opt(ti.end_date)) } }
+                div { dt { "Duration" } dd { (duration_text(ti.start_date, ti.end_date)) } }
+                @if let Some(n) = ti.next_retry_at { div { dt { "Next try at" } dd { (ts(n)) } } }
+            }
+        }
+        h2 { "Tries" }
+        @if tries.is_empty() {
+            p.muted id="no-tries" { "No try yet." }
+        } @else {
+            table id="tries" {
+                thead { tr {
+                    th.num { "Try" } th { "Outcome" } th { "Worker" } th { "Started" } th { "Ended" }
+                    th.num { "Duration" } th { "Error" }
+                } }
+                tbody {
+                    @for t in &tries {
+                        @let outcome = t.outcome.as_deref().unwrap_or("running");
+                        tr data-try=(t.try_number) data-state=(outcome)
+                            class=[shown.is_some_and(|s| s.id == t.id).then_some("selected")] {
+                            td.num { a href=(with_query(&here_base, &[("try", t.try_number.to_string())])) { (t.try_number) } }
+                            td { (state_badge(outcome)) }
+                            td { (t.worker) @if let Some(h) = &t.hostname { br; span.muted { (h) } } }
+                            td { (ts(t.started_at)) }
+                            td { (ts_opt(t.ended_at)) }
+                            td.num { (duration_text(Some(t.started_at), t.ended_at)) }
+                            td.error-text { (t.error.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(t) = shown {
+            h2 { "Log of try " (t.try_number) }
+            @if lines.is_empty() {
+                p.muted id="log-empty" { "This try wrote no log lines." }
+            } @else {
+                pre.log id="log" data-try=(t.try_number) {
+                    @for l in &lines {
+                        span class=(l.stream) data-stream=(l.stream) {
+                            span.log-time { (l.at.format("%H:%M:%S%.3f").to_string()) } " " (l.line) "\n"
+                        }
+                    }
+                }
+                @if more {
+                    p.notice { "Only the first " (MAX_LOG_LINES) " lines are shown." }
+                }
+            }
+        }
+        @if !live { span hidden data-refresh-final {} }
+    };
+    if wants_fragment(&headers) {
+        return Ok(region);
+    }
+    let task = dag.task(&task_id);
+    Ok(page(
+        &format!("{dag_id} · {task_id}"),
+        &user,
+        Nav::Dags,
+        html! {
+            (header(&user, &row, &latest, Tab::None, &here))
+            h2.run-title {
+                "Task " span.task-id { (task_id) } " of run "
+                a href=(run_url(&dag_id, &run_id)) { (run_id) }
+            }
+            @if let Some(t) = task {
+                p.muted {
+                    "Kind " code { (t.kind) } " · trigger rule " code { (t.trigger_rule.as_str()) }
+                    @if !t.upstream.is_empty() {
+                        " · upstream: "
+                        @for u in &t.upstream { a href=(ti_url(&dag_id, &run_id, u)) { (u) } " " }
+                    }
+                }
+            }
+            @if user.is_admin() {
+                form.toolbar.clear-form method="post" action={ (here_base) "/clear" }
+                    data-confirm={ "Clear " (task_id) " so it runs again?" } {
+                    (csrf_field(&user))
+                    label.inline { input type="checkbox" name="downstream" value="on"; " and downstream" }
+                    button.secondary type="submit" disabled[st == "running"] { "Clear" }
+                }
+            }
+            @if live {
+                div id="ti-region" data-refresh=(here) data-every="3" { (region) }
+            } @else {
+                div id="ti-region" { (region) }
+            }
+        },
+    ))
+}
