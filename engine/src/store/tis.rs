@@ -388,12 +388,51 @@ pub async fn clear(
                 .map(|t| t.id.clone()),
         );
     }
+    reset_locked(&mut tx, cache, &[(run.id, targets.clone())]).await?;
+    tx.commit().await?;
+    Ok(targets)
+}
+
+/// Clears task instances of several runs in one transaction (all or nothing): each
+/// `(run_pk, task_ids)` is reset as [`clear`] does, and each run goes back to running.
+/// Refuses with a conflict if any of them is running.
+pub async fn clear_many(
+    pool: &PgPool,
+    cache: &VersionCache,
+    targets: &[(i64, Vec<String>)],
+) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    let ids: Vec<i64> = targets.iter().map(|(pk, _)| *pk).collect();
+    let locked = runs::lock_runs(&mut tx, &ids).await?;
+    if let Some(missing) = ids.iter().find(|id| !locked.iter().any(|l| l.0 == **id)) {
+        return Err(EngineError::NotFound(format!("no run with id {missing}")));
+    }
+    reset_locked(&mut tx, cache, targets).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The shared part of clearing, on runs already locked by the caller's transaction.
+async fn reset_locked(
+    tx: &mut PgConnection,
+    cache: &VersionCache,
+    targets: &[(i64, Vec<String>)],
+) -> Result<()> {
+    let (pks, tasks): (Vec<i64>, Vec<&str>) = targets
+        .iter()
+        .flat_map(|(pk, ts)| ts.iter().map(move |t| (*pk, t.as_str())))
+        .unzip();
     let running: Vec<String> = sqlx::query_scalar(
-        "SELECT task_id FROM task_instances
-         WHERE run_pk = $1 AND task_id = ANY($2) AND state = 'running'",
+        "SELECT DISTINCT ti.task_id FROM task_instances ti
+         JOIN UNNEST($1::bigint[], $2::text[]) AS u(run_pk, task_id)
+           ON ti.run_pk = u.run_pk AND ti.task_id = u.task_id
+         WHERE ti.state = 'running' ORDER BY 1",
     )
-    .bind(run.id)
-    .bind(&targets)
+    .bind(&pks)
+    .bind(&tasks)
     .fetch_all(&mut *tx)
     .await?;
     if !running.is_empty() {
@@ -402,17 +441,29 @@ pub async fn clear(
             running.join(", ")
         )));
     }
-    reset(&mut tx, run.id, &dag, &targets).await?;
-    sqlx::query("UPDATE dag_runs SET state = 'running', end_date = NULL WHERE id = $1")
-        .bind(run.id)
-        .execute(&mut *tx)
-        .await?;
+    let mut touched_owned: Vec<(i64, String, String)> = Vec::new();
+    for (run_pk, task_ids) in targets {
+        let (dag_id, hash): (String, String) =
+            sqlx::query_as("SELECT dag_id, dag_hash FROM dag_runs WHERE id = $1")
+                .bind(run_pk)
+                .fetch_one(&mut *tx)
+                .await?;
+        let dag = cache.get(tx, &dag_id, &hash).await?;
+        reset(tx, *run_pk, &dag, task_ids).await?;
+        sqlx::query("UPDATE dag_runs SET state = 'running', end_date = NULL WHERE id = $1")
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await?;
+        touched_owned.push((*run_pk, dag_id, hash));
+    }
+    let touched: BTreeMap<i64, (&str, &str)> = touched_owned
+        .iter()
+        .map(|(pk, d, h)| (*pk, (d.as_str(), h.as_str())))
+        .collect();
     let mut out = BatchResult::default();
-    let touched = BTreeMap::from([(run.id, (dag_id, run.dag_hash.as_str()))]);
-    settle_all(&mut tx, cache, &touched, &mut out).await?;
-    crate::store::notify_wake(&mut tx).await?;
-    tx.commit().await?;
-    Ok(targets)
+    settle_all(tx, cache, &touched, &mut out).await?;
+    crate::store::notify_wake(tx).await?;
+    Ok(())
 }
 
 /// Puts task instances of a run back to "no status" with a fresh allowance of retries (the
@@ -439,4 +490,264 @@ pub async fn reset(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A task instance with its run's dates, the worker it ran on and its DAG version: what the
+/// JSON API shows of it.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct TiDetail {
+    pub id: i64,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub state: Option<TaskState>,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub worker: Option<String>,
+    /// Host and process id of the worker, while it is known.
+    pub hostname: Option<String>,
+    pub pid: Option<i32>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub logical_date: DateTime<Utc>,
+    /// When the run could start: the end of its data interval.
+    pub run_after: DateTime<Utc>,
+    pub dag_hash: String,
+}
+
+/// Which task instances to list. Every filter is optional; all are bound parameters.
+#[derive(Debug, Clone, Default)]
+pub struct TiFilter {
+    pub dag_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Runs by primary key (for clearing across runs).
+    pub run_pks: Option<Vec<i64>>,
+    pub task_ids: Option<Vec<String>>,
+    /// States to keep; `None` in the list keeps instances with no state yet.
+    pub states: Option<Vec<Option<TaskState>>>,
+    /// Bounds on the run's or the instance's dates.
+    pub dates: Vec<(TiDate, Cmp, DateTime<Utc>)>,
+}
+
+/// A date a task instance can be filtered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TiDate {
+    LogicalDate,
+    RunAfter,
+    StartDate,
+    EndDate,
+}
+
+/// A comparison of a date filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Gte,
+    Gt,
+    Lte,
+    Lt,
+}
+
+/// A sort key of [`search`] (a closed set, so no client text reaches the SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TiOrder {
+    Id,
+    DagId,
+    RunId,
+    TaskId,
+    State,
+    TryNumber,
+    StartDate,
+    EndDate,
+    LogicalDate,
+    RunAfter,
+}
+
+impl TiOrder {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Id => "ti.id",
+            Self::DagId => "ti.dag_id",
+            Self::RunId => "ti.run_id",
+            Self::TaskId => "ti.task_id",
+            Self::State => "ti.state",
+            Self::TryNumber => "ti.try_number",
+            Self::StartDate => "ti.start_date",
+            Self::EndDate => "ti.end_date",
+            Self::LogicalDate => "r.logical_date",
+            Self::RunAfter => "r.data_interval_end",
+        }
+    }
+}
+
+fn push_ti_filter(q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, f: &TiFilter) {
+    q.push(" WHERE true");
+    if let Some(v) = &f.dag_id {
+        q.push(" AND ti.dag_id = ").push_bind(v.clone());
+    }
+    if let Some(v) = &f.run_id {
+        q.push(" AND ti.run_id = ").push_bind(v.clone());
+    }
+    if let Some(v) = &f.run_pks {
+        q.push(" AND ti.run_pk = ANY(")
+            .push_bind(v.clone())
+            .push(")");
+    }
+    if let Some(v) = &f.task_ids {
+        q.push(" AND ti.task_id = ANY(")
+            .push_bind(v.clone())
+            .push(")");
+    }
+    if let Some(states) = &f.states {
+        let named: Vec<TaskState> = states.iter().flatten().copied().collect();
+        let none = states.iter().any(Option::is_none);
+        q.push(" AND (ti.state = ANY(")
+            .push_bind(named)
+            .push(") OR (")
+            .push_bind(none)
+            .push(" AND ti.state IS NULL))");
+    }
+    for (date, cmp, v) in &f.dates {
+        let col = match date {
+            TiDate::LogicalDate => "r.logical_date",
+            TiDate::RunAfter => "r.data_interval_end",
+            TiDate::StartDate => "ti.start_date",
+            TiDate::EndDate => "ti.end_date",
+        };
+        let op = match cmp {
+            Cmp::Gte => ">=",
+            Cmp::Gt => ">",
+            Cmp::Lte => "<=",
+            Cmp::Lt => "<",
+        };
+        q.push(format_args!(" AND {col} {op} ")).push_bind(*v);
+    }
+}
+
+const TI_FROM: &str = " FROM task_instances ti JOIN dag_runs r ON r.id = ti.run_pk
+    LEFT JOIN workers w ON w.worker_id = ti.worker";
+
+/// One page of the task instances that match, and how many match in all.
+pub async fn search(
+    conn: &mut PgConnection,
+    f: &TiFilter,
+    order: &[(TiOrder, bool)],
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<TiDetail>, i64)> {
+    let mut count = sqlx::QueryBuilder::new("SELECT count(*)");
+    count.push(TI_FROM);
+    push_ti_filter(&mut count, f);
+    let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
+
+    let mut q = sqlx::QueryBuilder::new(
+        "SELECT ti.id, ti.run_pk, ti.dag_id, ti.run_id, ti.task_id, ti.state, ti.try_number,
+                ti.max_tries, ti.next_retry_at, ti.worker, w.hostname, w.pid, ti.queued_at,
+                ti.start_date, ti.end_date, r.logical_date, r.data_interval_end AS run_after,
+                r.dag_hash",
+    );
+    q.push(TI_FROM);
+    push_ti_filter(&mut q, f);
+    q.push(" ORDER BY ");
+    for (key, desc) in order {
+        q.push(key.column()).push(if *desc {
+            " DESC NULLS LAST, "
+        } else {
+            " ASC NULLS FIRST, "
+        });
+    }
+    q.push("ti.id LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let rows = q.build_query_as().fetch_all(&mut *conn).await?;
+    Ok((rows, total))
+}
+
+/// One task instance of a run, if there is one.
+pub async fn detail(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+) -> Result<Option<TiDetail>> {
+    let f = TiFilter {
+        dag_id: Some(dag_id.into()),
+        run_id: Some(run_id.into()),
+        task_ids: Some(vec![task_id.into()]),
+        ..TiFilter::default()
+    };
+    Ok(search(conn, &f, &[], 1, 0).await?.0.into_iter().next())
+}
+
+/// One try of a task instance, with the host of the worker that ran it.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct TryDetail {
+    pub id: i64,
+    pub try_number: i32,
+    pub worker: String,
+    pub hostname: Option<String>,
+    pub pid: Option<i32>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<TryOutcome>,
+    pub error: Option<String>,
+}
+
+const TRY_SELECT: &str = "SELECT tr.id, tr.try_number, tr.worker, w.hostname, w.pid, tr.started_at,
+        tr.ended_at, tr.outcome, tr.error
+    FROM task_tries tr LEFT JOIN workers w ON w.worker_id = tr.worker WHERE tr.ti_id = $1";
+
+/// Every try of one task instance, first try first.
+pub async fn tries(conn: &mut PgConnection, ti_id: i64) -> Result<Vec<TryDetail>> {
+    Ok(
+        sqlx::query_as(&format!("{TRY_SELECT} ORDER BY tr.try_number"))
+            .bind(ti_id)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Try number `try_number` of one task instance, if it happened.
+pub async fn find_try(
+    conn: &mut PgConnection,
+    ti_id: i64,
+    try_number: i32,
+) -> Result<Option<TryDetail>> {
+    Ok(
+        sqlx::query_as(&format!("{TRY_SELECT} AND tr.try_number = $2"))
+            .bind(ti_id)
+            .bind(try_number)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// A stored log line with its position (for reading a log in pages).
+#[derive(Debug, Clone, FromRow)]
+pub struct LogLine {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub stream: crate::logs::LogStream,
+    pub line: String,
+}
+
+/// Up to `limit` log lines of a try that come after position `after` (0: from the start).
+pub async fn log_page(
+    conn: &mut PgConnection,
+    try_id: i64,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LogLine>> {
+    Ok(sqlx::query_as(
+        "SELECT id, at, stream, line FROM task_logs WHERE try_id = $1 AND id > $2
+         ORDER BY id LIMIT $3",
+    )
+    .bind(try_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
 }
