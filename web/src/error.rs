@@ -1,5 +1,6 @@
 //! The API's one error type, its variants named by status. Database errors become a 500 with
-//! the cause logged, never sent to the client.
+//! the cause logged, never sent to the client. Bodies are Airflow's: `{"detail": "..."}`, and
+//! for a 422 `{"detail": [{"type", "loc", "msg"}]}` (FastAPI's `HTTPValidationError`).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -38,11 +39,17 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let mut resp = (
-            status,
-            Json(serde_json::json!({ "detail": self.to_string() })),
-        )
-            .into_response();
+        // As FastAPI answers: a 422 lists its problems, every other error is one `detail`.
+        let body = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            serde_json::json!({ "detail": [{
+                "type": "value_error",
+                "loc": [],
+                "msg": self.to_string(),
+            }] })
+        } else {
+            serde_json::json!({ "detail": self.to_string() })
+        };
+        let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

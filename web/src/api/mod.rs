@@ -1,26 +1,125 @@
-//! `/auth/token` and `/api/v2`, with Airflow 3's paths, field names and status codes.
+//! `/auth/token` and `/api/v2`, with Airflow 3's paths, field names and status codes, and
+//! `GET /api/v2/openapi.json`, generated (utoipa) from the same handlers and types, so the
+//! document lists exactly the routes served.
 
+mod backfills;
 mod dags;
+pub mod models;
 mod runs;
+mod task_instances;
 
-use axum::extract::{FromRequest, Request, State};
+use std::sync::OnceLock;
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{OpenApi as Doc, RefOr, Schema};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::{self, Viewer};
 use crate::error::ApiError;
+use models::{HTTPExceptionResponse, HTTPValidationError};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/token", post(token))
-        .route("/api/v2/version", get(version))
-        .route("/api/v2/monitor/health", get(health))
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "upiflow API",
+        description = "A subset of Apache Airflow 3's REST API (`/api/v2`), with its paths, \
+            fields and status codes. Authenticate with a token from `POST /auth/token` \
+            (`Authorization: Bearer ...`) or with HTTP Basic. Reading needs any user; \
+            changing anything needs the admin role.",
+        version = "2"
+    ),
+    security(("HTTPBearer" = []), ("HTTPBasic" = [])),
+    components(schemas(HTTPExceptionResponse, HTTPValidationError)),
+    modifiers(&Security, &ResponsesRequireEveryField)
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut Doc) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "HTTPBearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "HTTPBasic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+/// Answers always carry every field (`null` when unknown), as Airflow's do; utoipa only
+/// marks non-`Option` fields required, so every property of a non-body schema is marked.
+struct ResponsesRequireEveryField;
+
+impl Modify for ResponsesRequireEveryField {
+    fn modify(&self, doc: &mut Doc) {
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        for (name, schema) in components.schemas.iter_mut() {
+            if name.ends_with("Body") {
+                continue;
+            }
+            if let RefOr::T(Schema::Object(o)) = schema {
+                o.required = o.properties.keys().cloned().collect();
+            }
+        }
+    }
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(token))
+        .routes(routes!(version))
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
         .merge(dags::router())
         .merge(runs::router())
+        .merge(task_instances::router())
+        .merge(backfills::router())
+}
+
+/// The API's routes.
+pub fn router() -> Router<AppState> {
+    routes().split_for_parts().0
+}
+
+/// The OpenAPI document of [`router`], built once.
+pub fn openapi() -> &'static Doc {
+    static DOC: OnceLock<Doc> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = routes().split_for_parts().1;
+        // The modifiers ran before the routers' schemas were merged in; run them again.
+        Security.modify(&mut doc);
+        ResponsesRequireEveryField.modify(&mut doc);
+        doc
+    })
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v2/openapi.json", tag = "Monitor",
+    responses((status = 200, description = "The OpenAPI document of this API", body = Object),
+        (status = 401, body = HTTPExceptionResponse)))]
+async fn openapi_json(_: Viewer) -> impl IntoResponse {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    let text = TEXT.get_or_init(|| openapi().to_json().expect("the document serialises"));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text.as_str(),
+    )
 }
 
 /// A JSON body whose problems are a 422 with a message (as FastAPI answers), not a bare 400.
@@ -41,12 +140,53 @@ where
     }
 }
 
+/// Query parameters whose problems are a 422, as FastAPI answers.
+pub struct Params<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(e) => Err(ApiError::Unprocessable(e.body_text())),
+        }
+    }
+}
+
+/// Path parameters whose problems (say a backfill id that is no number) are a 422.
+pub struct Ids<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Ids<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Ids(v)),
+            Err(e) => Err(ApiError::Unprocessable(e.body_text())),
+        }
+    }
+}
+
 /// Pagination as Airflow has it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// At most this many entries (0 to 1000).
     #[serde(default = "default_limit")]
+    #[param(default = 50, minimum = 0, maximum = 1000)]
     pub limit: i64,
+    /// Skip this many entries.
     #[serde(default)]
+    #[param(default = 0, minimum = 0)]
     pub offset: i64,
 }
 
@@ -56,41 +196,101 @@ fn default_limit() -> i64 {
 
 impl Page {
     pub fn checked(&self) -> Result<(i64, i64), ApiError> {
-        if !(0..=1000).contains(&self.limit) || self.offset < 0 {
-            return Err(ApiError::Unprocessable(
-                "limit must be between 0 and 1000 and offset at least 0".into(),
-            ));
-        }
-        Ok((self.limit, self.offset))
+        check_page(self.limit, self.offset)
     }
 }
 
-#[derive(Deserialize)]
+pub fn check_page(limit: i64, offset: i64) -> Result<(i64, i64), ApiError> {
+    if !(0..=1000).contains(&limit) || offset < 0 {
+        return Err(ApiError::Unprocessable(
+            "limit must be between 0 and 1000 and offset at least 0".into(),
+        ));
+    }
+    Ok((limit, offset))
+}
+
+/// Airflow's `LoginBody`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Login {
+struct LoginBody {
     username: String,
     password: String,
 }
 
+/// Airflow's `LoginResponse`.
+#[derive(Serialize, ToSchema)]
+struct LoginResponse {
+    access_token: String,
+}
+
+/// A token for `Authorization: Bearer ...`, valid for a day.
+#[utoipa::path(post, path = "/auth/token", tag = "Login", security(()),
+    request_body = LoginBody,
+    responses((status = 201, body = LoginResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
 async fn token(
     State(s): State<AppState>,
-    Body(login): Body<Login>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    Body(login): Body<LoginBody>,
+) -> Result<(StatusCode, Json<LoginResponse>), ApiError> {
     let role = auth::check_password(&s.pool, &login.username, &login.password)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    let token = auth::issue_token(&s.token_key, &login.username, role)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "access_token": token })),
-    ))
+    let access_token = auth::issue_token(&s.token_key, &login.username, role)?;
+    Ok((StatusCode::CREATED, Json(LoginResponse { access_token })))
 }
 
-async fn version(_: Viewer) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "git_version": null }))
+/// Airflow's `VersionInfo`.
+#[derive(Serialize, ToSchema)]
+struct VersionInfo {
+    version: String,
+    git_version: Option<String>,
 }
 
-async fn health(State(s): State<AppState>, _: Viewer) -> Json<serde_json::Value> {
+/// The version of upiflow.
+#[utoipa::path(get, path = "/api/v2/version", tag = "Version",
+    responses((status = 200, body = VersionInfo), (status = 401, body = HTTPExceptionResponse)))]
+async fn version(_: Viewer) -> Json<VersionInfo> {
+    Json(VersionInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        git_version: None,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+struct BaseInfoResponse {
+    status: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SchedulerInfoResponse {
+    status: Option<String>,
+    latest_scheduler_heartbeat: Option<String>,
+}
+
+/// upiflow has no triggerer: both fields are always `null`.
+#[derive(Serialize, ToSchema)]
+struct TriggererInfoResponse {
+    status: Option<String>,
+    latest_triggerer_heartbeat: Option<String>,
+}
+
+/// Airflow's `HealthInfoResponse`.
+#[derive(Serialize, ToSchema)]
+struct HealthInfoResponse {
+    metadatabase: BaseInfoResponse,
+    scheduler: SchedulerInfoResponse,
+    triggerer: TriggererInfoResponse,
+}
+
+fn health_word(ok: bool) -> Option<String> {
+    Some(if ok { "healthy" } else { "unhealthy" }.into())
+}
+
+/// Whether the database answers and a worker heart-beat in the last minute.
+#[utoipa::path(get, path = "/api/v2/monitor/health", tag = "Monitor",
+    responses((status = 200, body = HealthInfoResponse), (status = 401, body = HTTPExceptionResponse)))]
+async fn health(State(s): State<AppState>, _: Viewer) -> Json<HealthInfoResponse> {
     let db = sqlx::query_scalar::<_, i32>("SELECT 1")
         .fetch_one(&s.pool)
         .await
@@ -102,11 +302,56 @@ async fn health(State(s): State<AppState>, _: Viewer) -> Json<serde_json::Value>
             .ok()
             .flatten();
     let fresh = beat.is_some_and(|b| chrono::Utc::now() - b < chrono::Duration::seconds(60));
-    Json(serde_json::json!({
-        "metadatabase": { "status": if db { "healthy" } else { "unhealthy" } },
-        "scheduler": {
-            "status": if fresh { "healthy" } else { "unhealthy" },
-            "latest_scheduler_heartbeat": beat,
+    Json(HealthInfoResponse {
+        metadatabase: BaseInfoResponse {
+            status: health_word(db),
         },
-    }))
+        scheduler: SchedulerInfoResponse {
+            status: health_word(fresh),
+            latest_scheduler_heartbeat: beat
+                .map(|b| b.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        },
+        triggerer: TriggererInfoResponse {
+            status: None,
+            latest_triggerer_heartbeat: None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_names_schemas_as_airflow_and_requires_every_answer_field() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let ti = &doc["components"]["schemas"]["TaskInstanceResponse"];
+        let required: Vec<&str> = ti["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(required.contains(&"state") && required.contains(&"dag_version"));
+        for name in [
+            "DAGResponse",
+            "DAGRunResponse",
+            "BackfillResponse",
+            "BackfillPostBody",
+        ] {
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+        // Bodies keep their optional fields optional.
+        let body = &doc["components"]["schemas"]["ClearTaskInstancesBody"];
+        assert!(body["required"].as_array().is_none_or(|r| r.is_empty()));
+        // The token route needs no credentials; the others need a token or Basic.
+        assert_eq!(
+            doc["paths"]["/auth/token"]["post"]["security"],
+            serde_json::json!([{}])
+        );
+        assert_eq!(
+            doc["security"],
+            serde_json::json!([{"HTTPBearer": []}, {"HTTPBasic": []}])
+        );
+    }
 }

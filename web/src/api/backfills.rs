@@ -1,0 +1,202 @@
+//! `POST /api/v2/backfills`, `GET /api/v2/backfills/{backfill_id}`, as in Airflow 3, on
+//! upiflow's backfills (`upiflow_engine::backfill`).
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use upiflow_engine::EngineError;
+use upiflow_engine::backfill::{self, BackfillRow, Request};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::models::{HTTPExceptionResponse, HTTPValidationError};
+use super::{Body, Ids};
+use crate::AppState;
+use crate::auth::{Admin, Viewer};
+use crate::error::ApiError;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(one))
+}
+
+/// Which intervals that already have a run a backfill runs again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReprocessBehavior {
+    /// Those whose run failed.
+    Failed,
+    /// Every one, failed or successful.
+    Completed,
+    /// None: only intervals without a run get one.
+    #[default]
+    None,
+}
+
+/// Airflow's `BackfillResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct BackfillResponse {
+    #[schema(minimum = 0)]
+    id: i64,
+    dag_id: String,
+    from_date: DateTime<Utc>,
+    to_date: DateTime<Utc>,
+    /// Backfill runs get the DAG's default params: always `{}`.
+    #[schema(value_type = Option<Object>)]
+    dag_run_conf: Option<Value>,
+    /// A backfill pauses with its DAG.
+    is_paused: bool,
+    reprocess_behavior: ReprocessBehavior,
+    /// The DAG's `max_active_runs`, which backfill runs share with the others.
+    max_active_runs: i32,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    dag_display_name: String,
+}
+
+async fn to_response(s: &AppState, b: BackfillRow) -> Result<BackfillResponse, ApiError> {
+    let dag: Option<(bool, i32)> =
+        sqlx::query_as("SELECT is_paused, max_active_runs FROM dags WHERE dag_id = $1")
+            .bind(&b.dag_id)
+            .fetch_optional(&s.pool)
+            .await?;
+    let (is_paused, max_active_runs) = dag.unwrap_or((false, 0));
+    let reprocess_behavior = if b.reset {
+        ReprocessBehavior::Completed
+    } else if b.rerun_failed {
+        ReprocessBehavior::Failed
+    } else {
+        ReprocessBehavior::None
+    };
+    Ok(BackfillResponse {
+        id: b.id,
+        dag_display_name: b.dag_id.clone(),
+        dag_id: b.dag_id,
+        from_date: b.from_date,
+        to_date: b.to_date,
+        dag_run_conf: Some(Value::Object(Map::new())),
+        is_paused,
+        reprocess_behavior,
+        max_active_runs,
+        created_at: b.created_at,
+        completed_at: b.completed_at,
+        updated_at: b.completed_at.unwrap_or(b.created_at),
+    })
+}
+
+fn default_max_active_runs() -> i64 {
+    10
+}
+
+/// Airflow's `BackfillPostBody`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BackfillPostBody {
+    dag_id: String,
+    /// First logical date (inclusive).
+    from_date: DateTime<Utc>,
+    /// Last logical date (inclusive).
+    to_date: DateTime<Utc>,
+    /// Only `false`: upiflow runs a backfill's intervals oldest first.
+    #[serde(default)]
+    run_backwards: bool,
+    /// Only `null` or `{}`: backfill runs get the DAG's default params.
+    #[schema(value_type = Option<Object>)]
+    dag_run_conf: Option<Value>,
+    #[serde(default)]
+    reprocess_behavior: ReprocessBehavior,
+    /// Accepted and not applied: backfill runs share the DAG's own `max_active_runs`.
+    #[serde(default = "default_max_active_runs")]
+    #[schema(default = 10)]
+    max_active_runs: i64,
+    /// Accepted and ignored: runs use the DAG's current definition.
+    #[allow(dead_code)]
+    run_on_latest_version: Option<bool>,
+}
+
+/// Creates a backfill (admin): a run for every interval whose logical date lies in
+/// `[from_date, to_date]`. Asking again for a running backfill resumes it.
+#[utoipa::path(post, path = "/api/v2/backfills", tag = "Backfill",
+    request_body = BackfillPostBody,
+    responses((status = 200, body = BackfillResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn create(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Body(body): Body<BackfillPostBody>,
+) -> Result<Json<BackfillResponse>, ApiError> {
+    if body.run_backwards {
+        return Err(ApiError::Unprocessable(
+            "run_backwards is not supported: upiflow backfills run oldest first".into(),
+        ));
+    }
+    if body
+        .dag_run_conf
+        .as_ref()
+        .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty()))
+    {
+        return Err(ApiError::Unprocessable(
+            "dag_run_conf must be null or {}: backfill runs use the DAG's default params".into(),
+        ));
+    }
+    if body.max_active_runs < 1 {
+        return Err(ApiError::Unprocessable(
+            "max_active_runs must be at least 1".into(),
+        ));
+    }
+    let dag = super::dags::latest(&s, &body.dag_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => {
+                ApiError::NotFound(format!("Could not find dag {}", body.dag_id))
+            }
+            other => other,
+        })?;
+    let req = Request {
+        from: body.from_date,
+        to: body.to_date,
+        rerun_failed: body.reprocess_behavior == ReprocessBehavior::Failed,
+        reset: body.reprocess_behavior == ReprocessBehavior::Completed,
+        created_by: user.username,
+    };
+    let b = backfill::start(&s.pool, &s.cache, &dag, &req)
+        .await
+        .map_err(|e| match e {
+            // A range without intervals, a DAG without schedule: Airflow answers 422.
+            EngineError::Invalid(m) => ApiError::Unprocessable(m),
+            other => other.into(),
+        })?;
+    Ok(Json(to_response(&s, b).await?))
+}
+
+/// One backfill.
+#[utoipa::path(get, path = "/api/v2/backfills/{backfill_id}", tag = "Backfill",
+    params(("backfill_id" = i64, Path, minimum = 0)),
+    responses((status = 200, body = BackfillResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn one(
+    State(s): State<AppState>,
+    _: Viewer,
+    Ids(id): Ids<i64>,
+) -> Result<Json<BackfillResponse>, ApiError> {
+    if id < 0 {
+        return Err(ApiError::Unprocessable(
+            "backfill_id must be at least 0".into(),
+        ));
+    }
+    let b = backfill::get(&s.pool, id).await.map_err(|e| match e {
+        EngineError::NotFound(_) => ApiError::NotFound(format!("Backfill with id {id} not found")),
+        other => other.into(),
+    })?;
+    Ok(Json(to_response(&s, b).await?))
+}
