@@ -1271,3 +1271,78 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         }
     }
 }
+
+#[tokio::test]
+async fn the_log_of_a_running_try_is_read_on_with_its_continuation_token() {
+    let a = api().await;
+    let admin = basic("ada", "admin-password");
+    let dir = dags_dir(&[(
+        "slow.toml",
+        "dag_id = \"slow\"\n[[tasks]]\nid = \"s\"\nkind = \"command\"\n\
+         command = [\"sh\", \"-c\", \"echo first; sleep 2; echo second\"]\n",
+    )]);
+    let mut conn = a.db.pool.acquire().await.unwrap();
+    upiflow_engine::store::dags::sync(&mut conn, &load(&dir, "slow.toml"))
+        .await
+        .unwrap();
+    drop(conn);
+    let (stop, worker) = spawn_worker(&a.db.pool, fast_worker("api"));
+    let (status, run) = a
+        .call(
+            "POST",
+            "/api/v2/dags/slow/dagRuns",
+            Some(&admin),
+            Some(json!({"logical_date": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let logs = format!(
+        "/api/v2/dags/slow/dagRuns/{}/taskInstances/s/logs/1",
+        run["dag_run_id"].as_str().unwrap()
+    );
+    let events = |body: &Value| -> Vec<String> {
+        body["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["event"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // While the try runs, the answer so far and a token to read on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let first = loop {
+        let (status, body) = a.call("GET", &logs, Some(&admin), None).await;
+        if status == StatusCode::OK && events(&body).contains(&"first".to_string()) {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no first line: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(!events(&first).contains(&"second".to_string()), "{first}");
+    let mut token = first["continuation_token"]
+        .as_str()
+        .expect("a running try's log goes on")
+        .to_string();
+    // Reading on with each token returns only new lines, until the try has ended.
+    let mut rest = Vec::new();
+    loop {
+        let (status, body) = a
+            .call("GET", &format!("{logs}?token={token}"), Some(&admin), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        rest.extend(events(&body));
+        match body["continuation_token"].as_str() {
+            Some(t) => token = t.to_string(),
+            None => break,
+        }
+        assert!(std::time::Instant::now() < deadline, "the log never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(rest.contains(&"second".to_string()), "{rest:?}");
+    assert!(!rest.contains(&"first".to_string()), "{rest:?}");
+    stop.cancel();
+    worker.await.unwrap();
+}
