@@ -87,6 +87,16 @@ pub(super) fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
     )
 }
 
+/// `text` cut to `max` characters, with an ellipsis when cut (for labels in SVGs).
+pub(super) fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{head}…")
+    }
+}
+
 /// The DAG's row and its current definition, or a 404.
 pub(super) async fn load(s: &AppState, dag_id: &str) -> Result<(DagRow, Arc<Dag>), UiError> {
     let mut conn = s.pool.acquire().await?;
@@ -302,7 +312,13 @@ fn grid_markup(dag_id: &str, g: &Grid, limit: i64, offset: i64) -> Markup {
     };
     html! {
         div.toolbar.grid-nav {
-            span.muted { (g.runs.len()) " run(s)" @if offset > 0 { ", " (offset) " newer not shown" } }
+            span.muted {
+                (g.runs.len()) " run(s)"
+                @if let (Some(first), Some(last)) = (g.runs.first(), g.runs.last()) {
+                    ", logical dates " (ts(first.logical_date)) " to " (ts(last.logical_date))
+                }
+                @if offset > 0 { "; " (offset) " newer not shown" }
+            }
             @if g.older { a.button.secondary href=(nav_link(offset + limit)) id="grid-older" { "← Older" } }
             @if offset > 0 { a.button.secondary href=(nav_link((offset - limit).max(0))) id="grid-newer" { "Newer →" } }
         }

@@ -15,7 +15,7 @@ use sqlx::FromRow;
 use upiflow_engine::Dag;
 
 use super::dag::{
-    Tab, UiQuery, dag_url, header, legend, load, run_url, ti_url, version, wants_fragment,
+    Tab, UiQuery, clip, dag_url, header, legend, load, run_url, ti_url, version, wants_fragment,
     with_query,
 };
 use super::{Nav, UiError, UiUser, page, ts};
@@ -25,26 +25,44 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/dags/{dag_id}/graph", get(graph_page))
 }
 
-const NODE_W: f64 = 180.0;
+const NODE_W: f64 = 200.0;
 const NODE_H: f64 = 38.0;
+/// Height of the slot a long edge takes in a layer it passes through.
+const LANE_H: f64 = 10.0;
 const GAP_X: f64 = 70.0;
 const GAP_Y: f64 = 18.0;
 const PAD: f64 = 12.0;
 /// Longest task id drawn in full inside a node (the whole id is in its tooltip).
 const LABEL_CHARS: usize = 22;
 
-/// Where each task goes.
+/// Where each task and edge goes.
 pub(super) struct Layout {
-    /// `(task index in dag.tasks, x, y)`, in topological order.
+    /// `(task index in dag.tasks, x, y)` of each node's top left corner, in topological order.
     pub nodes: Vec<(usize, f64, f64)>,
-    /// `(from, to)` as indexes into `dag.tasks`.
-    pub edges: Vec<(usize, usize)>,
+    pub edges: Vec<Edge>,
     pub width: f64,
     pub height: f64,
 }
 
-/// Longest-path layering, then each layer ordered by the mean position of the task's
-/// upstreams (one sweep of the barycenter heuristic, enough to untangle DAGs of this size).
+/// An edge between two tasks (indexes into `dag.tasks`).
+pub(super) struct Edge {
+    pub from: usize,
+    pub to: usize,
+    /// For an edge that skips layers, `(x_left, x_right, y)` of its lane through each layer
+    /// in between.
+    pub lanes: Vec<(f64, f64, f64)>,
+}
+
+/// A slot in a layer: a task, or the lane of an edge passing through.
+struct Slot {
+    task: Option<usize>,
+    preds: Vec<usize>,
+    succs: Vec<usize>,
+}
+
+/// Sugiyama-style: longest-path layering; edges that skip layers get a lane (a virtual node)
+/// in each layer they cross, so they run between tasks instead of through them; then layers
+/// are ordered by barycenters (down, up, down again).
 pub(super) fn layout(dag: &Dag) -> Layout {
     let index: HashMap<&str, usize> = dag
         .tasks
@@ -64,43 +82,107 @@ pub(super) fn layout(dag: &Dag) -> Layout {
             .unwrap_or(0);
     }
     let depth = layer.iter().copied().max().map_or(0, |m| m + 1);
-    let mut layers: Vec<Vec<usize>> = vec![Vec::new(); depth];
-    for (i, &l) in layer.iter().enumerate() {
-        layers[l].push(i);
-    }
-    let mut row = vec![0.0_f64; dag.tasks.len()];
-    for members in layers.iter_mut() {
-        let key = |i: usize| {
-            let ups: Vec<f64> = dag.tasks[i]
-                .upstream
-                .iter()
-                .filter_map(|u| index.get(u.as_str()))
-                .map(|&u| row[u])
-                .collect();
-            if ups.is_empty() {
-                f64::MAX
-            } else {
-                ups.iter().sum::<f64>() / ups.len() as f64
+    // Slots 0..n are the tasks (in topological order within each layer to start with).
+    let mut slots: Vec<Slot> = (0..dag.tasks.len())
+        .map(|i| Slot {
+            task: Some(i),
+            preds: Vec::new(),
+            succs: Vec::new(),
+        })
+        .collect();
+    let mut slot_layer = layer.clone();
+    let mut edges: Vec<(usize, usize, Vec<usize>)> = Vec::new();
+    for (i, t) in dag.tasks.iter().enumerate() {
+        for u in t
+            .upstream
+            .iter()
+            .filter_map(|u| index.get(u.as_str()).copied())
+        {
+            let mut lanes = Vec::new();
+            let mut prev = u;
+            for l in layer[u] + 1..layer[i] {
+                let v = slots.len();
+                slots.push(Slot {
+                    task: None,
+                    preds: vec![prev],
+                    succs: Vec::new(),
+                });
+                slots[prev].succs.push(v);
+                slot_layer.push(l);
+                lanes.push(v);
+                prev = v;
             }
-        };
-        let mut keyed: Vec<(f64, usize)> = members.iter().map(|&i| (key(i), i)).collect();
-        keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        *members = keyed.into_iter().map(|(_, i)| i).collect();
-        for (r, &i) in members.iter().enumerate() {
-            row[i] = r as f64;
+            slots[prev].succs.push(i);
+            slots[i].preds.push(prev);
+            edges.push((u, i, lanes));
         }
     }
-    let tallest = layers.iter().map(Vec::len).max().unwrap_or(0);
-    let column_height = |n: usize| n as f64 * NODE_H + n.saturating_sub(1) as f64 * GAP_Y;
-    let height = column_height(tallest) + 2.0 * PAD;
-    let mut pos = vec![(0.0, 0.0); dag.tasks.len()];
+    let mut layers: Vec<Vec<usize>> = vec![Vec::new(); depth];
+    for t in dag.topological() {
+        let i = index[t.id.as_str()];
+        layers[layer[i]].push(i);
+    }
+    for (v, &l) in slot_layer.iter().enumerate().skip(dag.tasks.len()) {
+        layers[l].push(v);
+    }
+    let mut row = vec![0.0_f64; slots.len()];
+    for members in &layers {
+        for (r, &v) in members.iter().enumerate() {
+            row[v] = r as f64;
+        }
+    }
+    let sweep = |layers: &mut Vec<Vec<usize>>, row: &mut Vec<f64>, down: bool| {
+        let order: Vec<usize> = if down {
+            (0..layers.len()).collect()
+        } else {
+            (0..layers.len()).rev().collect()
+        };
+        for l in order {
+            let mut keyed: Vec<(f64, usize)> = layers[l]
+                .iter()
+                .map(|&v| {
+                    let near = if down {
+                        &slots[v].preds
+                    } else {
+                        &slots[v].succs
+                    };
+                    let key = if near.is_empty() {
+                        row[v]
+                    } else {
+                        near.iter().map(|&n| row[n]).sum::<f64>() / near.len() as f64
+                    };
+                    (key, v)
+                })
+                .collect();
+            keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(row[a.1].total_cmp(&row[b.1])));
+            layers[l] = keyed.into_iter().map(|(_, v)| v).collect();
+            for (r, &v) in layers[l].iter().enumerate() {
+                row[v] = r as f64;
+            }
+        }
+    };
+    sweep(&mut layers, &mut row, true);
+    sweep(&mut layers, &mut row, false);
+    sweep(&mut layers, &mut row, true);
+
+    let slot_h = |v: usize| {
+        if slots[v].task.is_some() {
+            NODE_H
+        } else {
+            LANE_H
+        }
+    };
+    let column_height = |members: &[usize]| {
+        members.iter().map(|&v| slot_h(v)).sum::<f64>()
+            + members.len().saturating_sub(1) as f64 * GAP_Y
+    };
+    let tallest = layers.iter().map(|m| column_height(m)).fold(0.0, f64::max);
+    let mut pos = vec![(0.0, 0.0); slots.len()];
     for (l, members) in layers.iter().enumerate() {
-        let top = PAD + (column_height(tallest) - column_height(members.len())) / 2.0;
-        for (r, &i) in members.iter().enumerate() {
-            pos[i] = (
-                PAD + l as f64 * (NODE_W + GAP_X),
-                top + r as f64 * (NODE_H + GAP_Y),
-            );
+        let mut y = PAD + (tallest - column_height(members)) / 2.0;
+        for &v in members {
+            pos[v] = (PAD + l as f64 * (NODE_W + GAP_X), y);
+            y += slot_h(v) + GAP_Y;
         }
     }
     let nodes = dag
@@ -110,32 +192,48 @@ pub(super) fn layout(dag: &Dag) -> Layout {
             (i, pos[i].0, pos[i].1)
         })
         .collect();
-    let index = &index;
-    let edges = dag
-        .tasks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| {
-            t.upstream
-                .iter()
-                .filter_map(move |u| index.get(u.as_str()).map(|&u| (u, i)))
+    let edges = edges
+        .into_iter()
+        .map(|(from, to, lanes)| Edge {
+            from,
+            to,
+            lanes: lanes
+                .into_iter()
+                .map(|v| (pos[v].0, pos[v].0 + NODE_W, pos[v].1 + LANE_H / 2.0))
+                .collect(),
         })
         .collect();
     Layout {
         nodes,
         edges,
         width: depth as f64 * NODE_W + depth.saturating_sub(1) as f64 * GAP_X + 2.0 * PAD,
-        height,
+        height: tallest + 2.0 * PAD,
     }
 }
 
-fn label(id: &str) -> String {
-    if id.chars().count() <= LABEL_CHARS {
-        id.to_string()
-    } else {
-        let head: String = id.chars().take(LABEL_CHARS - 1).collect();
-        format!("{head}…")
+/// The SVG path of an edge: smooth curves between layers, straight through its lanes.
+fn edge_path(from: (f64, f64), lanes: &[(f64, f64, f64)], to: (f64, f64)) -> String {
+    let bend = GAP_X / 2.0;
+    let mut d = format!("M {:.1} {:.1}", from.0, from.1);
+    let mut at = from;
+    let curve = |d: &mut String, at: (f64, f64), x: f64, y: f64| {
+        d.push_str(&format!(
+            " C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1}",
+            at.0 + bend,
+            at.1,
+            x - bend,
+            y,
+            x,
+            y
+        ));
+    };
+    for &(left, right, y) in lanes {
+        curve(&mut d, at, left, y);
+        d.push_str(&format!(" L {right:.1} {y:.1}"));
+        at = (right, y);
     }
+    curve(&mut d, at, to.0, to.1);
+    d
 }
 
 /// The SVG of `dag` with each node's state from `states` (task id -> state) and, when a run
@@ -156,13 +254,11 @@ pub(super) fn svg(dag: &Dag, states: &HashMap<String, String>, run_id: Option<&s
                     path d="M 0 0 L 10 5 L 0 10 z" fill="#8a96a3" {}
                 }
             }
-            @for &(from, to) in &l.edges {
-                @let (x1, y1) = (at[from].0 + NODE_W, at[from].1 + NODE_H / 2.0);
-                @let (x2, y2) = (at[to].0, at[to].1 + NODE_H / 2.0);
-                @let bend = GAP_X / 2.0;
-                path.edge data-from=(dag.tasks[from].id) data-to=(dag.tasks[to].id)
-                    d={ "M " (x1) " " (y1) " C " (x1 + bend) " " (y1) ", " (x2 - bend) " " (y2) ", " (x2 - 1.0) " " (y2) }
-                    marker-end="url(#arrow)" {}
+            @for e in &l.edges {
+                @let start = (at[e.from].0 + NODE_W, at[e.from].1 + NODE_H / 2.0);
+                @let end = (at[e.to].0 - 1.0, at[e.to].1 + NODE_H / 2.0);
+                path.edge data-from=(dag.tasks[e.from].id) data-to=(dag.tasks[e.to].id)
+                    d=(edge_path(start, &e.lanes, end)) marker-end="url(#arrow)" {}
             }
             @for &(i, x, y) in &l.nodes {
                 @let t = &dag.tasks[i];
@@ -170,7 +266,7 @@ pub(super) fn svg(dag: &Dag, states: &HashMap<String, String>, run_id: Option<&s
                 @let node = html! {
                     title { (t.id) " (" (t.kind) ") · " (st) }
                     rect class={ "node state-" (st) } x=(x) y=(y) width=(NODE_W) height=(NODE_H) rx="6" {}
-                    text.node-label x=(x + 10.0) y=(y + 16.0) { (label(&t.id)) }
+                    text.node-label x=(x + 10.0) y=(y + 16.0) { (clip(&t.id, LABEL_CHARS)) }
                     text.node-kind x=(x + 10.0) y=(y + 30.0) { (t.kind) " · " (st.replace('_', " ")) }
                 };
                 g.node data-task=(t.id) data-state=(st) {
@@ -343,5 +439,19 @@ mod tests {
             .collect();
         assert!(x["a"] < x["b"] && x["b"] < x["c"]);
         assert_eq!(l.edges.len(), 3);
+        // a -> c skips layer 1, so it gets a lane there, clear of b.
+        let lanes: Vec<usize> = l.edges.iter().map(|e| e.lanes.len()).collect();
+        assert_eq!(lanes.iter().sum::<usize>(), 1);
+        let (_, _, by) = l
+            .nodes
+            .iter()
+            .find(|n| d.tasks[n.0].id == "b")
+            .copied()
+            .unwrap();
+        let lane_y = l.edges.iter().find_map(|e| e.lanes.first()).unwrap().2;
+        assert!(
+            lane_y < by || lane_y > by + NODE_H,
+            "the lane does not cross b"
+        );
     }
 }
