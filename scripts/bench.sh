@@ -13,3 +13,4 @@ cargo run --release --example bench_engine
 cargo run --release --example bench_catchup
 cargo run --release --example bench_ingest
 cargo run --release --example bench_transforms
+cargo run --release --example bench_grid
