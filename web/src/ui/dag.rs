@@ -319,7 +319,7 @@ fn grid_markup(dag_id: &str, g: &Grid, limit: i64, offset: i64) -> Markup {
                 }
                 @if offset > 0 { "; " (offset) " newer not shown" }
             }
-            @if g.older { a.button.secondary href=(nav_link(offset + limit)) id="grid-older" { "← Older" } }
+            @if g.older { a.button.secondary href=(nav_link(offset.saturating_add(limit))) id="grid-older" { "← Older" } }
             @if offset > 0 { a.button.secondary href=(nav_link((offset - limit).max(0))) id="grid-newer" { "Newer →" } }
         }
         @if g.runs.is_empty() {
