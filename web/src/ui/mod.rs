@@ -4,10 +4,12 @@
 //! so the page updates without a full reload.
 
 mod backfill;
+mod charts;
 mod dag;
 mod graph;
 mod home;
 mod missed;
+pub mod payments;
 mod run;
 pub mod session;
 mod task;
@@ -36,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .merge(home::router())
+        .merge(payments::router())
         .merge(dag::router())
         .merge(graph::router())
         .merge(run::router())

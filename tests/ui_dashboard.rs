@@ -1,0 +1,512 @@
+//! The payments dashboard in-process (tower `oneshot`) against a real Postgres:
+//! panels show exactly the inserted numbers (read from the SVG's data attributes), a status
+//! change moves exactly one count, empty ranges say so, bad ranges are a 400 page, and
+//! sessions are required.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use chrono::{DateTime, DurationRound, NaiveDate, Utc};
+use common::*;
+use sqlx::PgPool;
+use tower::ServiceExt;
+use upiflow_tasks::upi::ingest::writer::{self, Row};
+use upiflow_web::auth::{self, Role};
+
+struct Ui {
+    app: axum::Router,
+    db: TestDb,
+    cookie: String,
+}
+
+async fn ui() -> Ui {
+    let db = fresh_db().await;
+    auth::create_user(&db.pool, "vic", "viewer-password", Role::Viewer)
+        .await
+        .unwrap();
+    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    let c = upiflow_web::ui::session::start(&state.token_key, "vic", Role::Viewer).unwrap();
+    Ui {
+        app: upiflow_web::app(state),
+        cookie: format!("{}={}", c.name(), c.value()),
+        db,
+    }
+}
+
+impl Ui {
+    async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, String) {
+        let mut req = Request::builder().method("GET").uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// A page as the signed-in viewer; it must answer 200.
+    async fn page(&self, uri: &str) -> String {
+        let (status, _, body) = self.get(uri, &[("cookie", &self.cookie)]).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        body
+    }
+}
+
+/// The markup of panel `id` (from its `data-panel` to the end of its section).
+fn panel<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("data-panel=\"{id}\""))
+        .unwrap_or_else(|| panic!("no panel {id}"));
+    let end = html[at..].find("</section>").map_or(html.len(), |e| at + e);
+    &html[at..end]
+}
+
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let at = tag.find(&key)? + key.len();
+    Some(&tag[at..at + tag[at..].find('"')?])
+}
+
+/// `key -> data-v` of every element of a panel that has `key_attr` (data-x, data-slice,
+/// data-row + data-col).
+fn values(panel: &str, key_attr: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for tag in panel.split('<').skip(1) {
+        let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+        if let (Some(k), Some(v)) = (attr(tag, key_attr), attr(tag, "data-v")) {
+            let k = match attr(tag, "data-col") {
+                Some(c) if key_attr == "data-row" => format!("{k}/{c}"),
+                _ => k.to_string(),
+            };
+            out.insert(k, v.to_string());
+        }
+    }
+    out
+}
+
+fn sum(v: &BTreeMap<String, String>) -> f64 {
+    v.values().filter_map(|s| s.parse::<f64>().ok()).sum()
+}
+
+fn minute_key(t: DateTime<Utc>) -> String {
+    t.duration_trunc(chrono::Duration::minutes(1))
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn ist_date(t: DateTime<Utc>) -> NaiveDate {
+    upiflow_web::ui::payments::ist_date(t)
+}
+
+async fn txn(
+    pool: &PgPool,
+    id: &str,
+    payer: &str,
+    payee: &str,
+    amount: f64,
+    status: &str,
+    at: DateTime<Utc>,
+) {
+    sqlx::query(
+        "INSERT INTO clean_upi_transactions
+            (txn_id, payer, payee, amount, status, event_time, kafka_partition, kafka_offset)
+         VALUES ($1, $2, $3, $4::numeric, $5, $6, 0, 0)",
+    )
+    .bind(id)
+    .bind(payer)
+    .bind(payee)
+    .bind(amount)
+    .bind(status)
+    .bind(at)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// A minute boundary far enough from now that a test's events stay inside "the last hour"
+/// and their minutes are whole.
+fn minutes_ago(n: i64) -> DateTime<Utc> {
+    (Utc::now() - chrono::Duration::minutes(n))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .unwrap()
+        + chrono::Duration::seconds(20)
+}
+
+#[tokio::test]
+async fn live_panels_show_the_inserted_numbers() {
+    let ui = ui().await;
+    let pool = &ui.db.pool;
+    let (t1, t2) = (minutes_ago(12), minutes_ago(5));
+    for i in 0..3 {
+        txn(
+            pool,
+            &format!("a{i}"),
+            "u1@oksbi",
+            "shop@upi",
+            100.0,
+            "SUCCESS",
+            t1,
+        )
+        .await;
+    }
+    txn(pool, "a3", "u2@ybl", "shop@upi", 40.0, "FAILED", t1).await;
+    txn(pool, "b0", "u3@ybl", "cafe@upi", 25.5, "SUCCESS", t2).await;
+    txn(pool, "b1", "u4@ybl", "cafe@upi", 25.5, "SUCCESS", t2).await;
+    txn(pool, "b2", "u5@oksbi", "cafe@upi", 9.0, "PENDING", t2).await;
+
+    let html = ui.page("/payments?range=1h").await;
+    let tpm = values(panel(&html, "tpm"), "data-x");
+    assert_eq!(tpm.len(), 60, "one point per minute of the hour");
+    assert_eq!(tpm[&minute_key(t1)], "4");
+    assert_eq!(tpm[&minute_key(t2)], "3");
+    assert_eq!(sum(&tpm), 7.0);
+    assert!(panel(&html, "tpm").contains("<title>"), "tooltips");
+    assert!(panel(&html, "tpm").contains("Transactions: 4"));
+
+    let failures = values(panel(&html, "failures"), "data-x");
+    assert_eq!(failures[&minute_key(t1)], "1");
+    assert_eq!(sum(&failures), 1.0);
+
+    let split = values(panel(&html, "status"), "data-slice");
+    assert_eq!(
+        split,
+        BTreeMap::from([
+            ("FAILED".into(), "1".into()),
+            ("PENDING".into(), "1".into()),
+            ("SUCCESS".into(), "5".into()),
+        ])
+    );
+
+    // Banks, biggest first, values per status (SUCCESS, FAILED, PENDING).
+    let banks = values(panel(&html, "banks"), "data-x");
+    assert_eq!(banks["oksbi"], "3,0,1");
+    assert_eq!(banks["ybl"], "2,1,0");
+    let p = panel(&html, "banks");
+    assert!(p.find("data-x=\"oksbi\"") < p.find("data-x=\"ybl\""));
+
+    let totals = panel(&html, "totals");
+    assert!(totals.contains("data-v=\"7\""), "{totals}");
+
+    // Heatmap: the IST day and hour of the events.
+    let heat = values(panel(&html, "heatmap"), "data-row");
+    let cell = |t: DateTime<Utc>| {
+        let local = t.with_timezone(&chrono::FixedOffset::east_opt(19800).unwrap());
+        format!("{}/{}", ist_date(t), chrono::Timelike::hour(&local))
+    };
+    let (c1, c2) = (cell(t1), cell(t2));
+    if c1 == c2 {
+        assert_eq!(heat[&c1], "7");
+    } else {
+        assert_eq!((heat[&c1].as_str(), heat[&c2].as_str()), ("4", "3"));
+    }
+    assert_eq!(sum(&heat), 7.0);
+
+    // Today's top merchants by amount (today in IST; the events may straddle midnight).
+    let top = values(panel(&html, "top-merchants"), "data-x");
+    if ist_date(t1) == ist_date(Utc::now()) && ist_date(t2) == ist_date(Utc::now()) {
+        assert_eq!(top["shop@upi"], "340");
+        assert_eq!(top["cafe@upi"], "60");
+        let p = panel(&html, "top-merchants");
+        assert!(p.find("shop@upi") < p.find("cafe@upi"));
+        assert!(p.contains("4 transactions"));
+    }
+
+    // The same numbers over 7 days (read from the hourly rollup).
+    let html = ui.page("/payments?range=7d").await;
+    assert_eq!(sum(&values(panel(&html, "tpm"), "data-x")), 7.0);
+    assert_eq!(values(panel(&html, "status"), "data-slice")["SUCCESS"], "5");
+}
+
+#[tokio::test]
+async fn daily_and_ingest_panels_show_their_tables() {
+    let ui = ui().await;
+    let pool = &ui.db.pool;
+    let today = ist_date(Utc::now());
+    let (d1, d2) = (
+        today - chrono::Duration::days(2),
+        today - chrono::Duration::days(1),
+    );
+    sqlx::query(
+        "INSERT INTO daily_upi_summary (date, total_txns, success_txns, failed_txns, pending_txns, total_amount)
+         VALUES ($1, 10, 7, 2, 1, 1234.50), ($2, 20, 15, 4, 1, 99.99)",
+    )
+    .bind(d1)
+    .bind(d2)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO merchant_upi_summary (merchant, date, total_txns, amount)
+         VALUES ('big@upi', $1, 3, 1000), ('big@upi', $2, 1, 50), ('small@upi', $2, 2, 10)",
+    )
+    .bind(d1)
+    .bind(d2)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO ingest_instances (instance_id, consumer_group, kafka_topic, events_total, events_per_sec)
+         VALUES ('ingest-a', 'g', 'upi_transactions', 5000, 123.5),
+                ('ingest-dead', 'g', 'upi_transactions', 1, 99)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE ingest_instances SET heartbeat_at = now() - interval '5 minutes' WHERE instance_id = 'ingest-dead'")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO ingest_lag (consumer_group, kafka_topic, kafka_partition, high_watermark, next_offset, lag)
+         VALUES ('g', 'upi_transactions', 0, 10, 5, 5), ('g', 'upi_transactions', 1, 10, 3, 7)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO dead_letter_upi_transactions (kafka_topic, kafka_partition, kafka_offset, payload, reason)
+         VALUES ('upi_transactions', 0, 1, '{}', 'unknown status `DONE`'),
+                ('upi_transactions', 0, 2, '{}', 'unknown status `X`'),
+                ('upi_transactions', 1, 1, '{', 'invalid JSON: EOF while parsing')",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let html = ui.page("/payments?range=24h").await;
+    let totals = values(panel(&html, "daily-totals"), "data-x");
+    assert_eq!(totals.len(), 7, "the last 7 days at least");
+    assert_eq!(totals[&d1.to_string()], "10");
+    assert_eq!(totals[&d2.to_string()], "20");
+    assert_eq!(
+        totals[&today.to_string()],
+        "",
+        "today is not summarised yet"
+    );
+    let status = values(panel(&html, "daily-status"), "data-x");
+    assert_eq!(status[&d1.to_string()], "7,2,1");
+    assert_eq!(status[&d2.to_string()], "15,4,1");
+    let amount = values(panel(&html, "daily-amount"), "data-x");
+    assert_eq!(amount[&d1.to_string()], "1234.50");
+    assert!(panel(&html, "daily-amount").contains("₹1,234.50"));
+    let trend = values(panel(&html, "merchant-trend"), "data-x");
+    // Series in order of amount: big@upi, then small@upi.
+    assert_eq!(trend[&d1.to_string()], "1000,0");
+    assert_eq!(trend[&d2.to_string()], "50,10");
+
+    let rate = panel(&html, "ingest-rate");
+    assert!(rate.contains("data-v=\"123.5\""), "{rate}");
+    assert!(rate.contains("ingest-a") && !rate.contains("ingest-dead"));
+    let lag = values(panel(&html, "consumer-lag"), "data-x");
+    assert_eq!(lag["upi_transactions · 0"], "5");
+    assert_eq!(lag["upi_transactions · 1"], "7");
+    let dead = panel(&html, "dead-letters");
+    assert_eq!(values(dead, "data-x")["unknown status"], "2");
+    assert_eq!(values(dead, "data-x")["invalid JSON"], "1");
+    assert!(dead.contains("3 in total"));
+}
+
+fn event(txn: &str, status: &str, at: DateTime<Utc>) -> Option<Vec<u8>> {
+    Some(
+        serde_json::json!({
+            "txn_id": txn, "payer": "user1@oksbi", "payee": "shop@upi", "amount": 10.0,
+            "status": status, "timestamp": at.to_rfc3339(),
+        })
+        .to_string()
+        .into_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn a_status_change_moves_exactly_one_count() {
+    let ui = ui().await;
+    let pool = &ui.db.pool;
+    let (t1, t2) = (minutes_ago(20), minutes_ago(3));
+    let row = |offset: i64, payload| Row {
+        partition: 0,
+        offset,
+        kafka_timestamp: None,
+        payload,
+    };
+    // Through the ingest writer: two transactions, one PENDING.
+    writer::write_batch(
+        pool,
+        "g",
+        "upi_transactions",
+        &[
+            row(0, event("t-1", "PENDING", t1)),
+            row(1, event("t-2", "SUCCESS", t1)),
+        ],
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let split = |html: &str| values(panel(html, "status"), "data-slice");
+    let html = ui.page("/payments?range=1h").await;
+    assert_eq!(split(&html)["PENDING"], "1");
+    assert_eq!(split(&html)["SUCCESS"], "1");
+
+    // t-1 succeeds later (in another minute): exactly one count moves.
+    writer::write_batch(
+        pool,
+        "g",
+        "upi_transactions",
+        &[row(2, event("t-1", "SUCCESS", t2))],
+        &BTreeMap::from([(0, 2)]),
+    )
+    .await
+    .unwrap();
+    // A stale event (older than what is stored) changes nothing.
+    writer::write_batch(
+        pool,
+        "g",
+        "upi_transactions",
+        &[row(3, event("t-1", "FAILED", t1))],
+        &BTreeMap::from([(0, 3)]),
+    )
+    .await
+    .unwrap();
+    for range in ["1h", "24h", "7d"] {
+        let html = ui.page(&format!("/payments?range={range}")).await;
+        let s = split(&html);
+        assert_eq!(
+            (
+                s["SUCCESS"].as_str(),
+                s["FAILED"].as_str(),
+                s["PENDING"].as_str()
+            ),
+            ("2", "0", "0"),
+            "{range}"
+        );
+        assert_eq!(sum(&values(panel(&html, "tpm"), "data-x")), 2.0, "{range}");
+    }
+    let html = ui.page("/payments?range=1h").await;
+    let tpm = values(panel(&html, "tpm"), "data-x");
+    assert_eq!(tpm[&minute_key(t1)], "1", "t-1 left its first minute");
+    assert_eq!(tpm[&minute_key(t2)], "1", "and counts in its new one");
+    assert_eq!(values(panel(&html, "banks"), "data-x")["oksbi"], "2,0,0");
+
+    // The rollups agree with the clean table exactly, whatever the path.
+    let disagree: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+            SELECT date_trunc('minute', event_time) m, status, count(*) n FROM clean_upi_transactions GROUP BY 1, 2
+         ) c FULL JOIN (SELECT minute m, status, sum(txns) n FROM upi_rollup_minute GROUP BY 1, 2 HAVING sum(txns) <> 0) r
+           USING (m, status)
+         WHERE c.n IS DISTINCT FROM r.n",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(disagree, 0);
+}
+
+#[tokio::test]
+async fn an_empty_range_says_so() {
+    let ui = ui().await;
+    // Only old data: 40 days ago, outside every range.
+    txn(
+        &ui.db.pool,
+        "old",
+        "u@oksbi",
+        "m@upi",
+        5.0,
+        "SUCCESS",
+        Utc::now() - chrono::Duration::days(40),
+    )
+    .await;
+    for range in ["1h", "30d"] {
+        let html = ui.page(&format!("/payments?range={range}")).await;
+        for id in [
+            "tpm",
+            "status",
+            "failures",
+            "banks",
+            "heatmap",
+            "top-merchants",
+            "daily-totals",
+            "daily-status",
+            "daily-amount",
+            "merchant-trend",
+            "dead-letters",
+        ] {
+            let p = panel(&html, id);
+            assert!(p.contains("no data in this range"), "{range} {id}: {p}");
+            assert!(!p.contains("<svg"), "{range} {id}: no broken chart");
+        }
+    }
+}
+
+#[tokio::test]
+async fn fragments_refresh_the_panels_alone() {
+    let ui = ui().await;
+    txn(
+        &ui.db.pool,
+        "x",
+        "u@ybl",
+        "m@upi",
+        1.0,
+        "SUCCESS",
+        minutes_ago(30),
+    )
+    .await;
+    let html = ui.page("/payments?range=6h").await;
+    for part in ["live", "daily", "ingest"] {
+        assert!(
+            html.contains(&format!(
+                "data-refresh=\"/payments/panels/{part}?range=6h\""
+            )),
+            "{part}"
+        );
+    }
+    assert!(html.contains("<option value=\"6h\" selected"));
+    let (status, _, frag) = ui
+        .get(
+            "/payments/panels/live?range=6h",
+            &[("cookie", &ui.cookie), ("x-fragment", "1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(frag.contains("data-panel=\"tpm\"") && !frag.contains("<html"));
+    assert_eq!(values(panel(&frag, "tpm"), "data-x").len(), 72);
+}
+
+#[tokio::test]
+async fn bad_ranges_are_a_400_page_and_sessions_are_required() {
+    let ui = ui().await;
+    for uri in [
+        "/payments?range=2h",
+        "/payments?range=",
+        "/payments?range=%3Cscript%3E",
+        "/payments/panels/live?range=1y",
+    ] {
+        let (status, _, body) = ui.get(uri, &[("cookie", &ui.cookie)]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(
+            body.contains("<html") && body.contains("unknown time range"),
+            "{uri}: {body}"
+        );
+        assert!(!body.contains("<script>"));
+    }
+    let (status, _, _) = ui
+        .get("/payments/panels/weekly", &[("cookie", &ui.cookie)])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    for uri in ["/payments", "/payments/panels/live?range=1h"] {
+        let (status, headers, _) = ui.get(uri, &[]).await;
+        assert!(status.is_redirection(), "{uri}: {status}");
+        let to = headers["location"].to_str().unwrap();
+        assert!(to.starts_with("/login?next="), "{to}");
+    }
+}
