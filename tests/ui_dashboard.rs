@@ -1,14 +1,16 @@
-//! The payments dashboard in-process (tower `oneshot`) against a real Postgres:
+//! The payments dashboard and /metrics in-process (tower `oneshot`) against a real Postgres:
 //! panels show exactly the inserted numbers (read from the SVG's data attributes), a status
-//! change moves exactly one count, empty ranges say so, bad ranges are a 400 page, and
-//! sessions are required.
+//! change moves exactly one count, empty ranges say so, bad ranges are a 400 page, sessions
+//! and credentials are required, and /metrics is parseable exposition with known values.
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
+use base64::Engine;
 use chrono::{DateTime, DurationRound, NaiveDate, Utc};
 use common::*;
 use sqlx::PgPool;
@@ -509,4 +511,291 @@ async fn bad_ranges_are_a_400_page_and_sessions_are_required() {
         let to = headers["location"].to_str().unwrap();
         assert!(to.starts_with("/login?next="), "{to}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// /metrics
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Parses the text exposition format (0.0.4): every sample line must be `name{labels} value`
+/// with a `# TYPE` for its family. Returns `name{labels}` -> value.
+fn parse_exposition(text: &str) -> HashMap<String, f64> {
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut samples = HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        let labels = &series[name.len()..];
+        if !labels.is_empty() {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .expect("labels in braces");
+            for pair in inner.split("\",").filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').expect("label=value");
+                assert!(
+                    k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{line}"
+                );
+                assert!(v.starts_with('"'), "{line}");
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(types.contains_key(family), "no TYPE for {line}");
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        samples.insert(series.to_string(), v);
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_need_credentials_and_report_known_values() {
+    let ui = ui().await;
+    let pool = &ui.db.pool;
+
+    // Without credentials (and a browser session is not enough): 401.
+    let (status, headers, _) = ui.get("/metrics", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, _, _) = ui.get("/metrics", &[("cookie", &ui.cookie)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = ui
+        .get(
+            "/metrics",
+            &[("authorization", &basic("vic", "wrong-password"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A DAG with runs and tries of known durations.
+    let dir = dags_dir(&[(
+        "d.toml",
+        "dag_id = \"d\"\nschedule = \"none\"\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\n",
+    )]);
+    let dag = load(&dir, "d.toml");
+    let hash = {
+        let mut conn = pool.acquire().await.unwrap();
+        upiflow_engine::store::dags::sync(&mut conn, &dag)
+            .await
+            .unwrap()
+    };
+    let mut ti_ids = Vec::new();
+    for (i, state) in ["success", "running", "running", "failed"]
+        .iter()
+        .enumerate()
+    {
+        let run_pk: i64 = sqlx::query_scalar(
+            "INSERT INTO dag_runs (dag_id, run_id, logical_date, data_interval_start, data_interval_end,
+                                   run_type, state, dag_hash)
+             VALUES ('d', $1, $2, $2, $2, 'manual', $3::run_state, $4) RETURNING id",
+        )
+        .bind(format!("r{i}"))
+        .bind(Utc::now() - chrono::Duration::days(i as i64 + 1))
+        .bind(state)
+        .bind(&hash)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let ti_state = ["success", "queued", "scheduled", "failed"][i];
+        let ti: i64 = sqlx::query_scalar(
+            "INSERT INTO task_instances (run_pk, dag_id, run_id, task_id, state, max_tries)
+             VALUES ($1, 'd', $2, 'a', $3::ti_state, 1) RETURNING id",
+        )
+        .bind(run_pk)
+        .bind(format!("r{i}"))
+        .bind(ti_state)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        ti_ids.push(ti);
+    }
+    let try_of = |ti: i64, n: i32, secs: f64, outcome: &'static str| {
+        sqlx::query(
+            "INSERT INTO task_tries (ti_id, try_number, worker, started_at, ended_at, outcome)
+             VALUES ($1, $2, 'w', now() - $3 * interval '1 second', now(), $4::try_outcome)",
+        )
+        .bind(ti)
+        .bind(n)
+        .bind(secs)
+        .bind(outcome)
+        .execute(pool)
+    };
+    try_of(ti_ids[0], 1, 0.3, "success").await.unwrap();
+    try_of(ti_ids[3], 1, 2.0, "failed").await.unwrap();
+    try_of(ti_ids[3], 2, 45.0, "timed_out").await.unwrap();
+
+    sqlx::query(
+        "INSERT INTO ingest_instances (instance_id, consumer_group, kafka_topic, events_per_sec)
+         VALUES ('ingest-a', 'g', 'upi_transactions', 250.25)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO ingest_lag (consumer_group, kafka_topic, kafka_partition, high_watermark, next_offset, lag)
+         VALUES ('g', 'upi_transactions', 2, 100, 58, 42)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO dead_letter_upi_transactions (kafka_topic, kafka_partition, kafka_offset, payload, reason)
+         SELECT 'upi_transactions', 0, i, '{}', 'invalid JSON' FROM generate_series(1, 3) i",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+
+    // A real scheduler records its loops.
+    let empty = dags_dir(&[]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let scheduler = upiflow_engine::scheduler::Scheduler::new(
+        pool.clone(),
+        upiflow_tasks::registry(),
+        upiflow_engine::scheduler::SchedulerConfig::new(empty),
+    );
+    let handle = tokio::spawn(scheduler.run(stop.clone()));
+    let mut looped = false;
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM scheduler_loops")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if n > 0 {
+            looped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    assert!(looped, "the scheduler records its loop time");
+
+    let auth = basic("vic", "viewer-password");
+    let scrape = || async {
+        let (status, headers, body) = ui.get("/metrics", &[("authorization", &auth)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            headers["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        (parse_exposition(&body), body)
+    };
+    let (m, body) = scrape().await;
+    let at = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in\n{body}"));
+    assert_eq!(
+        at(r#"upiflow_task_try_duration_seconds_bucket{dag_id="d",le="0.1"}"#),
+        0.0
+    );
+    assert_eq!(
+        at(r#"upiflow_task_try_duration_seconds_bucket{dag_id="d",le="0.5"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"upiflow_task_try_duration_seconds_bucket{dag_id="d",le="2.5"}"#),
+        2.0
+    );
+    assert_eq!(
+        at(r#"upiflow_task_try_duration_seconds_bucket{dag_id="d",le="30"}"#),
+        2.0
+    );
+    assert_eq!(
+        at(r#"upiflow_task_try_duration_seconds_bucket{dag_id="d",le="60"}"#),
+        3.0
+    );
+    assert_eq!(
+        at(r#"upiflow_task_try_duration_seconds_bucket{dag_id="d",le="+Inf"}"#),
+        3.0
+    );
+    assert_eq!(
+        at(r#"upiflow_task_try_duration_seconds_count{dag_id="d"}"#),
+        3.0
+    );
+    assert!((at(r#"upiflow_task_try_duration_seconds_sum{dag_id="d"}"#) - 47.3).abs() < 1e-6);
+    assert_eq!(
+        at(r#"upiflow_task_tries_total{dag_id="d",outcome="success"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"upiflow_task_tries_total{dag_id="d",outcome="failed"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"upiflow_task_tries_total{dag_id="d",outcome="timed_out"}"#),
+        1.0
+    );
+    assert_eq!(at(r#"upiflow_dag_runs{dag_id="d",state="running"}"#), 2.0);
+    assert_eq!(at(r#"upiflow_dag_runs{dag_id="d",state="success"}"#), 1.0);
+    assert_eq!(at(r#"upiflow_dag_runs{dag_id="d",state="queued"}"#), 0.0);
+    assert_eq!(at(r#"upiflow_task_queue_depth{state="scheduled"}"#), 1.0);
+    assert_eq!(at(r#"upiflow_task_queue_depth{state="queued"}"#), 1.0);
+    let lag = at("upiflow_scheduler_loop_lag_seconds");
+    assert!((0.0..60.0).contains(&lag), "{lag}");
+    assert!(m.contains_key("upiflow_scheduler_loop_duration_seconds"));
+    assert_eq!(
+        at(r#"upiflow_ingest_events_per_second{ingest_instance="ingest-a"}"#),
+        250.25
+    );
+    assert_eq!(
+        at(
+            r#"upiflow_ingest_consumer_lag{consumer_group="g",topic="upi_transactions",partition="2"}"#
+        ),
+        42.0
+    );
+    assert_eq!(at("upiflow_ingest_dead_letters_total"), 3.0);
+
+    // Scraping again counts nothing twice; a new try counts once.
+    let (m, _) = scrape().await;
+    assert_eq!(
+        m[r#"upiflow_task_try_duration_seconds_count{dag_id="d"}"#],
+        3.0
+    );
+    try_of(ti_ids[1], 1, 0.05, "success").await.unwrap();
+    let (m, _) = scrape().await;
+    assert_eq!(
+        m[r#"upiflow_task_try_duration_seconds_count{dag_id="d"}"#],
+        4.0
+    );
+    assert_eq!(
+        m[r#"upiflow_task_try_duration_seconds_bucket{dag_id="d",le="0.1"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"upiflow_task_tries_total{dag_id="d",outcome="success"}"#],
+        2.0
+    );
 }

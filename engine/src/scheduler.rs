@@ -80,7 +80,18 @@ impl Scheduler {
             shutdown.clone(),
         ));
         let mut last_parse: Option<Instant> = None;
+        // Names this scheduler in `scheduler_loops` (read by the web's /metrics).
+        let loop_id = format!(
+            "{}:{}:{}",
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into()),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
         loop {
+            let loop_start = Instant::now();
             if last_parse.is_none_or(|t| t.elapsed() >= self.cfg.parse_interval) {
                 if let Err(error) = self.sync_files().await {
                     tracing::error!(error = %error, "could not record DAG files; trying again");
@@ -89,6 +100,19 @@ impl Scheduler {
             }
             if let Err(error) = self.schedule().await {
                 tracing::error!(error = %error, "scheduling pass failed; trying again");
+            }
+            let recorded = sqlx::query(
+                "INSERT INTO scheduler_loops (scheduler_id, last_loop_at, loop_seconds)
+                 VALUES ($1, now(), $2)
+                 ON CONFLICT (scheduler_id) DO UPDATE
+                 SET last_loop_at = EXCLUDED.last_loop_at, loop_seconds = EXCLUDED.loop_seconds",
+            )
+            .bind(&loop_id)
+            .bind(loop_start.elapsed().as_secs_f64())
+            .execute(&self.pool)
+            .await;
+            if let Err(error) = recorded {
+                tracing::debug!(%error, "could not record the scheduler loop time");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod ui;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
         .merge(ui::router())
+        .merge(metrics::router())
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(state)
 }
