@@ -1,0 +1,298 @@
+//! The UI in a real headless Chromium (Debian's chromium and chromium-driver, which
+//! scripts/test.sh installs), driven through WebDriver with fantoccini, against a real
+//! server, scheduler and worker on a fresh database. Screenshots of the pages land in
+//! `target/test-artifacts/`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use tokio_util::sync::CancellationToken;
+use upiflow_engine::scheduler::{Scheduler, SchedulerConfig};
+use upiflow_web::auth::{self, Role};
+
+/// One browser at a time: the machine has two cores.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+struct Env {
+    browser: Client,
+    base: String,
+    db: TestDb,
+    dags: PathBuf,
+    stop: CancellationToken,
+    driver: tokio::process::Child,
+    _profile: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A DAG folder with the DAGs the browser tests use.
+fn dag_files(marker: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "demo.toml".into(),
+            "dag_id = \"demo\"\ndescription = \"Three steps\"\nschedule = \"@daily\"\n\
+             start_date = \"2026-01-01\"\ncatchup = false\n\
+             [params]\nregion = \"south\"\n\
+             [[tasks]]\nid = \"extract\"\nkind = \"noop\"\n\
+             [[tasks]]\nid = \"transform\"\nkind = \"noop\"\nupstream = [\"extract\"]\n\
+             [[tasks]]\nid = \"load\"\nkind = \"command\"\nupstream = [\"transform\"]\n\
+             command = [\"sh\", \"-c\", \"echo 'loaded <b>bold</b>'\"]\n"
+                .into(),
+        ),
+        (
+            "flaky.toml".into(),
+            format!(
+                "dag_id = \"flaky\"\nschedule = \"none\"\nstart_date = \"2026-01-01\"\n\
+                 [[tasks]]\nid = \"check\"\nkind = \"command\"\nretries = 0\n\
+                 command = [\"sh\", \"-c\", \"test -f {}\"]\n\
+                 [[tasks]]\nid = \"after\"\nkind = \"noop\"\nupstream = [\"check\"]\n",
+                marker.display()
+            ),
+        ),
+        (
+            "xss.toml".into(),
+            "dag_id = \"xss\"\ndescription = \"<script>window.__xss = 1</script><img src=x onerror=\\\"window.__xss = 2\\\">\"\n\
+             schedule = \"none\"\nstart_date = \"2026-01-01\"\n\
+             [[tasks]]\nid = \"a\"\nkind = \"noop\"\n"
+                .into(),
+        ),
+    ]
+}
+
+impl Env {
+    async fn start() -> Env {
+        let db = fresh_db().await;
+        auth::create_user(&db.pool, "ada", "admin-password", Role::Admin)
+            .await
+            .unwrap();
+        let marker = std::env::temp_dir().join(format!(
+            "upiflow-browser-marker-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let files = dag_files(&marker);
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let dags = dags_dir(&refs);
+        std::fs::write(dags.join(".marker-path"), marker.display().to_string()).unwrap();
+
+        let stop = CancellationToken::new();
+        let registry = upiflow_tasks::registry();
+        let mut cfg = SchedulerConfig::new(dags.clone());
+        cfg.poll = Duration::from_millis(200);
+        let scheduler = Scheduler::new(db.pool.clone(), registry.clone(), cfg);
+        tokio::spawn(scheduler.run(stop.clone()));
+        let (worker_stop, _) = spawn_worker(&db.pool, fast_worker("browser"));
+        let parent = stop.clone();
+        tokio::spawn(async move {
+            parent.cancelled().await;
+            worker_stop.cancel();
+        });
+        // Wait until the scheduler has recorded the DAGs.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dags")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            if n == 3 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the scheduler did not sync the DAGs"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+        let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop_web = stop.clone();
+        tokio::spawn(upiflow_web::serve(listener, state, async move {
+            stop_web.cancelled().await
+        }));
+
+        assert!(
+            std::path::Path::new(CHROMEDRIVER).exists(),
+            "{CHROMEDRIVER} is missing: install Debian's chromium and chromium-driver (scripts/test.sh does)"
+        );
+        let port = free_port();
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let profile = std::env::temp_dir().join(format!(
+            "upiflow-chromium-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }
+        });
+        let caps = match caps {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let browser = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot reach chromedriver: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        Env {
+            browser,
+            base,
+            db,
+            dags,
+            stop,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    fn marker(&self) -> PathBuf {
+        PathBuf::from(std::fs::read_to_string(self.dags.join(".marker-path")).unwrap())
+    }
+
+    async fn goto(&self, path: &str) {
+        self.browser
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn login(&self) {
+        self.goto("/").await;
+        // Not signed in: the login page, which sends us back afterwards.
+        let user = self
+            .browser
+            .wait()
+            .for_element(Locator::Css("input[name=username]"))
+            .await
+            .unwrap();
+        user.send_keys("ada").await.unwrap();
+        self.browser
+            .find(Locator::Css("input[name=password]"))
+            .await
+            .unwrap()
+            .send_keys("admin-password")
+            .await
+            .unwrap();
+        self.browser
+            .find(Locator::Css("form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.browser
+            .wait()
+            .for_element(Locator::Css("#dag-list"))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `css` matches an element whose text contains `text`.
+    async fn wait_for_text(&self, css: &str, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(el) = self.browser.find(Locator::Css(css)).await
+                && let Ok(t) = el.text().await
+                && t.contains(text)
+            {
+                return t;
+            }
+            if Instant::now() > deadline {
+                let page = self.browser.source().await.unwrap_or_default();
+                self.screenshot("timeout").await;
+                panic!("`{css}` never showed `{text}` within {within:?}; page:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap()
+            .join("test-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Ok(png) = self.browser.screenshot().await {
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    async fn finish(mut self) {
+        let _ = self.browser.close().await;
+        let _ = self.driver.kill().await;
+        self.stop.cancel();
+    }
+}
+
+#[tokio::test]
+async fn log_in_and_see_the_dags_with_untrusted_text_shown_as_text() {
+    let _one = BROWSER.lock().await;
+    let env = Env::start().await;
+    env.login().await;
+    let text = env
+        .wait_for_text("#dag-list", "xss", Duration::from_secs(5))
+        .await;
+    assert!(text.contains("demo") && text.contains("flaky"), "{text}");
+    // The description is shown as the text it is, and none of it ran.
+    assert!(
+        text.contains("<script>window.__xss = 1</script>"),
+        "the description is visible as text: {text}"
+    );
+    let ran = env
+        .browser
+        .execute(
+            "return window.__xss === undefined ? null : window.__xss;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ran, serde_json::Value::Null, "a script from a DAG file ran");
+    env.screenshot("dag-list").await;
+    let _ = &env.db;
+    let _ = env.marker();
+    env.finish().await;
+}
