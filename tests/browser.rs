@@ -250,6 +250,46 @@ impl Env {
         }
     }
 
+    /// Waits until the element `css` has attribute `attr` equal to `want`; returns false if
+    /// it instead reaches one of `fail_on`.
+    async fn wait_for_attr(&self, css: &str, attr: &str, want: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(el) = self.browser.find(Locator::Css(css)).await
+                && let Ok(Some(v)) = el.attr(attr).await
+                && v == want
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                let page = self.browser.source().await.unwrap_or_default();
+                self.screenshot("timeout").await;
+                panic!("`{css}` never had {attr}={want} within {within:?}; page:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let el = self.browser.find(Locator::Css(css)).await.unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.browser
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn path(&self) -> String {
+        self.browser.current_url().await.unwrap().path().to_string()
+    }
+
     async fn screenshot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .parent()
@@ -292,7 +332,203 @@ async fn log_in_and_see_the_dags_with_untrusted_text_shown_as_text() {
         .unwrap();
     assert_eq!(ran, serde_json::Value::Null, "a script from a DAG file ran");
     env.screenshot("dag-list").await;
-    let _ = &env.db;
-    let _ = env.marker();
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn trigger_a_dag_from_the_ui_and_watch_the_run_turn_green() {
+    let _one = BROWSER.lock().await;
+    let env = Env::start().await;
+    env.login().await;
+    env.goto("/dags/demo").await;
+    env.click("#trigger-link").await;
+    env.fill("#trigger-form input[name=logical_date]", "2026-02-01")
+        .await;
+    env.fill(
+        "#trigger-form textarea[name=conf]",
+        r#"{"region": "north"}"#,
+    )
+    .await;
+    env.click("#trigger-form button[type=submit]").await;
+    // The run page refreshes itself until the run is done: no reload from the test.
+    env.wait_for_attr(
+        "#run-summary",
+        "data-state",
+        "success",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(env.path().await.starts_with("/dags/demo/runs/"));
+    for task in ["extract", "transform", "load"] {
+        env.wait_for_attr(
+            &format!("#task-list tr[data-task={task}]"),
+            "data-state",
+            "success",
+            Duration::from_secs(5),
+        )
+        .await;
+    }
+    let conf = env
+        .wait_for_text("#run-conf", "north", Duration::from_secs(5))
+        .await;
+    assert!(conf.contains("region"), "{conf}");
+    env.screenshot("run").await;
+
+    // The task's log, shown as text.
+    env.click("#task-list tr[data-task=load] a").await;
+    let log = env
+        .wait_for_text("#log", "loaded <b>bold</b>", Duration::from_secs(10))
+        .await;
+    assert!(log.contains("loaded <b>bold</b>"), "{log}");
+    env.screenshot("task-log").await;
+
+    // The grid shows the run in its column, green.
+    env.goto("/dags/demo").await;
+    env.browser
+        .wait()
+        .for_element(Locator::Css("[data-task=load][data-state=success]"))
+        .await
+        .unwrap();
+    env.screenshot("grid").await;
+    env.goto("/dags/demo/graph").await;
+    env.browser
+        .wait()
+        .for_element(Locator::Css("svg"))
+        .await
+        .unwrap();
+    env.screenshot("graph").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_bad_conf_is_refused_in_the_form_and_nothing_runs() {
+    let _one = BROWSER.lock().await;
+    let env = Env::start().await;
+    env.login().await;
+    env.goto("/dags/demo/trigger").await;
+    env.fill(
+        "#trigger-form textarea[name=conf]",
+        r#"{"regoin": "north"}"#,
+    )
+    .await;
+    env.click("#trigger-form button[type=submit]").await;
+    let msg = env
+        .wait_for_text("#form-error", "regoin", Duration::from_secs(5))
+        .await;
+    assert!(!msg.is_empty());
+    // What the user typed is still there to correct.
+    let kept = env
+        .browser
+        .find(Locator::Css("#trigger-form textarea[name=conf]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(kept.contains("regoin"), "{kept}");
+    let manual: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dag_runs WHERE dag_id = 'demo' AND run_type = 'manual'",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(manual, 0);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn start_a_backfill_and_watch_its_progress() {
+    let _one = BROWSER.lock().await;
+    let env = Env::start().await;
+    env.login().await;
+    env.goto("/dags/demo").await;
+    env.click("#backfill-link").await;
+    env.fill("#backfill-form input[name=from]", "2026-01-01")
+        .await;
+    env.fill("#backfill-form input[name=to]", "2026-01-05")
+        .await;
+    env.click("#backfill-form button[type=submit]").await;
+    env.wait_for_attr(
+        "#backfill-progress",
+        "data-total",
+        "5",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(env.path().await.starts_with("/backfills/"));
+    env.wait_for_attr(
+        "#backfill-progress",
+        "data-done",
+        "5",
+        Duration::from_secs(60),
+    )
+    .await;
+    env.wait_for_attr(
+        "#backfill-progress",
+        "data-state",
+        "success",
+        Duration::from_secs(30),
+    )
+    .await;
+    let rows = env
+        .browser
+        .find_all(Locator::Css("#backfill-runs tr[data-state=success]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+    env.screenshot("backfill").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn clear_a_failed_task_and_see_it_run_again() {
+    let _one = BROWSER.lock().await;
+    let env = Env::start().await;
+    env.login().await;
+    env.goto("/dags/flaky/trigger").await;
+    env.click("#trigger-form button[type=submit]").await;
+    env.wait_for_attr(
+        "#run-summary",
+        "data-state",
+        "failed",
+        Duration::from_secs(30),
+    )
+    .await;
+    env.wait_for_attr(
+        "#task-list tr[data-task=after]",
+        "data-state",
+        "upstream_failed",
+        Duration::from_secs(5),
+    )
+    .await;
+    // What the task needed is there now; clear it and what follows it.
+    std::fs::write(env.marker(), "ok").unwrap();
+    env.click("#task-list tr[data-task=check] input[name=downstream]")
+        .await;
+    env.click("#task-list tr[data-task=check] button[type=submit]")
+        .await;
+    env.browser.accept_alert().await.unwrap();
+    env.wait_for_attr(
+        "#run-summary",
+        "data-state",
+        "success",
+        Duration::from_secs(30),
+    )
+    .await;
+    env.wait_for_attr(
+        "#task-list tr[data-task=check] td[data-try]",
+        "data-try",
+        "2",
+        Duration::from_secs(5),
+    )
+    .await;
+    env.wait_for_attr(
+        "#task-list tr[data-task=after]",
+        "data-state",
+        "success",
+        Duration::from_secs(5),
+    )
+    .await;
     env.finish().await;
 }

@@ -256,11 +256,7 @@ async fn patch(
     Body(p): Body<DagPatchBody>,
 ) -> Result<Json<DagResponse>, ApiError> {
     let mut tx = s.pool.begin().await?;
-    upiflow_engine::store::dags::set_paused(&mut tx, &dag_id, p.is_paused).await?;
-    if !p.is_paused {
-        upiflow_engine::store::runs::start_queued(&mut tx, &s.cache, &dag_id).await?;
-        upiflow_engine::store::notify_wake(&mut tx).await?;
-    }
+    upiflow_engine::ops::set_paused(&mut tx, &s.cache, &dag_id, p.is_paused).await?;
     tx.commit().await?;
     Ok(Json(fetch(&s, &dag_id).await?))
 }
