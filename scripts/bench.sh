@@ -15,3 +15,4 @@ cargo run --release --example bench_ingest
 cargo run --release --example bench_transforms
 cargo run --release --example bench_grid
 cargo run --release --example bench_dashboard
+cargo run --release --example bench_api

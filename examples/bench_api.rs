@@ -1,0 +1,176 @@
+//! API benchmark: `GET /api/v2/dags/{dag_id}/dagRuns` (Airflow 3's path, default page of 50)
+//! for a DAG with 1,000 runs, served by the real server on loopback and loaded by 16
+//! keep-alive HTTP/1.1 connections from this process, with a bearer token as Airflow clients
+//! send. Prints requests/s and latency percentiles; target 2,000 requests/s with p99 under
+//! 20 ms. Baseline in the same run: `GET /api/v2/version` (authentication and HTTP only, no
+//! database), the server's own ceiling on this machine.
+//!
+//! Needs DATABASE_URL (a superuser: it creates its own database); `scripts/bench.sh` starts a
+//! Postgres with default durability settings and runs this.
+
+#[path = "support/bench_db.rs"]
+mod bench_db;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use upiflow_engine::dag::load_dag_str;
+use upiflow_engine::state::RunType;
+use upiflow_engine::store::runs::{self, NewRun};
+use upiflow_web::auth::{self, Role};
+
+const RUNS: i64 = 1000;
+const CONNECTIONS: usize = 16;
+const DURATION: Duration = Duration::from_secs(10);
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Load {
+    requests: usize,
+    per_s: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+async fn load(url: &str, token: &str) -> anyhow::Result<Load> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build_http();
+    // Warm up: connections, caches, plans.
+    for _ in 0..50 {
+        get(&client, url, token).await?;
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, url, token) = (client.clone(), url.to_string(), token.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while start.elapsed() < DURATION {
+                let t = Instant::now();
+                get(&client, &url, &token).await?;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    Ok(Load {
+        requests: all.len(),
+        per_s: all.len() as f64 / secs,
+        p50: pct(&all, 0.5),
+        p99: pct(&all, 0.99),
+        max: *all.last().unwrap(),
+    })
+}
+
+async fn get(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    let req = hyper::Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::new())?;
+    let resp = client.request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(status.is_success(), "{url}: {status}");
+    anyhow::ensure!(!body.is_empty());
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let db = bench_db::BenchDb::create(32).await?;
+    let pool = db.pool.clone();
+    let dag = load_dag_str(
+        std::path::Path::new("api.toml"),
+        "dag_id = \"api\"\nschedule = \"@daily\"\n\
+         [[tasks]]\nid = \"a\"\nkind = \"noop\"\n[[tasks]]\nid = \"b\"\nkind = \"noop\"\nupstream = [\"a\"]\n\
+         [[tasks]]\nid = \"c\"\nkind = \"noop\"\nupstream = [\"b\"]\n[[tasks]]\nid = \"d\"\nkind = \"noop\"\nupstream = [\"c\"]\n\
+         [[tasks]]\nid = \"e\"\nkind = \"noop\"\nupstream = [\"d\"]\n[[tasks]]\nid = \"f\"\nkind = \"noop\"\nupstream = [\"e\"]\n",
+        &upiflow_tasks::registry(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut tx = pool.begin().await?;
+    let hash = upiflow_engine::store::dags::sync(&mut tx, &dag).await?;
+    let day0 = Utc.with_ymd_and_hms(2023, 1, 1, 0, 0, 0).unwrap();
+    for i in 0..RUNS {
+        let at = day0 + chrono::Duration::days(i);
+        let new = NewRun {
+            run_id: runs::make_run_id(RunType::Scheduled, at),
+            logical_date: at,
+            data_interval: (at, at + chrono::Duration::days(1)),
+            run_type: RunType::Scheduled,
+            conf: serde_json::json!({}),
+        };
+        runs::create(&mut tx, &dag, &hash, &new).await?;
+    }
+    sqlx::query("UPDATE dag_runs SET state = 'success', start_date = logical_date, end_date = logical_date + interval '1 minute'")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    sqlx::query("VACUUM ANALYZE dag_runs")
+        .execute(&pool)
+        .await?;
+
+    auth::create_user(&pool, "bench", "bench-password", Role::Viewer)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let state = upiflow_web::AppState::new(pool.clone()).await?;
+    let token = auth::issue_token(&state.token_key, "bench", Role::Viewer)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    let server = tokio::spawn(upiflow_web::serve(listener, state, async move {
+        s.cancelled().await
+    }));
+
+    println!(
+        "API on loopback: {CONNECTIONS} keep-alive connections for {} s each, bearer token; DAG with {RUNS} runs x 6 tasks",
+        DURATION.as_secs()
+    );
+    let base_line = load(&format!("{base}/api/v2/version"), &token).await?;
+    println!(
+        "baseline GET /api/v2/version: {} requests, {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+        base_line.requests, base_line.per_s, base_line.p50, base_line.p99, base_line.max
+    );
+    let runs = load(&format!("{base}/api/v2/dags/api/dagRuns"), &token).await?;
+    println!(
+        "GET /api/v2/dags/api/dagRuns (50 runs a page): {} requests, {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; target >= 2000/s with p99 < 20 ms: {}",
+        runs.requests,
+        runs.per_s,
+        runs.p50,
+        runs.p99,
+        runs.max,
+        if runs.per_s >= 2000.0 && runs.p99 < 20.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    println!(
+        "dagRuns throughput / baseline: {:.0}%",
+        100.0 * runs.per_s / base_line.per_s
+    );
+    stop.cancel();
+    server.await??;
+    db.drop().await?;
+    Ok(())
+}
