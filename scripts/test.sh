@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real services that it starts itself: a throw-away
 # Postgres cluster (unless DATABASE_URL is already set) and the Tansu broker binary the
-# Kafka tests start and Debian's Chromium for the browser tests (both installed when
-# missing). Usable on a fresh machine.
+# Kafka tests start, Debian's Chromium for the browser tests and Airflow's Python client
+# for the compatibility test (all installed when missing). Usable on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ source scripts/lib/tansu.sh
 ensure_tansu
 source scripts/lib/chromium.sh
 ensure_chromium
+source scripts/lib/airflow_client.sh
+ensure_airflow_client
 
 if [ -z "${DATABASE_URL:-}" ]; then
   source scripts/lib/postgres.sh

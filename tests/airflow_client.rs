@@ -1,0 +1,92 @@
+//! Existing Airflow tooling keeps working: Apache Airflow's official Python client
+//! (apache-airflow-client 3.x from PyPI, installed by scripts/test.sh into
+//! `target/airflow-client-venv`) drives a real upiflow server, scheduler and worker through
+//! `tests/airflow_client/check.py`. The client validates every answer with Airflow's own
+//! models, so a missing field or a wrong type fails here.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use upiflow_engine::scheduler::{Scheduler, SchedulerConfig};
+use upiflow_web::auth::{self, Role};
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("UPIFLOW_AIRFLOW_CLIENT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/airflow-client-venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: scripts/test.sh installs apache-airflow-client there",
+        venv.display()
+    );
+    venv
+}
+
+#[tokio::test]
+async fn airflows_python_client_drives_upiflow() {
+    let db = fresh_db().await;
+    auth::create_user(&db.pool, "airflow", "airflow-password", Role::Admin)
+        .await
+        .unwrap();
+    let dags = dags_dir(&[(
+        "hello.toml",
+        "dag_id = \"hello\"\nschedule = \"@daily\"\nstart_date = \"2026-01-01\"\ncatchup = false\n\
+         [params]\nwho = \"world\"\n\
+         [[tasks]]\nid = \"greet\"\nkind = \"command\"\n\
+         command = [\"sh\", \"-c\", \"echo hello from $UPIFLOW_DAG_ID\"]\n\
+         [[tasks]]\nid = \"after\"\nkind = \"noop\"\nupstream = [\"greet\"]\n",
+    )]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut cfg = SchedulerConfig::new(dags.clone());
+    cfg.poll = Duration::from_millis(200);
+    tokio::spawn(Scheduler::new(db.pool.clone(), upiflow_tasks::registry(), cfg).run(stop.clone()));
+    let (worker_stop, _) = spawn_worker(&db.pool, fast_worker("airflow-client"));
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dags")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let s = stop.clone();
+    tokio::spawn(upiflow_web::serve(listener, state, async move {
+        s.cancelled().await
+    }));
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/check.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new(python())
+            .arg(&script)
+            .env("UPIFLOW_URL", &url)
+            .env("UPIFLOW_USER", "airflow")
+            .env("UPIFLOW_PASSWORD", "airflow-password")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client script finishes")
+    .expect("python runs");
+    stop.cancel();
+    worker_stop.cancel();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "Airflow's client failed against upiflow:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+}
