@@ -532,3 +532,62 @@ async fn clear_a_failed_task_and_see_it_run_again() {
     .await;
     env.finish().await;
 }
+
+#[tokio::test]
+async fn the_payments_dashboard_draws_its_panels_and_refreshes_itself() {
+    let _one = BROWSER.lock().await;
+    let env = Env::start().await;
+    // 600 payments over the last 50 minutes, and a week of daily summaries.
+    sqlx::query(
+        "INSERT INTO clean_upi_transactions
+            (txn_id, payer, payee, amount, status, event_time, kafka_partition, kafka_offset)
+         SELECT 'T' || g, 'user' || (g % 37) || '@' || (ARRAY['oksbi','ybl','okaxis','upi','okhdfcbank'])[1 + g % 5],
+                'merchant' || (g % 12) || '@upi', 10 + (g % 500),
+                (ARRAY['SUCCESS','SUCCESS','SUCCESS','FAILED','PENDING'])[1 + g % 5],
+                now() - (g * interval '5 seconds'), 0, g
+         FROM generate_series(1, 600) g",
+    )
+    .execute(&env.db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO daily_upi_summary (date, total_txns, success_txns, failed_txns, pending_txns, total_amount)
+         SELECT d::date, 1000 + i * 50, 800 + i * 40, 150, 50 + i * 10, 250000 + i * 1000
+         FROM generate_series(0, 6) i, LATERAL (SELECT (now() AT TIME ZONE 'Asia/Kolkata')::date - i AS d) x",
+    )
+    .execute(&env.db.pool)
+    .await
+    .unwrap();
+    env.login().await;
+    env.goto("/payments?range=1h").await;
+    let totals = env
+        .wait_for_text("[data-panel=totals]", "600", Duration::from_secs(10))
+        .await;
+    assert!(totals.contains("transactions"), "{totals}");
+    for panel in [
+        "tpm",
+        "status",
+        "failures",
+        "banks",
+        "top-merchants",
+        "daily-totals",
+    ] {
+        env.browser
+            .find(Locator::Css(&format!("[data-panel={panel}] svg")))
+            .await
+            .unwrap_or_else(|e| panic!("panel {panel} has no chart: {e}"));
+    }
+    // A payment arriving now shows up without reloading the page.
+    sqlx::query(
+        "INSERT INTO clean_upi_transactions
+            (txn_id, payer, payee, amount, status, event_time, kafka_partition, kafka_offset)
+         VALUES ('late', 'u@ybl', 'merchant1@upi', 99, 'SUCCESS', now(), 0, 601)",
+    )
+    .execute(&env.db.pool)
+    .await
+    .unwrap();
+    env.wait_for_text("[data-panel=totals]", "601", Duration::from_secs(15))
+        .await;
+    env.screenshot("dashboard").await;
+    env.finish().await;
+}
