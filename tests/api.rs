@@ -1351,3 +1351,25 @@ async fn the_log_of_a_running_try_is_read_on_with_its_continuation_token() {
     stop.cancel();
     worker.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413_with_a_message() {
+    let a = api().await;
+    let admin = basic("ada", "admin-password");
+    let big = "x".repeat(upiflow_web::BODY_LIMIT + 1);
+    let (status, body) = a
+        .call(
+            "POST",
+            "/api/v2/dags/d/dagRuns",
+            Some(&admin),
+            Some(json!({ "logical_date": null, "conf": { "blob": big } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("KiB"), "{body}");
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM dag_runs")
+        .fetch_one(&a.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 0);
+}

@@ -372,3 +372,21 @@ async fn the_refresh_fragment_is_only_the_region() {
     assert!(body.contains("dag-list"));
     assert!(!body.contains("<html"));
 }
+
+#[tokio::test]
+async fn a_form_over_the_limit_is_a_413_page() {
+    let ui = ui().await;
+    let admin = ui.login("ada", "admin-password").await;
+    let csrf = ui.send("GET", "/", Some(&admin), None).await.hidden("csrf");
+    let big = "x".repeat(upiflow_web::BODY_LIMIT + 1);
+    let resp = ui
+        .send(
+            "POST",
+            "/dags/d/pause",
+            Some(&admin),
+            Some(&format!("paused=true&csrf={csrf}&pad={big}")),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(resp.body.contains("larger than"), "{}", resp.body);
+}

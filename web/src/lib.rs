@@ -34,13 +34,16 @@ impl AppState {
     }
 }
 
+/// The largest request body accepted (a 413 beyond it).
+pub const BODY_LIMIT: usize = 256 * 1024;
+
 /// The whole application (handlers are tested through this with `oneshot`).
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
         .merge(ui::router())
         .merge(metrics::router())
-        .layer(DefaultBodyLimit::max(256 * 1024))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 

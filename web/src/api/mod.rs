@@ -135,6 +135,12 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge(format!(
+                    "the body is larger than {} KiB",
+                    crate::BODY_LIMIT / 1024
+                )))
+            }
             Err(e) => Err(ApiError::Unprocessable(e.body_text())),
         }
     }

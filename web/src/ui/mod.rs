@@ -61,6 +61,8 @@ pub enum UiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -79,6 +81,7 @@ impl IntoResponse for UiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(cause) => {
                 tracing::error!(%cause, "page failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -106,6 +109,7 @@ impl From<ApiError> for UiError {
             ApiError::Forbidden(m) => Self::Forbidden(m),
             ApiError::NotFound(m) => Self::NotFound(m),
             ApiError::Conflict(m) => Self::Conflict(m),
+            ApiError::TooLarge(m) => Self::TooLarge(m),
             ApiError::Internal(m) => Self::Internal(m),
         }
     }

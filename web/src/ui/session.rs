@@ -189,7 +189,16 @@ where
         let user = UiUser::from_request_parts(&mut parts, state).await?;
         let bytes = axum::body::Bytes::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(|e| UiError::BadRequest(e.body_text()))?;
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    UiError::TooLarge(format!(
+                        "the form is larger than {} KiB",
+                        crate::BODY_LIMIT / 1024
+                    ))
+                } else {
+                    UiError::BadRequest(e.body_text())
+                }
+            })?;
         let field: CsrfField = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| UiError::BadRequest(format!("unreadable form: {e}")))?;
         if !same_secret(&field.csrf, &user.csrf) {
