@@ -150,13 +150,29 @@ impl Dag {
 
     /// Every task downstream of `id`, transitively, in definition order.
     pub fn all_downstream(&self, id: &str) -> Vec<&TaskDef> {
+        self.reachable(id, |i| self.index.downstream[i].clone())
+    }
+
+    /// Every task upstream of `id`, transitively, in definition order.
+    pub fn all_upstream(&self, id: &str) -> Vec<&TaskDef> {
+        self.reachable(id, |i| {
+            self.tasks[i]
+                .upstream
+                .iter()
+                .map(|u| self.index.by_id[u])
+                .collect()
+        })
+    }
+
+    /// The tasks reachable from `id` (itself excluded) through `next`, in definition order.
+    fn reachable(&self, id: &str, next: impl Fn(usize) -> Vec<usize>) -> Vec<&TaskDef> {
         let Some(&start) = self.index.by_id.get(id) else {
             return Vec::new();
         };
         let mut seen = vec![false; self.tasks.len()];
         let mut stack = vec![start];
         while let Some(i) = stack.pop() {
-            for &d in &self.index.downstream[i] {
+            for d in next(i) {
                 if !seen[d] {
                     seen[d] = true;
                     stack.push(d);

@@ -786,21 +786,12 @@ struct ClearTaskInstancesBody {
 /// Every task up- or downstream of `start` in `dag`.
 fn relatives(dag: &Dag, start: &BTreeSet<String>, up: bool, down: bool) -> BTreeSet<String> {
     let mut out = start.clone();
-    if down {
-        for t in start {
+    for t in start {
+        if down {
             out.extend(dag.all_downstream(t).into_iter().map(|d| d.id.clone()));
         }
-    }
-    if up {
-        let mut stack: Vec<String> = start.iter().cloned().collect();
-        while let Some(t) = stack.pop() {
-            if let Some(def) = dag.task(&t) {
-                for u in &def.upstream {
-                    if out.insert(u.clone()) {
-                        stack.push(u.clone());
-                    }
-                }
-            }
+        if up {
+            out.extend(dag.all_upstream(t).into_iter().map(|u| u.id.clone()));
         }
     }
     out
