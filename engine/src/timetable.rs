@@ -180,3 +180,16 @@ pub async fn open_missed(conn: &mut PgConnection, dag_id: &str) -> Result<Vec<Mi
     .fetch_all(conn)
     .await?)
 }
+
+/// The first and last logical dates of `dag_id`'s open ledger entries: the range a backfill
+/// of the missed intervals covers (`None` when nothing is missed).
+pub async fn missed_span(
+    conn: &mut PgConnection,
+    dag_id: &str,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+    let open = open_missed(conn, dag_id).await?;
+    Ok(open
+        .first()
+        .zip(open.last())
+        .map(|(f, l)| (f.data_interval_start, l.data_interval_start)))
+}

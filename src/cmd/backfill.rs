@@ -41,10 +41,9 @@ pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let (from, to) = if a.missed {
         let mut conn = pool.acquire().await?;
-        let open = upiflow_engine::timetable::open_missed(&mut conn, &a.dag_id).await?;
-        match (open.first(), open.last()) {
-            (Some(f), Some(l)) => (f.data_interval_start, l.data_interval_start),
-            _ => {
+        match upiflow_engine::timetable::missed_span(&mut conn, &a.dag_id).await? {
+            Some(span) => span,
+            None => {
                 println!("{} has no missed intervals without a run", a.dag_id);
                 return Ok(ExitCode::SUCCESS);
             }

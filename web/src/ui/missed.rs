@@ -81,15 +81,17 @@ async fn backfill_missed(
     AdminForm(user, _): AdminForm<serde::de::IgnoredAny>,
 ) -> Result<Response, UiError> {
     let (_, dag) = load(&s, &dag_id).await?;
-    let missed = open(&s, &dag_id).await?;
-    let (Some(first), Some(last)) = (missed.first(), missed.last()) else {
+    let mut conn = s.pool.acquire().await?;
+    let span = timetable::missed_span(&mut conn, &dag_id).await?;
+    drop(conn);
+    let Some((from, to)) = span else {
         return Err(UiError::Conflict(format!(
             "`{dag_id}` has no missed interval without a run"
         )));
     };
     let req = Request {
-        from: first.data_interval_start,
-        to: last.data_interval_start,
+        from,
+        to,
         rerun_failed: false,
         reset: false,
         created_by: user.username.clone(),
