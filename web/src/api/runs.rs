@@ -152,13 +152,19 @@ async fn list(
     Params(page): Params<Page>,
 ) -> Result<Json<DagRunCollectionResponse>, ApiError> {
     let (limit, offset) = page.checked()?;
-    super::dags::fetch(&s, &dag_id).await?;
     let mut conn = s.pool.acquire().await?;
+    // Whether the DAG exists and how many runs it has, in one round trip.
+    let (exists, total): (bool, i64) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1),
+                (SELECT count(*) FROM dag_runs WHERE dag_id = $1)",
+    )
+    .bind(&dag_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !exists {
+        return Err(super::dags::not_found(&dag_id));
+    }
     let rows = runs::list(&mut conn, &dag_id, limit, offset).await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM dag_runs WHERE dag_id = $1")
-        .bind(&dag_id)
-        .fetch_one(&mut *conn)
-        .await?;
     Ok(Json(DagRunCollectionResponse {
         dag_runs: responses(&mut conn, &rows).await?,
         total_entries: total,
