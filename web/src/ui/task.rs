@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use sqlx::FromRow;
+use upiflow_engine::store::tis;
 
 use super::dag::{
     Tab, UiQuery, duration_text, header, load, run_url, ti_url, version, wants_fragment, with_query,
@@ -38,25 +39,6 @@ struct Ti {
     queued_at: Option<DateTime<Utc>>,
     start_date: Option<DateTime<Utc>>,
     end_date: Option<DateTime<Utc>>,
-}
-
-#[derive(FromRow)]
-struct Try {
-    id: i64,
-    try_number: i32,
-    worker: String,
-    hostname: Option<String>,
-    started_at: DateTime<Utc>,
-    ended_at: Option<DateTime<Utc>>,
-    outcome: Option<String>,
-    error: Option<String>,
-}
-
-#[derive(FromRow)]
-struct Line {
-    at: DateTime<Utc>,
-    stream: String,
-    line: String,
 }
 
 #[derive(Deserialize)]
@@ -90,15 +72,7 @@ async fn task_page(
             "run `{run_id}` of `{dag_id}` has no task `{task_id}`"
         ))
     })?;
-    let tries: Vec<Try> = sqlx::query_as(
-        "SELECT tr.id, tr.try_number, tr.worker, w.hostname, tr.started_at, tr.ended_at,
-                tr.outcome::text AS outcome, tr.error
-         FROM task_tries tr LEFT JOIN workers w ON w.worker_id = tr.worker
-         WHERE tr.ti_id = $1 ORDER BY tr.try_number",
-    )
-    .bind(ti.id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let tries = tis::tries(&mut conn, ti.id).await?;
     let shown = match q.try_number {
         Some(n) => Some(tries.iter().find(|t| t.try_number == n).ok_or_else(|| {
             UiError::NotFound(format!("task `{task_id}` of run `{run_id}` has no try {n}"))
@@ -107,14 +81,7 @@ async fn task_page(
     };
     let (lines, more) = match shown {
         Some(t) => {
-            let mut lines: Vec<Line> = sqlx::query_as(
-                "SELECT at, stream::text AS stream, line FROM task_logs
-                 WHERE try_id = $1 ORDER BY id LIMIT $2",
-            )
-            .bind(t.id)
-            .bind(MAX_LOG_LINES + 1)
-            .fetch_all(&mut *conn)
-            .await?;
+            let mut lines = tis::log_page(&mut conn, t.id, 0, MAX_LOG_LINES + 1).await?;
             let more = lines.len() as i64 > MAX_LOG_LINES;
             lines.truncate(MAX_LOG_LINES as usize);
             (lines, more)
@@ -153,7 +120,7 @@ async fn task_page(
                 } }
                 tbody {
                     @for t in &tries {
-                        @let outcome = t.outcome.as_deref().unwrap_or("running");
+                        @let outcome = t.outcome.map_or("running", |o| o.as_str());
                         tr data-try=(t.try_number) data-state=(outcome)
                             class=[shown.is_some_and(|s| s.id == t.id).then_some("selected")] {
                             td.num { a href=(with_query(&here_base, &[("try", t.try_number.to_string())])) { (t.try_number) } }
@@ -175,7 +142,7 @@ async fn task_page(
             } @else {
                 pre.log id="log" data-try=(t.try_number) {
                     @for l in &lines {
-                        span class=(l.stream) data-stream=(l.stream) {
+                        span class=(l.stream.as_str()) data-stream=(l.stream.as_str()) {
                             span.log-time { (l.at.format("%H:%M:%S%.3f").to_string()) } " " (l.line) "\n"
                         }
                     }
