@@ -15,6 +15,8 @@
 
 #[path = "support/bench_db.rs"]
 mod bench_db;
+#[path = "support/clean_events.rs"]
+mod clean_events;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -34,25 +36,6 @@ const DAYS: i64 = 30;
 const DEAD_LETTERS: i64 = 100_000;
 const RUNS: usize = 100;
 const TARGET_MS: f64 = 200.0;
-
-/// Like bench_transforms' events, but ending now: 200,000 payers at 8 banks, 2,000
-/// merchants, 80/15/5 % success/failed/pending, amounts from 1 to 100,000, random txn ids.
-/// `$1`: events; `$2`: first instant; `$3`: spacing in microseconds.
-const GENERATE: &str = "
-INSERT INTO clean_upi_transactions
-    (txn_id, payer, payee, amount, status, event_time, kafka_partition, kafka_offset)
-SELECT md5(i::text),
-       'user' || (i * 7919 % 200000) || '@'
-           || (ARRAY['oksbi', 'okaxis', 'okhdfcbank', 'okicici', 'ybl', 'paytm', 'ibl', 'axl'])
-              [1 + (i * 7919 % 200000) % 8],
-       'merchant' || (i * 104729 % 2000) || '@'
-           || (ARRAY['upi', 'ybl', 'okaxis', 'paytm'])[1 + (i * 104729 % 2000) % 4],
-       1 + (i * 2654435761 % 9999900) / 100.0,
-       CASE WHEN i % 20 < 16 THEN 'SUCCESS' WHEN i % 20 < 19 THEN 'FAILED' ELSE 'PENDING' END,
-       $2 + i * $3 * interval '1 microsecond',
-       i % 6,
-       i
-FROM generate_series(0::bigint, $1 - 1) AS i";
 
 /// The rollups from the loaded rows, as the migration builds them for existing data.
 const ROLLUPS: [&str; 3] = [
@@ -93,50 +76,16 @@ async fn exec(pool: &PgPool, sql: &str) -> anyhow::Result<f64> {
 
 async fn load(pool: &PgPool, start: DateTime<Utc>) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
-    sqlx::query("SET maintenance_work_mem = '1GB'")
-        .execute(&mut *conn)
-        .await?;
     sqlx::query("SET work_mem = '256MB'")
         .execute(&mut *conn)
         .await?;
-    let indexes: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT i.relname::text, pg_get_indexdef(i.oid), pg_get_constraintdef(c.oid)
-         FROM pg_index x
-         JOIN pg_class i ON i.oid = x.indexrelid
-         LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
-         WHERE x.indrelid = 'clean_upi_transactions'::regclass",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for (name, _, constraint) in &indexes {
-        let drop = match constraint {
-            Some(_) => format!("ALTER TABLE clean_upi_transactions DROP CONSTRAINT {name}"),
-            None => format!("DROP INDEX {name}"),
-        };
-        sqlx::query(&drop).execute(&mut *conn).await?;
-    }
+    // Triggers off: the rollups are built below by one GROUP BY each.
     sqlx::query("ALTER TABLE clean_upi_transactions DISABLE TRIGGER USER")
         .execute(&mut *conn)
         .await?;
-
     let t0 = Instant::now();
-    let spacing_us = DAYS * 86_400_000_000 / EVENTS;
-    sqlx::query(GENERATE)
-        .bind(EVENTS)
-        .bind(start)
-        .bind(spacing_us as f64)
-        .execute(&mut *conn)
-        .await?;
-    let inserted = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    for (name, definition, constraint) in &indexes {
-        let create = match constraint {
-            Some(c) => format!("ALTER TABLE clean_upi_transactions ADD CONSTRAINT {name} {c}"),
-            None => definition.clone(),
-        };
-        sqlx::query(&create).execute(&mut *conn).await?;
-    }
-    let indexed = t1.elapsed().as_secs_f64();
+    let loaded = clean_events::load(&mut conn, EVENTS, DAYS, start, true).await?;
+    let (inserted, indexed) = (loaded.insert_s, loaded.index_s);
     let t2 = Instant::now();
     for sql in ROLLUPS.iter().chain(&SUMMARIES) {
         sqlx::query(sql).execute(&mut *conn).await?;
@@ -198,7 +147,7 @@ async fn load(pool: &PgPool, start: DateTime<Utc>) -> anyhow::Result<()> {
         "loaded {EVENTS} clean events over {DAYS} days ending now in {:.1} s: insert {inserted:.1} s, \
          {} indexes {indexed:.1} s, rollups and summaries {derived:.1} s, VACUUM ANALYZE {vacuumed:.1} s",
         t0.elapsed().as_secs_f64(),
-        indexes.len()
+        loaded.indexes
     );
     println!(
         "rollup rows: minute {}, hour {}, merchant-day {}; {DEAD_LETTERS} dead letters",
