@@ -185,25 +185,23 @@ pub struct LogsArgs {
 pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let mut conn = pool.acquire().await?;
-    let run = store_runs::get(&mut conn, &a.dag_id, &a.run_id).await?;
-    let try_id: Option<i64> = sqlx::query_scalar(
-        "SELECT tr.id FROM task_tries tr JOIN task_instances ti ON ti.id = tr.ti_id
-         WHERE ti.run_pk = $1 AND ti.task_id = $2 AND ($3::int IS NULL OR tr.try_number = $3)
-         ORDER BY tr.try_number DESC LIMIT 1",
-    )
-    .bind(run.id)
-    .bind(&a.task_id)
-    .bind(a.try_number)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(try_id) = try_id else {
+    store_runs::get(&mut conn, &a.dag_id, &a.run_id).await?;
+    let Some(ti) = tis::detail(&mut conn, &a.dag_id, &a.run_id, &a.task_id).await? else {
+        bail!("run `{}` has no task `{}`", a.run_id, a.task_id);
+    };
+    let chosen = match a.try_number {
+        Some(n) => tis::find_try(&mut conn, ti.id, n).await?,
+        None => tis::tries(&mut conn, ti.id).await?.pop(),
+    };
+    let Some(chosen) = chosen else {
         bail!("task `{}` of run `{}` has no such try", a.task_id, a.run_id);
     };
-    for (at, stream, line) in tis::logs(&mut conn, try_id).await? {
+    for l in tis::log_page(&mut conn, chosen.id, 0, i64::MAX).await? {
         println!(
-            "{} {:<6} {line}",
-            at.format("%H:%M:%S%.3f"),
-            stream.as_str()
+            "{} {:<6} {}",
+            l.at.format("%H:%M:%S%.3f"),
+            l.stream.as_str(),
+            l.line
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -348,19 +348,6 @@ pub async fn history(
     .await?)
 }
 
-/// Log lines of one try, in order.
-pub async fn logs(
-    conn: &mut PgConnection,
-    try_id: i64,
-) -> Result<Vec<(DateTime<Utc>, crate::logs::LogStream, String)>> {
-    Ok(
-        sqlx::query_as("SELECT at, stream, line FROM task_logs WHERE try_id = $1 ORDER BY id")
-            .bind(try_id)
-            .fetch_all(conn)
-            .await?,
-    )
-}
-
 /// Resets a task instance (and, on request, everything downstream of it) so it runs again,
 /// with a fresh allowance of retries. Returns the cleared task ids.
 pub async fn clear(
