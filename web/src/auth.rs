@@ -140,6 +140,11 @@ pub fn issue_token(key: &[u8], username: &str, role: Role) -> Result<String, Api
         .map_err(|e| ApiError::Internal(format!("cannot sign a token: {e}")))
 }
 
+/// Why a viewer is refused a change (the API's and the UI's answer alike).
+pub fn read_only(username: &str) -> String {
+    format!("user `{username}` may only read (role viewer)")
+}
+
 /// An authenticated user (any role).
 #[derive(Debug, Clone)]
 pub struct Viewer {
@@ -205,10 +210,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let v = Viewer::from_request_parts(parts, state).await?;
         if v.role != Role::Admin {
-            return Err(ApiError::Forbidden(format!(
-                "user `{}` may only read (role viewer)",
-                v.username
-            )));
+            return Err(ApiError::Forbidden(read_only(&v.username)));
         }
         Ok(Admin(v))
     }

@@ -25,7 +25,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use upiflow_engine::EngineError;
 
-pub use session::{AdminForm, UiAdmin, UiUser, UserForm};
+pub use session::{AdminForm, UiUser, UserForm};
 
 use crate::AppState;
 use crate::auth;

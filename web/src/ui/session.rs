@@ -45,10 +45,6 @@ impl UiUser {
     }
 }
 
-/// A signed-in admin.
-#[derive(Debug, Clone)]
-pub struct UiAdmin(pub UiUser);
-
 pub fn random_token() -> String {
     use base64::Engine;
     let bytes: [u8; 24] = rand::random();
@@ -144,25 +140,6 @@ where
     }
 }
 
-impl<S> FromRequestParts<S> for UiAdmin
-where
-    AppState: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = UiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let user = UiUser::from_request_parts(parts, state).await?;
-        if !user.is_admin() {
-            return Err(UiError::Forbidden(format!(
-                "user `{}` may only read (role viewer)",
-                user.username
-            )));
-        }
-        Ok(UiAdmin(user))
-    }
-}
-
 #[derive(Deserialize)]
 struct CsrfField {
     #[serde(default)]
@@ -223,10 +200,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let UserForm(user, form) = UserForm::from_request(req, state).await?;
         if !user.is_admin() {
-            return Err(UiError::Forbidden(format!(
-                "user `{}` may only read (role viewer)",
-                user.username
-            )));
+            return Err(UiError::Forbidden(crate::auth::read_only(&user.username)));
         }
         Ok(AdminForm(user, form))
     }
