@@ -5,7 +5,6 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -66,13 +65,6 @@ async fn api() -> Api {
         app: upiflow_web::app(state),
         db,
     }
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 impl Api {

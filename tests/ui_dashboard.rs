@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use base64::Engine;
 use chrono::{DateTime, DurationRound, NaiveDate, Utc};
 use common::*;
 use sqlx::PgPool;
@@ -515,13 +514,6 @@ async fn bad_ranges_are_a_400_page_and_sessions_are_required() {
 
 // ---------------------------------------------------------------------------------------
 // /metrics
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
 
 /// Parses the text exposition format (0.0.4): every sample line must be `name{labels} value`
 /// with a `# TYPE` for its family. Returns `name{labels}` -> value.

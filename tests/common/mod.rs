@@ -70,3 +70,12 @@ pub fn spawn_worker(
     });
     (token, handle)
 }
+
+/// An HTTP Basic `Authorization` header value.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
