@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use axum_extra::extract::cookie::CookieJar;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use upiflow_engine::EngineError;
 
@@ -224,11 +224,6 @@ pub fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
 
 pub fn ts_opt(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(ts).unwrap_or_default()
-}
-
-/// Markup that is already HTML (only for SVG and markup this crate built itself).
-pub fn trusted(markup: String) -> Markup {
-    PreEscaped(markup)
 }
 
 #[derive(Deserialize)]
