@@ -34,6 +34,14 @@ struct Claims {
     exp: i64,
 }
 
+/// An argon2id hash of `password` with a fresh salt, in PHC string form.
+fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
 /// Creates or replaces a user.
 pub async fn create_user(
     pool: &PgPool,
@@ -44,10 +52,7 @@ pub async fn create_user(
     if username.trim().is_empty() || password.len() < 8 {
         return Err("a username and a password of at least 8 characters are required".into());
     }
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-        .map_err(|e| format!("cannot hash the password: {e}"))?
-        .to_string();
+    let hash = hash_password(password)?;
     sqlx::query(
         "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)
          ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role",
@@ -67,10 +72,7 @@ pub async fn ensure_first_admin(pool: &PgPool) -> Result<Option<String>, String>
     use base64::Engine;
     let bytes: [u8; 15] = rand::random();
     let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-        .map_err(|e| format!("cannot hash the password: {e}"))?
-        .to_string();
+    let hash = hash_password(&password)?;
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
     // Two first starts at once: the lock makes one of them see the other's user.
     sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
@@ -104,8 +106,7 @@ pub async fn check_password(
             .await?;
     let Some((hash, role)) = row else {
         // Same work as a real check, so timing does not tell which usernames exist.
-        let _ =
-            Argon2::default().hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng));
+        let _ = hash_password(password);
         return Ok(None);
     };
     let parsed = PasswordHash::new(&hash)
