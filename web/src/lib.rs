@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod retry;
 pub mod ui;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+        .layer(axum::middleware::from_fn(retry::replay_transient))
 }
 
 /// Binds `bind`, with a message that names the address when it cannot.
