@@ -25,8 +25,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub async fn new(pool: PgPool) -> Result<Self, sqlx::Error> {
-        let token_key = Arc::new(auth::signing_key(&pool).await?);
+    pub async fn new(pool: PgPool) -> Result<Self, upiflow_engine::EngineError> {
+        let key = upiflow_engine::transient::retry("read the token signing key", || async {
+            Ok(auth::signing_key(&pool).await?)
+        })
+        .await?;
+        let token_key = Arc::new(key);
         Ok(Self {
             pool,
             cache: VersionCache::new(),
