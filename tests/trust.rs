@@ -270,22 +270,7 @@ async fn a_trigger_whose_connection_is_killed_mid_transaction_is_retried_and_suc
         ops::trigger(&pool, &VersionCache::new(), &dag, &Trigger::default()).await
     });
     // Wait until the trigger waits for the lock, then kill its connection.
-    let mut killed = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        killed = sqlx::query_scalar::<_, i64>(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query LIKE '%INSERT INTO dag_runs%'",
-        )
-        .fetch_one(&mut *blocker)
-        .await
-        .unwrap();
-        if killed > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let killed = kill_waiting(&mut blocker).await;
     assert_eq!(
         killed, 1,
         "the trigger was caught waiting inside its transaction"
@@ -302,4 +287,78 @@ async fn a_trigger_whose_connection_is_killed_mid_transaction_is_retried_and_suc
         .unwrap();
     assert_eq!(runs, 1, "exactly one run, despite the retry");
     assert_eq!(run.dag_id, "k");
+}
+
+/// Kills the connections of this database's sessions that wait for a lock (the test holds
+/// one, so only the operation under test can be waiting), once there are some; returns how
+/// many were killed. A statement blocks already while it is parsed (sqlx prepares every
+/// statement), when `pg_stat_activity.query` still shows the previous one, so this matches
+/// on the wait, not on the text.
+async fn kill_waiting(conn: &mut sqlx::PgConnection) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let killed = sqlx::query_scalar::<_, i64>(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        if killed > 0 {
+            return killed;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_request_whose_connection_is_killed_is_replayed_and_answers_200() {
+    use tower::ServiceExt;
+    let db = fresh_db().await;
+    upiflow_web::auth::create_user(
+        &db.pool,
+        "ada",
+        "admin-password",
+        upiflow_web::auth::Role::Admin,
+    )
+    .await
+    .unwrap();
+    let dir = dags_dir(&[(
+        "k.toml",
+        "dag_id = \"k\"\nschedule = \"none\"\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\n",
+    )]);
+    let mut conn = db.pool.acquire().await.unwrap();
+    upiflow_engine::store::dags::sync(&mut conn, &load(&dir, "k.toml"))
+        .await
+        .unwrap();
+    drop(conn);
+    let app = upiflow_web::app(upiflow_web::AppState::new(db.pool.clone()).await.unwrap());
+    // The handler reads `dags` itself (no engine retry in between): only the web's replay
+    // of the whole request can turn the killed connection into a 200.
+    let mut blocker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE dags IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let req = axum::http::Request::get("/api/v2/dags/k")
+        .header("authorization", basic("ada", "admin-password"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let call = tokio::spawn(app.oneshot(req));
+    assert_eq!(kill_waiting(&mut blocker).await, 1);
+    blocker.rollback().await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the request finished")
+        .unwrap()
+        .unwrap();
+    let status = resp.status();
+    let text = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert_eq!(status, axum::http::StatusCode::OK, "{text}");
+    assert!(text.contains("\"dag_id\":\"k\""), "{text}");
 }
