@@ -2012,7 +2012,7 @@ async fn the_run_list_filters_for_real_and_tilde_lists_every_dag() {
         "dag_run_id",
     )
     .await;
-    assert_eq!(got, [p_run.clone()]);
+    assert_eq!(got, [p_run]);
     let (got, _) = ids(
         &a,
         "/api/v2/dags/~/dagRuns?dag_id_prefix_pattern=d&run_type=backfill",
