@@ -149,6 +149,7 @@ async fn backfill_days(
             rerun_failed: false,
             reset,
             created_by: "bench".into(),
+            max_active_runs: None,
         },
     )
     .await?;

@@ -2127,7 +2127,6 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
         b
     };
     for (extra, field) in [
-        (json!({"max_active_runs": 10}), "max_active_runs"),
         (json!({"max_active_runs": 0}), "max_active_runs"),
         (
             json!({"run_on_latest_version": false}),
@@ -2143,16 +2142,27 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
         assert!(detail(&got).contains(field), "{extra}: {got}");
         assert_airflow_shape("post", bf, status, &got);
     }
-    for extra in [
-        json!({"max_active_runs": 16, "run_on_latest_version": true, "run_backwards": false,
-               "dag_run_conf": {}, "reprocess_behavior": "none"}),
-        json!({"max_active_runs": 50, "reprocess_behavior": "failed"}),
+    for (extra, holds) in [
+        (
+            json!({"max_active_runs": 16, "run_on_latest_version": true, "run_backwards": false,
+                   "dag_run_conf": {}, "reprocess_behavior": "none"}),
+            16,
+        ),
+        (
+            json!({"max_active_runs": 50, "reprocess_behavior": "failed"}),
+            16,
+        ),
+        // Asked again with a lower limit: the same backfill, now held to 10.
+        (
+            json!({"max_active_runs": 10, "reprocess_behavior": "none"}),
+            10,
+        ),
     ] {
         let (status, got) = a
             .call("POST", bf, Some(&admin), Some(body(extra.clone())))
             .await;
         assert_eq!(status, StatusCode::OK, "{extra}: {got}");
-        assert_eq!(got["max_active_runs"], 16, "the limit that holds");
+        assert_eq!(got["max_active_runs"], holds, "the limit that holds");
     }
 
     // PATCH's update_mask: only is_paused.

@@ -70,6 +70,7 @@ async fn generated_events_flow_through_ingest_and_the_shipped_dag_to_exact_summa
             rerun_failed: false,
             reset: false,
             created_by: "test".into(),
+            max_active_runs: None,
         },
     )
     .await

@@ -159,6 +159,7 @@ async fn without_catch_up_skipped_intervals_go_to_the_ledger_and_can_be_backfill
             rerun_failed: false,
             reset: false,
             created_by: "test".into(),
+            max_active_runs: None,
         },
     )
     .await
@@ -190,6 +191,7 @@ async fn backfill_has_inclusive_bounds_skips_successes_and_reruns_failures_on_re
         rerun_failed,
         reset,
         created_by: "test".into(),
+        max_active_runs: None,
     };
 
     let b = backfill::start(&db.pool, &cache, &dag, &req(1, 5, false, false))
@@ -277,6 +279,7 @@ async fn an_interrupted_backfill_resumes_without_duplicates() {
         rerun_failed: false,
         reset: false,
         created_by: "test".into(),
+        max_active_runs: None,
     };
     // Created while no worker runs, then "interrupted"; the same command again continues it.
     let first = backfill::start(&db.pool, &cache, &dag, &req).await.unwrap();
@@ -383,4 +386,55 @@ async fn an_edited_dag_file_is_picked_up_and_a_broken_one_keeps_its_last_good_ve
         .await
         .unwrap();
     assert!(active);
+}
+
+#[tokio::test]
+async fn a_backfill_with_its_own_max_active_runs_never_runs_more_at_once() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[(
+        "lim.toml",
+        "dag_id = \"lim\"\nschedule = \"@daily\"\nmax_active_runs = 16\n\
+         [[tasks]]\nid = \"a\"\nkind = \"command\"\ncommand = [\"sleep\", \"0.3\"]\n",
+    )]);
+    let dag = load(&dir, "lim.toml");
+    let (stop, handle) = spawn_worker(&db.pool, fast_worker("w"));
+    let b = backfill::start(
+        &db.pool,
+        &VersionCache::new(),
+        &dag,
+        &Request {
+            from: t(1, 0),
+            to: t(10, 0),
+            rerun_failed: false,
+            reset: false,
+            created_by: "test".into(),
+            max_active_runs: Some(2),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.max_active_runs, Some(2));
+    let mut most = 0;
+    for _ in 0..1500 {
+        let (running, done): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'success')
+             FROM dag_runs WHERE backfill_id = $1",
+        )
+        .bind(b.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        most = most.max(running);
+        if done == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(backfill::progress(&db.pool, &b).await.unwrap().success, 10);
+    assert_eq!(
+        most, 2,
+        "two at a time, as the backfill asked, below the DAG's 16"
+    );
+    stop.cancel();
+    handle.await.unwrap();
 }

@@ -218,6 +218,7 @@ impl Pipeline {
                 rerun_failed: false,
                 reset,
                 created_by: "test".into(),
+                max_active_runs: None,
             },
         )
         .await

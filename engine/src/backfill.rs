@@ -24,6 +24,9 @@ pub struct Request {
     /// Re-run every interval, successful ones included.
     pub reset: bool,
     pub created_by: String,
+    /// At most this many of the backfill's runs at once (the DAG's `max_active_runs`
+    /// holds as well); `None`: only the DAG's.
+    pub max_active_runs: Option<u32>,
 }
 
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
@@ -39,6 +42,7 @@ pub struct BackfillRow {
     pub total: i32,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    pub max_active_runs: Option<i32>,
 }
 
 /// How far a backfill has come.
@@ -139,7 +143,7 @@ async fn start_once(
         .await?;
     let existing: Option<BackfillRow> = sqlx::query_as(
         "SELECT id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state::text AS state,
-                total, created_at, completed_at
+                total, created_at, completed_at, max_active_runs
          FROM backfills WHERE dag_id = $1 AND from_date = $2 AND to_date = $3
            AND rerun_failed = $4 AND reset = $5 AND state = 'running'
          ORDER BY id DESC LIMIT 1",
@@ -156,10 +160,11 @@ async fn start_once(
         Some(b) => b,
         None => {
             sqlx::query_as(
-                "INSERT INTO backfills (dag_id, from_date, to_date, rerun_failed, reset, created_by, total)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO backfills (dag_id, from_date, to_date, rerun_failed, reset, created_by, total,
+                                        max_active_runs)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  RETURNING id, dag_id, from_date, to_date, rerun_failed, reset, created_by,
-                           state::text AS state, total, created_at, completed_at",
+                           state::text AS state, total, created_at, completed_at, max_active_runs",
             )
             .bind(&dag.dag_id)
             .bind(req.from)
@@ -168,9 +173,25 @@ async fn start_once(
             .bind(req.reset)
             .bind(&req.created_by)
             .bind(wanted.len() as i32)
+            .bind(req.max_active_runs.map(|n| n as i32))
             .fetch_one(&mut *tx)
             .await?
         }
+    };
+    // Asking again with another limit changes the running backfill's limit.
+    let backfill = if resuming && backfill.max_active_runs != req.max_active_runs.map(|n| n as i32)
+    {
+        sqlx::query("UPDATE backfills SET max_active_runs = $2 WHERE id = $1")
+            .bind(backfill.id)
+            .bind(req.max_active_runs.map(|n| n as i32))
+            .execute(&mut *tx)
+            .await?;
+        BackfillRow {
+            max_active_runs: req.max_active_runs.map(|n| n as i32),
+            ..backfill
+        }
+    } else {
+        backfill
     };
     let starts: Vec<DateTime<Utc>> = wanted.iter().map(|(s, _)| *s).collect();
     let have: Vec<(i64, DateTime<Utc>, RunState, Option<i64>)> = sqlx::query_as(
@@ -252,7 +273,7 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<BackfillRow> {
 async fn get_once(pool: &PgPool, id: i64) -> Result<BackfillRow> {
     sqlx::query_as(
         "SELECT id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state::text AS state,
-                total, created_at, completed_at FROM backfills WHERE id = $1",
+                total, created_at, completed_at, max_active_runs FROM backfills WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)

@@ -61,6 +61,7 @@ pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
         rerun_failed: a.rerun_failed,
         reset: a.reset,
         created_by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+        max_active_runs: None,
     };
     let b = backfill::start(&pool, &VersionCache::new(), &dag, &req).await?;
     println!(

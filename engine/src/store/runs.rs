@@ -168,11 +168,20 @@ async fn start_queued_locking(
     if paused {
         return Ok(0);
     }
+    // Oldest first within the DAG's limit; runs of a backfill with a limit of its own also
+    // stay within that (its n-th queued run may start while n <= limit - its running runs).
     let started: Vec<(i64, String)> = sqlx::query_as(
         "UPDATE dag_runs SET state = 'running', start_date = now()
          WHERE id IN (
-            SELECT id FROM dag_runs WHERE dag_id = $1 AND state = 'queued'
-            ORDER BY logical_date
+            SELECT q.id FROM (
+                SELECT r.id, r.logical_date, b.max_active_runs AS cap,
+                       row_number() OVER (PARTITION BY r.backfill_id ORDER BY r.logical_date) AS nth,
+                       (SELECT count(*) FROM dag_runs x
+                        WHERE x.backfill_id = r.backfill_id AND x.state = 'running') AS busy
+                FROM dag_runs r LEFT JOIN backfills b ON b.id = r.backfill_id
+                WHERE r.dag_id = $1 AND r.state = 'queued') q
+            WHERE q.cap IS NULL OR q.nth <= q.cap - q.busy
+            ORDER BY q.logical_date
             LIMIT GREATEST(0, $2 - (SELECT count(*) FROM dag_runs
                                     WHERE dag_id = $1 AND state = 'running')))
          RETURNING id, dag_hash",

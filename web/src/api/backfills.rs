@@ -52,7 +52,8 @@ pub struct BackfillResponse {
     /// A backfill pauses with its DAG.
     is_paused: bool,
     reprocess_behavior: ReprocessBehavior,
-    /// The DAG's `max_active_runs`, which backfill runs share with the others.
+    /// The limit that holds for the backfill's runs: its own, or the DAG's
+    /// `max_active_runs` where that is tighter (backfill runs count against it too).
     max_active_runs: i32,
     created_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
@@ -83,7 +84,9 @@ async fn to_response(s: &AppState, b: BackfillRow) -> Result<BackfillResponse, A
         dag_run_conf: Some(Value::Object(Map::new())),
         is_paused,
         reprocess_behavior,
-        max_active_runs,
+        max_active_runs: b
+            .max_active_runs
+            .map_or(max_active_runs, |own| own.min(max_active_runs)),
         created_at: b.created_at,
         completed_at: b.completed_at,
         updated_at: b.completed_at.unwrap_or(b.created_at),
@@ -107,10 +110,8 @@ struct BackfillPostBody {
     dag_run_conf: Option<Value>,
     #[serde(default)]
     reprocess_behavior: ReprocessBehavior,
-    /// How many of the backfill's runs may run at once. upiflow's backfill runs share the
-    /// DAG's own `max_active_runs` (and are never more than it), so a value of at least the
-    /// DAG's limit holds as asked and leaving it out means the DAG's limit; a smaller value
-    /// is refused, as upiflow cannot yet hold a backfill below its DAG's limit.
+    /// How many of the backfill's runs may run at once. Its runs also count against the
+    /// DAG's own `max_active_runs`, so the tighter of the two holds; left out, only the DAG's.
     #[schema(minimum = 1)]
     max_active_runs: Option<i64>,
     /// Only `true` or `null`: backfill runs use the DAG's current definition.
@@ -166,23 +167,15 @@ async fn create(
             }
             other => other,
         })?;
-    let limit = i64::from(dag.max_active_runs);
-    if let Some(asked) = body.max_active_runs
-        && asked < limit
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "max_active_runs: {} is below DAG `{}`'s own max_active_runs ({limit}), which its \
-             backfill runs share; a backfill limit below the DAG's is not supported yet: send \
-             at least {limit}, or lower the DAG's max_active_runs",
-            asked, body.dag_id
-        )));
-    }
     let req = Request {
         from: body.from_date,
         to: body.to_date,
         rerun_failed: body.reprocess_behavior == ReprocessBehavior::Failed,
         reset: body.reprocess_behavior == ReprocessBehavior::Completed,
         created_by: user.username,
+        max_active_runs: body
+            .max_active_runs
+            .map(|n| n.min(i64::from(u32::MAX)) as u32),
     };
     let b = backfill::start(&s.pool, &s.cache, &dag, &req)
         .await

@@ -334,6 +334,7 @@ async fn submit(
         rerun_failed: f.rerun_failed.is_some(),
         reset: f.reset.is_some(),
         created_by: user.username.clone(),
+        max_active_runs: None,
     };
     match start(&s, &dag, &req).await {
         Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),

@@ -95,6 +95,7 @@ async fn backfill_missed(
         rerun_failed: false,
         reset: false,
         created_by: user.username.clone(),
+        max_active_runs: None,
     };
     match start(&s, &dag, &req).await {
         Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),
