@@ -78,6 +78,8 @@ pub struct Independent {
     pub merchants: Merchants,
 }
 
+type Position = (DateTime<Utc>, i32, i64);
+
 struct Event {
     payee: String,
     cents: i64,
@@ -142,7 +144,8 @@ pub async fn independent(pool: &PgPool, topic: &str) -> sqlx::Result<Independent
     .fetch_all(pool)
     .await?;
     let mut out = Independent::default();
-    let mut latest: HashMap<String, ((DateTime<Utc>, i32, i64), Event)> = HashMap::new();
+    // txn_id -> ((event time, partition, offset), event): the greatest key wins.
+    let mut latest: HashMap<String, (Position, Event)> = HashMap::new();
     for (p, off, payload) in rows {
         let Some((txn, e)) = valid_event(&payload) else {
             out.invalid_messages += 1;
@@ -339,9 +342,11 @@ pub struct Executions {
     pub overlap_examples: Vec<String>,
 }
 
+/// A try's (begin, end) in nanoseconds since the epoch, as far as it wrote them.
+type Span = (Option<u128>, Option<u128>);
+
 pub fn executions(log: &str) -> Executions {
-    let mut by_ti: HashMap<(String, String), BTreeMap<u32, (Option<u128>, Option<u128>)>> =
-        HashMap::new();
+    let mut by_ti: HashMap<(String, String), BTreeMap<u32, Span>> = HashMap::new();
     for line in log.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
         let [what, run, task, try_n, ns] = w[..] else {
