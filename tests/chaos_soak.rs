@@ -36,7 +36,7 @@ const HOURLY_DAG: &str = "soak_hourly";
 /// and retried (zombie threshold 5 s + retry delay 1 s), as long commands do in real DAGs:
 /// a command that outlived its killed worker would then still be running when its retry
 /// starts, and the commands' own begin/end lines show it.
-const REPORT_SECS: &str = "7";
+const REPORT_SECS: &str = "12";
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
@@ -65,7 +65,7 @@ schedule = "@hourly"
 timezone = "UTC"
 start_date = "{start}"
 catchup = true
-max_active_runs = 6
+max_active_runs = 10
 
 [defaults]
 retries = 8
