@@ -535,7 +535,27 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
     let hourly = rt.block_on(verify::runs(&pool, HOURLY_DAG)).unwrap();
     let upi = rt.block_on(verify::runs(&pool, UPI_DAG)).unwrap();
     let tries = rt.block_on(verify::tries(&pool)).unwrap();
-    let execs = verify::executions(&std::fs::read_to_string(&exec_log).unwrap_or_default());
+    // Tries that never wrote their end: bounded by when the soak killed their worker.
+    let kill_ns: std::collections::HashMap<u32, u128> = parts
+        .iter()
+        .flat_map(|p| &p.killed_pids)
+        .map(|(pid, at)| {
+            (
+                *pid,
+                at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos(),
+            )
+        })
+        .collect();
+    let killed_by = rt
+        .block_on(verify::try_workers(&pool, HOURLY_DAG))
+        .unwrap()
+        .into_iter()
+        .filter_map(|(k, pid)| Some((k, *kill_ns.get(&pid)?)))
+        .collect();
+    let execs = verify::executions(
+        &std::fs::read_to_string(&exec_log).unwrap_or_default(),
+        &killed_by,
+    );
     let loads: Vec<(DateTime<Utc>, i32)> = rt
         .block_on(
             sqlx::query_as("SELECT logical_date, loads FROM soak_hourly_loads").fetch_all(&pool),
@@ -677,8 +697,8 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
         tries.misnumbered
     );
     println!(
-        "overlapping tries: {} by the tries' records, {} by the commands' own begin/end ({} executions, {} without an end)",
-        tries.overlaps, execs.overlaps, execs.tries, execs.unfinished
+        "overlapping tries: {} by the tries' records, {} by the commands' own begin/end ({} executions, {} without an end, {} of them not explained by a kill)",
+        tries.overlaps, execs.overlaps, execs.tries, execs.unfinished, execs.unexplained
     );
     println!(
         "days compared: {} ({first_day}..={last}, {compared_txns} transactions, {} merchant-days); mismatches: {}",
@@ -788,6 +808,13 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
         format!(
             "tries that really ran at once:\n{}",
             execs.overlap_examples.join("\n")
+        ),
+    );
+    check(
+        execs.unexplained == 0,
+        format!(
+            "{} command tries never ended although their worker was not killed",
+            execs.unexplained
         ),
     );
     check(

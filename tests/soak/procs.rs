@@ -77,7 +77,7 @@ pub struct Component {
     /// Exits nobody asked for: (when, status, the end of its log).
     pub unexpected_exits: Vec<String>,
     /// (pid, when it was killed), to bound the end of tries a killed process was running.
-    pub killed_pids: Vec<(u32, Instant)>,
+    pub killed_pids: Vec<(u32, std::time::SystemTime)>,
 }
 
 impl Component {
@@ -101,7 +101,8 @@ impl Component {
     /// SIGKILL to the process group, then start it again.
     pub fn kill_and_restart(&mut self, env: &Env) {
         if let Some(mut c) = self.child.take() {
-            self.killed_pids.push((c.id(), Instant::now()));
+            self.killed_pids
+                .push((c.id(), std::time::SystemTime::now()));
             kill_group(&mut c);
         }
         self.kills += 1;

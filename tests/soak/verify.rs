@@ -334,10 +334,14 @@ pub async fn tries(pool: &PgPool) -> sqlx::Result<Tries> {
 /// What the command tasks themselves wrote (`begin|end RUN TASK TRY NANOS`): the actual
 /// execution of each try, independent of what the workers recorded. Pairs of tries of one
 /// task instance that really ran at the same time, and tries that never wrote their end.
+/// A try without an end ran at most until `killed_by` says its worker was SIGKILLed (plus
+/// a second for its process group to be killed); without that, it counts as never ending.
 #[derive(Debug, Default)]
 pub struct Executions {
     pub tries: usize,
     pub unfinished: usize,
+    /// Tries without an end whose worker the soak did not kill.
+    pub unexplained: usize,
     pub overlaps: usize,
     pub overlap_examples: Vec<String>,
 }
@@ -345,7 +349,7 @@ pub struct Executions {
 /// A try's (begin, end) in nanoseconds since the epoch, as far as it wrote them.
 type Span = (Option<u128>, Option<u128>);
 
-pub fn executions(log: &str) -> Executions {
+pub fn executions(log: &str, killed_by: &HashMap<(String, String, u32), u128>) -> Executions {
     let mut by_ti: HashMap<(String, String), BTreeMap<u32, Span>> = HashMap::new();
     for line in log.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
@@ -371,9 +375,16 @@ pub fn executions(log: &str) -> Executions {
         let mut spans: Vec<(u32, u128, u128)> = Vec::new();
         for (n, (b, end)) in tries {
             e.tries += 1;
-            if end.is_none() {
+            let end = end.or_else(|| {
                 e.unfinished += 1;
-            }
+                let bound = killed_by
+                    .get(&(run.clone(), task.clone(), n))
+                    .map(|k| k + 1_000_000_000);
+                if bound.is_none() {
+                    e.unexplained += 1;
+                }
+                bound
+            });
             if let Some(b) = b {
                 spans.push((n, b, end.unwrap_or(u128::MAX)));
             }
@@ -392,4 +403,25 @@ pub fn executions(log: &str) -> Executions {
         }
     }
     e
+}
+
+/// (run_id, task_id, try) -> the worker process id that ran it (from `host:pid:random`).
+pub async fn try_workers(
+    pool: &PgPool,
+    dag_id: &str,
+) -> sqlx::Result<HashMap<(String, String, u32), u32>> {
+    let rows: Vec<(String, String, i32, String)> = sqlx::query_as(
+        "SELECT ti.run_id, ti.task_id, t.try_number, t.worker
+         FROM task_tries t JOIN task_instances ti ON ti.id = t.ti_id WHERE ti.dag_id = $1",
+    )
+    .bind(dag_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(r, k, n, w)| {
+            let pid = w.rsplit(':').nth(1)?.parse().ok()?;
+            Some(((r, k, n as u32), pid))
+        })
+        .collect())
 }
