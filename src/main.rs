@@ -123,11 +123,20 @@ async fn main() -> ExitCode {
         Command::Web(a) => cmd::web::web(&g, a).await,
         Command::Users(c) => cmd::web::users(&g, c).await,
         Command::Generate(a) => cmd::pipeline::generate(&g, a).await,
-        Command::Dags(c) => cmd::dags::run(&g, c).await,
+        Command::Dags(c) => {
+            cmd::rerun_on_transient("dags", async || cmd::dags::run(&g, c.clone()).await).await
+        }
         Command::Trigger(a) => cmd::runs::trigger(&g, a).await,
-        Command::Runs(a) => cmd::runs::runs(&g, a).await,
-        Command::History(a) => cmd::runs::history(&g, a).await,
-        Command::Logs(a) => cmd::runs::logs(&g, a).await,
+        Command::Runs(a) => {
+            cmd::rerun_on_transient("runs", async || cmd::runs::runs(&g, a.clone()).await).await
+        }
+        Command::History(a) => {
+            cmd::rerun_on_transient("history", async || cmd::runs::history(&g, a.clone()).await)
+                .await
+        }
+        Command::Logs(a) => {
+            cmd::rerun_on_transient("logs", async || cmd::runs::logs(&g, a.clone()).await).await
+        }
         Command::Clear(a) => cmd::runs::clear(&g, a).await,
         Command::Backfill(a) => cmd::backfill::run(&g, a).await,
     };

@@ -37,6 +37,7 @@ async fn airflows_python_client_drives_upiflow() {
     let dags = dags_dir(&[(
         "hello.toml",
         "dag_id = \"hello\"\nschedule = \"@daily\"\nstart_date = \"2026-01-01\"\ncatchup = false\n\
+         max_active_runs = 4\n\
          [params]\nwho = \"world\"\n\
          [[tasks]]\nid = \"greet\"\nkind = \"command\"\n\
          command = [\"sh\", \"-c\", \"echo hello from $UPIFLOW_DAG_ID\"]\n\

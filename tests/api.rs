@@ -611,7 +611,20 @@ async fn task_instances_of_a_real_run_with_tries_and_logs_in_airflow_shape() {
             vec!["load"],
         ),
         ("?logical_date_gt=2024-01-05T00:00:00Z", vec![]),
-        ("?unknown_filter=1&task_id=extract", vec!["extract"]),
+        (
+            "?end_date_lte=2000-01-01T00:00:00Z&order_by=task_id",
+            vec![],
+        ),
+        (
+            "?end_date_gte=2000-01-01T00:00:00Z&order_by=task_id",
+            vec!["extract", "load", "report"],
+        ),
+        (
+            "?run_after_lte=2024-01-06T00:00:00Z&state=success",
+            vec!["extract"],
+        ),
+        ("?map_index=-1&state=failed", vec!["load"]),
+        ("?map_index=0", vec![]),
     ] {
         let (status, body) = a
             .call("GET", &format!("{base}{query}"), Some(&viewer), None)
@@ -641,6 +654,9 @@ async fn task_instances_of_a_real_run_with_tries_and_logs_in_airflow_shape() {
         "?limit=5000",
         "?offset=-1",
         "?start_date_gte=yesterday",
+        "?unknown_filter=1&task_id=extract",
+        "?pool=default_pool",
+        "?task_id=a&task_id=b",
     ] {
         let (status, body) = a
             .call("GET", &format!("{base}{query}"), Some(&viewer), None)
@@ -1364,4 +1380,900 @@ async fn a_body_over_the_limit_is_a_413_with_a_message() {
         .await
         .unwrap();
     assert_eq!(runs, 0);
+}
+
+// ---- Health: each part as it is. ----
+
+#[tokio::test]
+async fn health_reports_the_scheduler_from_its_own_loop_record_not_from_workers() {
+    let a = api().await;
+    let path = "/api/v2/monitor/health";
+    let health = || async {
+        let (status, body) = a.call("GET", path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_airflow_shape("get", path, status, &body);
+        body
+    };
+    // No scheduler ever ran: unhealthy, no heartbeat; no triggerer nor DAG processor.
+    let body = health().await;
+    assert_eq!(body["metadatabase"]["status"], "healthy");
+    assert_eq!(
+        body["scheduler"],
+        json!({"status": "unhealthy", "latest_scheduler_heartbeat": null})
+    );
+    assert_eq!(
+        body["triggerer"],
+        json!({"status": null, "latest_triggerer_heartbeat": null})
+    );
+    assert_eq!(
+        body["dag_processor"],
+        json!({"status": null, "latest_dag_processor_heartbeat": null})
+    );
+    // A worker heart-beating is no scheduler.
+    sqlx::query("INSERT INTO workers (worker_id, hostname, pid) VALUES ('w1', 'h', 1)")
+        .execute(&a.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(health().await["scheduler"]["status"], "unhealthy");
+    // A scheduler that just finished a loop: healthy, with that time.
+    let at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "INSERT INTO scheduler_loops (scheduler_id, last_loop_at, loop_seconds)
+         VALUES ('s1', now() - interval '5 seconds', 0.01) RETURNING last_loop_at",
+    )
+    .fetch_one(&a.db.pool)
+    .await
+    .unwrap();
+    let body = health().await;
+    assert_eq!(body["scheduler"]["status"], "healthy", "{body}");
+    let beat = body["scheduler"]["latest_scheduler_heartbeat"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(beat).unwrap(),
+        at,
+        "{beat}"
+    );
+    // Its last loop 31 s ago (past Airflow's 30 s threshold): unhealthy, still with the time.
+    sqlx::query("UPDATE scheduler_loops SET last_loop_at = now() - interval '31 seconds'")
+        .execute(&a.db.pool)
+        .await
+        .unwrap();
+    let body = health().await;
+    assert_eq!(body["scheduler"]["status"], "unhealthy", "{body}");
+    assert!(body["scheduler"]["latest_scheduler_heartbeat"].is_string());
+    // The newest of several schedulers counts.
+    sqlx::query(
+        "INSERT INTO scheduler_loops (scheduler_id, last_loop_at, loop_seconds)
+         VALUES ('s2', now(), 0.01)",
+    )
+    .execute(&a.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(health().await["scheduler"]["status"], "healthy");
+    // A database that does not answer in time: unhealthy, answered as JSON (not a 500).
+    let mut locker = a.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE scheduler_loops IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let body = health().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(body["metadatabase"]["status"], "unhealthy", "{body}");
+    assert_eq!(body["scheduler"]["status"], "unhealthy", "{body}");
+    locker.rollback().await.unwrap();
+    assert_eq!(health().await["metadatabase"]["status"], "healthy");
+    // Health takes no parameters.
+    let (status, body) = a.call("GET", &format!("{path}?x=1"), None, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+// ---- Nothing accepted and ignored. ----
+
+fn detail(body: &Value) -> String {
+    match &body["detail"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Creates a manual run of `d` at `day` (2024-01-DD) and returns its id.
+async fn trigger_d(a: &Api, admin: &str, day: u32) -> String {
+    let (status, run) = a
+        .call(
+            "POST",
+            "/api/v2/dags/d/dagRuns",
+            Some(admin),
+            Some(json!({ "logical_date": format!("2024-01-{day:02}T00:00:00Z") })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    run["dag_run_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_unknown_query_parameter_or_body_field_is_refused_by_name_on_every_route() {
+    let a = api().await;
+    let admin = basic("ada", "admin-password");
+    let run = trigger_d(&a, &admin, 5).await;
+    let gets = [
+        "/api/v2/version".to_string(),
+        "/api/v2/monitor/health".to_string(),
+        "/api/v2/openapi.json".to_string(),
+        "/api/v2/dags".to_string(),
+        "/api/v2/dags/d".to_string(),
+        "/api/v2/dags/d/dagRuns".to_string(),
+        "/api/v2/dags/~/dagRuns".to_string(),
+        format!("/api/v2/dags/d/dagRuns/{run}"),
+        format!("/api/v2/dags/d/dagRuns/{run}/taskInstances"),
+        "/api/v2/dags/~/dagRuns/~/taskInstances".to_string(),
+        format!("/api/v2/dags/d/dagRuns/{run}/taskInstances/a"),
+        format!("/api/v2/dags/d/dagRuns/{run}/taskInstances/a/tries"),
+        format!("/api/v2/dags/d/dagRuns/{run}/taskInstances/a/logs/1"),
+        "/api/v2/backfills/1".to_string(),
+    ];
+    for uri in &gets {
+        // Also after parameters the route does take.
+        let takes_limit =
+            uri.ends_with("dagRuns") || uri.ends_with("taskInstances") || uri.ends_with("dags");
+        let with_limit = if takes_limit {
+            "?limit=1&surprise_param=1"
+        } else {
+            "?surprise_param=1"
+        };
+        for q in ["?surprise_param=1", with_limit] {
+            let (status, body) = a
+                .call("GET", &format!("{uri}{q}"), Some(&admin), None)
+                .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}{q}: {body}");
+            assert!(detail(&body).contains("surprise_param"), "{uri}{q}: {body}");
+        }
+    }
+    let good_backfill = json!({"dag_id": "d", "from_date": "2024-02-01T00:00:00Z",
+                               "to_date": "2024-02-02T00:00:00Z"});
+    let bodies = [
+        ("PATCH", "/api/v2/dags/d", json!({"is_paused": false})),
+        (
+            "POST",
+            "/api/v2/dags/d/dagRuns",
+            json!({"logical_date": "2024-03-01T00:00:00Z"}),
+        ),
+        (
+            "POST",
+            "/api/v2/dags/d/clearTaskInstances",
+            json!({"dry_run": true}),
+        ),
+        ("POST", "/api/v2/backfills", good_backfill),
+        (
+            "POST",
+            "/auth/token",
+            json!({"username": "ada", "password": "admin-password"}),
+        ),
+    ];
+    for (m, uri, good) in &bodies {
+        let mut bad = good.clone();
+        bad["surprise_field"] = json!(1);
+        let (status, body) = a.call(m, uri, Some(&admin), Some(bad)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{m} {uri}: {body}"
+        );
+        assert!(
+            detail(&body).contains("surprise_field"),
+            "{m} {uri}: {body}"
+        );
+        let (status, body) = a
+            .call(
+                m,
+                &format!("{uri}?surprise_param=1"),
+                Some(&admin),
+                Some(good.clone()),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{m} {uri}: {body}"
+        );
+        assert!(
+            detail(&body).contains("surprise_param"),
+            "{m} {uri}: {body}"
+        );
+        // Nothing happened: the same good request still works.
+        let (status, body) = a.call(m, uri, Some(&admin), Some(good.clone())).await;
+        assert!(status.is_success(), "{m} {uri}: {status} {body}");
+    }
+    // Airflow 2's `only_active` is no Airflow 3 parameter: unknown.
+    let (status, body) = a
+        .call("GET", "/api/v2/dags?only_active=true", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(detail(&body).contains("unknown query parameter `only_active`"));
+}
+
+/// A value Airflow's document allows for a query parameter, to probe whether we take it.
+fn sample(name: &str, schema: &Value, path: &str) -> &'static str {
+    match name {
+        "order_by" if path == "/api/v2/dags" => "dag_id",
+        "order_by" => "id",
+        "state" if path.ends_with("taskInstances") => "success",
+        "state" | "dag_run_state" | "last_dag_run_state" => "success",
+        "run_type" => "manual",
+        "tags_match_mode" => "any",
+        "update_mask" => "is_paused",
+        "map_index" => "-1",
+        "token" => "",
+        _ => {
+            let s = resolve(airflow(), schema);
+            let s = s["anyOf"].as_array().map_or(s, |b| &b[0]);
+            let s = if s["type"] == "array" { &s["items"] } else { s };
+            match (s["type"].as_str(), s["format"].as_str()) {
+                (Some("integer"), _) => "1",
+                (Some("number"), _) => "1.5",
+                (Some("boolean"), _) => "true",
+                (Some("string"), Some("date-time")) => "2024-01-01T00:00:00Z",
+                (Some("string"), Some("date")) => "2024-01-01",
+                _ => "x",
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_parameter_airflow_documents_is_implemented_or_refused_as_unsupported() {
+    let a = api().await;
+    let admin = basic("ada", "admin-password");
+    // A run that really ran, so its task has a try and a log.
+    let (stop, worker) = spawn_worker(&a.db.pool, fast_worker("api"));
+    let run = trigger_d(&a, &admin, 5).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, r) = a
+            .call(
+                "GET",
+                &format!("/api/v2/dags/d/dagRuns/{run}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        if r["state"] == "success" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    worker.await.unwrap();
+    let (_, ours) = a
+        .call("GET", "/api/v2/openapi.json", Some(&admin), None)
+        .await;
+    let mut implemented = 0;
+    let mut refused = Vec::new();
+    for (method, path) in [
+        ("get", "/api/v2/dags"),
+        ("patch", "/api/v2/dags/{dag_id}"),
+        ("get", "/api/v2/dags/{dag_id}/dagRuns"),
+        ("get", TIS),
+        ("get", &format!("{TIS}/{{task_id}}/tries")),
+        ("get", &format!("{TIS}/{{task_id}}/logs/{{try_number}}")),
+    ] {
+        let uri = path
+            .replace("{dag_id}", "d")
+            .replace("{dag_run_id}", &run)
+            .replace("{task_id}", "a")
+            .replace("{try_number}", "1");
+        let body = (method == "patch").then(|| json!({"is_paused": false}));
+        let our_params: Vec<&str> = ours["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let theirs = airflow()["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap();
+        for p in theirs.iter().filter(|p| p["in"] == "query") {
+            let name = p["name"].as_str().unwrap();
+            let value = sample(name, &p["schema"], path);
+            let (status, got) = a
+                .call(
+                    &method.to_uppercase(),
+                    &format!("{uri}?{name}={value}"),
+                    Some(&admin),
+                    body.clone(),
+                )
+                .await;
+            if status.is_success() {
+                assert!(
+                    our_params.contains(&name),
+                    "{method} {path}: `{name}` is taken but not in our document"
+                );
+                implemented += 1;
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{path} {name}={value}: {got}"
+                );
+                let d = detail(&got);
+                assert!(
+                    d.contains(&format!("`{name}` is not supported by upiflow")),
+                    "{path} {name}: {d}"
+                );
+                assert!(
+                    !our_params.contains(&name),
+                    "{path}: `{name}` is documented"
+                );
+                refused.push(name.to_string());
+            }
+        }
+        // Everything our document lists is one of Airflow's parameters, and taken.
+        for name in &our_params {
+            assert!(
+                theirs.iter().any(|p| p["name"] == *name),
+                "{path}: our `{name}` is not Airflow's"
+            );
+        }
+    }
+    assert!(implemented >= 60, "{implemented} implemented");
+    for name in [
+        "owners",
+        "cursor",
+        "pool",
+        "conf_contains",
+        "updated_at_gte",
+    ] {
+        assert!(refused.iter().any(|r| r == name), "{name}: {refused:?}");
+    }
+}
+
+async fn ids(a: &Api, uri: &str, field: &str, key: &str) -> (Vec<String>, i64) {
+    let admin = basic("ada", "admin-password");
+    let (status, body) = a.call("GET", uri, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    let got = body[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[key].as_str().unwrap().to_string())
+        .collect();
+    (got, body["total_entries"].as_i64().unwrap())
+}
+
+#[tokio::test]
+async fn the_dag_list_filters_for_real() {
+    let a = api().await;
+    let admin = basic("ada", "admin-password");
+    let dir = dags_dir(&[
+        (
+            "alpha_x.toml",
+            "dag_id = \"alpha_x\"\ntags = [\"upi\", \"daily\"]\n[[tasks]]\nid = \"t\"\nkind = \"noop\"\n",
+        ),
+        (
+            "beta.toml",
+            "dag_id = \"beta\"\ntags = [\"daily\"]\n[[tasks]]\nid = \"t\"\nkind = \"noop\"\n",
+        ),
+        (
+            "gone.toml",
+            "dag_id = \"gone\"\n[[tasks]]\nid = \"t\"\nkind = \"noop\"\n",
+        ),
+    ]);
+    let mut conn = a.db.pool.acquire().await.unwrap();
+    for f in ["alpha_x.toml", "beta.toml", "gone.toml"] {
+        upiflow_engine::store::dags::sync(&mut conn, &load(&dir, f))
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE dags SET is_active = false WHERE dag_id = 'gone'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let (status, _) = a
+        .call(
+            "PATCH",
+            "/api/v2/dags/beta",
+            Some(&admin),
+            Some(json!({"is_paused": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // d's latest run failed after an earlier success; p's only run succeeded.
+    let r1 = trigger_d(&a, &admin, 1).await;
+    let r2 = trigger_d(&a, &admin, 2).await;
+    for (run, state, start) in [
+        (&r1, "success", "2024-03-01"),
+        (&r2, "failed", "2024-03-05"),
+    ] {
+        sqlx::query(
+            "UPDATE dag_runs SET state = $2::run_state, start_date = $3::timestamptz,
+                end_date = $3::timestamptz + interval '1 hour' WHERE run_id = $1 AND dag_id = 'd'",
+        )
+        .bind(run)
+        .bind(state)
+        .bind(start)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    let (status, run) = a
+        .call(
+            "POST",
+            "/api/v2/dags/p/dagRuns",
+            Some(&admin),
+            Some(json!({"logical_date": "2024-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sqlx::query(
+        "UPDATE dag_runs SET state = 'success', start_date = '2024-04-01', end_date = '2024-04-02'
+         WHERE dag_id = 'p' AND run_id = $1",
+    )
+    .bind(run["dag_run_id"].as_str().unwrap())
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO import_errors (fileloc, line, message) SELECT fileloc, 1, 'x' FROM dags WHERE dag_id = 'p'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    for (q, want) in [
+        ("", vec!["alpha_x", "beta", "d", "p"]),
+        (
+            "?exclude_stale=false",
+            vec!["alpha_x", "beta", "d", "gone", "p"],
+        ),
+        ("?paused=true", vec!["beta"]),
+        ("?paused=false", vec!["alpha_x", "d", "p"]),
+        ("?tags=daily", vec!["alpha_x", "beta"]),
+        ("?tags=upi&tags=daily", vec!["alpha_x", "beta", "d"]),
+        ("?tags=upi&tags=daily&tags_match_mode=all", vec!["alpha_x"]),
+        ("?tags=nothing", vec![]),
+        ("?dag_id_pattern=ALP", vec!["alpha_x"]),
+        ("?dag_id_pattern=bet%7Cp", vec!["alpha_x", "beta", "p"]),
+        ("?dag_id_pattern=a_x", vec!["alpha_x"]),
+        ("?dag_id_pattern=~", vec!["alpha_x", "beta", "d", "p"]),
+        ("?dag_id_prefix_pattern=alpha_", vec!["alpha_x"]),
+        ("?dag_id_prefix_pattern=ALPHA", vec![]),
+        ("?dag_display_name_pattern=et", vec!["beta"]),
+        ("?last_dag_run_state=failed", vec!["d"]),
+        ("?last_dag_run_state=success", vec!["p"]),
+        ("?dag_run_state=success", vec!["d", "p"]),
+        (
+            "?dag_run_state=failed&dag_run_state=success",
+            vec!["d", "p"],
+        ),
+        (
+            "?dag_run_start_date_gte=2024-03-02T00:00:00Z",
+            vec!["d", "p"],
+        ),
+        (
+            "?dag_run_start_date_gte=2024-03-02T00:00:00Z&dag_run_state=success",
+            vec!["p"],
+        ),
+        ("?dag_run_end_date_lt=2024-03-02T00:00:00Z", vec!["d"]),
+        ("?has_import_errors=true", vec!["p"]),
+        ("?has_import_errors=false", vec!["alpha_x", "beta", "d"]),
+        ("?bundle_name=dags-folder&paused=true", vec!["beta"]),
+        ("?bundle_name=other", vec![]),
+        ("?order_by=-dag_id", vec!["p", "d", "beta", "alpha_x"]),
+        ("?order_by=-last_run_start_date&limit=2", vec!["p", "d"]),
+        ("?limit=2&offset=1", vec!["beta", "d"]),
+    ] {
+        let (got, total) = ids(&a, &format!("/api/v2/dags{q}"), "dags", "dag_id").await;
+        assert_eq!(got, want, "{q}");
+        if !q.contains("limit") {
+            assert_eq!(total, want.len() as i64, "{q}");
+        }
+    }
+    let (_, total) = ids(&a, "/api/v2/dags?limit=2&offset=1", "dags", "dag_id").await;
+    assert_eq!(total, 4, "the total counts every match, not the page");
+    for (q, name) in [
+        ("?paused=perhaps", "paused"),
+        ("?tags_match_mode=some", "tags_match_mode"),
+        ("?last_dag_run_state=dreaming", "last_dag_run_state"),
+        ("?dag_run_start_date_gte=soon", "dag_run_start_date_gte"),
+        ("?order_by=fileloc", "order_by"),
+        ("?owners=ada", "owners"),
+        ("?paused=true&paused=false", "paused"),
+    ] {
+        let (status, body) = a
+            .call("GET", &format!("/api/v2/dags{q}"), Some(&admin), None)
+            .await;
+        assert!(status.is_client_error(), "{q}: {status}");
+        assert!(detail(&body).contains(name), "{q}: {body}");
+        assert_airflow_shape("get", "/api/v2/dags", status, &body);
+    }
+}
+
+#[tokio::test]
+async fn the_run_list_filters_for_real_and_tilde_lists_every_dag() {
+    let a = api().await;
+    let admin = basic("ada", "admin-password");
+    // A backfill of days 10 and 11 and a run of p; then runs of d on days 1..4: success
+    // (60 s), failed (600 s), running, queued (the backfill's runs queued too).
+    let (status, body) = a
+        .call(
+            "POST",
+            "/api/v2/backfills",
+            Some(&admin),
+            Some(json!({"dag_id": "d", "from_date": "2024-01-10T00:00:00Z",
+                        "to_date": "2024-01-11T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, p_run) = a
+        .call(
+            "POST",
+            "/api/v2/dags/p/dagRuns",
+            Some(&admin),
+            Some(json!({"logical_date": "2024-01-20T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let p_run = p_run["dag_run_id"].as_str().unwrap().to_string();
+    let mut runs = Vec::new();
+    for day in 1..=4 {
+        runs.push(trigger_d(&a, &admin, day).await);
+    }
+    sqlx::query(
+        "UPDATE dag_runs SET state = 'queued', start_date = NULL WHERE run_type = 'backfill'",
+    )
+    .execute(&a.db.pool)
+    .await
+    .unwrap();
+    for (id, state, start, secs) in [
+        (&runs[0], "success", "2024-02-01T00:00:00Z", 60.0),
+        (&runs[1], "failed", "2024-02-02T00:00:00Z", 600.0),
+        (&runs[2], "running", "2024-02-03T00:00:00Z", -1.0),
+        (&runs[3], "queued", "", -1.0),
+    ] {
+        sqlx::query(
+            "UPDATE dag_runs SET state = $2::run_state,
+                start_date = NULLIF($3, '')::timestamptz,
+                end_date = CASE WHEN $4 < 0 THEN NULL
+                           ELSE NULLIF($3, '')::timestamptz + make_interval(secs => $4) END
+             WHERE dag_id = 'd' AND run_id = $1",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(start)
+        .bind(secs)
+        .execute(&a.db.pool)
+        .await
+        .unwrap();
+    }
+    let bf = |day: u32| format!("backfill__2024-01-{day:02}T00:00:00+00:00");
+    let (r1, r2, r3, r4) = (&runs[0], &runs[1], &runs[2], &runs[3]);
+    let base = "/api/v2/dags/d/dagRuns";
+    let s = |v: &[&String]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    for (q, want) in [
+        ("", s(&[&bf(10), &bf(11), r1, r2, r3, r4])),
+        ("?state=failed", s(&[r2])),
+        ("?state=failed&state=success", s(&[r1, r2])),
+        ("?state=failed,running", s(&[r2, r3])),
+        ("?run_type=backfill", s(&[&bf(10), &bf(11)])),
+        ("?run_type=manual&state=queued", s(&[r4])),
+        (
+            "?logical_date_gte=2024-01-02T00:00:00Z&logical_date_lte=2024-01-03T00:00:00Z",
+            s(&[r2, r3]),
+        ),
+        (
+            "?logical_date_gt=2024-01-04T00:00:00Z",
+            s(&[&bf(10), &bf(11)]),
+        ),
+        ("?logical_date_lt=2024-01-02T00:00:00Z", s(&[r1])),
+        ("?run_after_lte=2024-01-03T00:00:00Z", s(&[r1, r2])),
+        ("?start_date_gte=2024-02-02T00:00:00Z", s(&[r2, r3])),
+        ("?start_date_lt=2024-02-02T00:00:00Z", s(&[r1])),
+        ("?end_date_lte=2024-02-01T12:00:00Z", s(&[r1])),
+        ("?end_date_gt=2024-02-01T12:00:00Z", s(&[r2])),
+        ("?duration_gte=100", s(&[r2])),
+        ("?duration_lt=100", s(&[r1])),
+        ("?run_id_pattern=BACKFILL", s(&[&bf(10), &bf(11)])),
+        ("?run_id_pattern=01-01%7C01-11", s(&[&bf(11), r1])),
+        (
+            "?run_id_prefix_pattern=manual__2024-01-0",
+            s(&[r1, r2, r3, r4]),
+        ),
+        ("?order_by=-logical_date&limit=2", s(&[&bf(11), &bf(10)])),
+        (
+            "?order_by=state&order_by=-id&limit=3",
+            s(&[r4, &bf(11), &bf(10)]),
+        ),
+        ("?order_by=-duration&limit=2", s(&[r2, r1])),
+        ("?limit=2&offset=1", s(&[&bf(11), r1])),
+    ] {
+        let (got, total) = ids(&a, &format!("{base}{q}"), "dag_runs", "dag_run_id").await;
+        assert_eq!(got, want, "{q}");
+        if !q.contains("limit") {
+            assert_eq!(total, want.len() as i64, "{q}");
+        }
+    }
+    let (_, total) = ids(&a, &format!("{base}?limit=1"), "dag_runs", "dag_run_id").await;
+    assert_eq!(total, 6);
+    // `~`: the runs of every DAG, which the DAG id patterns then narrow.
+    let (got, total) = ids(
+        &a,
+        "/api/v2/dags/~/dagRuns?state=queued",
+        "dag_runs",
+        "dag_id",
+    )
+    .await;
+    assert_eq!(got, ["d", "d", "d"], "the backfill's two and r4");
+    assert_eq!(total, 3);
+    let (got, _) = ids(
+        &a,
+        "/api/v2/dags/~/dagRuns?dag_id_pattern=P",
+        "dag_runs",
+        "dag_run_id",
+    )
+    .await;
+    assert_eq!(got, [p_run]);
+    let (got, _) = ids(
+        &a,
+        "/api/v2/dags/~/dagRuns?dag_id_prefix_pattern=d&run_type=backfill",
+        "dag_runs",
+        "dag_run_id",
+    )
+    .await;
+    assert_eq!(got, [bf(10), bf(11)]);
+    let path = "/api/v2/dags/{dag_id}/dagRuns";
+    for (q, name, want) in [
+        ("?state=sleeping", "state", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "?run_type=asset_triggered",
+            "run_type",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "?start_date_gte=monday",
+            "start_date_gte",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "?duration_gte=long",
+            "duration_gte",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("?order_by=conf", "order_by", StatusCode::BAD_REQUEST),
+        ("?cursor=", "cursor", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "?updated_at_gte=2024-01-01T00:00:00Z",
+            "updated_at_gte",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (status, body) = a
+            .call("GET", &format!("{base}{q}"), Some(&admin), None)
+            .await;
+        assert_eq!(status, want, "{q}: {body}");
+        assert!(detail(&body).contains(name), "{q}: {body}");
+        assert_airflow_shape("get", path, status, &body);
+    }
+    let (status, _) = a
+        .call("GET", "/api/v2/dags/nope/dagRuns", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
+    let a = api().await;
+    let admin = basic("ada", "admin-password");
+    let post = "/api/v2/dags/d/dagRuns";
+    let path = "/api/v2/dags/{dag_id}/dagRuns";
+    let day = |d: u32| format!("2024-01-{d:02}T00:00:00Z");
+    for (body, field) in [
+        (json!({"logical_date": day(1), "note": "hi"}), "note"),
+        (
+            json!({"logical_date": day(1), "partition_key": "k"}),
+            "partition_key",
+        ),
+        (
+            json!({"logical_date": day(1), "dag_run_id": "my_own_id"}),
+            "dag_run_id",
+        ),
+        (
+            json!({"logical_date": day(1), "data_interval_start": day(1),
+                   "data_interval_end": day(3)}),
+            "data_interval_start",
+        ),
+        (
+            json!({"logical_date": day(1), "data_interval_start": day(1)}),
+            "data_interval_end",
+        ),
+        (
+            json!({"logical_date": day(1), "run_after": "2999-01-01T00:00:00Z"}),
+            "run_after",
+        ),
+    ] {
+        let (status, got) = a.call("POST", post, Some(&admin), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {got}");
+        assert!(detail(&got).contains(field), "{body}: {got}");
+        assert_airflow_shape("post", path, status, &got);
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dag_runs")
+        .fetch_one(&a.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "a refused trigger creates nothing");
+    // What upiflow would do anyway is accepted, with Airflow's null defaults.
+    let (status, run) = a
+        .call(
+            "POST",
+            post,
+            Some(&admin),
+            Some(
+                json!({"logical_date": day(1), "dag_run_id": "manual__2024-01-01T00:00:00+00:00",
+                        "data_interval_start": day(1), "data_interval_end": day(2),
+                        "run_after": day(2), "note": null, "partition_key": null, "conf": null}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["dag_run_id"], "manual__2024-01-01T00:00:00+00:00");
+
+    // Backfills: d's own limit is 16.
+    let bf = "/api/v2/backfills";
+    let body = |extra: Value| {
+        let mut b = json!({"dag_id": "d", "from_date": day(5), "to_date": day(6)});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (extra, field) in [
+        (json!({"max_active_runs": 10}), "max_active_runs"),
+        (json!({"max_active_runs": 0}), "max_active_runs"),
+        (
+            json!({"run_on_latest_version": false}),
+            "run_on_latest_version",
+        ),
+        (json!({"run_backwards": true}), "run_backwards"),
+        (json!({"dag_run_conf": {"n": 3}}), "dag_run_conf"),
+    ] {
+        let (status, got) = a
+            .call("POST", bf, Some(&admin), Some(body(extra.clone())))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{extra}: {got}");
+        assert!(detail(&got).contains(field), "{extra}: {got}");
+        assert_airflow_shape("post", bf, status, &got);
+    }
+    for extra in [
+        json!({"max_active_runs": 16, "run_on_latest_version": true, "run_backwards": false,
+               "dag_run_conf": {}, "reprocess_behavior": "none"}),
+        json!({"max_active_runs": 50, "reprocess_behavior": "failed"}),
+    ] {
+        let (status, got) = a
+            .call("POST", bf, Some(&admin), Some(body(extra.clone())))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{extra}: {got}");
+        assert_eq!(got["max_active_runs"], 16, "the limit that holds");
+    }
+
+    // PATCH's update_mask: only is_paused.
+    let (status, got) = a
+        .call(
+            "PATCH",
+            "/api/v2/dags/d?update_mask=is_paused",
+            Some(&admin),
+            Some(json!({"is_paused": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, got["is_paused"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let (status, got) = a
+        .call(
+            "PATCH",
+            "/api/v2/dags/d?update_mask=description",
+            Some(&admin),
+            Some(json!({"is_paused": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{got}");
+    assert!(detail(&got).contains("update_mask"));
+    assert_airflow_shape("patch", "/api/v2/dags/{dag_id}", status, &got);
+    let (_, got) = a.call("GET", "/api/v2/dags/d", Some(&admin), None).await;
+    assert_eq!(got["is_paused"], true, "the refused patch changed nothing");
+}
+
+#[tokio::test]
+async fn clear_fields_are_honoured_or_refused_and_running_instances_are_a_409() {
+    let a = api().await;
+    let admin = basic("ada", "admin-password");
+    let run = trigger_d(&a, &admin, 5).await;
+    let clear = "/api/v2/dags/d/clearTaskInstances";
+    let path = "/api/v2/dags/{dag_id}/clearTaskInstances";
+    for (body, field) in [
+        (
+            json!({"dry_run": false, "reset_dag_runs": false}),
+            "reset_dag_runs",
+        ),
+        (
+            json!({"run_on_latest_version": true}),
+            "run_on_latest_version",
+        ),
+        (json!({"note": "why"}), "note"),
+        (
+            json!({"dag_run_id": run, "start_date": "2024-01-01T00:00:00Z"}),
+            "start_date",
+        ),
+    ] {
+        let (status, got) = a
+            .call("POST", clear, Some(&admin), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {got}");
+        assert!(detail(&got).contains(field), "{body}: {got}");
+        assert_airflow_shape("post", path, status, &got);
+    }
+    // A dry run may say reset_dag_runs=false: it changes nothing either way.
+    let (status, _) = a
+        .call(
+            "POST",
+            clear,
+            Some(&admin),
+            Some(json!({"dry_run": true, "reset_dag_runs": false, "only_failed": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A running task instance: listed by a dry run, a 409 for a real clear either way.
+    sqlx::query("UPDATE task_instances SET state = 'running', try_number = 1 WHERE dag_id = 'd'")
+        .execute(&a.db.pool)
+        .await
+        .unwrap();
+    let real = json!({"dry_run": false, "only_failed": false, "dag_run_id": run});
+    let (status, got) = a
+        .call(
+            "POST",
+            clear,
+            Some(&admin),
+            Some(json!({"only_running": true, "only_failed": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, got["total_entries"].as_i64()),
+        (StatusCode::OK, Some(1))
+    );
+    let mut prevent = real.clone();
+    prevent["prevent_running_task"] = json!(true);
+    let (status, got) = a.call("POST", clear, Some(&admin), Some(prevent)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{got}");
+    assert!(detail(&got).contains("prevent_running_task"), "{got}");
+    let (status, got) = a
+        .call("POST", clear, Some(&admin), Some(real.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{got}");
+    assert!(detail(&got).contains("running"), "{got}");
+    let state: String =
+        sqlx::query_scalar("SELECT state::text FROM task_instances WHERE dag_id = 'd'")
+            .fetch_one(&a.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "running", "a refused clear changes nothing");
+    // Once it has ended, a real clear resets it and puts the run back to running
+    // (reset_dag_runs, Airflow's default).
+    sqlx::raw_sql(
+        "UPDATE task_instances SET state = 'failed', end_date = now() WHERE dag_id = 'd';
+         UPDATE dag_runs SET state = 'failed', end_date = now() WHERE dag_id = 'd'",
+    )
+    .execute(&a.db.pool)
+    .await
+    .unwrap();
+    let mut reset = real.clone();
+    reset["reset_dag_runs"] = json!(true);
+    reset["prevent_running_task"] = json!(true);
+    let (status, got) = a.call("POST", clear, Some(&admin), Some(reset)).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["total_entries"], 1);
+    let state: String = sqlx::query_scalar("SELECT state::text FROM dag_runs WHERE dag_id = 'd'")
+        .fetch_one(&a.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "running");
 }

@@ -119,6 +119,17 @@ pub async fn start(
             req.to.to_rfc3339()
         )));
     }
+    crate::transient::retry("backfill", || start_once(pool, cache, dag, req, &wanted)).await
+}
+
+async fn start_once(
+    pool: &PgPool,
+    cache: &VersionCache,
+    dag: &Dag,
+    req: &Request,
+    wanted: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Result<BackfillRow> {
+    // Lock order: the DAG row (taken by `sync`) before any run row, as everywhere.
     let mut tx = pool.begin().await?;
     let hash = dags::sync(&mut tx, dag).await?;
     // One writer per DAG at a time, so two identical requests resume one backfill.
@@ -175,7 +186,7 @@ pub async fn start(
         .map(|(id, ld, st, b)| (ld, (id, st, b)))
         .collect();
     let mut to_reset = Vec::new();
-    for (start, end) in &wanted {
+    for (start, end) in wanted {
         match have.get(start) {
             None => {
                 let new = NewRun {
@@ -235,6 +246,10 @@ async fn reset_run(
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<BackfillRow> {
+    crate::transient::retry("read backfill", || get_once(pool, id)).await
+}
+
+async fn get_once(pool: &PgPool, id: i64) -> Result<BackfillRow> {
     sqlx::query_as(
         "SELECT id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state::text AS state,
                 total, created_at, completed_at FROM backfills WHERE id = $1",
@@ -247,6 +262,10 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<BackfillRow> {
 
 /// Counts the runs in the backfill's range by state (runs created by it and runs it found).
 pub async fn progress(pool: &PgPool, b: &BackfillRow) -> Result<Progress> {
+    crate::transient::retry("backfill progress", || progress_once(pool, b)).await
+}
+
+async fn progress_once(pool: &PgPool, b: &BackfillRow) -> Result<Progress> {
     let (success, failed, running, queued): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE state = 'success'), count(*) FILTER (WHERE state = 'failed'),
                 count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'queued')

@@ -21,3 +21,4 @@ pub use error::EngineError;
 pub mod backfill;
 pub mod scheduler;
 pub mod timetable;
+pub mod transient;

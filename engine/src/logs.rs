@@ -1,6 +1,8 @@
 //! Log lines of tries: tasks write through a `TaskLog`, one writer per process stores them
 //! in batches, and a flush before a try is recorded as finished keeps logs and outcome in step.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -122,22 +124,60 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         if !ids.is_empty() {
-            let res = sqlx::query(
-                "INSERT INTO task_logs (try_id, at, stream, line)
-                 SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::log_stream[], $4::text[])",
-            )
-            .bind(&ids)
-            .bind(&ats)
-            .bind(&streams)
-            .bind(&texts)
-            .execute(&pool)
-            .await;
-            if let Err(error) = res {
-                tracing::error!(%error, lines = ids.len(), "could not store task log lines");
-            }
+            store_lines(&pool, &ids, &ats, &streams, &texts).await;
         }
         for done in waiting {
             let _ = done.send(());
+        }
+    }
+}
+
+/// Stores a batch of lines. A transient failure (a lost connection, Postgres restarting) is
+/// retried until it succeeds, holding the batch (and, through the bounded channel, the
+/// tasks that write more); a lasting one, which would fail again, falls back to one line
+/// at a time so only a line that cannot be stored is not, and that one goes to this
+/// process's own log with its text instead of vanishing.
+async fn store_lines(
+    pool: &PgPool,
+    ids: &[i64],
+    ats: &[DateTime<Utc>],
+    streams: &[LogStream],
+    texts: &[String],
+) {
+    let insert = async |ids: &[i64],
+                        ats: &[DateTime<Utc>],
+                        streams: &[LogStream],
+                        texts: &[String]| {
+        crate::transient::retry_for("store task log lines", Duration::MAX, || async {
+            sqlx::query(
+                "INSERT INTO task_logs (try_id, at, stream, line)
+                 SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::log_stream[], $4::text[])",
+            )
+            .bind(ids)
+            .bind(ats)
+            .bind(streams)
+            .bind(texts)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    };
+    let Err(error) = insert(ids, ats, streams, texts).await else {
+        return;
+    };
+    tracing::warn!(%error, lines = ids.len(), "could not store a batch of task log lines; storing them one by one");
+    for i in 0..ids.len() {
+        let one = i..i + 1;
+        if let Err(error) = insert(
+            &ids[one.clone()],
+            &ats[one.clone()],
+            &streams[one.clone()],
+            &texts[one],
+        )
+        .await
+        {
+            tracing::error!(%error, try_id = ids[i], at = %ats[i], stream = streams[i].as_str(), line = %texts[i], "could not store a task log line");
         }
     }
 }

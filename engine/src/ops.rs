@@ -64,6 +64,21 @@ pub async fn trigger(
     req: &Trigger,
 ) -> Result<RunRow> {
     runs::check_conf(dag, &req.conf)?;
+    let run = crate::transient::retry("trigger", || trigger_once(pool, cache, dag, req)).await?;
+    // Read it again: starting it may have moved it on already.
+    crate::transient::retry("trigger", || async {
+        let mut conn = pool.acquire().await?;
+        runs::get_by_pk(&mut conn, run.id).await
+    })
+    .await
+}
+
+async fn trigger_once(
+    pool: &PgPool,
+    cache: &VersionCache,
+    dag: &Dag,
+    req: &Trigger,
+) -> Result<RunRow> {
     let (logical_date, data_interval) = resolve_interval(dag, req.logical_date);
     let new = NewRun {
         run_id: runs::make_run_id(req.run_type, logical_date),
@@ -94,8 +109,7 @@ pub async fn trigger(
     runs::start_queued(&mut tx, cache, &dag.dag_id).await?;
     store::notify_wake(&mut tx).await?;
     tx.commit().await?;
-    let mut conn = pool.acquire().await?;
-    runs::get_by_pk(&mut conn, run.id).await
+    Ok(run)
 }
 
 /// Waits until the run reaches a final state, calling `progress` on every change.
@@ -106,9 +120,11 @@ pub async fn wait_for_run(
 ) -> Result<RunState> {
     let mut last = None;
     loop {
-        let mut conn = pool.acquire().await?;
-        let run = runs::get_by_pk(&mut conn, run_pk).await?;
-        drop(conn);
+        let run = crate::transient::retry("wait for run", || async move {
+            let mut conn = pool.acquire().await?;
+            runs::get_by_pk(&mut conn, run_pk).await
+        })
+        .await?;
         if last != Some(run.state) {
             progress(&run);
             last = Some(run.state);
@@ -124,10 +140,15 @@ pub async fn wait_for_run(
 /// finer resolution than `wait_for_run`).
 pub async fn wait_until_done(pool: &PgPool, run_pk: i64, every: Duration) -> Result<RunState> {
     loop {
-        let state: RunState = sqlx::query_scalar("SELECT state FROM dag_runs WHERE id = $1")
-            .bind(run_pk)
-            .fetch_one(pool)
-            .await?;
+        let state: RunState = crate::transient::retry("wait for run", || async move {
+            Ok(
+                sqlx::query_scalar("SELECT state FROM dag_runs WHERE id = $1")
+                    .bind(run_pk)
+                    .fetch_one(pool)
+                    .await?,
+            )
+        })
+        .await?;
         if state.is_terminal() {
             return Ok(state);
         }

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::dag::{self, DagError};
+use crate::dag::{self, Dag, DagError};
 use crate::error::Result;
 use crate::kind::Registry;
 use crate::store::dags::VersionCache;
@@ -136,55 +136,28 @@ impl Scheduler {
         let folder = tokio::task::spawn_blocking(move || dag::load_folder(&folder_path, &registry))
             .await
             .expect("loading DAG files does not panic");
-        let mut tx = self.pool.begin().await?;
-        for d in &folder.dags {
-            let hash = d.version_hash();
-            if self.synced.get(&d.dag_id) != Some(&hash) {
-                dags::sync(&mut tx, d).await?;
-                tracing::info!(dag_id = %d.dag_id, version = %hash, "DAG version recorded");
-                self.synced.insert(d.dag_id.clone(), hash);
-            }
+        let changed: Vec<(&Dag, String)> = folder
+            .dags
+            .iter()
+            .map(|d| (d, d.version_hash()))
+            .filter(|(d, hash)| self.synced.get(&d.dag_id) != Some(hash))
+            .collect();
+        let errors_changed = self.last_errors.as_ref() != Some(&folder.errors);
+        crate::transient::retry("record DAG files", || {
+            record_files(&self.pool, &folder, &changed, errors_changed)
+        })
+        .await?;
+        // Only what is committed counts as recorded.
+        for (d, hash) in changed {
+            tracing::info!(dag_id = %d.dag_id, version = %hash, "DAG version recorded");
+            self.synced.insert(d.dag_id.clone(), hash);
         }
-        if self.last_errors.as_ref() != Some(&folder.errors) {
+        if errors_changed {
             for e in &folder.errors {
                 tracing::error!(error = %e, "invalid DAG file; its DAG keeps its last good version");
             }
-            let files: Vec<String> = folder
-                .errors
-                .iter()
-                .map(|e| e.file.display().to_string())
-                .collect();
-            let lines: Vec<i32> = folder.errors.iter().map(|e| e.line as i32).collect();
-            let messages: Vec<&str> = folder.errors.iter().map(|e| e.message.as_str()).collect();
-            sqlx::query("DELETE FROM import_errors")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO import_errors (fileloc, line, message)
-                 SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[])",
-            )
-            .bind(&files)
-            .bind(&lines)
-            .bind(&messages)
-            .execute(&mut *tx)
-            .await?;
             self.last_errors = Some(folder.errors.clone());
         }
-        let valid: Vec<&str> = folder.dags.iter().map(|d| d.dag_id.as_str()).collect();
-        let broken: Vec<String> = folder
-            .errors
-            .iter()
-            .map(|e| e.file.display().to_string())
-            .collect();
-        sqlx::query(
-            "UPDATE dags SET is_active = (dag_id = ANY($1) OR fileloc = ANY($2))
-             WHERE is_active IS DISTINCT FROM (dag_id = ANY($1) OR fileloc = ANY($2))",
-        )
-        .bind(&valid)
-        .bind(&broken)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -204,12 +177,17 @@ impl Scheduler {
         .fetch_all(&self.pool)
         .await?;
         for (dag_id, hash) in due {
-            let mut tx = self.pool.begin().await?;
-            if !timetable::try_lock_dag(&mut tx, &dag_id).await? {
-                continue;
-            }
-            let dag = self.cache.get(&mut tx, &dag_id, &hash).await?;
-            let created = timetable::create_due_runs(&mut tx, &dag, &hash, now).await?;
+            let created = crate::transient::retry("create scheduled runs", || async {
+                let mut tx = self.pool.begin().await?;
+                if !timetable::try_lock_dag(&mut tx, &dag_id).await? {
+                    return Ok(timetable::Created::default());
+                }
+                let dag = self.cache.get(&mut tx, &dag_id, &hash).await?;
+                let created = timetable::create_due_runs(&mut tx, &dag, &hash, now).await?;
+                tx.commit().await?;
+                Ok(created)
+            })
+            .await?;
             if created.runs > 0 {
                 tracing::debug!(%dag_id, runs = created.runs, "created scheduled runs");
             }
@@ -218,22 +196,78 @@ impl Scheduler {
             }
             pass.created += created.runs;
             pass.missed += created.missed;
-            tx.commit().await?;
         }
         let queued: Vec<String> =
             sqlx::query_scalar("SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued'")
                 .fetch_all(&self.pool)
                 .await?;
         for dag_id in queued {
-            let mut tx = self.pool.begin().await?;
-            let started = runs::start_queued(&mut tx, &self.cache, &dag_id).await?;
-            if started > 0 {
-                store::notify_wake(&mut tx).await?;
-            }
-            tx.commit().await?;
-            pass.started += started;
+            pass.started += crate::transient::retry("start queued runs", || async {
+                let mut tx = self.pool.begin().await?;
+                let started = runs::start_queued(&mut tx, &self.cache, &dag_id).await?;
+                if started > 0 {
+                    store::notify_wake(&mut tx).await?;
+                }
+                tx.commit().await?;
+                Ok(started)
+            })
+            .await?;
         }
-        crate::backfill::close_finished(&self.pool).await?;
+        crate::transient::retry("close finished backfills", || {
+            crate::backfill::close_finished(&self.pool)
+        })
+        .await?;
         Ok(pass)
     }
+}
+
+/// One transaction recording new DAG versions, the import errors (when they changed) and
+/// which DAGs are active.
+async fn record_files(
+    pool: &PgPool,
+    folder: &dag::Folder,
+    changed: &[(&Dag, String)],
+    errors_changed: bool,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    for (d, _) in changed {
+        dags::sync(&mut tx, d).await?;
+    }
+    if errors_changed {
+        let files: Vec<String> = folder
+            .errors
+            .iter()
+            .map(|e| e.file.display().to_string())
+            .collect();
+        let lines: Vec<i32> = folder.errors.iter().map(|e| e.line as i32).collect();
+        let messages: Vec<&str> = folder.errors.iter().map(|e| e.message.as_str()).collect();
+        sqlx::query("DELETE FROM import_errors")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO import_errors (fileloc, line, message)
+             SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[])",
+        )
+        .bind(&files)
+        .bind(&lines)
+        .bind(&messages)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let valid: Vec<&str> = folder.dags.iter().map(|d| d.dag_id.as_str()).collect();
+    let broken: Vec<String> = folder
+        .errors
+        .iter()
+        .map(|e| e.file.display().to_string())
+        .collect();
+    sqlx::query(
+        "UPDATE dags SET is_active = (dag_id = ANY($1) OR fileloc = ANY($2))
+         WHERE is_active IS DISTINCT FROM (dag_id = ANY($1) OR fileloc = ANY($2))",
+    )
+    .bind(&valid)
+    .bind(&broken)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -62,7 +62,9 @@ pub async fn create_due_runs(
     }
     let tz = dag.tz();
     let (cursor, unpaused_at): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-        sqlx::query_as("SELECT next_dagrun, unpaused_at FROM dags WHERE dag_id = $1")
+        // The DAG row first, then its runs: the order trigger and backfill use too, so
+        // creating runs here can never deadlock with them.
+        sqlx::query_as("SELECT next_dagrun, unpaused_at FROM dags WHERE dag_id = $1 FOR UPDATE")
             .bind(&dag.dag_id)
             .fetch_one(&mut *conn)
             .await?;

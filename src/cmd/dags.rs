@@ -12,7 +12,7 @@ use upiflow_engine::store::{dags as store_dags, runs as store_runs};
 use super::{connect, database_url, find_dag, table};
 use crate::Global;
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 pub enum DagsCommand {
     /// Every DAG in the folder, with its state in the database and the errors of invalid files.
     List,

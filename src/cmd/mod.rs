@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use sqlx::PgPool;
 use upiflow_engine::dag::{self, Dag};
-use upiflow_engine::store;
+use upiflow_engine::{EngineError, store, transient};
 
 use crate::Global;
 
@@ -35,13 +35,44 @@ pub fn database_url(g: &Global) -> Result<String> {
 /// Connects and brings the schema up to date.
 pub async fn connect(g: &Global) -> Result<PgPool> {
     let url = database_url(g)?;
-    let pool = store::connect(&url, 10)
+    let pool = transient::retry("connect", || store::connect(&url, 10))
         .await
         .context("cannot connect to the database")?;
-    store::migrate(&pool)
+    transient::retry("migrate", || store::migrate(&pool))
         .await
         .context("cannot migrate the database")?;
     Ok(pool)
+}
+
+/// Whether a command failed only on a transient database error (anywhere in its chain).
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<EngineError>()
+            .is_some_and(EngineError::is_transient)
+            || c.downcast_ref::<sqlx::Error>()
+                .is_some_and(transient::is_transient_sqlx)
+    })
+}
+
+/// Runs a command that only reads (or is idempotent) again when it failed on a transient
+/// database error, within the engine's retry budget, so a Postgres restart or a lost
+/// connection does not fail it.
+pub async fn rerun_on_transient(
+    what: &str,
+    mut command: impl AsyncFnMut() -> Result<ExitCode>,
+) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        match command().await {
+            Err(e) if is_transient(&e) && started.elapsed() < transient::GIVE_UP_AFTER => {
+                tracing::warn!(command = what, error = %format!("{e:#}"), "transient database error; running the command again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 pub async fn db_migrate(g: &Global) -> Result<ExitCode> {

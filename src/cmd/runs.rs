@@ -13,7 +13,7 @@ use upiflow_engine::store::{runs as store_runs, tis};
 use super::{connect, find_dag, fmt_duration, fmt_time, table};
 use crate::Global;
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct TriggerArgs {
     pub dag_id: String,
     /// A date (YYYY-MM-DD, midnight in the DAG's time zone) or an RFC 3339 timestamp; the run
@@ -71,7 +71,7 @@ pub async fn trigger(g: &Global, a: TriggerArgs) -> Result<ExitCode> {
     })
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct RunsArgs {
     pub dag_id: String,
     /// Show the task instances of this run instead.
@@ -140,7 +140,7 @@ fn print_tis(rows: &[tis::TiRow]) {
     println!("{t}");
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct HistoryArgs {
     pub dag_id: String,
     pub task_id: String,
@@ -172,7 +172,7 @@ pub async fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct LogsArgs {
     pub dag_id: String,
     pub run_id: String,
@@ -207,7 +207,7 @@ pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ClearArgs {
     pub dag_id: String,
     pub run_id: String,

@@ -23,6 +23,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The database failed transiently (see `crate::retry`): a 503 the request is replayed on.
+    #[error("the database is unavailable for the moment; try again")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -37,6 +40,10 @@ impl IntoResponse for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(cause) => {
+                tracing::warn!(%cause, "request failed on a transient database error");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(cause) => {
                 tracing::error!(%cause, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -53,6 +60,13 @@ impl IntoResponse for ApiError {
             serde_json::json!({ "detail": self.to_string() })
         };
         let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.extensions_mut().insert(crate::retry::Transient);
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -69,6 +83,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(m) => Self::NotFound(m),
             EngineError::Conflict(m) => Self::Conflict(m),
             EngineError::Invalid(m) => Self::BadRequest(m),
+            other if other.is_transient() => Self::Unavailable(anyhow_chain(&other)),
             other => Self::Internal(format!("{:#}", anyhow_chain(&other))),
         }
     }
@@ -76,7 +91,11 @@ impl From<EngineError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(e.to_string())
+        if upiflow_engine::transient::is_transient_sqlx(&e) {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
+        }
     }
 }
 

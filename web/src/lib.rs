@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod retry;
 pub mod ui;
 
 use std::sync::Arc;
@@ -24,8 +25,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub async fn new(pool: PgPool) -> Result<Self, sqlx::Error> {
-        let token_key = Arc::new(auth::signing_key(&pool).await?);
+    pub async fn new(pool: PgPool) -> Result<Self, upiflow_engine::EngineError> {
+        let key = upiflow_engine::transient::retry("read the token signing key", || async {
+            Ok(auth::signing_key(&pool).await?)
+        })
+        .await?;
+        let token_key = Arc::new(key);
         Ok(Self {
             pool,
             cache: VersionCache::new(),
@@ -45,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+        .layer(axum::middleware::from_fn(retry::replay_transient))
 }
 
 /// Binds `bind`, with a message that names the address when it cannot.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{ConnectOptions, PgPool};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -64,7 +65,11 @@ fn hostname() -> String {
 
 /// A worker process (or one of several in a process).
 pub struct Worker {
+    /// The worker's own bookkeeping: claiming, finishing, heartbeats, logs.
     pool: PgPool,
+    /// What task bodies get (`TaskContext::pool`), so slow task SQL never makes the
+    /// bookkeeping wait for a connection: one per slot, opened on demand.
+    task_pool: PgPool,
     registry: Registry,
     cache: VersionCache,
     logs: LogWriter,
@@ -74,8 +79,20 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(pool: PgPool, registry: Registry, cfg: WorkerConfig) -> Self {
+        let task_pool = PgPoolOptions::new()
+            .max_connections(cfg.concurrency.max(1) as u32)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(60))
+            // A task's SQL taking long is its nature, not news: no slow-statement warnings.
+            .connect_lazy_with(
+                (*pool.connect_options())
+                    .clone()
+                    .disable_statement_logging(),
+            );
         Self {
             logs: LogWriter::start(pool.clone()),
+            task_pool,
             pool,
             registry,
             cache: VersionCache::new(),
@@ -97,14 +114,18 @@ impl Worker {
     /// period) and records them.
     #[tracing::instrument(skip_all, fields(worker = %self.cfg.worker_id), err)]
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO workers (worker_id, hostname, pid) VALUES ($1, $2, $3)
-             ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL",
-        )
-        .bind(&self.cfg.worker_id)
-        .bind(hostname())
-        .bind(std::process::id() as i32)
-        .execute(&self.pool)
+        crate::transient::retry("register worker", || async {
+            sqlx::query(
+                "INSERT INTO workers (worker_id, hostname, pid) VALUES ($1, $2, $3)
+                 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL",
+            )
+            .bind(&self.cfg.worker_id)
+            .bind(hostname())
+            .bind(std::process::id() as i32)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
         .await?;
         tracing::info!(concurrency = self.cfg.concurrency, "worker started");
 
@@ -117,6 +138,12 @@ impl Worker {
         let cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>> = Default::default();
         let heart = tokio::spawn(heartbeat(
             self.pool.clone(),
+            self.cfg.clone(),
+            cancels.clone(),
+            background.clone(),
+        ));
+        let reaper = tokio::spawn(reap(
+            self.pool.clone(),
             self.cache.clone(),
             self.cfg.clone(),
             cancels.clone(),
@@ -128,10 +155,21 @@ impl Worker {
         background.cancel();
         let _ = listener.await;
         let _ = heart.await;
-        sqlx::query("UPDATE workers SET stopped_at = now() WHERE worker_id = $1")
-            .bind(&self.cfg.worker_id)
-            .execute(&self.pool)
-            .await?;
+        let _ = reaper.await;
+        // Saying so lets others retry what this worker leaves at once; if it cannot be said,
+        // its heartbeat goes stale and they do so after the zombie threshold.
+        let said =
+            crate::transient::retry_for("unregister worker", Duration::from_secs(10), || async {
+                sqlx::query("UPDATE workers SET stopped_at = now() WHERE worker_id = $1")
+                    .bind(&self.cfg.worker_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            })
+            .await;
+        if let Err(error) = said {
+            tracing::warn!(%error, "could not record that this worker stopped");
+        }
         tracing::info!("worker stopped");
         result
     }
@@ -200,7 +238,7 @@ impl Worker {
                                 c,
                                 dag,
                                 self.registry.clone(),
-                                self.pool.clone(),
+                                self.task_pool.clone(),
                                 self.logs.clone(),
                                 self.cfg.worker_id.clone(),
                                 token,
@@ -385,11 +423,11 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Proves this worker alive, fails the tries of dead workers, and stops local tries that
-/// another process already failed (so no task instance runs twice at once).
+/// Proves this worker alive, and stops local tries that another process already failed (so
+/// no task instance runs twice at once). It does nothing else, so nothing slow (reaping,
+/// task SQL) can delay a beat: it has the bookkeeping pool, which task bodies never use.
 async fn heartbeat(
     pool: PgPool,
-    cache: VersionCache,
     cfg: WorkerConfig,
     cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
     stop: CancellationToken,
@@ -406,15 +444,7 @@ async fn heartbeat(
             tracing::warn!(%error, "heartbeat failed");
             continue;
         }
-        if let Err(error) = tis::reap_zombies(&pool, &cache, cfg.zombie_threshold).await {
-            tracing::warn!(%error, "zombie check failed");
-        }
-        let local: Vec<i64> = cancels
-            .lock()
-            .expect("cancel map poisoned")
-            .keys()
-            .copied()
-            .collect();
+        let local = local_tries(&cancels);
         if local.is_empty() {
             continue;
         }
@@ -433,6 +463,45 @@ async fn heartbeat(
                     token.cancel();
                 }
             }
+        }
+    }
+}
+
+fn local_tries(cancels: &std::sync::Mutex<HashMap<i64, CancellationToken>>) -> Vec<i64> {
+    cancels
+        .lock()
+        .expect("cancel map poisoned")
+        .keys()
+        .copied()
+        .collect()
+}
+
+/// Fails the tries of dead workers, and this worker's own orphans: task instances the
+/// database says this worker runs but it does not (a claim whose answer was lost with its
+/// connection, say). Both then retry as zombies do.
+async fn reap(
+    pool: PgPool,
+    cache: VersionCache,
+    cfg: WorkerConfig,
+    cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(cfg.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! { _ = stop.cancelled() => return, _ = tick.tick() => {} }
+        if let Err(error) = tis::reap_zombies(&pool, &cache, cfg.zombie_threshold).await {
+            tracing::warn!(%error, "zombie check failed");
+        }
+        // Claims younger than the threshold may be on their way into the local map.
+        let local = local_tries(&cancels);
+        match tis::reap_orphans(&pool, &cache, &cfg.worker_id, &local, cfg.zombie_threshold).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                tries = n,
+                "failed tries this worker was recorded as running but was not"
+            ),
+            Err(error) => tracing::warn!(%error, "orphan check failed"),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod dags;
+pub mod filters;
 pub mod runs;
 pub mod tis;
 

@@ -130,12 +130,38 @@ pub async fn start_queued(
     cache: &VersionCache,
     dag_id: &str,
 ) -> Result<usize> {
+    start_queued_locking(conn, cache, dag_id, false).await
+}
+
+/// [`start_queued`] for callers that already hold run row locks (finishing tries): they
+/// must not wait for the DAG row, because the DAG row is always taken *before* run rows
+/// (trigger, backfill, the scheduler), and waiting here would close a cycle. If another
+/// transaction holds the DAG row, it or the scheduler's next pass (which the finisher's
+/// wake-up triggers) starts the runs instead.
+pub async fn start_queued_if_unlocked(
+    conn: &mut PgConnection,
+    cache: &VersionCache,
+    dag_id: &str,
+) -> Result<usize> {
+    start_queued_locking(conn, cache, dag_id, true).await
+}
+
+async fn start_queued_locking(
+    conn: &mut PgConnection,
+    cache: &VersionCache,
+    dag_id: &str,
+    skip_locked: bool,
+) -> Result<usize> {
     // The DAG row lock serialises starters, so two of them cannot both fill the last slot.
-    let row: Option<(bool, i32)> =
-        sqlx::query_as("SELECT is_paused, max_active_runs FROM dags WHERE dag_id = $1 FOR UPDATE")
-            .bind(dag_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let sql = if skip_locked {
+        "SELECT is_paused, max_active_runs FROM dags WHERE dag_id = $1 FOR UPDATE SKIP LOCKED"
+    } else {
+        "SELECT is_paused, max_active_runs FROM dags WHERE dag_id = $1 FOR UPDATE"
+    };
+    let row: Option<(bool, i32)> = sqlx::query_as(sql)
+        .bind(dag_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some((paused, max_active)) = row else {
         return Ok(0);
     };
@@ -222,6 +248,7 @@ pub async fn settle(conn: &mut PgConnection, run_pk: i64, dag: &Dag) -> Result<S
 }
 
 /// Locks runs in id order (the one order every writer uses, so writers never deadlock).
+/// Lock order across tables: a `dags` row before any of its `dag_runs` rows.
 pub async fn lock_runs(
     conn: &mut PgConnection,
     ids: &[i64],

@@ -207,7 +207,7 @@ async fn settle_all(
     dags_with_free_slot.sort_unstable();
     dags_with_free_slot.dedup();
     for dag_id in dags_with_free_slot {
-        if runs::start_queued(tx, cache, dag_id).await? > 0 {
+        if runs::start_queued_if_unlocked(tx, cache, dag_id).await? > 0 {
             out.scheduled += 1;
         }
     }
@@ -251,16 +251,62 @@ pub async fn reap_zombies(
     .bind(threshold.as_secs_f64())
     .fetch_all(pool)
     .await?;
+    let n = fail_lost(pool, cache, candidates, |w| {
+        format!("worker {w} stopped heart-beating while running this try")
+    })
+    .await?;
+    if n > 0 {
+        tracing::warn!(
+            tries = n,
+            "failed the tries of workers that stopped heart-beating"
+        );
+    }
+    Ok(n)
+}
+
+/// Fails (and so retries) the tries that the database says `worker` runs, started more than
+/// `threshold` ago, which the worker itself does not run (not in `local`): their claim
+/// committed but its answer never reached the worker.
+pub async fn reap_orphans(
+    pool: &PgPool,
+    cache: &VersionCache,
+    worker: &str,
+    local: &[i64],
+    threshold: Duration,
+) -> Result<usize> {
+    let candidates: Vec<Zombie> = sqlx::query_as(
+        "SELECT ti.id AS ti_id, ti.run_pk, ti.try_number, ti.max_tries, ti.dag_id,
+                r.dag_hash, ti.task_id, ti.worker, tr.id AS try_id
+         FROM task_instances ti
+         JOIN dag_runs r ON r.id = ti.run_pk
+         JOIN task_tries tr ON tr.ti_id = ti.id AND tr.try_number = ti.try_number
+         WHERE ti.state = 'running' AND ti.worker = $1 AND ti.id <> ALL($2)
+           AND ti.start_date < now() - $3 * interval '1 second'",
+    )
+    .bind(worker)
+    .bind(local)
+    .bind(threshold.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    fail_lost(pool, cache, candidates, |w| {
+        format!("worker {w} lost this try (its claim was recorded but never reached it)")
+    })
+    .await
+}
+
+async fn fail_lost(
+    pool: &PgPool,
+    cache: &VersionCache,
+    candidates: Vec<Zombie>,
+    why: impl Fn(&str) -> String,
+) -> Result<usize> {
     if candidates.is_empty() {
         return Ok(0);
     }
     let batch: Vec<Finished> = candidates
         .into_iter()
         .map(|z| Finished {
-            error: Some(format!(
-                "worker {} stopped heart-beating while running this try",
-                z.worker
-            )),
+            error: Some(why(&z.worker)),
             ti_id: z.ti_id,
             run_pk: z.run_pk,
             dag_id: z.dag_id,
@@ -274,13 +320,8 @@ pub async fn reap_zombies(
             retryable: true,
         })
         .collect();
-    let res = finish_batch(pool, cache, &batch).await?;
-    if res.recorded > 0 {
-        tracing::warn!(
-            tries = res.recorded,
-            "failed the tries of workers that stopped heart-beating"
-        );
-    }
+    let res =
+        crate::transient::retry("fail lost tries", || finish_batch(pool, cache, &batch)).await?;
     Ok(res.recorded)
 }
 
@@ -358,6 +399,20 @@ pub async fn clear(
     task_id: &str,
     downstream: bool,
 ) -> Result<Vec<String>> {
+    crate::transient::retry("clear", || {
+        clear_once(pool, cache, dag_id, run_id, task_id, downstream)
+    })
+    .await
+}
+
+async fn clear_once(
+    pool: &PgPool,
+    cache: &VersionCache,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    downstream: bool,
+) -> Result<Vec<String>> {
     let mut tx = pool.begin().await?;
     let run = runs::get(&mut tx, dag_id, run_id).await?;
     runs::lock_runs(&mut tx, &[run.id]).await?;
@@ -391,6 +446,14 @@ pub async fn clear_many(
     if targets.is_empty() {
         return Ok(());
     }
+    crate::transient::retry("clear", || clear_many_once(pool, cache, targets)).await
+}
+
+async fn clear_many_once(
+    pool: &PgPool,
+    cache: &VersionCache,
+    targets: &[(i64, Vec<String>)],
+) -> Result<()> {
     let mut tx = pool.begin().await?;
     let ids: Vec<i64> = targets.iter().map(|(pk, _)| *pk).collect();
     let locked = runs::lock_runs(&mut tx, &ids).await?;

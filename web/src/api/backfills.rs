@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
+use super::query::NoQuery;
 use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
@@ -89,10 +90,6 @@ async fn to_response(s: &AppState, b: BackfillRow) -> Result<BackfillResponse, A
     })
 }
 
-fn default_max_active_runs() -> i64 {
-    10
-}
-
 /// Airflow's `BackfillPostBody`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -110,12 +107,13 @@ struct BackfillPostBody {
     dag_run_conf: Option<Value>,
     #[serde(default)]
     reprocess_behavior: ReprocessBehavior,
-    /// Accepted and not applied: backfill runs share the DAG's own `max_active_runs`.
-    #[serde(default = "default_max_active_runs")]
-    #[schema(default = 10)]
-    max_active_runs: i64,
-    /// Accepted and ignored: runs use the DAG's current definition.
-    #[allow(dead_code)]
+    /// How many of the backfill's runs may run at once. upiflow's backfill runs share the
+    /// DAG's own `max_active_runs` (and are never more than it), so a value of at least the
+    /// DAG's limit holds as asked and leaving it out means the DAG's limit; a smaller value
+    /// is refused, as upiflow cannot yet hold a backfill below its DAG's limit.
+    #[schema(minimum = 1)]
+    max_active_runs: Option<i64>,
+    /// Only `true` or `null`: backfill runs use the DAG's current definition.
     run_on_latest_version: Option<bool>,
 }
 
@@ -131,6 +129,7 @@ struct BackfillPostBody {
 async fn create(
     State(s): State<AppState>,
     Admin(user): Admin,
+    _: NoQuery,
     Body(body): Body<BackfillPostBody>,
 ) -> Result<Json<BackfillResponse>, ApiError> {
     if body.run_backwards {
@@ -147,9 +146,16 @@ async fn create(
             "dag_run_conf must be null or {}: backfill runs use the DAG's default params".into(),
         ));
     }
-    if body.max_active_runs < 1 {
+    if body.max_active_runs.is_some_and(|n| n < 1) {
         return Err(ApiError::Unprocessable(
             "max_active_runs must be at least 1".into(),
+        ));
+    }
+    if body.run_on_latest_version == Some(false) {
+        return Err(ApiError::Unprocessable(
+            "run_on_latest_version: false is not supported: backfill runs use the DAG's \
+             current definition"
+                .into(),
         ));
     }
     let dag = super::dags::latest(&s, &body.dag_id)
@@ -160,6 +166,17 @@ async fn create(
             }
             other => other,
         })?;
+    let limit = i64::from(dag.max_active_runs);
+    if let Some(asked) = body.max_active_runs
+        && asked < limit
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "max_active_runs: {} is below DAG `{}`'s own max_active_runs ({limit}), which its \
+             backfill runs share; a backfill limit below the DAG's is not supported yet: send \
+             at least {limit}, or lower the DAG's max_active_runs",
+            asked, body.dag_id
+        )));
+    }
     let req = Request {
         from: body.from_date,
         to: body.to_date,
@@ -188,6 +205,7 @@ async fn one(
     State(s): State<AppState>,
     _: Viewer,
     Ids(id): Ids<i64>,
+    _: NoQuery,
 ) -> Result<Json<BackfillResponse>, ApiError> {
     if id < 0 {
         return Err(ApiError::Unprocessable(

@@ -5,14 +5,15 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::FromRow;
+use sqlx::{FromRow, Postgres, QueryBuilder};
 use upiflow_engine::schedule::{Schedule, parse_timezone};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
-use super::{Body, Ids, Page, Params};
+use super::query::{self, Cmp, NoQuery, Pattern, Query};
+use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
 use crate::error::ApiError;
@@ -167,25 +168,263 @@ pub struct DagCollectionResponse {
     total_entries: i64,
 }
 
-/// DAGs, by id.
-#[utoipa::path(get, path = "/api/v2/dags", tag = "DAG", params(Page),
+/// Query parameters of the DAG list (for the document; [`list`] reads them one by one).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DagListQuery {
+    /// At most this many entries (0 to 1000).
+    #[param(default = 50, minimum = 0, maximum = 1000)]
+    limit: Option<i64>,
+    #[param(default = 0, minimum = 0)]
+    offset: Option<i64>,
+    /// Keep DAGs with these tags (repeat the parameter).
+    tags: Option<Vec<String>>,
+    /// `any` (the default): at least one of `tags`; `all`: every one.
+    tags_match_mode: Option<String>,
+    /// Case-insensitive substring (`%` and `_` are wildcards, `|` separates alternatives,
+    /// `~` matches all).
+    dag_id_pattern: Option<String>,
+    /// Case-sensitive prefix (`|` separates alternatives, `~` matches all).
+    dag_id_prefix_pattern: Option<String>,
+    /// As `dag_id_pattern` (a DAG's display name is its id).
+    dag_display_name_pattern: Option<String>,
+    dag_display_name_prefix_pattern: Option<String>,
+    /// Leave out DAGs whose file is gone (default true).
+    #[param(default = true)]
+    exclude_stale: Option<bool>,
+    paused: Option<bool>,
+    /// Keep DAGs whose file has (or has not) an import error.
+    has_import_errors: Option<bool>,
+    /// The state of the DAG's latest run (by logical date).
+    last_dag_run_state: Option<String>,
+    /// upiflow's only bundle is `dags-folder`.
+    bundle_name: Option<String>,
+    /// Keep DAGs with a run in one of these states (repeat the parameter) whose dates lie in
+    /// the `dag_run_*` bounds.
+    dag_run_state: Option<Vec<String>>,
+    dag_run_start_date_gte: Option<DateTime<Utc>>,
+    dag_run_start_date_gt: Option<DateTime<Utc>>,
+    dag_run_start_date_lte: Option<DateTime<Utc>>,
+    dag_run_start_date_lt: Option<DateTime<Utc>>,
+    dag_run_end_date_gte: Option<DateTime<Utc>>,
+    dag_run_end_date_gt: Option<DateTime<Utc>>,
+    dag_run_end_date_lte: Option<DateTime<Utc>>,
+    dag_run_end_date_lt: Option<DateTime<Utc>>,
+    /// Sort keys (repeat the parameter), `-` first for descending: dag_id (the default),
+    /// dag_display_name, next_dagrun, last_run_state, last_run_start_date.
+    order_by: Option<Vec<String>>,
+}
+
+/// Parameters Airflow documents for `GET /dags` that upiflow refuses, and why.
+const DAG_LIST_UNSUPPORTED: &[(&str, &str)] = &[
+    ("owners", "upiflow DAGs have no owners"),
+    ("bundle_version", "upiflow does not version its DAG bundle"),
+    ("has_asset_schedule", "upiflow has no assets"),
+    ("asset_dependency", "upiflow has no assets"),
+    ("is_favorite", "upiflow has no favourite DAGs"),
+    (
+        "timetable_type",
+        "upiflow has cron schedules only, not timetable classes",
+    ),
+];
+
+fn dag_order(v: &str) -> Result<(&'static str, bool), ApiError> {
+    let (desc, key) = match v.strip_prefix('-') {
+        Some(k) => (true, k),
+        None => (false, v),
+    };
+    let col = match key {
+        "dag_id" | "dag_display_name" => "d.dag_id",
+        "next_dagrun" => "d.next_dagrun",
+        "last_run_state" => "lr.state",
+        "last_run_start_date" => "lr.start_date",
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model"
+            )));
+        }
+    };
+    Ok((col, desc))
+}
+
+fn run_state(key: &str, v: &str) -> Result<upiflow_engine::RunState, ApiError> {
+    use upiflow_engine::RunState as S;
+    Ok(match v {
+        "queued" => S::Queued,
+        "running" => S::Running,
+        "success" => S::Success,
+        "failed" => S::Failed,
+        other => {
+            return Err(ApiError::Unprocessable(format!(
+                "{key}: `{other}` is not a DAG run state (queued, running, success, failed)"
+            )));
+        }
+    })
+}
+
+pub(super) fn run_states(
+    q: &mut Query,
+    key: &str,
+) -> Result<Option<Vec<upiflow_engine::RunState>>, ApiError> {
+    let values = q.all_split(key);
+    if values.is_empty() {
+        return Ok(None);
+    }
+    values
+        .iter()
+        .map(|v| run_state(key, v))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// The DAG list's filters, read from the query.
+#[derive(Default)]
+struct DagFilter {
+    tags: Vec<String>,
+    all_tags: bool,
+    patterns: Vec<Pattern>,
+    exclude_stale: bool,
+    paused: Option<bool>,
+    has_import_errors: Option<bool>,
+    last_run_state: Option<upiflow_engine::RunState>,
+    bundle_name: Option<String>,
+    run_states: Option<Vec<upiflow_engine::RunState>>,
+    run_starts: Vec<(Cmp, DateTime<Utc>)>,
+    run_ends: Vec<(Cmp, DateTime<Utc>)>,
+}
+
+impl DagFilter {
+    fn read(q: &mut Query) -> Result<Self, ApiError> {
+        let all_tags = match q.one("tags_match_mode")?.as_deref() {
+            None | Some("any") => false,
+            Some("all") => true,
+            Some(other) => {
+                return Err(ApiError::Unprocessable(format!(
+                    "tags_match_mode: `{other}` is not `any` or `all`"
+                )));
+            }
+        };
+        let mut patterns = q.patterns("dag_id")?;
+        // A DAG's display name is its id.
+        patterns.extend(q.patterns("dag_display_name")?);
+        Ok(Self {
+            tags: q.all("tags"),
+            all_tags,
+            patterns,
+            exclude_stale: q.bool("exclude_stale")?.unwrap_or(true),
+            paused: q.bool("paused")?,
+            has_import_errors: q.bool("has_import_errors")?,
+            last_run_state: q
+                .one("last_dag_run_state")?
+                .map(|v| run_state("last_dag_run_state", &v))
+                .transpose()?,
+            bundle_name: q.one("bundle_name")?,
+            run_states: run_states(q, "dag_run_state")?,
+            run_starts: q.date_range("dag_run_start_date")?,
+            run_ends: q.date_range("dag_run_end_date")?,
+        })
+    }
+
+    /// The WHERE clause (the query selects from `dags d`, `dag_versions v` and `lr`).
+    fn push(&self, b: &mut QueryBuilder<'_, Postgres>) {
+        b.push(" WHERE true");
+        if !self.tags.is_empty() {
+            let op = if self.all_tags { "?&" } else { "?|" };
+            b.push(format_args!(
+                " AND COALESCE(v.spec->'tags', '[]'::jsonb) {op} "
+            ))
+            .push_bind(self.tags.clone());
+        }
+        for p in &self.patterns {
+            p.push(b, "d.dag_id");
+        }
+        if self.exclude_stale {
+            b.push(" AND d.is_active");
+        }
+        if let Some(v) = self.paused {
+            b.push(" AND d.is_paused = ").push_bind(v);
+        }
+        if let Some(v) = self.has_import_errors {
+            b.push(" AND EXISTS (SELECT 1 FROM import_errors e WHERE e.fileloc = d.fileloc) = ")
+                .push_bind(v);
+        }
+        if let Some(state) = self.last_run_state {
+            b.push(" AND lr.state = ").push_bind(state);
+        }
+        if let Some(v) = &self.bundle_name {
+            // Every DAG is in upiflow's one bundle.
+            b.push(" AND ")
+                .push_bind(v.clone())
+                .push(" = 'dags-folder'");
+        }
+        if self.run_states.is_some() || !self.run_starts.is_empty() || !self.run_ends.is_empty() {
+            // One run must meet every condition, as Airflow joins the runs once.
+            b.push(" AND EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = d.dag_id");
+            if let Some(states) = &self.run_states {
+                b.push(" AND r.state = ANY(")
+                    .push_bind(states.clone())
+                    .push(")");
+            }
+            for (cmp, at) in &self.run_starts {
+                b.push(format_args!(" AND r.start_date {} ", query::op(*cmp)))
+                    .push_bind(*at);
+            }
+            for (cmp, at) in &self.run_ends {
+                b.push(format_args!(" AND r.end_date {} ", query::op(*cmp)))
+                    .push_bind(*at);
+            }
+            b.push(")");
+        }
+    }
+}
+
+/// The DAG's latest run (by logical date), for `last_dag_run_state` and ordering.
+const LAST_RUN: &str = " LEFT JOIN LATERAL (SELECT r.state, r.start_date FROM dag_runs r
+        WHERE r.dag_id = d.dag_id ORDER BY r.logical_date DESC LIMIT 1) lr ON true";
+
+/// DAGs, by id unless `order_by` says otherwise.
+#[utoipa::path(get, path = "/api/v2/dags", tag = "DAG", params(DagListQuery),
     responses((status = 200, body = DagCollectionResponse),
+        (status = 400, body = HTTPExceptionResponse),
         (status = 401, body = HTTPExceptionResponse),
         (status = 422, body = HTTPValidationError)))]
 async fn list(
     State(s): State<AppState>,
     _: Viewer,
-    Params(page): Params<Page>,
+    mut q: Query,
 ) -> Result<Json<DagCollectionResponse>, ApiError> {
-    let (limit, offset) = page.checked()?;
-    let rows: Vec<Row> = sqlx::query_as(&format!("{SELECT} ORDER BY d.dag_id LIMIT $1 OFFSET $2"))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&s.pool)
-        .await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM dags")
-        .fetch_one(&s.pool)
-        .await?;
+    let (limit, offset) = q.page()?;
+    let mut order = Vec::new();
+    for v in q.all_split("order_by") {
+        order.push(dag_order(&v)?);
+    }
+    let filter = DagFilter::read(&mut q)?;
+    q.finish(DAG_LIST_UNSUPPORTED)?;
+    let mut rows_q = QueryBuilder::new(SELECT);
+    rows_q.push(LAST_RUN);
+    filter.push(&mut rows_q);
+    rows_q.push(" ORDER BY ");
+    for (col, desc) in &order {
+        rows_q.push(*col).push(if *desc {
+            " DESC NULLS LAST, "
+        } else {
+            " ASC NULLS FIRST, "
+        });
+    }
+    rows_q
+        .push("d.dag_id LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let mut count_q = QueryBuilder::new(
+        "SELECT count(*) FROM dags d
+         LEFT JOIN dag_versions v ON v.dag_id = d.dag_id AND v.hash = d.latest_hash",
+    );
+    count_q.push(LAST_RUN);
+    filter.push(&mut count_q);
+    let rows: Vec<Row> = rows_q.build_query_as().fetch_all(&s.pool).await?;
+    let total: i64 = count_q.build_query_scalar().fetch_one(&s.pool).await?;
     Ok(Json(DagCollectionResponse {
         dags: rows.into_iter().map(to_response).collect(),
         total_entries: total,
@@ -224,11 +463,13 @@ pub(super) async fn latest(
     params(("dag_id" = String, Path)),
     responses((status = 200, body = DagResponse),
         (status = 401, body = HTTPExceptionResponse),
-        (status = 404, body = HTTPExceptionResponse)))]
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
 async fn one(
     State(s): State<AppState>,
     _: Viewer,
     Ids(dag_id): Ids<String>,
+    _: NoQuery,
 ) -> Result<Json<DagResponse>, ApiError> {
     Ok(Json(fetch(&s, &dag_id).await?))
 }
@@ -241,10 +482,14 @@ struct DagPatchBody {
     is_paused: bool,
 }
 
-/// Pauses or unpauses a DAG (admin).
+/// Pauses or unpauses a DAG (admin). `update_mask`, if given, must be `is_paused` (the only
+/// field that can change), as in Airflow.
 #[utoipa::path(patch, path = "/api/v2/dags/{dag_id}", tag = "DAG",
-    params(("dag_id" = String, Path)), request_body = DagPatchBody,
+    params(("dag_id" = String, Path),
+        ("update_mask" = Option<Vec<String>>, Query, description = "Only `is_paused`")),
+    request_body = DagPatchBody,
     responses((status = 200, body = DagResponse),
+        (status = 400, body = HTTPExceptionResponse),
         (status = 401, body = HTTPExceptionResponse),
         (status = 403, body = HTTPExceptionResponse),
         (status = 404, body = HTTPExceptionResponse),
@@ -253,8 +498,16 @@ async fn patch(
     State(s): State<AppState>,
     _: Admin,
     Ids(dag_id): Ids<String>,
+    mut q: Query,
     Body(p): Body<DagPatchBody>,
 ) -> Result<Json<DagResponse>, ApiError> {
+    let mask = q.all_split("update_mask");
+    q.finish::<&str>(&[])?;
+    if !mask.is_empty() && mask.iter().any(|f| f != "is_paused") {
+        return Err(ApiError::BadRequest(
+            "update_mask: only the `is_paused` field can be updated through the REST API".into(),
+        ));
+    }
     let mut tx = s.pool.begin().await?;
     upiflow_engine::ops::set_paused(&mut tx, &s.cache, &dag_id, p.is_paused).await?;
     tx.commit().await?;

@@ -5,6 +5,7 @@
 mod backfills;
 mod dags;
 pub mod models;
+pub mod query;
 mod runs;
 mod task_instances;
 
@@ -19,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi as Doc, RefOr, Schema};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,6 +28,7 @@ use crate::AppState;
 use crate::auth::{self, Viewer};
 use crate::error::ApiError;
 use models::{HTTPExceptionResponse, HTTPValidationError};
+use query::NoQuery;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -112,8 +114,9 @@ pub fn openapi() -> &'static Doc {
 /// This document.
 #[utoipa::path(get, path = "/api/v2/openapi.json", tag = "Monitor",
     responses((status = 200, description = "The OpenAPI document of this API", body = Object),
-        (status = 401, body = HTTPExceptionResponse)))]
-async fn openapi_json(_: Viewer) -> impl IntoResponse {
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn openapi_json(_: Viewer, _: NoQuery) -> impl IntoResponse {
     static TEXT: OnceLock<String> = OnceLock::new();
     let text = TEXT.get_or_init(|| openapi().to_json().expect("the document serialises"));
     (
@@ -146,24 +149,6 @@ where
     }
 }
 
-/// Query parameters whose problems are a 422, as FastAPI answers.
-pub struct Params<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for Params<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(Params(v)),
-            Err(e) => Err(ApiError::Unprocessable(e.body_text())),
-        }
-    }
-}
-
 /// Path parameters whose problems (say a backfill id that is no number) are a 422.
 pub struct Ids<T>(pub T);
 
@@ -179,30 +164,6 @@ where
             Ok(axum::extract::Path(v)) => Ok(Ids(v)),
             Err(e) => Err(ApiError::Unprocessable(e.body_text())),
         }
-    }
-}
-
-/// Pagination as Airflow has it.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct Page {
-    /// At most this many entries (0 to 1000).
-    #[serde(default = "default_limit")]
-    #[param(default = 50, minimum = 0, maximum = 1000)]
-    pub limit: i64,
-    /// Skip this many entries.
-    #[serde(default)]
-    #[param(default = 0, minimum = 0)]
-    pub offset: i64,
-}
-
-fn default_limit() -> i64 {
-    50
-}
-
-impl Page {
-    pub fn checked(&self) -> Result<(i64, i64), ApiError> {
-        check_page(self.limit, self.offset)
     }
 }
 
@@ -237,6 +198,7 @@ struct LoginResponse {
         (status = 422, body = HTTPValidationError)))]
 async fn token(
     State(s): State<AppState>,
+    _: NoQuery,
     Body(login): Body<LoginBody>,
 ) -> Result<(StatusCode, Json<LoginResponse>), ApiError> {
     let role = auth::check_password(&s.pool, &login.username, &login.password)
@@ -256,8 +218,9 @@ struct VersionInfo {
 /// The version of upiflow.
 /// Public, as in Airflow (clients call it before they sign in).
 #[utoipa::path(get, path = "/api/v2/version", tag = "Version", security(()),
-    responses((status = 200, body = VersionInfo)))]
-async fn version() -> Json<VersionInfo> {
+    responses((status = 200, body = VersionInfo),
+        (status = 422, body = HTTPValidationError)))]
+async fn version(_: NoQuery) -> Json<VersionInfo> {
     Json(VersionInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         git_version: None,
@@ -275,11 +238,19 @@ struct SchedulerInfoResponse {
     latest_scheduler_heartbeat: Option<String>,
 }
 
-/// upiflow has no triggerer: both fields are always `null`.
+/// upiflow has no triggerer: as Airflow answers when none ever ran, both fields are `null`.
 #[derive(Serialize, ToSchema)]
 struct TriggererInfoResponse {
     status: Option<String>,
     latest_triggerer_heartbeat: Option<String>,
+}
+
+/// upiflow's scheduler parses the DAG files itself and there is no separate DAG processor:
+/// as Airflow answers when none ever ran, both fields are `null`.
+#[derive(Serialize, ToSchema)]
+struct DagProcessorInfoResponse {
+    status: Option<String>,
+    latest_dag_processor_heartbeat: Option<String>,
 }
 
 /// Airflow's `HealthInfoResponse`.
@@ -288,28 +259,65 @@ struct HealthInfoResponse {
     metadatabase: BaseInfoResponse,
     scheduler: SchedulerInfoResponse,
     triggerer: TriggererInfoResponse,
+    dag_processor: Option<DagProcessorInfoResponse>,
 }
+
+/// A scheduler whose last loop ended longer ago than this is unhealthy (Airflow's
+/// `scheduler_health_check_threshold`).
+pub const SCHEDULER_HEALTH_THRESHOLD: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// How long the health check waits for the database before calling it unhealthy.
+const DATABASE_HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn health_word(ok: bool) -> Option<String> {
     Some(if ok { "healthy" } else { "unhealthy" }.into())
 }
 
-/// Whether the database answers and a worker heart-beat in the last minute.
+/// The end of the newest scheduler loop (`scheduler_loops`, written by every scheduler on
+/// every pass) and the database's clock, in one query; `Err` if the database did not answer
+/// in time.
+async fn scheduler_beat(
+    pool: &sqlx::PgPool,
+) -> Result<
+    (
+        Option<chrono::DateTime<chrono::Utc>>,
+        chrono::DateTime<chrono::Utc>,
+    ),
+    (),
+> {
+    let query = sqlx::query_as("SELECT (SELECT max(last_loop_at) FROM scheduler_loops), now()")
+        .fetch_one(pool);
+    match tokio::time::timeout(DATABASE_HEALTH_TIMEOUT, query).await {
+        Ok(Ok(row)) => Ok(row),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "health: the metadatabase query failed");
+            Err(())
+        }
+        Err(_) => {
+            tracing::warn!("health: the metadatabase did not answer in time");
+            Err(())
+        }
+    }
+}
+
+/// The health of each part, as Airflow reports it: the metadatabase answers a query (in 3 s);
+/// the scheduler is healthy when some scheduler finished a loop in the last 30 s
+/// (`latest_scheduler_heartbeat` is when); upiflow has no triggerer and no separate DAG
+/// processor (`null`). Always a 200: the statuses say what is wrong.
 /// Public, as in Airflow (load balancers and monitors probe it without credentials).
 #[utoipa::path(get, path = "/api/v2/monitor/health", tag = "Monitor", security(()),
-    responses((status = 200, body = HealthInfoResponse)))]
-async fn health(State(s): State<AppState>) -> Json<HealthInfoResponse> {
-    let db = sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&s.pool)
-        .await
-        .is_ok();
-    let beat: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT max(heartbeat_at) FROM workers WHERE stopped_at IS NULL")
-            .fetch_one(&s.pool)
-            .await
-            .ok()
-            .flatten();
-    let fresh = beat.is_some_and(|b| chrono::Utc::now() - b < chrono::Duration::seconds(60));
+    responses((status = 200, body = HealthInfoResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn health(State(s): State<AppState>, _: NoQuery) -> Json<HealthInfoResponse> {
+    let (db, beat, fresh) = match scheduler_beat(&s.pool).await {
+        // Compared with the database's clock, which wrote `last_loop_at`.
+        Ok((beat, now)) => (
+            true,
+            beat,
+            beat.is_some_and(|b| now - b <= SCHEDULER_HEALTH_THRESHOLD),
+        ),
+        Err(()) => (false, None, false),
+    };
     Json(HealthInfoResponse {
         metadatabase: BaseInfoResponse {
             status: health_word(db),
@@ -323,6 +331,10 @@ async fn health(State(s): State<AppState>) -> Json<HealthInfoResponse> {
             status: None,
             latest_triggerer_heartbeat: None,
         },
+        dag_processor: Some(DagProcessorInfoResponse {
+            status: None,
+            latest_dag_processor_heartbeat: None,
+        }),
     })
 }
 

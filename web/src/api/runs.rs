@@ -7,13 +7,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 use upiflow_engine::ops::{self, Trigger};
+use upiflow_engine::store::filters::{self, RunDate, RunFilter, RunOrder};
 use upiflow_engine::store::runs::{self, RunRow};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::models::{self, DagVersionResponse, HTTPExceptionResponse, HTTPValidationError};
-use super::{Body, Ids, Page, Params};
+use super::query::{self, NoQuery, Query};
+use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
 use crate::error::ApiError;
@@ -138,10 +140,139 @@ pub struct DagRunCollectionResponse {
     total_entries: i64,
 }
 
-/// Runs of a DAG, newest logical date first.
+/// Query parameters of the run list (for the document; [`list`] reads them one by one).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RunListQuery {
+    /// At most this many entries (0 to 1000).
+    #[param(default = 50, minimum = 0, maximum = 1000)]
+    limit: Option<i64>,
+    #[param(default = 0, minimum = 0)]
+    offset: Option<i64>,
+    /// Keep runs in any of these states (repeat the parameter).
+    state: Option<Vec<String>>,
+    /// Keep runs of any of these types (repeat the parameter): scheduled, manual, backfill.
+    run_type: Option<Vec<String>>,
+    logical_date_gte: Option<DateTime<Utc>>,
+    logical_date_gt: Option<DateTime<Utc>>,
+    logical_date_lte: Option<DateTime<Utc>>,
+    logical_date_lt: Option<DateTime<Utc>>,
+    /// `run_after` is the end of the run's data interval.
+    run_after_gte: Option<DateTime<Utc>>,
+    run_after_gt: Option<DateTime<Utc>>,
+    run_after_lte: Option<DateTime<Utc>>,
+    run_after_lt: Option<DateTime<Utc>>,
+    start_date_gte: Option<DateTime<Utc>>,
+    start_date_gt: Option<DateTime<Utc>>,
+    start_date_lte: Option<DateTime<Utc>>,
+    start_date_lt: Option<DateTime<Utc>>,
+    end_date_gte: Option<DateTime<Utc>>,
+    end_date_gt: Option<DateTime<Utc>>,
+    end_date_lte: Option<DateTime<Utc>>,
+    end_date_lt: Option<DateTime<Utc>>,
+    /// Seconds from start to end (runs that have not ended never match).
+    duration_gte: Option<f64>,
+    duration_gt: Option<f64>,
+    duration_lte: Option<f64>,
+    duration_lt: Option<f64>,
+    /// Case-insensitive substring (`%` and `_` are wildcards, `|` separates alternatives,
+    /// `~` matches all).
+    run_id_pattern: Option<String>,
+    /// Case-sensitive prefix (`|` separates alternatives, `~` matches all).
+    run_id_prefix_pattern: Option<String>,
+    /// With `~` as the DAG id: keep the runs of matching DAGs.
+    dag_id_pattern: Option<String>,
+    dag_id_prefix_pattern: Option<String>,
+    /// Sort keys (repeat the parameter), `-` first for descending: id (the default), state,
+    /// dag_id, run_id (or dag_run_id), logical_date, run_after, start_date, end_date, duration.
+    order_by: Option<Vec<String>>,
+}
+
+/// Parameters Airflow documents for the run list that upiflow refuses, and why.
+fn run_list_unsupported() -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = [
+        (
+            "cursor",
+            "keyset pagination is not implemented; use limit and offset",
+        ),
+        ("conf_contains", "filtering on conf is not implemented"),
+        (
+            "dag_version",
+            "filtering on DAG versions is not implemented",
+        ),
+        ("bundle_version", "upiflow does not version its DAG bundle"),
+        (
+            "triggering_user_name_pattern",
+            "upiflow does not record who triggered a run",
+        ),
+        (
+            "triggering_user_name_prefix_pattern",
+            "upiflow does not record who triggered a run",
+        ),
+        ("partition_date_gte", "upiflow has no partitioned runs"),
+        ("partition_date_lte", "upiflow has no partitioned runs"),
+        ("partition_key_pattern", "upiflow has no partitioned runs"),
+        (
+            "partition_key_prefix_pattern",
+            "upiflow has no partitioned runs",
+        ),
+        ("consuming_asset_pattern", "upiflow has no assets"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    out.extend(query::refuse_range(
+        "updated_at",
+        "upiflow does not record when a run was last updated",
+    ));
+    out
+}
+
+fn run_order(v: &str) -> Result<(RunOrder, bool), ApiError> {
+    let (desc, key) = match v.strip_prefix('-') {
+        Some(k) => (true, k),
+        None => (false, v),
+    };
+    let order = match key {
+        "id" => RunOrder::Id,
+        "state" => RunOrder::State,
+        "dag_id" => RunOrder::DagId,
+        "run_id" | "dag_run_id" => RunOrder::RunId,
+        "logical_date" => RunOrder::LogicalDate,
+        "run_after" => RunOrder::RunAfter,
+        "start_date" => RunOrder::StartDate,
+        "end_date" => RunOrder::EndDate,
+        "duration" => RunOrder::Duration,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model"
+            )));
+        }
+    };
+    Ok((order, desc))
+}
+
+fn run_type(v: &str) -> Result<upiflow_engine::RunType, ApiError> {
+    use upiflow_engine::RunType as T;
+    Ok(match v {
+        "scheduled" => T::Scheduled,
+        "manual" => T::Manual,
+        "backfill" => T::Backfill,
+        other => {
+            return Err(ApiError::Unprocessable(format!(
+                "run_type: `{other}` is not a run type upiflow has (scheduled, manual, backfill)"
+            )));
+        }
+    })
+}
+
+/// Runs of a DAG (`~`: of every DAG), by id unless `order_by` says otherwise.
 #[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns", tag = "DagRun",
-    params(("dag_id" = String, Path), Page),
+    params(("dag_id" = String, Path, description = "A DAG id, or `~` for every DAG"),
+        RunListQuery),
     responses((status = 200, body = DagRunCollectionResponse),
+        (status = 400, body = HTTPExceptionResponse),
         (status = 401, body = HTTPExceptionResponse),
         (status = 404, body = HTTPExceptionResponse),
         (status = 422, body = HTTPValidationError)))]
@@ -149,22 +280,53 @@ async fn list(
     State(s): State<AppState>,
     _: Viewer,
     Ids(dag_id): Ids<String>,
-    Params(page): Params<Page>,
+    mut q: Query,
 ) -> Result<Json<DagRunCollectionResponse>, ApiError> {
-    let (limit, offset) = page.checked()?;
-    let mut conn = s.pool.acquire().await?;
-    // Whether the DAG exists and how many runs it has, in one round trip.
-    let (exists, total): (bool, i64) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1),
-                (SELECT count(*) FROM dag_runs WHERE dag_id = $1)",
-    )
-    .bind(&dag_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    if !exists {
-        return Err(super::dags::not_found(&dag_id));
+    let (limit, offset) = q.page()?;
+    let mut order = Vec::new();
+    for v in q.all_split("order_by") {
+        order.push(run_order(&v)?);
     }
-    let rows = runs::list(&mut conn, &dag_id, limit, offset).await?;
+    let mut f = RunFilter {
+        states: super::dags::run_states(&mut q, "state")?,
+        dag_id_matches: q.patterns("dag_id")?,
+        run_id_matches: q.patterns("run_id")?,
+        durations: q.float_range("duration")?,
+        ..RunFilter::default()
+    };
+    let types = q.all_split("run_type");
+    if !types.is_empty() {
+        f.run_types = Some(
+            types
+                .iter()
+                .map(|t| run_type(t))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    for (name, date) in [
+        ("logical_date", RunDate::LogicalDate),
+        ("run_after", RunDate::RunAfter),
+        ("start_date", RunDate::StartDate),
+        ("end_date", RunDate::EndDate),
+    ] {
+        for (cmp, at) in q.date_range(name)? {
+            f.dates.push((date, cmp, at));
+        }
+    }
+    q.finish(&run_list_unsupported())?;
+    let mut conn = s.pool.acquire().await?;
+    if dag_id != "~" {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1)")
+                .bind(&dag_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            return Err(super::dags::not_found(&dag_id));
+        }
+        f.dag_id = Some(dag_id);
+    }
+    let (rows, total) = filters::search_runs(&mut conn, &f, &order, limit, offset).await?;
     Ok(Json(DagRunCollectionResponse {
         dag_runs: responses(&mut conn, &rows).await?,
         total_entries: total,
@@ -190,11 +352,13 @@ pub(super) async fn find_run(
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path)),
     responses((status = 200, body = DagRunResponse),
         (status = 401, body = HTTPExceptionResponse),
-        (status = 404, body = HTTPExceptionResponse)))]
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
 async fn one(
     State(s): State<AppState>,
     _: Viewer,
     Ids((dag_id, run_id)): Ids<(String, String)>,
+    _: NoQuery,
 ) -> Result<Json<DagRunResponse>, ApiError> {
     let mut conn = s.pool.acquire().await?;
     let run = find_run(&mut conn, &dag_id, &run_id).await?;
@@ -202,17 +366,93 @@ async fn one(
     Ok(Json(out.remove(0)))
 }
 
-/// Airflow 3's `TriggerDAGRunPostBody` (the fields upiflow honours; `note` is accepted and
-/// not kept).
+/// Airflow 3's `TriggerDAGRunPostBody`. upiflow derives a run's id and data interval from
+/// its logical date: `dag_run_id`, `data_interval_start`/`_end` are accepted only when they
+/// are what upiflow would give anyway; `run_after` only when not in the future (the run may
+/// start at once); `note` and `partition_key` only as `null`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = TriggerDAGRunPostBody)]
 struct TriggerBody {
+    /// The run covers the schedule interval containing it; `null`: the latest complete one.
     logical_date: Option<DateTime<Utc>>,
+    /// Overrides of the DAG's params (unknown ones are refused).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     conf: Option<Value>,
+    /// Only `manual__<logical date>`, the id upiflow gives the run.
     #[serde(default)]
-    #[allow(dead_code)]
+    dag_run_id: Option<String>,
+    /// Only the interval the logical date falls in.
+    #[serde(default)]
+    data_interval_start: Option<DateTime<Utc>>,
+    #[serde(default)]
+    data_interval_end: Option<DateTime<Utc>>,
+    /// Only a time that has passed: runs start as soon as the DAG has room.
+    #[serde(default)]
+    run_after: Option<DateTime<Utc>>,
+    /// Only `null`: upiflow keeps no notes.
+    #[serde(default)]
     note: Option<String>,
+    /// Only `null`: upiflow has no partitioned runs.
+    #[serde(default)]
+    partition_key: Option<String>,
+}
+
+/// Refuses what the trigger body asks that upiflow would not do.
+fn check_trigger(dag: &upiflow_engine::Dag, body: &TriggerBody) -> Result<(), ApiError> {
+    let refuse = |field: &str, why: String| Err(ApiError::Unprocessable(format!("{field}: {why}")));
+    if body.note.is_some() {
+        return refuse("note", "upiflow keeps no notes on runs; send null".into());
+    }
+    if body.partition_key.is_some() {
+        return refuse(
+            "partition_key",
+            "upiflow has no partitioned runs; send null".into(),
+        );
+    }
+    if let Some(at) = body.run_after
+        && at > Utc::now()
+    {
+        return refuse(
+            "run_after",
+            "a run that waits for a later time is not supported: upiflow starts a triggered run \
+             as soon as the DAG has room"
+                .into(),
+        );
+    }
+    let (logical, (start, end)) = ops::resolve_interval(dag, body.logical_date);
+    if let Some(id) = &body.dag_run_id {
+        let ours = runs::make_run_id(upiflow_engine::RunType::Manual, logical);
+        if *id != ours {
+            return refuse(
+                "dag_run_id",
+                format!("upiflow names a manual run after its logical date: this one is `{ours}`"),
+            );
+        }
+    }
+    match (body.data_interval_start, body.data_interval_end) {
+        (None, None) => {}
+        (Some(a), Some(b)) if a == start && b == end => {}
+        (Some(_), Some(_)) => {
+            return refuse(
+                "data_interval_start",
+                format!(
+                    "upiflow derives the data interval from the schedule: for this logical date \
+                     it is [{}, {})",
+                    start.to_rfc3339(),
+                    end.to_rfc3339()
+                ),
+            );
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return refuse(
+                "data_interval_end",
+                "data_interval_start and data_interval_end go together".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Creates a manual run (admin). Without a logical date, it covers the latest complete
@@ -230,9 +470,11 @@ async fn trigger(
     State(s): State<AppState>,
     _: Admin,
     Ids(dag_id): Ids<String>,
+    _: NoQuery,
     Body(body): Body<TriggerBody>,
 ) -> Result<Json<DagRunResponse>, ApiError> {
     let dag = super::dags::latest(&s, &dag_id).await?;
+    check_trigger(&dag, &body)?;
     let req = Trigger {
         logical_date: body.logical_date,
         conf: body.conf.unwrap_or_else(|| json!({})),

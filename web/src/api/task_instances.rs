@@ -23,7 +23,8 @@ use utoipa_axum::routes;
 use super::models::{
     self, DagVersionResponse, HTTPExceptionResponse, HTTPValidationError, TaskInstanceState,
 };
-use super::{Body, Ids, Params};
+use super::query::{self, NoQuery, Query};
+use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
 use crate::error::ApiError;
@@ -280,7 +281,7 @@ fn parse_order(v: &str) -> Result<(TiOrder, bool), ApiError> {
         "run_after" | "data_interval_end" => TiOrder::RunAfter,
         other => {
             return Err(ApiError::BadRequest(format!(
-                "Ordering with '{other}' is disallowed or the attribute does not exist on the model"
+                "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model"
             )));
         }
     };
@@ -312,9 +313,12 @@ struct ListQuery {
     end_date_gt: Option<DateTime<Utc>>,
     end_date_lte: Option<DateTime<Utc>>,
     end_date_lt: Option<DateTime<Utc>>,
-    /// Sort keys (repeat the parameter), `-` first for descending: id, task_id, state,
-    /// try_number, start_date, end_date, logical_date, run_after.
+    /// Sort keys (repeat the parameter), `-` first for descending: id or map_index (the
+    /// default), dag_id, run_id, task_id, state, try_number, start_date, end_date,
+    /// logical_date (or data_interval_start), run_after (or data_interval_end).
     order_by: Option<Vec<String>>,
+    /// Every upiflow task instance has map index -1: any other index matches none.
+    map_index: Option<Vec<i64>>,
     /// At most this many entries (0 to 1000).
     #[param(default = 50, minimum = 0, maximum = 1000)]
     limit: Option<i64>,
@@ -327,74 +331,100 @@ struct ListArgs {
     order: Vec<(TiOrder, bool)>,
     limit: i64,
     offset: i64,
+    /// A `map_index` filter that keeps no task instance (upiflow's all have -1).
+    matches_nothing: bool,
 }
 
-fn parse_list(pairs: Vec<(String, String)>) -> Result<ListArgs, ApiError> {
+/// Parameters Airflow documents for the task-instance list that upiflow refuses, and why.
+fn list_unsupported() -> Vec<(String, &'static str)> {
+    let not_yet = "this filter is not implemented for task instances";
+    let mut out: Vec<(String, &'static str)> = [
+        (
+            "cursor",
+            "keyset pagination is not implemented; use limit and offset",
+        ),
+        ("task_display_name_pattern", not_yet),
+        ("task_display_name_prefix_pattern", not_yet),
+        ("dag_id_pattern", not_yet),
+        ("dag_id_prefix_pattern", not_yet),
+        ("run_id_pattern", not_yet),
+        ("run_id_prefix_pattern", not_yet),
+        ("try_number", not_yet),
+        ("version_number", not_yet),
+        ("operator", not_yet),
+        ("operator_name_pattern", not_yet),
+        ("operator_name_prefix_pattern", not_yet),
+        ("task_group_id", "upiflow has no task groups"),
+        ("pool", "upiflow has no pools"),
+        ("pool_name_pattern", "upiflow has no pools"),
+        ("pool_name_prefix_pattern", "upiflow has no pools"),
+        ("queue", "upiflow has no queues"),
+        ("queue_name_pattern", "upiflow has no queues"),
+        ("queue_name_prefix_pattern", "upiflow has no queues"),
+        ("executor", "upiflow has one executor, its workers"),
+        ("rendered_map_index_pattern", "upiflow has no mapped tasks"),
+        (
+            "rendered_map_index_prefix_pattern",
+            "upiflow has no mapped tasks",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    out.extend(query::refuse_range(
+        "updated_at",
+        "upiflow does not record when a task instance was last updated",
+    ));
+    out.extend(query::refuse_range("duration", not_yet));
+    out
+}
+
+fn parse_list(q: &mut Query) -> Result<ListArgs, ApiError> {
+    let (limit, offset) = q.page()?;
     let mut f = TiFilter::default();
+    let task_ids = q.all("task_id");
+    if task_ids.len() > 1 {
+        return Err(ApiError::Unprocessable(
+            "task_id: given more than once; it takes one value".into(),
+        ));
+    }
+    if !task_ids.is_empty() {
+        f.task_ids = Some(task_ids);
+    }
+    for one in q.all_split("state") {
+        f.states
+            .get_or_insert_with(Vec::new)
+            .push(parse_state(&one)?);
+    }
     let mut order = Vec::new();
-    let (mut limit, mut offset) = (50, 0);
-    let int = |k: &str, v: &str| {
-        v.parse::<i64>()
-            .map_err(|_| ApiError::Unprocessable(format!("{k}: `{v}` is not an integer")))
-    };
-    for (k, v) in pairs {
-        match k.as_str() {
-            "limit" => limit = int(&k, &v)?,
-            "offset" => offset = int(&k, &v)?,
-            "task_id" => f.task_ids = Some(vec![v]),
-            "state" => {
-                for one in v.split(',').filter(|s| !s.is_empty()) {
-                    f.states
-                        .get_or_insert_with(Vec::new)
-                        .push(parse_state(one)?);
-                }
-            }
-            "order_by" => {
-                for one in v.split(',').filter(|s| !s.is_empty()) {
-                    order.push(parse_order(one)?);
-                }
-            }
-            _ => {
-                let Some((date, cmp)) = date_filter(&k) else {
-                    // Other parameters (Airflow has many more filters) are ignored, as
-                    // FastAPI ignores unknown ones.
-                    continue;
-                };
-                let at = DateTime::parse_from_rfc3339(&v)
-                    .map_err(|_| {
-                        ApiError::Unprocessable(format!("{k}: `{v}` is not an RFC 3339 date-time"))
-                    })?
-                    .with_timezone(&Utc);
-                f.dates.push((date, cmp, at));
-            }
+    for one in q.all_split("order_by") {
+        order.push(parse_order(&one)?);
+    }
+    let mut map_indexes = Vec::new();
+    for v in q.all("map_index") {
+        map_indexes.push(
+            v.parse::<i64>().map_err(|_| {
+                ApiError::Unprocessable(format!("map_index: `{v}` is not an integer"))
+            })?,
+        );
+    }
+    for (name, date) in [
+        ("logical_date", TiDate::LogicalDate),
+        ("run_after", TiDate::RunAfter),
+        ("start_date", TiDate::StartDate),
+        ("end_date", TiDate::EndDate),
+    ] {
+        for (cmp, at) in q.date_range(name)? {
+            f.dates.push((date, cmp, at));
         }
     }
-    let (limit, offset) = super::check_page(limit, offset)?;
     Ok(ListArgs {
         filter: f,
         order,
         limit,
         offset,
+        matches_nothing: !map_indexes.is_empty() && !map_indexes.contains(&-1),
     })
-}
-
-fn date_filter(key: &str) -> Option<(TiDate, Cmp)> {
-    let (field, op) = key.rsplit_once('_')?;
-    let cmp = match op {
-        "gte" => Cmp::Gte,
-        "gt" => Cmp::Gt,
-        "lte" => Cmp::Lte,
-        "lt" => Cmp::Lt,
-        _ => return None,
-    };
-    let date = match field {
-        "logical_date" => TiDate::LogicalDate,
-        "run_after" => TiDate::RunAfter,
-        "start_date" => TiDate::StartDate,
-        "end_date" => TiDate::EndDate,
-        _ => return None,
-    };
-    Some((date, cmp))
 }
 
 /// Task instances of a run. `~` for both ids lists them across runs, `~` as the run id
@@ -411,9 +441,10 @@ async fn list(
     State(s): State<AppState>,
     _: Viewer,
     Ids((dag_id, run_id)): Ids<(String, String)>,
-    Params(query): Params<Vec<(String, String)>>,
+    mut q: Query,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
-    let mut args = parse_list(query)?;
+    let mut args = parse_list(&mut q)?;
+    q.finish(&list_unsupported())?;
     let mut conn = s.pool.acquire().await?;
     if run_id != "~" {
         if dag_id == "~" {
@@ -435,14 +466,18 @@ async fn list(
         }
         args.filter.dag_id = Some(dag_id);
     }
-    let (rows, total) = tis::search(
-        &mut conn,
-        &args.filter,
-        &args.order,
-        args.limit,
-        args.offset,
-    )
-    .await?;
+    let (rows, total) = if args.matches_nothing {
+        (Vec::new(), 0)
+    } else {
+        tis::search(
+            &mut conn,
+            &args.filter,
+            &args.order,
+            args.limit,
+            args.offset,
+        )
+        .await?
+    };
     Ok(Json(TaskInstanceCollectionResponse {
         task_instances: ti_responses(&s, &mut conn, &rows).await?,
         total_entries: total,
@@ -466,17 +501,14 @@ async fn find_ti(
         })
 }
 
-/// upiflow has no mapped tasks: every task instance has map index -1.
-#[derive(Deserialize, IntoParams)]
+/// upiflow has no mapped tasks: every task instance has map index -1 (for the document).
+#[allow(dead_code)]
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 struct MapIndex {
-    #[serde(default = "minus_one")]
+    /// Only -1 finds a task instance.
     #[param(default = -1)]
-    map_index: i64,
-}
-
-fn minus_one() -> i64 {
-    -1
+    map_index: Option<i64>,
 }
 
 fn check_map_index(m: i64) -> Result<(), ApiError> {
@@ -495,11 +527,13 @@ fn check_map_index(m: i64) -> Result<(), ApiError> {
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path)),
     responses((status = 200, body = TaskInstanceResponse),
         (status = 401, body = HTTPExceptionResponse),
-        (status = 404, body = HTTPExceptionResponse)))]
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
 async fn one(
     State(s): State<AppState>,
     _: Viewer,
     Ids((dag_id, run_id, task_id)): Ids<(String, String, String)>,
+    _: NoQuery,
 ) -> Result<Json<TaskInstanceResponse>, ApiError> {
     let mut conn = s.pool.acquire().await?;
     let ti = find_ti(&mut conn, &dag_id, &run_id, &task_id).await?;
@@ -533,9 +567,11 @@ async fn tries(
     State(s): State<AppState>,
     _: Viewer,
     Ids((dag_id, run_id, task_id)): Ids<(String, String, String)>,
-    Params(m): Params<MapIndex>,
+    mut q: Query,
 ) -> Result<Json<TaskInstanceHistoryCollectionResponse>, ApiError> {
-    check_map_index(m.map_index)?;
+    let map_index = q.int("map_index")?.unwrap_or(-1);
+    q.finish::<&str>(&[])?;
+    check_map_index(map_index)?;
     let mut conn = s.pool.acquire().await?;
     let ti = find_ti(&mut conn, &dag_id, &run_id, &task_id).await?;
     let rows = tis::tries(&mut conn, ti.id).await?;
@@ -579,17 +615,17 @@ async fn tries(
     }))
 }
 
-/// Log query parameters, as Airflow has them.
-#[derive(Deserialize, IntoParams)]
+/// Log query parameters, as Airflow has them (for the document).
+#[allow(dead_code)]
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 struct LogQuery {
     /// Read from the first line, ignoring `token`, and in larger pages.
-    #[serde(default)]
     #[param(default = false)]
-    full_content: bool,
-    #[serde(default = "minus_one")]
+    full_content: Option<bool>,
+    /// Only -1 finds a task instance.
     #[param(default = -1)]
-    map_index: i64,
+    map_index: Option<i64>,
     /// The `continuation_token` of the previous answer: read the lines after it.
     token: Option<String>,
 }
@@ -639,9 +675,13 @@ async fn logs(
     State(s): State<AppState>,
     _: Viewer,
     Ids((dag_id, run_id, task_id, try_number)): Ids<(String, String, String, i32)>,
-    Params(q): Params<LogQuery>,
+    mut q: Query,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let full_content = q.bool("full_content")?.unwrap_or(false);
+    let map_index = q.int("map_index")?.unwrap_or(-1);
+    let token = q.one("token")?;
+    q.finish::<&str>(&[])?;
     if try_number < 0 {
         return Err(ApiError::Unprocessable(
             "try_number: must be at least 0".into(),
@@ -655,8 +695,8 @@ async fn logs(
         )
             .into_response());
     };
-    check_map_index(q.map_index)?;
-    let after = match (&q.token, q.full_content) {
+    check_map_index(map_index)?;
+    let after = match (&token, full_content) {
         (Some(t), false) if !t.is_empty() => decode_token(t)?,
         _ => 0,
     };
@@ -665,7 +705,7 @@ async fn logs(
     let t = tis::find_try(&mut conn, ti.id, try_number)
         .await?
         .ok_or_else(|| ApiError::NotFound("TaskInstance not found".into()))?;
-    let page = if q.full_content {
+    let page = if full_content {
         LOG_PAGE_FULL
     } else {
         LOG_PAGE
@@ -755,12 +795,15 @@ struct ClearTaskInstancesBody {
     only_failed: bool,
     #[serde(default)]
     only_running: bool,
-    /// Accepted; a cleared run is always put back to running so its tasks run again.
+    /// `true` (the default): every run with a cleared task goes back to running so its
+    /// tasks run again (Airflow queues it first; upiflow starts it at once). `false` is
+    /// refused unless `dry_run`: upiflow cannot clear tasks and leave their run finished.
     #[serde(default = "default_true")]
     #[schema(default = true)]
-    #[allow(dead_code)]
     reset_dag_runs: bool,
     task_ids: Option<Vec<TaskMarker>>,
+    /// Clear in this run only (the range is its logical date; `start_date`/`end_date` are
+    /// then refused).
     dag_run_id: Option<String>,
     #[serde(default)]
     include_upstream: bool,
@@ -770,17 +813,43 @@ struct ClearTaskInstancesBody {
     include_future: bool,
     #[serde(default)]
     include_past: bool,
-    /// Accepted and ignored: a run keeps the DAG version it was created with.
-    #[allow(dead_code)]
+    /// Only `false` or `null`: a cleared run keeps the DAG version it was created with.
     run_on_latest_version: Option<bool>,
-    /// Accepted; running instances are never cleared (409).
+    /// `true`: a selected task instance that is running makes the request a 409. upiflow
+    /// never stops a running try, so with `false` (the default) a running one is a 409 too,
+    /// saying so, where Airflow would restart it.
     #[serde(default)]
-    #[allow(dead_code)]
     prevent_running_task: bool,
-    /// Accepted and not kept (upiflow has no notes).
-    #[allow(dead_code)]
+    /// Only `null`: upiflow keeps no notes.
     #[schema(max_length = 1000)]
     note: Option<String>,
+}
+
+/// Refuses what the clear body asks that upiflow would not do.
+fn check_clear(body: &ClearTaskInstancesBody) -> Result<(), ApiError> {
+    let refuse = |why: &str| Err(ApiError::Unprocessable(why.to_string()));
+    if body.note.is_some() {
+        return refuse("note: upiflow keeps no notes on task instances; send null");
+    }
+    if body.run_on_latest_version == Some(true) {
+        return refuse(
+            "run_on_latest_version: true is not supported: a cleared run keeps the DAG version \
+             it was created with",
+        );
+    }
+    if !body.reset_dag_runs && !body.dry_run {
+        return refuse(
+            "reset_dag_runs: false is not supported: clearing puts each affected run back to \
+             running so the cleared tasks run again",
+        );
+    }
+    if body.dag_run_id.is_some() && (body.start_date.is_some() || body.end_date.is_some()) {
+        return refuse(
+            "start_date, end_date: not with dag_run_id, which sets the range to that run's \
+             logical date; send one or the other",
+        );
+    }
+    Ok(())
 }
 
 /// Every task up- or downstream of `start` in `dag`.
@@ -812,8 +881,10 @@ async fn clear(
     State(s): State<AppState>,
     _: Admin,
     Ids(dag_id): Ids<String>,
+    _: NoQuery,
     Body(body): Body<ClearTaskInstancesBody>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    check_clear(&body)?;
     let latest = super::dags::latest(&s, &dag_id).await?;
     let mut conn = s.pool.acquire().await?;
     let mut filter = TiFilter {
@@ -886,6 +957,22 @@ async fn clear(
     }
     filter.states = states;
     let (found, _) = tis::search(&mut conn, &filter, &[], i64::MAX, 0).await?;
+    let running: Vec<&str> = found
+        .iter()
+        .filter(|t| t.state == Some(TaskState::Running))
+        .map(|t| t.task_id.as_str())
+        .collect();
+    if !body.dry_run && !running.is_empty() {
+        let names = running.join(", ");
+        return Err(ApiError::Conflict(if body.prevent_running_task {
+            format!("prevent_running_task: task instances are running: {names}")
+        } else {
+            format!(
+                "cannot clear running task instances ({names}): upiflow does not stop a \
+                 running try; wait for it to end"
+            )
+        }));
+    }
     let rows = if body.dry_run || found.is_empty() {
         found
     } else {
@@ -925,13 +1012,7 @@ mod tests {
     }
 
     #[test]
-    fn date_filters_and_orders_are_a_closed_set() {
-        assert_eq!(
-            date_filter("start_date_gte"),
-            Some((TiDate::StartDate, Cmp::Gte))
-        );
-        assert_eq!(date_filter("password_gte"), None);
-        assert_eq!(date_filter("start_date_ge"), None);
+    fn orders_are_a_closed_set() {
         assert!(parse_order("-state").is_ok());
         assert!(parse_order("ti.id; DROP TABLE dags").is_err());
     }

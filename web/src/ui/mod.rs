@@ -63,6 +63,9 @@ pub enum UiError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The database failed transiently: a 503 the request is replayed on (`crate::retry`).
+    #[error("the database is unavailable for the moment; try again")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -82,6 +85,10 @@ impl IntoResponse for UiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(cause) => {
+                tracing::warn!(%cause, "page failed on a transient database error");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(cause) => {
                 tracing::error!(%cause, "page failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -97,7 +104,11 @@ impl IntoResponse for UiError {
                 }
             },
         );
-        (status, body).into_response()
+        let mut resp = (status, body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.extensions_mut().insert(crate::retry::Transient);
+        }
+        resp
     }
 }
 
@@ -110,6 +121,7 @@ impl From<ApiError> for UiError {
             ApiError::NotFound(m) => Self::NotFound(m),
             ApiError::Conflict(m) => Self::Conflict(m),
             ApiError::TooLarge(m) => Self::TooLarge(m),
+            ApiError::Unavailable(m) => Self::Unavailable(m),
             ApiError::Internal(m) => Self::Internal(m),
         }
     }
@@ -123,7 +135,7 @@ impl From<EngineError> for UiError {
 
 impl From<sqlx::Error> for UiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(e.to_string())
+        ApiError::from(e).into()
     }
 }
 
