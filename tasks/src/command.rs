@@ -197,6 +197,24 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
             "invalid command task config: empty command".into(),
         ));
     };
+    // The group's leader is a dead man's switch: it reads a pipe from this process, and if
+    // the pipe closes without `done` (this worker was SIGKILLed or crashed) it kills the
+    // whole group, so no command outlives its worker and still runs when the reaper has
+    // failed its try and the retry starts.
+    let mut switch = tokio::process::Command::new("sh")
+        .args(["-c", "read -r word; [ \"$word\" = done ] || kill -KILL 0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| TaskError::Retryable(format!("could not start `sh`: {e}")))?;
+    let pgid = switch
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .ok_or_else(|| TaskError::Retryable("`sh` exited at once".into()))?;
+    let mut group = GroupGuard(Some(pgid));
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
@@ -206,7 +224,7 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
+        .process_group(pgid)
         .kill_on_drop(true);
     ctx.log
         .info(format!("running {:?} in {}", config.command, config.cwd))
@@ -215,7 +233,6 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
     let mut child = command
         .spawn()
         .map_err(|e| TaskError::Retryable(format!("could not start `{program}`: {e}")))?;
-    let mut group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (status, (), ()) = tokio::join!(
@@ -227,6 +244,7 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
         status.map_err(|e| TaskError::Retryable(format!("could not wait for `{program}`: {e}")))?;
     // Finished normally: whatever the program left running on purpose is its business.
     group.0 = None;
+    disarm(&mut switch).await;
     outcome(status)?;
     ctx.log
         .info(format!(
@@ -235,6 +253,15 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
         ))
         .await;
     Ok(())
+}
+
+/// Tells the dead man's switch that the command ended here, and reaps it.
+async fn disarm(switch: &mut tokio::process::Child) {
+    use tokio::io::AsyncWriteExt;
+    if let Some(mut stdin) = switch.stdin.take() {
+        let _ = stdin.write_all(b"done\n").await;
+    }
+    let _ = switch.wait().await;
 }
 
 fn outcome(status: ExitStatus) -> Result<(), TaskError> {
