@@ -432,10 +432,8 @@ async fn heartbeat(
     cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(cfg.heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! { _ = stop.cancelled() => return, _ = tick.tick() => {} }
+    let mut tick = Ticker::new(cfg.heartbeat);
+    while tick.next(&stop).await {
         let beat = sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE worker_id = $1")
             .bind(&cfg.worker_id)
             .execute(&pool)
@@ -486,10 +484,8 @@ async fn reap(
     cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(cfg.heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! { _ = stop.cancelled() => return, _ = tick.tick() => {} }
+    let mut tick = Ticker::new(cfg.heartbeat);
+    while tick.next(&stop).await {
         if let Err(error) = tis::reap_zombies(&pool, &cache, cfg.zombie_threshold).await {
             tracing::warn!(%error, "zombie check failed");
         }
@@ -503,5 +499,21 @@ async fn reap(
             ),
             Err(error) => tracing::warn!(%error, "orphan check failed"),
         }
+    }
+}
+
+/// A steady period that skips missed ticks instead of bunching them up, until `stop`.
+struct Ticker(tokio::time::Interval);
+
+impl Ticker {
+    fn new(period: Duration) -> Self {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self(tick)
+    }
+
+    /// Waits for the next tick; `false` once `stop` is cancelled.
+    async fn next(&mut self, stop: &CancellationToken) -> bool {
+        tokio::select! { _ = stop.cancelled() => false, _ = self.0.tick() => true }
     }
 }

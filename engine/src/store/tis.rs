@@ -217,6 +217,13 @@ async fn settle_all(
     Ok(())
 }
 
+/// The running tries (with what failing them needs) that a lost-try query filters.
+const LOST_TRIES: &str = "SELECT ti.id AS ti_id, ti.run_pk, ti.try_number, ti.max_tries, ti.dag_id,
+        r.dag_hash, ti.task_id, ti.worker, tr.id AS try_id
+     FROM task_instances ti
+     JOIN dag_runs r ON r.id = ti.run_pk
+     JOIN task_tries tr ON tr.ti_id = ti.id AND tr.try_number = ti.try_number";
+
 #[derive(FromRow)]
 struct Zombie {
     ti_id: i64,
@@ -237,17 +244,13 @@ pub async fn reap_zombies(
     cache: &VersionCache,
     threshold: Duration,
 ) -> Result<usize> {
-    let candidates: Vec<Zombie> = sqlx::query_as(
-        "SELECT ti.id AS ti_id, ti.run_pk, ti.try_number, ti.max_tries, ti.dag_id,
-                r.dag_hash, ti.task_id, ti.worker, tr.id AS try_id
-         FROM task_instances ti
-         JOIN dag_runs r ON r.id = ti.run_pk
-         JOIN task_tries tr ON tr.ti_id = ti.id AND tr.try_number = ti.try_number
-         LEFT JOIN workers w ON w.worker_id = ti.worker
-         WHERE ti.state = 'running'
-           AND (w.worker_id IS NULL OR w.stopped_at IS NOT NULL
-                OR w.heartbeat_at < now() - $1 * interval '1 second')",
-    )
+    let candidates: Vec<Zombie> = sqlx::query_as(&format!(
+        "{LOST_TRIES}
+             LEFT JOIN workers w ON w.worker_id = ti.worker
+             WHERE ti.state = 'running'
+               AND (w.worker_id IS NULL OR w.stopped_at IS NOT NULL
+                    OR w.heartbeat_at < now() - $1 * interval '1 second')"
+    ))
     .bind(threshold.as_secs_f64())
     .fetch_all(pool)
     .await?;
@@ -274,15 +277,11 @@ pub async fn reap_orphans(
     local: &[i64],
     threshold: Duration,
 ) -> Result<usize> {
-    let candidates: Vec<Zombie> = sqlx::query_as(
-        "SELECT ti.id AS ti_id, ti.run_pk, ti.try_number, ti.max_tries, ti.dag_id,
-                r.dag_hash, ti.task_id, ti.worker, tr.id AS try_id
-         FROM task_instances ti
-         JOIN dag_runs r ON r.id = ti.run_pk
-         JOIN task_tries tr ON tr.ti_id = ti.id AND tr.try_number = ti.try_number
-         WHERE ti.state = 'running' AND ti.worker = $1 AND ti.id <> ALL($2)
-           AND ti.start_date < now() - $3 * interval '1 second'",
-    )
+    let candidates: Vec<Zombie> = sqlx::query_as(&format!(
+        "{LOST_TRIES}
+             WHERE ti.state = 'running' AND ti.worker = $1 AND ti.id <> ALL($2)
+               AND ti.start_date < now() - $3 * interval '1 second'"
+    ))
     .bind(worker)
     .bind(local)
     .bind(threshold.as_secs_f64())
