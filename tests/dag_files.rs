@@ -338,3 +338,23 @@ fn every_error_of_a_file_is_reported_at_once() {
         assert!(e.to_string().starts_with("dags/x.toml:"), "{e}");
     }
 }
+
+#[test]
+fn a_dag_without_tasks_is_an_error() {
+    let (line, msg) = one_error(HEAD);
+    assert_eq!(
+        (line, msg.as_str()),
+        (1, "a DAG needs at least one [[tasks]] entry")
+    );
+    let (line, msg) = one_error(&format!("{HEAD}tasks = []\n"));
+    assert_eq!(
+        (line, msg.as_str()),
+        (3, "a DAG needs at least one [[tasks]] entry")
+    );
+    let (line, msg) = one_error(&format!("{HEAD}tasks = \"a\"\n"));
+    assert_eq!(line, 3);
+    assert!(
+        msg.starts_with("`tasks` must be an array of tables"),
+        "{msg}"
+    );
+}

@@ -187,8 +187,16 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
         .collect();
 
     let entries: &[toml::Value] = match doc.get("tasks") {
-        None => &[],
-        Some(toml::Value::Array(a)) => a,
+        None => {
+            cx.err(&[Key("dag_id")], "a DAG needs at least one [[tasks]] entry");
+            &[]
+        }
+        Some(toml::Value::Array(a)) => {
+            if a.is_empty() {
+                cx.err(&[Key("tasks")], "a DAG needs at least one [[tasks]] entry");
+            }
+            a
+        }
         Some(v) => {
             cx.err(
                 &[Key("tasks")],
@@ -200,9 +208,6 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
             &[]
         }
     };
-    if entries.is_empty() && !matches!(doc.get("tasks"), Some(v) if !v.is_array()) {
-        cx.err(&[Key("dag_id")], "a DAG needs at least one [[tasks]] entry");
-    }
 
     let dag_dir = folder_of(cx.file);
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
