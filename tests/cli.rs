@@ -57,6 +57,97 @@ fn dags_validate_names_file_line_and_problem_and_exits_1() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
+/// `upiflow dags validate ARGS` run from `cwd`, with no database and no DAGs folder set.
+fn validate_in(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_upiflow"))
+        .arg("dags")
+        .arg("validate")
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env_remove("UPIFLOW_DAGS_FOLDER")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run upiflow")
+}
+
+#[test]
+fn dags_validate_accepts_any_relative_or_absolute_path() {
+    let dir = dags_dir(&[
+        (
+            "mydag.toml",
+            "dag_id = \"mine\"\n\
+             [[tasks]]\nid = \"a\"\nkind = \"command\"\ncommand = [\"true\"]\n\
+             [[tasks]]\nid = \"b\"\nkind = \"command\"\ncommand = [\"true\"]\ncwd = \"sql\"\nupstream = [\"a\"]\n\
+             [[tasks]]\nid = \"c\"\nkind = \"sql\"\nsql = \"sql/c.sql\"\nupstream = [\"b\"]\n",
+        ),
+        ("sql/c.sql", "SELECT :ds::date;\n"),
+    ]);
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let absolute = dir.join("mydag.toml");
+    let up = format!("../{name}/mydag.toml");
+    let up_folder = format!("../{name}");
+    let sql_dir = dir.join("sql");
+    let cases: [(&Path, &str); 7] = [
+        (&dir, "mydag.toml"),
+        (&dir, "./mydag.toml"),
+        (&dir, &up),
+        (&dir, absolute.to_str().unwrap()),
+        (&dir, "."),
+        (&dir, &up_folder),
+        (&sql_dir, "../mydag.toml"),
+    ];
+    for (cwd, arg) in cases {
+        let out = validate_in(cwd, &[arg]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "validate {arg} in {}: {}",
+            cwd.display(),
+            text(&out.stderr)
+        );
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("ok    mine (3 tasks)"), "{arg}: {stdout}");
+        assert!(stdout.contains("1 DAG(s) valid"), "{arg}: {stdout}");
+    }
+    // The bare name used to resolve the folder as the empty path; the folder form too.
+    let out = validate_in(&dir, &["nope.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error nope.toml:1: cannot read the file:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn dags_validate_reports_every_mistake_of_a_file_in_one_pass() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = validate_in(&fixture, &["many_mistakes.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let expected = upiflow_engine::dag::load_dag_file(
+        &fixture.join("many_mistakes.toml"),
+        &upiflow_tasks::registry(),
+    )
+    .expect_err("the fixture is invalid");
+    assert_eq!(lines.len(), expected.len() + 1, "{stderr}");
+    for (line, e) in lines.iter().zip(&expected) {
+        let want = format!("error many_mistakes.toml:{}: {}", e.line, e.message);
+        assert_eq!(*line, want);
+    }
+    assert_eq!(
+        lines.last(),
+        Some(&format!("{} error(s)", expected.len()).as_str())
+    );
+    let wanted_lines = [2, 3, 4, 5, 6, 9, 10, 13, 19, 20, 21, 24, 25, 31, 32, 37];
+    let got: Vec<usize> = expected.iter().map(|e| e.line).collect();
+    assert_eq!(got, wanted_lines, "{stderr}");
+    assert!(!stderr.contains("0 0 24 * * *"), "{stderr}");
+    assert!(!stderr.contains("working directory ''"), "{stderr}");
+}
+
 #[tokio::test]
 async fn trigger_wait_exits_by_the_runs_outcome_and_history_shows_tries() {
     let db = fresh_db().await;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use upiflow_engine::dag::{DagError, load_dag_str};
+use upiflow_engine::dag::{DagError, load_dag_file, load_dag_str};
 use upiflow_engine::state::TriggerRule;
 
 fn errors(text: &str) -> Vec<DagError> {
@@ -51,7 +51,166 @@ fn unknown_top_level_key_is_an_error_with_its_line() {
         "{HEAD}shedule_interval = \"x\"\n[[tasks]]\nid=\"a\"\nkind=\"noop\"\n"
     ));
     assert_eq!(line, 3);
-    assert!(msg.contains("unknown field `shedule_interval`"), "{msg}");
+    assert!(
+        msg.starts_with("unknown key `shedule_interval` at the top level (known keys: dag_id,"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_typo_of_a_key_suggests_the_right_one() {
+    let (line, msg) = one_error(&format!(
+        "{HEAD}[defaults]\nretires = 3\n[[tasks]]\nid=\"a\"\nkind=\"noop\"\n"
+    ));
+    assert_eq!(line, 4);
+    assert!(
+        msg.starts_with(
+            "unknown key `retires` in [defaults] (did you mean `retries`? known keys: retries,"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wrong_types_are_errors_and_reading_goes_on() {
+    let errs = errors(
+        "dag_id = 7\nschedule = \"@daily\"\ncatchup = \"yes\"\nmax_active_runs = 0\ntags = [\"a\", 1]\n\
+         [defaults]\nretries = -1\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\nupstream = \"b\"\n\
+         [[tasks]]\nkind = \"noop\"\n[[tasks]]\nid = \"c\"\n",
+    );
+    let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (1, "`dag_id` must be a string, not the integer 7"),
+            (3, "`catchup` must be true or false, not the string \"yes\""),
+            (
+                4,
+                "`max_active_runs` must be a whole number from 1 to 4294967295, not 0"
+            ),
+            (
+                5,
+                "`tags` must hold only strings; element 2 is the integer 1"
+            ),
+            (
+                7,
+                "`retries` must be a whole number from 0 to 4294967295, not -1"
+            ),
+            (
+                11,
+                "`upstream` must be an array of strings, not the string \"b\""
+            ),
+            (12, "task 2 has no `id` (e.g. id = \"load\")"),
+            (
+                14,
+                "task `c` has no `kind` (one of command, ingest_supervisor, noop, quality, sql)"
+            ),
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_the_kinds_own_problems_are_reported_together() {
+    let errs = errors(&format!(
+        "{HEAD}[[tasks]]\nid = \"a\"\nkind = \"sql\"\nsqll = \"x.sql\"\nowner = \"me\"\n"
+    ));
+    let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got[0].0, 4);
+    assert!(
+        got[0].1.starts_with("task `a`: missing key `sql`"),
+        "{got:#?}"
+    );
+    assert_eq!(got[1].0, 6);
+    assert!(
+        got[1].1.starts_with("unknown key `sqll` in task `a` of kind `sql` (did you mean `sql`? known keys: id, kind, upstream, trigger_rule, retries,"),
+        "{got:#?}"
+    );
+    assert_eq!(got[2].0, 7);
+    assert!(
+        got[2].1.starts_with("unknown key `owner` in task `a`"),
+        "{got:#?}"
+    );
+}
+
+/// tests/fixtures/many_mistakes.toml: sixteen mistakes, each reported at its line.
+#[test]
+fn every_mistake_of_a_file_is_reported_in_one_pass_with_its_line() {
+    let path = Path::new("tests/fixtures/many_mistakes.toml");
+    let errs = load_dag_file(path, &upiflow_tasks::registry()).expect_err("invalid");
+    let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+    let top = "known keys: dag_id, description, schedule, timezone, start_date, end_date, catchup, max_active_runs, tags, defaults, params, tasks";
+    let task = "known keys: id, kind, upstream, trigger_rule, retries, retry_delay, retry_exponential_backoff, max_retry_delay, timeout";
+    let want: Vec<(usize, String)> = vec![
+        (2, format!("unknown key `shedule` at the top level (did you mean `schedule`? {top})")),
+        (3, "cron expression `0 24 * * *`: the hour field `24` is out of range 0-23".into()),
+        (4, "unknown time zone `Asia/Kolkatta` (expected an IANA name such as Asia/Kolkata)".into()),
+        (5, "start_date: `2024-13-01` is not a date (expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or RFC 3339)".into()),
+        (6, format!("unknown key `owner` at the top level ({top})")),
+        (9, "bad duration for `retry_delay`: `5 parsecs`: unknown time unit \"parsecs\", supported units: ns, us/\u{b5}s, ms, sec, min, hours, days, weeks, months, years (and few variations) (write e.g. \"30s\", \"5m\", \"1h 30m\")".into()),
+        (10, "unknown key `retires` in [defaults] (did you mean `retries`? known keys: retries, retry_delay, retry_exponential_backoff, max_retry_delay, timeout)".into()),
+        (13, "task `extract`: missing key `sql` (a string, the path of a .sql file relative to the DAG file)".into()),
+        (19, "task `transform` lists unknown upstream `nowhere`".into()),
+        (20, "unknown trigger rule `sometimes` (expected one of all_success, all_done, all_failed, one_success, one_failed, none_failed)".into()),
+        (21, format!("unknown key `sql` in task `transform` of kind `noop` ({task})")),
+        (24, "duplicate task id `transform` (first defined at line 17)".into()),
+        (25, "unknown task kind `bash` (known kinds: command, ingest_supervisor, noop, quality, sql)".into()),
+        (31, "dependency cycle: a -> b -> a".into()),
+        (32, "bad duration for `timeout`: `soon`: expected number at 0 (write e.g. \"30s\", \"5m\", \"1h 30m\")".into()),
+        (37, "task `b`: `command` must be an array of strings, the program and its arguments (e.g. [\"sh\", \"-c\", \"echo hi\"]): invalid type: string \"true\", expected a sequence".into()),
+    ];
+    let want: Vec<(usize, &str)> = want.iter().map(|(l, m)| (*l, m.as_str())).collect();
+    assert_eq!(got, want);
+    for e in &errs {
+        assert!(
+            e.to_string()
+                .starts_with("tests/fixtures/many_mistakes.toml:"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_bare_file_name_resolves_next_to_the_current_directory() {
+    // `mydag.toml` has the empty path as its parent; the command's cwd must still resolve.
+    let dag = load_dag_str(
+        Path::new("x.toml"),
+        &format!("{HEAD}[[tasks]]\nid = \"a\"\nkind = \"command\"\ncommand = [\"true\"]\n"),
+        &upiflow_tasks::registry(),
+    )
+    .expect("valid");
+    let cwd = dag.task("a").unwrap().config["cwd"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        Path::new(&cwd),
+        std::env::current_dir().unwrap().canonicalize().unwrap()
+    );
+}
+
+#[test]
+fn a_cron_error_speaks_of_the_five_fields_the_user_wrote() {
+    for (schedule, message) in [
+        (
+            "0 24 * * *",
+            "cron expression `0 24 * * *`: the hour field `24` is out of range 0-23",
+        ),
+        (
+            "0 0 * *",
+            "cron expression `0 0 * *` has 4 fields; expected 5 (minute hour day-of-month month day-of-week)",
+        ),
+        (
+            "0 0 0 * * *",
+            "cron expression `0 0 0 * * *` has 6 fields; expected 5 (minute hour day-of-month month day-of-week); seconds are not supported",
+        ),
+    ] {
+        let (line, msg) = one_error(&format!(
+            "dag_id = \"d\"\nschedule = \"{schedule}\"\n[[tasks]]\nid=\"a\"\nkind=\"noop\"\n"
+        ));
+        assert_eq!((line, msg.as_str()), (2, message));
+    }
 }
 
 #[test]
@@ -178,4 +337,24 @@ fn every_error_of_a_file_is_reported_at_once() {
     for e in &errs {
         assert!(e.to_string().starts_with("dags/x.toml:"), "{e}");
     }
+}
+
+#[test]
+fn a_dag_without_tasks_is_an_error() {
+    let (line, msg) = one_error(HEAD);
+    assert_eq!(
+        (line, msg.as_str()),
+        (1, "a DAG needs at least one [[tasks]] entry")
+    );
+    let (line, msg) = one_error(&format!("{HEAD}tasks = []\n"));
+    assert_eq!(
+        (line, msg.as_str()),
+        (3, "a DAG needs at least one [[tasks]] entry")
+    );
+    let (line, msg) = one_error(&format!("{HEAD}tasks = \"a\"\n"));
+    assert_eq!(line, 3);
+    assert!(
+        msg.starts_with("`tasks` must be an array of tables"),
+        "{msg}"
+    );
 }

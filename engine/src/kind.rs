@@ -44,6 +44,13 @@ impl PrepareError {
     }
 }
 
+/// `?` on a single problem inside `prepare`, which reports a list.
+impl From<PrepareError> for Vec<PrepareError> {
+    fn from(e: PrepareError) -> Self {
+        vec![e]
+    }
+}
+
 /// How a try failed; the variant decides whether the remaining retries are used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
@@ -82,7 +89,9 @@ pub trait TaskKind: Send + Sync + 'static {
     fn keys(&self) -> &'static [&'static str];
     /// Checks the kind's keys and resolves them (reading referenced files) into the config
     /// stored with the DAG version, so a run always executes what it was created with.
-    fn prepare(&self, ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, PrepareError>;
+    /// `keys` holds only names from [`TaskKind::keys`]. On failure, every problem found
+    /// (never an empty list), so a file's mistakes are all reported in one pass.
+    fn prepare(&self, ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, Vec<PrepareError>>;
     /// Runs one try. Dropping the future must stop the work (timeouts rely on it).
     fn run<'a>(
         &'a self,

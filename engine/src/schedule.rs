@@ -53,21 +53,34 @@ impl Schedule {
         };
         let fields: Vec<&str> = five.split_whitespace().collect();
         if fields.len() != 5 {
+            let hint = if fields.len() == 6 {
+                "; seconds are not supported"
+            } else {
+                ""
+            };
             return Err(format!(
-                "cron expression `{trimmed}` has {} fields; expected 5 (minute hour day-of-month month day-of-week)",
-                fields.len()
+                "cron expression `{trimmed}` has {} field{}; expected 5 (minute hour day-of-month month day-of-week){hint}",
+                fields.len(),
+                if fields.len() == 1 { "" } else { "s" }
             ));
         }
+        let checked = FIELDS
+            .iter()
+            .zip(&fields)
+            .map(|(field, text)| field.check(text))
+            .collect::<Result<Vec<String>, String>>()
+            .map_err(|e| format!("cron expression `{trimmed}`: {e}"))?;
         let dow = unix_dow_to_names(fields[4])
             .map_err(|e| format!("cron expression `{trimmed}`: day-of-week: {e}"))?;
         // The cron crate wants seconds first and counts weekdays 1-7 from Sunday; names avoid
-        // that difference entirely.
+        // that difference entirely. Its messages would speak of that rewritten expression, so
+        // everything the user can get wrong is checked above, field by field.
         let normalised = format!(
             "0 {} {} {} {} {}",
-            fields[0], fields[1], fields[2], fields[3], dow
+            checked[0], checked[1], checked[2], checked[3], dow
         );
         let cron = cron::Schedule::from_str(&normalised)
-            .map_err(|e| format!("cron expression `{trimmed}`: {e}"))?;
+            .map_err(|_| format!("cron expression `{trimmed}` is not a valid 5-field cron expression (minute hour day-of-month month day-of-week)"))?;
         Ok(Self::Cron {
             expr: trimmed.to_string(),
             cron: Box::new(cron),
@@ -155,6 +168,158 @@ fn wall_to_instant(wall: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
                 &(wall - chrono::Duration::seconds(before.fix().local_minus_utc() as i64)),
             )
         }
+    }
+}
+
+/// One field of a 5-field cron expression: its name and what it accepts.
+struct Field {
+    name: &'static str,
+    lo: u32,
+    hi: u32,
+    /// Names accepted for values, the first standing for `lo` (`JAN` for 1).
+    names: &'static [&'static str],
+    /// `?` (any), accepted in day-of-month and day-of-week as by Quartz-style crons.
+    any: bool,
+}
+
+const MONTH_NAMES: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+
+const FIELDS: [Field; 5] = [
+    Field {
+        name: "minute",
+        lo: 0,
+        hi: 59,
+        names: &[],
+        any: false,
+    },
+    Field {
+        name: "hour",
+        lo: 0,
+        hi: 23,
+        names: &[],
+        any: false,
+    },
+    Field {
+        name: "day-of-month",
+        lo: 1,
+        hi: 31,
+        names: &[],
+        any: true,
+    },
+    Field {
+        name: "month",
+        lo: 1,
+        hi: 12,
+        names: &MONTH_NAMES,
+        any: false,
+    },
+    Field {
+        name: "day-of-week",
+        lo: 0,
+        hi: 7,
+        names: &DAY_NAMES,
+        any: true,
+    },
+];
+
+impl Field {
+    /// Checks the field as written (`*`, values, names, ranges `a-b`, lists `a,b`, steps
+    /// `/n`) and gives it back with names written as numbers.
+    fn check(&self, text: &str) -> Result<String, String> {
+        let name = self.name;
+        let whole = |part: &str| part == text;
+        let mut out = Vec::new();
+        for item in text.split(',') {
+            if item.is_empty() {
+                return Err(format!(
+                    "the {name} field `{text}` has an empty element in its list"
+                ));
+            }
+            let (base, step) = match item.split_once('/') {
+                Some((base, step)) => (base, Some(step)),
+                None => (item, None),
+            };
+            if let Some(step) = step {
+                match step.parse::<u32>() {
+                    Ok(n) if (1..=self.hi).contains(&n) => {}
+                    Ok(n) if n > self.hi => {
+                        return Err(format!(
+                            "the step `/{step}` in the {name} field `{text}` is larger than {}, the field's largest value",
+                            self.hi
+                        ));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "the step `/{step}` in the {name} field `{text}` must be a whole number of at least 1"
+                        ));
+                    }
+                }
+            }
+            let step_text = step.map(|s| format!("/{s}")).unwrap_or_default();
+            if base == "*" || (base == "?" && self.any && step.is_none()) {
+                out.push(format!("{base}{step_text}"));
+                continue;
+            }
+            let (a, b) = match base.split_once('-') {
+                Some((a, b)) => (self.value(a, text)?, Some(self.value(b, text)?)),
+                None => (self.value(base, text)?, None),
+            };
+            // Names become numbers, so the cron crate never sees a mix such as `JAN-3`.
+            out.push(match b {
+                Some(b) => format!("{a}-{b}{step_text}"),
+                None => format!("{a}{step_text}"),
+            });
+            if let Some(b) = b
+                && a > b
+            {
+                let field = if whole(base) {
+                    format!("the {name} field")
+                } else {
+                    format!("the {name} field `{text}`")
+                };
+                return Err(format!(
+                    "the range `{base}` in {field} runs backwards (write the smaller value first)"
+                ));
+            }
+        }
+        Ok(out.join(","))
+    }
+
+    /// A single value of the field, a number in range or a name.
+    fn value(&self, v: &str, text: &str) -> Result<u32, String> {
+        let Field { name, lo, hi, .. } = *self;
+        let place = if v == text {
+            format!("the {name} field `{v}`")
+        } else {
+            format!("`{v}` in the {name} field `{text}`")
+        };
+        if let Ok(n) = v.parse::<u32>() {
+            return if (lo..=hi).contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!("{place} is out of range {lo}-{hi}"))
+            };
+        }
+        if let Some((_, n)) = self
+            .names
+            .iter()
+            .zip(lo..)
+            .find(|(n, _)| n.eq_ignore_ascii_case(v))
+        {
+            return Ok(n);
+        }
+        let names = match self.names.first().zip(self.names.last()) {
+            Some((first, last)) => format!(" or a name {first}-{last}"),
+            None => String::new(),
+        };
+        let special = if v.contains(['L', 'W', '#', 'l', 'w']) {
+            " (`L`, `W` and `#` are not supported)"
+        } else {
+            ""
+        };
+        Err(format!("{place} is not a number {lo}-{hi}{names}{special}"))
     }
 }
 
@@ -339,6 +504,119 @@ mod tests {
         for w in ticks.windows(2) {
             assert!(w[0] < w[1]);
         }
+    }
+
+    fn cron_err(expr: &str) -> String {
+        Schedule::parse(expr).expect_err(expr)
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field_the_value_and_the_range() {
+        assert_eq!(
+            cron_err("0 24 * * *"),
+            "cron expression `0 24 * * *`: the hour field `24` is out of range 0-23"
+        );
+        assert_eq!(
+            cron_err("60 0 * * *"),
+            "cron expression `60 0 * * *`: the minute field `60` is out of range 0-59"
+        );
+        assert_eq!(
+            cron_err("0 0 0 * *"),
+            "cron expression `0 0 0 * *`: the day-of-month field `0` is out of range 1-31"
+        );
+        assert_eq!(
+            cron_err("0 0 1 13 *"),
+            "cron expression `0 0 1 13 *`: the month field `13` is out of range 1-12"
+        );
+        assert_eq!(
+            cron_err("0 0 * * 8"),
+            "cron expression `0 0 * * 8`: the day-of-week field `8` is out of range 0-7"
+        );
+        assert_eq!(
+            cron_err("0 1,2,30 * * *"),
+            "cron expression `0 1,2,30 * * *`: `30` in the hour field `1,2,30` is out of range 0-23"
+        );
+        assert_eq!(
+            cron_err("0 9-25 * * *"),
+            "cron expression `0 9-25 * * *`: `25` in the hour field `9-25` is out of range 0-23"
+        );
+    }
+
+    #[test]
+    fn other_field_mistakes_are_explained_in_the_users_terms() {
+        assert_eq!(
+            cron_err("*/0 * * * *"),
+            "cron expression `*/0 * * * *`: the step `/0` in the minute field `*/0` must be a whole number of at least 1"
+        );
+        assert_eq!(
+            cron_err("0 17-9 * * *"),
+            "cron expression `0 17-9 * * *`: the range `17-9` in the hour field runs backwards (write the smaller value first)"
+        );
+        assert_eq!(
+            cron_err("0 0 * FOO *"),
+            "cron expression `0 0 * FOO *`: the month field `FOO` is not a number 1-12 or a name JAN-DEC"
+        );
+        assert_eq!(
+            cron_err("0 0 L * *"),
+            "cron expression `0 0 L * *`: the day-of-month field `L` is not a number 1-31 (`L`, `W` and `#` are not supported)"
+        );
+        assert_eq!(
+            cron_err("0 0,,1 * * *"),
+            "cron expression `0 0,,1 * * *`: the hour field `0,,1` has an empty element in its list"
+        );
+        assert_eq!(
+            cron_err("? 0 * * *"),
+            "cron expression `? 0 * * *`: the minute field `?` is not a number 0-59"
+        );
+    }
+
+    #[test]
+    fn a_step_beyond_the_field_is_refused_by_name() {
+        assert_eq!(
+            cron_err("*/90 * * * *"),
+            "cron expression `*/90 * * * *`: the step `/90` in the minute field `*/90` is larger than 59, the field's largest value"
+        );
+    }
+
+    #[test]
+    fn only_five_fields_are_accepted() {
+        assert_eq!(
+            cron_err("0 0 * *"),
+            "cron expression `0 0 * *` has 4 fields; expected 5 (minute hour day-of-month month day-of-week)"
+        );
+        assert_eq!(
+            cron_err("0 0 0 * * *"),
+            "cron expression `0 0 0 * * *` has 6 fields; expected 5 (minute hour day-of-month month day-of-week); seconds are not supported"
+        );
+        assert!(cron_err("daily").contains("has 1 field;"));
+    }
+
+    #[test]
+    fn accepted_forms_still_parse_and_mean_what_cron_means() {
+        for ok in [
+            "*/15 * * * *",
+            "0 9-17/2 * * 1-5",
+            "0 0 1 JAN *",
+            "0 0 1 jan-mar *",
+            "0 0 ? * MON",
+            "0 0 1,15 * *",
+            "5 4 * * sun",
+            "0 0 * * 7",
+            "0 0 31 * *",
+            "0 0 1 JAN-3 *",
+            "0 0 1 */3 *",
+            "0 0 * * */2",
+            "0 23 * * *",
+        ] {
+            assert!(
+                Schedule::parse(ok).is_ok(),
+                "{ok}: {:?}",
+                Schedule::parse(ok).err()
+            );
+        }
+        let s = Schedule::parse("0 0 1 FEB *").unwrap();
+        let next = s.next_after(utc(2024, 3, 1, 0, 0), Tz::UTC).unwrap();
+        assert_eq!(next, utc(2025, 2, 1, 0, 0));
     }
 
     #[test]

@@ -86,16 +86,31 @@ impl TaskKind for CommandKind {
         &["command", "env", "cwd"]
     }
 
-    fn prepare(&self, ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, PrepareError> {
+    fn prepare(&self, ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, Vec<PrepareError>> {
         let keys: Keys = keys::parse(keys, SPEC)?;
-        check_command(&keys.command)?;
-        check_env(&keys.env)?;
+        // Each key is checked on its own, so all of their problems show at once.
+        let command = check_command(&keys.command);
+        let env = check_env(&keys.env);
+        let cwd = resolve_cwd(ctx, keys.cwd.as_deref());
+        let (cwd, problems) = match (command, env, cwd) {
+            (Ok(()), Ok(()), Ok(cwd)) => (cwd, Vec::new()),
+            (command, env, cwd) => (
+                String::new(),
+                [command.err(), env.err(), cwd.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ),
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         let config = CommandConfig {
-            cwd: resolve_cwd(ctx, keys.cwd.as_deref())?,
+            cwd,
             command: keys.command,
             env: keys.env,
         };
-        serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))
+        Ok(serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))?)
     }
 
     fn run<'a>(

@@ -10,12 +10,43 @@ pub(crate) struct KeySpec {
     pub expects: &'static str,
 }
 
-/// Deserializes `keys` into `T` (which should be `deny_unknown_fields`).
+/// Deserializes `keys` into `T` (which should be `deny_unknown_fields`), reporting every
+/// key that is wrong: serde stops at the first bad key, so that key is set aside and the
+/// rest read again, until what is left reads or the problem is not one key's.
 pub(crate) fn parse<T: DeserializeOwned>(
-    keys: toml::Table,
+    mut keys: toml::Table,
     spec: &[KeySpec],
-) -> Result<T, PrepareError> {
-    keys.try_into::<T>().map_err(|e| explain(&e, spec))
+) -> Result<T, Vec<PrepareError>> {
+    let mut problems: Vec<PrepareError> = Vec::new();
+    let mut set_aside: Vec<String> = Vec::new();
+    loop {
+        let error = match keys.clone().try_into::<T>() {
+            Ok(value) if problems.is_empty() => return Ok(value),
+            Ok(_) => return Err(problems),
+            Err(e) => e,
+        };
+        let problem = explain(&error, spec);
+        if let Some(key) = missing_key(&error)
+            && set_aside.iter().any(|k| k == key)
+        {
+            // A required key set aside for being wrong: already reported.
+            return Err(problems);
+        }
+        match problem.key.clone() {
+            Some(key) if keys.remove(&key).is_some() => {
+                problems.push(problem);
+                set_aside.push(key);
+            }
+            _ => {
+                problems.push(problem);
+                return Err(problems);
+            }
+        }
+    }
+}
+
+fn missing_key(error: &toml::de::Error) -> Option<&str> {
+    backticked_after(error.message(), "missing field `")
 }
 
 fn explain(error: &toml::de::Error, spec: &[KeySpec]) -> PrepareError {
@@ -97,9 +128,41 @@ mod tests {
         },
     ];
 
-    fn err(text: &str) -> PrepareError {
+    fn errs(text: &str) -> Vec<PrepareError> {
         let table: toml::Table = text.parse().expect("test TOML parses");
         parse::<Keys>(table, SPEC).expect_err("should be rejected")
+    }
+
+    fn err(text: &str) -> PrepareError {
+        let mut all = errs(text);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
+    #[test]
+    fn every_wrong_key_is_reported_not_only_the_first() {
+        let all = errs("command = \"ls\"\nenv = { HOME = 1 }\nshell = true");
+        let keys: Vec<_> = all.iter().map(|e| e.key.as_deref()).collect();
+        assert_eq!(keys.len(), 3, "{all:?}");
+        for key in ["command", "env", "shell"] {
+            assert!(keys.contains(&Some(key)), "{all:?}");
+        }
+        // `command` was set aside for its type: not reported again as missing.
+        assert!(
+            all.iter().all(|e| !e.message.contains("missing")),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_key_is_reported_beside_a_wrong_one() {
+        let all = errs("env = { HOME = 1 }");
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[0].key.as_deref(), Some("env"));
+        assert_eq!(
+            all[1].message,
+            "missing key `command` (an array of strings)"
+        );
     }
 
     #[test]

@@ -17,14 +17,25 @@ impl TaskKind for NoopKind {
         &[]
     }
 
-    fn prepare(&self, _ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, PrepareError> {
-        // The engine rejects unknown keys first; this keeps the kind correct on its own.
-        match keys.keys().next() {
-            Some(key) => Err(PrepareError::at(
-                key,
-                format!("unknown key `{key}`: the noop kind takes no keys"),
-            )),
-            None => Ok(Value::Null),
+    fn prepare(
+        &self,
+        _ctx: &PrepareCtx<'_>,
+        keys: toml::Table,
+    ) -> Result<Value, Vec<PrepareError>> {
+        // The engine passes only the kind's keys; this keeps the kind correct on its own.
+        let problems: Vec<PrepareError> = keys
+            .keys()
+            .map(|key| {
+                PrepareError::at(
+                    key,
+                    format!("unknown key `{key}`: the noop kind takes no keys"),
+                )
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(Value::Null)
+        } else {
+            Err(problems)
         }
     }
 
@@ -55,7 +66,8 @@ mod tests {
         let err = NoopKind
             .prepare(&prepare_ctx(&dir), table("sql = \"x.sql\""))
             .expect_err("rejected");
-        assert_eq!(err.key.as_deref(), Some("sql"));
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert_eq!(err[0].key.as_deref(), Some("sql"));
     }
 
     #[tokio::test]

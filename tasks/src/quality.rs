@@ -147,10 +147,14 @@ impl TaskKind for QualityKind {
         &["checks"]
     }
 
-    fn prepare(&self, _ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, PrepareError> {
+    fn prepare(
+        &self,
+        _ctx: &PrepareCtx<'_>,
+        keys: toml::Table,
+    ) -> Result<Value, Vec<PrepareError>> {
         let keys: Keys = keys::parse(keys, SPEC)?;
         let config = prepare_checks(keys.checks).map_err(|m| PrepareError::at("checks", m))?;
-        serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))
+        Ok(serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))?)
     }
 
     fn run<'a>(

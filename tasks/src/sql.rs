@@ -130,10 +130,10 @@ impl TaskKind for SqlKind {
         &["sql"]
     }
 
-    fn prepare(&self, ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, PrepareError> {
+    fn prepare(&self, ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, Vec<PrepareError>> {
         let keys: Keys = keys::parse(keys, SPEC)?;
         let config = load(ctx, &keys.sql).map_err(|m| PrepareError::at("sql", m))?;
-        serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))
+        Ok(serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))?)
     }
 
     fn run<'a>(

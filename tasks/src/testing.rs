@@ -8,7 +8,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use serde_json::{Map, Value};
 use sqlx::postgres::PgPoolOptions;
 use upiflow_engine::logs::LogWriter;
-use upiflow_engine::{PrepareCtx, TaskContext};
+use upiflow_engine::{PrepareCtx, PrepareError, TaskContext};
 
 /// A fresh, empty folder under the system's temporary directory.
 pub fn scratch_dir() -> PathBuf {
@@ -23,6 +23,12 @@ pub fn prepare_ctx(dag_dir: &Path) -> PrepareCtx<'_> {
         task_id: "test_task",
         dag_dir,
     }
+}
+
+/// The one problem `prepare` reported (a test of a single mistake expects exactly one).
+pub fn only(mut problems: Vec<PrepareError>) -> PrepareError {
+    assert_eq!(problems.len(), 1, "expected one problem: {problems:?}");
+    problems.remove(0)
 }
 
 /// Parses a task table written as TOML.

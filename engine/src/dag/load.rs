@@ -1,5 +1,7 @@
-//! Reading DAG files: TOML -> typed spec (unknown keys refused) -> validated `Dag`.
-//! Every problem is reported with its file and line, and all of them at once.
+//! Reading DAG files: TOML -> untyped table -> validated `Dag`, key by key. Every problem
+//! (an unknown key anywhere, a bad value, a missing key, an unknown upstream, a cycle) is
+//! reported with its file and line, all of them in one pass; only a TOML syntax error stops
+//! the reading of a file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -7,9 +9,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::fields::{self, Ctx, join, unknown_keys};
 use super::locate::{Locator, Seg};
 use super::{Dag, RetryPolicy, TaskDef, build_graph, find_cycles};
 use crate::kind::{PrepareCtx, Registry};
@@ -25,71 +27,35 @@ pub struct DagError {
     pub message: String,
 }
 
-/// The file format. Keys common to every task; the rest belong to the task's kind.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DagFile {
-    dag_id: String,
-    description: Option<String>,
-    schedule: Option<String>,
-    timezone: Option<String>,
-    start_date: Option<toml::Value>,
-    end_date: Option<toml::Value>,
-    #[serde(default)]
-    catchup: bool,
-    max_active_runs: Option<u32>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    defaults: Overrides,
-    #[serde(default)]
-    params: toml::Table,
-    #[serde(default)]
-    tasks: Vec<TaskFile>,
-}
+/// The keys of a DAG file's top level.
+const DAG_KEYS: &[&str] = &[
+    "dag_id",
+    "description",
+    "schedule",
+    "timezone",
+    "start_date",
+    "end_date",
+    "catchup",
+    "max_active_runs",
+    "tags",
+    "defaults",
+    "params",
+    "tasks",
+];
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Overrides {
-    retries: Option<u32>,
-    retry_delay: Option<toml::Value>,
-    retry_exponential_backoff: Option<bool>,
-    max_retry_delay: Option<toml::Value>,
-    timeout: Option<toml::Value>,
-}
+/// Keys of `[defaults]`, which any task may override.
+const OVERRIDE_KEYS: &[&str] = &[
+    "retries",
+    "retry_delay",
+    "retry_exponential_backoff",
+    "max_retry_delay",
+    "timeout",
+];
 
-#[derive(Deserialize)]
-struct TaskFile {
-    id: String,
-    kind: String,
-    #[serde(default)]
-    upstream: Vec<String>,
-    trigger_rule: Option<String>,
-    #[serde(flatten)]
-    overrides: Overrides,
-    /// Everything else: checked against the kind's own keys.
-    #[serde(flatten)]
-    rest: toml::Table,
-}
+/// Keys every task has, besides [`OVERRIDE_KEYS`] and its kind's own.
+const TASK_KEYS: &[&str] = &["id", "kind", "upstream", "trigger_rule"];
 
 const DEFAULT_MAX_ACTIVE_RUNS: u32 = 16;
-
-struct Ctx<'a> {
-    file: &'a Path,
-    loc: Locator<'a>,
-    errors: Vec<DagError>,
-}
-
-impl Ctx<'_> {
-    fn err(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
-        let line = self.loc.line(path);
-        self.errors.push(DagError {
-            file: self.file.to_path_buf(),
-            line,
-            message: message.into(),
-        });
-    }
-}
 
 /// Loads and validates one DAG file.
 pub fn load_dag_file(path: &Path, registry: &Registry) -> Result<Dag, Vec<DagError>> {
@@ -110,24 +76,34 @@ pub fn load_dag_str(path: &Path, text: &str, registry: &Registry) -> Result<Dag,
         loc: Locator::new(text),
         errors: Vec::new(),
     };
-    let raw: DagFile = match toml::from_str(text) {
-        Ok(raw) => raw,
+    // Syntax only: the one kind of problem after which nothing else can be read.
+    let doc: toml::Table = match toml::from_str(text) {
+        Ok(doc) => doc,
         Err(e) => {
             let line = e.span().map_or(1, |s| cx.loc.line_of(s.start));
             return Err(vec![DagError {
                 file: path.to_path_buf(),
                 line,
-                message: e.message().trim().to_string(),
+                message: format!("TOML syntax: {}", e.message().trim()),
             }]);
         }
     };
-    let dag = validate(&mut cx, raw, registry);
+    let dag = validate(&mut cx, &doc, registry);
     match dag {
         Some(dag) if cx.errors.is_empty() => Ok(dag),
         _ => {
             cx.errors.sort_by_key(|e| e.line);
             Err(cx.errors)
         }
+    }
+}
+
+/// The folder relative files of a DAG resolve against: the file's own folder, `.` for a
+/// bare file name (whose parent is the empty path, which no file call accepts).
+fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -138,23 +114,40 @@ fn valid_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
-fn validate(cx: &mut Ctx<'_>, raw: DagFile, registry: &Registry) -> Option<Dag> {
+/// One `[[tasks]]` entry as far as it could be read.
+struct RawTask<'t> {
+    id: Option<&'t str>,
+    upstream: Vec<&'t str>,
+}
+
+fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<Dag> {
     use Seg::{Index, Key};
-    if !valid_id(&raw.dag_id) {
+    unknown_keys(cx, &[], doc, DAG_KEYS, "at the top level");
+    let dag_id = match doc.get("dag_id") {
+        None => {
+            cx.err(
+                &[],
+                "missing key `dag_id` (the DAG's name, e.g. dag_id = \"daily_upi\")",
+            );
+            None
+        }
+        Some(_) => fields::string(cx, &[], doc, "dag_id"),
+    };
+    if let Some(id) = dag_id
+        && !valid_id(id)
+    {
         cx.err(
             &[Key("dag_id")],
-            format!(
-                "dag_id `{}` must be 1-250 characters of letters, digits, `_`, `-` or `.`",
-                raw.dag_id
-            ),
+            format!("dag_id `{id}` must be 1-250 characters of letters, digits, `_`, `-` or `.`"),
         );
     }
-    let schedule_text = raw.schedule.clone().unwrap_or_else(|| "none".into());
-    if let Err(e) = Schedule::parse(&schedule_text) {
+    let description = fields::string(cx, &[], doc, "description");
+    let schedule_text = fields::string(cx, &[], doc, "schedule").unwrap_or("none");
+    if let Err(e) = Schedule::parse(schedule_text) {
         cx.err(&[Key("schedule")], e);
     }
-    let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
-    let tz = match parse_timezone(&timezone) {
+    let timezone = fields::string(cx, &[], doc, "timezone").unwrap_or("UTC");
+    let tz = match parse_timezone(timezone) {
         Ok(tz) => Some(tz),
         Err(e) => {
             cx.err(&[Key("timezone")], e);
@@ -162,65 +155,126 @@ fn validate(cx: &mut Ctx<'_>, raw: DagFile, registry: &Registry) -> Option<Dag> 
         }
     };
     let tz_or_utc = tz.unwrap_or(Tz::UTC);
-    let start_date = raw
-        .start_date
-        .as_ref()
+    let start_date = doc
+        .get("start_date")
         .and_then(|v| parse_date(cx, "start_date", v, tz_or_utc));
-    let end_date = raw
-        .end_date
-        .as_ref()
+    let end_date = doc
+        .get("end_date")
         .and_then(|v| parse_date(cx, "end_date", v, tz_or_utc));
     if let (Some(s), Some(e)) = (start_date, end_date)
         && e <= s
     {
         cx.err(&[Key("end_date")], "end_date must be after start_date");
     }
-    if raw.max_active_runs == Some(0) {
-        cx.err(
-            &[Key("max_active_runs")],
-            "max_active_runs must be at least 1",
-        );
-    }
-    if raw.tasks.is_empty() {
-        cx.err(&[Key("dag_id")], "a DAG needs at least one [[tasks]] entry");
-    }
-    let defaults = resolve_overrides(cx, &[Key("defaults")], &raw.defaults, None);
+    let catchup = fields::boolean(cx, &[], doc, "catchup").unwrap_or(false);
+    let max_active_runs =
+        fields::count(cx, &[], doc, "max_active_runs", 1).unwrap_or(DEFAULT_MAX_ACTIVE_RUNS);
+    let tags = fields::strings(cx, &[], doc, "tags").unwrap_or_default();
+    let empty = toml::Table::new();
+    let defaults_table = fields::table(cx, &[], doc, "defaults", "[defaults]").unwrap_or(&empty);
+    unknown_keys(
+        cx,
+        &[Key("defaults")],
+        defaults_table,
+        OVERRIDE_KEYS,
+        "in [defaults]",
+    );
+    let defaults = resolve_overrides(cx, &[Key("defaults")], defaults_table, None);
+    let params: Map<String, Value> = fields::table(cx, &[], doc, "params", "[params]")
+        .unwrap_or(&empty)
+        .iter()
+        .map(|(k, v)| (k.clone(), toml_to_json(v)))
+        .collect();
 
-    let dag_dir = cx
-        .file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let entries: &[toml::Value] = match doc.get("tasks") {
+        None => {
+            cx.err(&[Key("dag_id")], "a DAG needs at least one [[tasks]] entry");
+            &[]
+        }
+        Some(toml::Value::Array(a)) => {
+            if a.is_empty() {
+                cx.err(&[Key("tasks")], "a DAG needs at least one [[tasks]] entry");
+            }
+            a
+        }
+        Some(v) => {
+            cx.err(
+                &[Key("tasks")],
+                format!(
+                    "`tasks` must be an array of tables (write each task under [[tasks]]), not {}",
+                    fields::describe(v)
+                ),
+            );
+            &[]
+        }
+    };
+
+    let dag_dir = folder_of(cx.file);
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
-    let mut tasks = Vec::with_capacity(raw.tasks.len());
-    for (i, t) in raw.tasks.iter().enumerate() {
-        let here = |key: &'static str| [Key("tasks"), Index(i), Key(key)];
-        if !valid_id(&t.id) {
+    let mut raw_tasks: Vec<RawTask<'_>> = Vec::with_capacity(entries.len());
+    let mut tasks = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let at = [Key("tasks"), Index(i)];
+        let Some(t) = entry.as_table() else {
             cx.err(
-                &here("id"),
+                &at,
                 format!(
-                    "task id `{}` must be 1-250 characters of letters, digits, `_`, `-` or `.`",
-                    t.id
+                    "task {} must be a table ([[tasks]] with id, kind, ...), not {}",
+                    i + 1,
+                    fields::describe(entry)
                 ),
             );
+            continue;
+        };
+        let id = match t.get("id") {
+            None => {
+                cx.err(
+                    &at,
+                    format!("task {} has no `id` (e.g. id = \"load\")", i + 1),
+                );
+                None
+            }
+            Some(_) => fields::string(cx, &at, t, "id"),
+        };
+        // How messages name the task: its id, or its position when it has none.
+        let name = id.map_or_else(|| format!("#{}", i + 1), |id| id.to_string());
+        if let Some(id) = id {
+            if !valid_id(id) {
+                cx.err(
+                    &join(&at, "id"),
+                    format!(
+                        "task id `{id}` must be 1-250 characters of letters, digits, `_`, `-` or `.`"
+                    ),
+                );
+            }
+            if let Some(&j) = first_seen.get(id) {
+                let first_line = cx.loc.line(&[Key("tasks"), Index(j), Key("id")]);
+                cx.err(
+                    &join(&at, "id"),
+                    format!("duplicate task id `{id}` (first defined at line {first_line})"),
+                );
+            } else {
+                first_seen.insert(id, i);
+            }
         }
-        if let Some(&j) = first_seen.get(t.id.as_str()) {
-            let first_line = cx.loc.line(&[Key("tasks"), Index(j), Key("id")]);
-            cx.err(
-                &here("id"),
-                format!(
-                    "duplicate task id `{}` (first defined at line {first_line})",
-                    t.id
-                ),
-            );
-        } else {
-            first_seen.insert(&t.id, i);
-        }
-        let trigger_rule = match t.trigger_rule.as_deref() {
+        let kind_name = match t.get("kind") {
+            None => {
+                cx.err(
+                    &at,
+                    format!(
+                        "task `{name}` has no `kind` (one of {})",
+                        registry.names().join(", ")
+                    ),
+                );
+                None
+            }
+            Some(_) => fields::string(cx, &at, t, "kind"),
+        };
+        let trigger_rule = match fields::string(cx, &at, t, "trigger_rule") {
             None => TriggerRule::default(),
             Some(s) => TriggerRule::parse(s).unwrap_or_else(|| {
                 cx.err(
-                    &here("trigger_rule"),
+                    &join(&at, "trigger_rule"),
                     format!(
                         "unknown trigger rule `{s}` (expected one of {})",
                         TriggerRule::ALL.map(|(n, _)| n).join(", ")
@@ -229,95 +283,110 @@ fn validate(cx: &mut Ctx<'_>, raw: DagFile, registry: &Registry) -> Option<Dag> 
                 TriggerRule::default()
             }),
         };
-        let mut seen_up = Vec::new();
-        for (j, up) in t.upstream.iter().enumerate() {
-            if seen_up.contains(&up) {
+        let upstream = fields::strings(cx, &at, t, "upstream").unwrap_or_default();
+        for (j, up) in upstream.iter().enumerate() {
+            if upstream[..j].contains(up) {
                 cx.err(
                     &[Key("tasks"), Index(i), Key("upstream"), Index(j)],
-                    format!("task `{}` lists upstream `{up}` twice", t.id),
+                    format!("task `{name}` lists upstream `{up}` twice"),
                 );
             }
-            seen_up.push(up);
         }
-        let resolved =
-            resolve_overrides(cx, &[Key("tasks"), Index(i)], &t.overrides, Some(&defaults));
-        let config = match registry.get(&t.kind) {
+        let resolved = resolve_overrides(cx, &at, t, Some(&defaults));
+        let kind = kind_name.and_then(|k| match registry.get(k) {
+            Some(kind) => Some(kind),
             None => {
                 cx.err(
-                    &here("kind"),
+                    &join(&at, "kind"),
                     format!(
-                        "unknown task kind `{}` (known kinds: {})",
-                        t.kind,
+                        "unknown task kind `{k}` (known kinds: {})",
                         registry.names().join(", ")
                     ),
                 );
-                Value::Null
+                None
             }
+        });
+        // With the kind unknown, its keys cannot be told from mistakes: only the common
+        // keys were checked.
+        let config = match kind {
+            None => Value::Null,
             Some(kind) => {
-                let allowed = kind.keys();
-                let mut ok = true;
-                for key in t.rest.keys() {
-                    if !allowed.contains(&key.as_str()) {
-                        ok = false;
-                        cx.err(
-                            &[Key("tasks"), Index(i), Key(key)],
-                            format!(
-                                "unknown key `{key}` in task `{}` of kind `{}` (its keys: {}; every task: id, kind, upstream, trigger_rule, retries, retry_delay, retry_exponential_backoff, max_retry_delay, timeout)",
-                                t.id,
-                                t.kind,
-                                if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
-                            ),
-                        );
-                    }
-                }
-                if ok {
-                    let pcx = PrepareCtx {
-                        dag_id: &raw.dag_id,
-                        task_id: &t.id,
-                        dag_dir: &dag_dir,
-                    };
-                    match kind.prepare(&pcx, t.rest.clone()) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            let key = e.key.as_deref().unwrap_or("id");
-                            cx.err(
-                                &[Key("tasks"), Index(i), Key(key)],
-                                format!("task `{}`: {}", t.id, e.message),
-                            );
-                            Value::Null
+                let own = kind.keys();
+                let allowed: Vec<&str> = TASK_KEYS
+                    .iter()
+                    .chain(OVERRIDE_KEYS)
+                    .chain(own)
+                    .copied()
+                    .collect();
+                unknown_keys(
+                    cx,
+                    &at,
+                    t,
+                    &allowed,
+                    &format!("in task `{name}` of kind `{}`", kind.name()),
+                );
+                // The kind still checks the keys that are its own, so a missing or bad one is
+                // reported in the same pass as the unknown ones.
+                let keys: toml::Table = t
+                    .iter()
+                    .filter(|(k, _)| own.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let pcx = PrepareCtx {
+                    dag_id: dag_id.unwrap_or_default(),
+                    task_id: id.unwrap_or_default(),
+                    dag_dir: &dag_dir,
+                };
+                match kind.prepare(&pcx, keys) {
+                    Ok(v) => v,
+                    Err(problems) => {
+                        for e in problems {
+                            let path = match e.key.as_deref() {
+                                Some(key) => join(&at, key),
+                                None if id.is_some() => join(&at, "id"),
+                                None => at.to_vec(),
+                            };
+                            cx.err(&path, format!("task `{name}`: {}", e.message));
                         }
+                        Value::Null
                     }
-                } else {
-                    Value::Null
                 }
             }
         };
-        tasks.push(TaskDef {
-            id: t.id.clone(),
-            kind: t.kind.clone(),
-            upstream: t.upstream.clone(),
-            trigger_rule,
-            retry: resolved.retry,
-            timeout: resolved.timeout,
-            config,
+        raw_tasks.push(RawTask {
+            id,
+            upstream: upstream.clone(),
         });
+        if let (Some(id), Some(kind)) = (id, kind_name) {
+            tasks.push(TaskDef {
+                id: id.to_string(),
+                kind: kind.to_string(),
+                upstream: upstream.iter().map(|s| s.to_string()).collect(),
+                trigger_rule,
+                retry: resolved.retry,
+                timeout: resolved.timeout,
+                config,
+            });
+        }
     }
 
     // Unknown upstreams, then cycles (only meaningful once every edge is known).
-    for (i, t) in raw.tasks.iter().enumerate() {
+    for (i, t) in raw_tasks.iter().enumerate() {
+        let name =
+            t.id.map_or_else(|| format!("#{}", i + 1), |id| id.to_string());
         for (j, up) in t.upstream.iter().enumerate() {
-            if !first_seen.contains_key(up.as_str()) {
+            if !first_seen.contains_key(up) {
                 cx.err(
                     &[Key("tasks"), Index(i), Key("upstream"), Index(j)],
-                    format!("task `{}` lists unknown upstream `{up}`", t.id),
+                    format!("task `{name}` lists unknown upstream `{up}`"),
                 );
             }
         }
     }
     let (graph, _) = build_graph(
-        raw.tasks
+        raw_tasks
             .iter()
-            .map(|t| (t.id.as_str(), t.upstream.iter().map(String::as_str))),
+            .filter_map(|t| Some((t.id?, t.upstream.iter().copied()))),
     );
     for cycle in find_cycles(&graph) {
         let i = first_seen.get(cycle[0]).copied().unwrap_or(0);
@@ -327,24 +396,19 @@ fn validate(cx: &mut Ctx<'_>, raw: DagFile, registry: &Registry) -> Option<Dag> 
         );
     }
 
-    let params: Map<String, Value> = raw
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), toml_to_json(v)))
-        .collect();
     if !cx.errors.is_empty() {
         return None;
     }
     let dag = Dag {
-        dag_id: raw.dag_id,
-        description: raw.description,
-        schedule: schedule_text,
-        timezone,
+        dag_id: dag_id?.to_string(),
+        description: description.map(str::to_string),
+        schedule: schedule_text.to_string(),
+        timezone: timezone.to_string(),
         start_date,
         end_date,
-        catchup: raw.catchup,
-        max_active_runs: raw.max_active_runs.unwrap_or(DEFAULT_MAX_ACTIVE_RUNS),
-        tags: raw.tags,
+        catchup,
+        max_active_runs,
+        tags: tags.iter().map(|s| s.to_string()).collect(),
         params,
         tasks,
         fileloc: cx.file.display().to_string(),
@@ -383,37 +447,38 @@ struct Resolved {
     timeout: Option<Duration>,
 }
 
+/// The `[defaults]` keys of `table` (the defaults themselves or a task) over `base`.
 fn resolve_overrides(
     cx: &mut Ctx<'_>,
     at: &[Seg<'_>],
-    o: &Overrides,
+    table: &toml::Table,
     base: Option<&Resolved>,
 ) -> Resolved {
-    let mut dur = |key: &'static str, v: &Option<toml::Value>| -> Option<Option<Duration>> {
-        let v = v.as_ref()?;
-        let mut path = at.to_vec();
-        path.push(Seg::Key(key));
+    let dur = |cx: &mut Ctx<'_>, key: &'static str| -> Option<Duration> {
+        let v = table.get(key)?;
         match parse_duration(v) {
-            Ok(d) => Some(Some(d)),
+            Ok(d) => Some(d),
             Err(e) => {
-                cx.err(&path, format!("bad duration for `{key}`: {e}"));
+                cx.err(&join(at, key), format!("bad duration for `{key}`: {e}"));
                 None
             }
         }
     };
-    let retry_delay = dur("retry_delay", &o.retry_delay);
-    let max_retry_delay = dur("max_retry_delay", &o.max_retry_delay);
-    let timeout = dur("timeout", &o.timeout);
+    let retry_delay = dur(cx, "retry_delay");
+    let max_retry_delay = dur(cx, "max_retry_delay");
+    let timeout = dur(cx, "timeout");
+    let retries = fields::count(cx, at, table, "retries", 0);
+    let backoff = fields::boolean(cx, at, table, "retry_exponential_backoff");
     let default = RetryPolicy::default();
     let b = base.map(|b| &b.retry).unwrap_or(&default);
     Resolved {
         retry: RetryPolicy {
-            retries: o.retries.unwrap_or(b.retries),
-            retry_delay: retry_delay.flatten().unwrap_or(b.retry_delay),
-            exponential_backoff: o.retry_exponential_backoff.unwrap_or(b.exponential_backoff),
-            max_retry_delay: max_retry_delay.unwrap_or(b.max_retry_delay),
+            retries: retries.unwrap_or(b.retries),
+            retry_delay: retry_delay.unwrap_or(b.retry_delay),
+            exponential_backoff: backoff.unwrap_or(b.exponential_backoff),
+            max_retry_delay: max_retry_delay.or(b.max_retry_delay),
         },
-        timeout: timeout.unwrap_or(base.and_then(|b| b.timeout)),
+        timeout: timeout.or(base.and_then(|b| b.timeout)),
     }
 }
 
@@ -489,6 +554,12 @@ pub struct Folder {
 /// Loads every `*.toml` below `dir` (recursively, skipping hidden entries). Two files with one
 /// dag_id: the second is an error.
 pub fn load_folder(dir: &Path, registry: &Registry) -> Folder {
+    // An empty folder name (`UPIFLOW_DAGS_FOLDER=`) means the current directory.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let mut files = Vec::new();
     collect_toml(dir, &mut files);
     files.sort();

@@ -1,6 +1,7 @@
 //! The DAG model: a validated, serialisable definition (what a DAG file means) with its
 //! dependency graph resolved by petgraph.
 
+mod fields;
 mod load;
 mod locate;
 

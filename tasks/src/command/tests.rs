@@ -11,10 +11,12 @@ use tokio::io::BufReader;
 
 use super::output::{MAX_LINE_BYTES, next_line};
 use super::*;
-use crate::testing::{prepare_ctx, scratch_dir, table, task_context};
+use crate::testing::{only, prepare_ctx, scratch_dir, table, task_context};
 
 fn prepare(dir: &Path, text: &str) -> Result<Value, PrepareError> {
-    CommandKind.prepare(&prepare_ctx(dir), table(text))
+    CommandKind
+        .prepare(&prepare_ctx(dir), table(text))
+        .map_err(only)
 }
 
 fn canonical(dir: &Path) -> String {

@@ -4,14 +4,16 @@
 use serde_json::json;
 
 use super::*;
-use crate::testing::{prepare_ctx, scratch_dir, table};
+use crate::testing::{only, prepare_ctx, scratch_dir, table};
 
 fn prepare(checks: &str) -> Result<Value, PrepareError> {
     let dir = scratch_dir();
-    QualityKind.prepare(
-        &prepare_ctx(&dir),
-        table(&format!("checks = [\n{checks}\n]")),
-    )
+    QualityKind
+        .prepare(
+            &prepare_ctx(&dir),
+            table(&format!("checks = [\n{checks}\n]")),
+        )
+        .map_err(only)
 }
 
 fn config(checks: &str) -> QualityConfig {

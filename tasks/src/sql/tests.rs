@@ -7,12 +7,14 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use super::*;
-use crate::testing::{prepare_ctx, scratch_dir, table, task_context};
+use crate::testing::{only, prepare_ctx, scratch_dir, table, task_context};
 
 fn prepare_file(dir: &Path, text: &str) -> Result<Value, PrepareError> {
     std::fs::create_dir_all(dir.join("sql")).expect("mkdir");
     std::fs::write(dir.join("sql/x.sql"), text).expect("write");
-    SqlKind.prepare(&prepare_ctx(dir), table("sql = \"sql/x.sql\""))
+    SqlKind
+        .prepare(&prepare_ctx(dir), table("sql = \"sql/x.sql\""))
+        .map_err(only)
 }
 
 #[test]
@@ -57,6 +59,7 @@ fn a_missing_file_is_named_by_its_resolved_path() {
     let dir = scratch_dir();
     let err = SqlKind
         .prepare(&prepare_ctx(&dir), table("sql = \"sql/nope.sql\""))
+        .map_err(only)
         .expect_err("missing");
     assert_eq!(err.key.as_deref(), Some("sql"));
     let path = dir.join("sql/nope.sql").display().to_string();
@@ -67,6 +70,7 @@ fn a_missing_file_is_named_by_its_resolved_path() {
 fn inline_sql_instead_of_a_path_gets_a_hint() {
     let err = SqlKind
         .prepare(&prepare_ctx(&scratch_dir()), table("sql = \"SELECT 1\""))
+        .map_err(only)
         .expect_err("not a file");
     assert!(err.message.contains("not SQL text"), "{err:?}");
 }
@@ -111,6 +115,7 @@ fn lexer_errors_name_the_file() {
 fn a_wrong_key_type_is_reported_at_sql() {
     let err = SqlKind
         .prepare(&prepare_ctx(&scratch_dir()), table("sql = [\"a.sql\"]"))
+        .map_err(only)
         .expect_err("wrong type");
     assert_eq!(err.key.as_deref(), Some("sql"));
     assert!(err.message.contains("must be a string"), "{err:?}");

@@ -161,7 +161,11 @@ impl TaskKind for IngestSupervisorKind {
         ]
     }
 
-    fn prepare(&self, _ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, PrepareError> {
+    fn prepare(
+        &self,
+        _ctx: &PrepareCtx<'_>,
+        keys: toml::Table,
+    ) -> Result<Value, Vec<PrepareError>> {
         let cfg: SupervisorConfig = keys::parse(keys, SPEC)?;
         Ok(serde_json::to_value(cfg).expect("config serialises"))
     }

@@ -226,10 +226,12 @@ fn checks_must_be_an_array() {
     let dir = scratch_dir();
     let err = QualityKind
         .prepare(&prepare_ctx(&dir), table("checks = \"not_null\""))
+        .map_err(only)
         .expect_err("a string");
     assert_eq!(err.key.as_deref(), Some("checks"));
     let err = QualityKind
         .prepare(&prepare_ctx(&dir), table(""))
+        .map_err(only)
         .expect_err("missing");
     assert!(err.message.starts_with("missing key `checks`"), "{err:?}");
 }
