@@ -300,7 +300,7 @@ impl Leftover {
             && process::cwd(pid).as_deref() == Some(data_dir)
             && process::cmdline(pid).is_some_and(|args| {
                 let url = format!("tcp://127.0.0.1:{}", self.port);
-                args.iter().any(|a| *a == url)
+                args.contains(&url)
             });
         if !ours {
             return Check::Gone(format!("pid {pid} is now another program"));
