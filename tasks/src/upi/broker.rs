@@ -230,11 +230,17 @@ impl LocalBroker {
                 &partitions.to_string(),
             ])
             .args(["--broker", &format!("tcp://{}", self.bootstrap)])
+            // It reports errors (an existing topic too) only as log lines, on stdout.
+            .env("RUST_LOG", "error")
             .output()
             .await
             .context("cannot run `tansu topic create`")?;
-        let text = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() && !text.to_lowercase().contains("exist") {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        if !out.status.success() && !text.to_lowercase().contains("already exists") {
             bail!("`tansu topic create {topic}` failed: {}", text.trim());
         }
         Ok(())
