@@ -120,6 +120,16 @@ impl Standalone {
     }
 }
 
+impl Drop for Standalone {
+    /// A failed test must not leave it running (its servers go with `Cleanup`).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn health(port: u16) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -135,7 +145,8 @@ fn health(port: u16) -> bool {
     answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
 
-/// Kills whatever a failed test left running in `dir` (its own processes only).
+/// Kills whatever a failed test left running in `dir` (its own processes only); declared
+/// before the `Standalone`s so that it runs after they are dropped.
 struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
@@ -491,14 +502,22 @@ async fn a_second_standalone_in_the_same_folder_is_refused_and_the_first_keeps_r
     let postmaster = postmaster_pid(&dir);
     let (broker, _, _) = broker_record(&dir);
 
-    let port = free_port();
-    let out = upiflow(&dir)
-        .args(["standalone", "--bind", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // Bounded: a second one that is not refused runs on (and would hang the test).
+    let mut second = Standalone::start(&dir, "2", &[], None);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second standalone was not refused:\n{}",
+            second.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = second.stderr();
+    assert_eq!(status.code(), Some(1), "{err}");
     let home = dir.join(".upiflow").canonicalize().unwrap();
     assert!(
         err.contains(&format!(
