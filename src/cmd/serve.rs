@@ -8,8 +8,8 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use upiflow_engine::executor::{Worker, WorkerConfig};
 use upiflow_engine::scheduler::{Scheduler, SchedulerConfig};
-use upiflow_engine::store::cluster::LocalCluster;
-use upiflow_tasks::upi::broker::LocalBroker;
+use upiflow_engine::store::cluster::{DataDirLock, LocalCluster};
+use upiflow_tasks::upi::broker::{LocalBroker, Origin};
 use upiflow_tasks::upi::supervisor::{self, LocalIngest};
 use upiflow_tasks::upi::{generator, ingest};
 
@@ -78,12 +78,25 @@ pub fn cancel_on_signal(t: CancellationToken) {
 
 pub async fn standalone(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     let mut g = g.clone();
+    // The private servers live in the data directory, so it belongs to one live standalone
+    // at a time; the lock also tells the recovery below that whatever it finds there was left
+    // by a standalone that is dead, never one that is running.
+    let _lock = if g.database_url.is_none() || g.kafka_bootstrap_servers.is_none() {
+        Some(DataDirLock::acquire(&g.data_dir)?)
+    } else {
+        None
+    };
     let cluster = match &g.database_url {
         Some(_) => None,
         None => {
+            // pg_ctl daemonises Postgres, so no parent-death signal can take it down with us:
+            // after a crash it is the next start that finds and stops it (LocalCluster::start).
             let c = LocalCluster::start(&g.data_dir)
                 .await
                 .context("cannot start the private Postgres cluster")?;
+            if let Some(what) = c.recovered() {
+                eprintln!("upiflow standalone: {what}");
+            }
             g.database_url = Some(c.url());
             std::fs::write(g.data_dir.join(URL_FILE), c.url())?;
             Some(c)
@@ -170,8 +183,8 @@ async fn start_stream(
     let (topic, group) = (supervisor::DEFAULT_TOPIC, supervisor::DEFAULT_GROUP);
     let (broker, bootstrap) = match &g.kafka_bootstrap_servers {
         Some(b) => (None, b.clone()),
-        None => match LocalBroker::start().await {
-            Ok(b) => {
+        None => match LocalBroker::start_in(&g.data_dir).await {
+            Ok((b, origin)) => {
                 if let Err(e) = b.create_topic(topic, 3).await {
                     tracing::error!(
                         error = format!("{e:#}"),
@@ -179,10 +192,37 @@ async fn start_stream(
                     );
                     return (Some(b), None, None);
                 }
-                // A fresh in-memory broker: offsets stored for an earlier one mean nothing now.
-                if let Err(e) = ingest::writer::retire_broker_epoch(pool, group, topic).await {
-                    tracing::error!(error = %e, "cannot retire the previous broker's offsets; ingest is off");
-                    return (Some(b), None, None);
+                match origin {
+                    // Its topics are the ones the stored offsets point into: keep both.
+                    Origin::Adopted { pid } => eprintln!(
+                        "upiflow standalone: an earlier standalone in this folder did not exit cleanly; \
+                         adopted the Kafka broker (pid {pid}) it left running, with its topics"
+                    ),
+                    Origin::Fresh { replaced } => {
+                        if let Some(what) = replaced {
+                            eprintln!("upiflow standalone: {what}");
+                        }
+                        // A fresh in-memory broker starts at offset 0: offsets stored for an
+                        // earlier one would make the ingest skip its messages as already seen.
+                        match ingest::writer::retire_broker_epoch(pool, group, topic).await {
+                            Ok(true) => eprintln!(
+                                "upiflow standalone: a new Kafka broker starts empty, so the ingest reads it from its beginning; \
+                                 everything ingested from the earlier one is kept (its raw rows under a retired topic name)"
+                            ),
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot retire the previous broker's offsets; ingest is off");
+                                return (Some(b), None, None);
+                            }
+                        }
+                        // Only now may a later start adopt it (see LocalBroker::start_in).
+                        if let Err(e) = b.mark_ready() {
+                            tracing::warn!(
+                                error = format!("{e:#}"),
+                                "cannot record the broker; a later start will replace it"
+                            );
+                        }
+                    }
                 }
                 let bootstrap = b.bootstrap.clone();
                 (Some(b), bootstrap)
