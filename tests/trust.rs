@@ -310,6 +310,14 @@ async fn kill_waiting(conn: &mut sqlx::PgConnection) -> i64 {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let seen: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT state, wait_event_type, left(query, 120) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    eprintln!("no session waited for a lock within 60 s; the others: {seen:?}");
     0
 }
 
@@ -334,7 +342,13 @@ async fn an_api_request_whose_connection_is_killed_is_replayed_and_answers_200()
         .await
         .unwrap();
     drop(conn);
-    let app = upiflow_web::app(upiflow_web::AppState::new(db.pool.clone()).await.unwrap());
+    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    // A bearer token, so no password hashing (slow on a loaded machine) stands between the
+    // request and its query.
+    let token =
+        upiflow_web::auth::issue_token(&state.token_key, "ada", upiflow_web::auth::Role::Admin)
+            .unwrap();
+    let app = upiflow_web::app(state);
     // The handler reads `dags` itself (no engine retry in between): only the web's replay
     // of the whole request can turn the killed connection into a 200.
     let mut blocker = db.pool.begin().await.unwrap();
@@ -343,7 +357,7 @@ async fn an_api_request_whose_connection_is_killed_is_replayed_and_answers_200()
         .await
         .unwrap();
     let req = axum::http::Request::get("/api/v2/dags/k")
-        .header("authorization", basic("ada", "admin-password"))
+        .header("authorization", format!("Bearer {token}"))
         .body(axum::body::Body::empty())
         .unwrap();
     let call = tokio::spawn(app.oneshot(req));

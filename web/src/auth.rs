@@ -104,17 +104,24 @@ pub async fn check_password(
             .bind(username)
             .fetch_optional(pool)
             .await?;
-    let Some((hash, role)) = row else {
-        // Same work as a real check, so timing does not tell which usernames exist.
-        let _ = hash_password(password);
-        return Ok(None);
-    };
-    let parsed = PasswordHash::new(&hash)
-        .map_err(|e| ApiError::Internal(format!("stored hash unreadable: {e}")))?;
-    Ok(Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
-        .then_some(role))
+    // Argon2 is deliberately slow (tens of ms of CPU): off the async threads, so one login
+    // or Basic-auth request does not stall the others served by the same thread.
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let Some((hash, role)) = row else {
+            // Same work as a real check, so timing does not tell which usernames exist.
+            let _ = hash_password(&password);
+            return Ok(None);
+        };
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| ApiError::Internal(format!("stored hash unreadable: {e}")))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+            .then_some(role))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))?
 }
 
 /// The signing key of this database, made on first use.
