@@ -15,6 +15,16 @@
 
 mod soak;
 
+/// Prints a figure of the soak where `cargo test` shows it even when the test passes (the
+/// test harness captures `println!`, not writes to the process's stdout itself), so
+/// `scripts/test.sh` and CI print the soak's figures.
+macro_rules! figure {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -622,8 +632,8 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
     let pg_log = postgres_log_figures(&pg.log());
     let unexpected: Vec<&String> = parts.iter().flat_map(|p| &p.unexpected_exits).collect();
 
-    println!("\n== chaos soak figures (seed {seed}, {secs} s of chaos) ==");
-    println!(
+    figure!("\n== chaos soak figures (seed {seed}, {secs} s of chaos) ==");
+    figure!(
         "kills: {} ({})",
         parts.iter().map(|p| p.kills).sum::<u32>(),
         parts
@@ -632,7 +642,7 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
+    figure!(
         "Postgres restarts: {} (at {})",
         pg_restarts.len(),
         pg_restarts
@@ -641,8 +651,8 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("unexpected exits of a part: {}", unexpected.len());
-    println!(
+    figure!("unexpected exits of a part: {}", unexpected.len());
+    figure!(
         "events sent: {} = {} valid ({} PENDING) + {} resolutions + {} invalid {:?}",
         sent.messages,
         sent.valid,
@@ -651,23 +661,26 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
         sent.invalid,
         sent.invalid_by_kind
     );
-    println!(
+    figure!(
         "raw rows: {} (expected {}), partitions {:?}, offsets without holes: {}",
         ing.raw,
         sent.messages,
         ing.partitions,
         ing.contiguous()
     );
-    println!(
+    figure!(
         "clean rows: {} (expected {} distinct txn_ids)",
-        ing.clean, sent.clean_txns
+        ing.clean,
+        sent.clean_txns
     );
-    println!("dead letters: {} (expected {})", ing.dead, sent.invalid);
-    println!(
+    figure!("dead letters: {} (expected {})", ing.dead, sent.invalid);
+    figure!(
         "raw payloads by the documented rules: {} valid, {} invalid, {} transactions",
-        ind.valid_messages, ind.invalid_messages, ind.txns
+        ind.valid_messages,
+        ind.invalid_messages,
+        ind.txns
     );
-    println!(
+    figure!(
         "runs {HOURLY_DAG}: {} {:?} {:?}; intervals expected {}; task instances not success {}; loads rows {} (max loads of one interval {})",
         hourly.total,
         hourly.by_state,
@@ -677,7 +690,7 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
         loads.len(),
         loads.iter().map(|l| l.1).max().unwrap_or(0)
     );
-    println!(
+    figure!(
         "runs {UPI_DAG}: {} {:?} {:?}; intervals expected {} ({first_day}..={yesterday}); task instances not success {}",
         upi.total,
         upi.by_state,
@@ -687,8 +700,8 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
     );
     let failed_runs = hourly.by_state.get("failed").copied().unwrap_or(0)
         + upi.by_state.get("failed").copied().unwrap_or(0);
-    println!("failed runs: {failed_runs}");
-    println!(
+    figure!("failed runs: {failed_runs}");
+    figure!(
         "tries: {} {:?}; zombie tries {}; still open {}; misnumbered task instances {}",
         tries.total,
         tries.by_outcome,
@@ -696,25 +709,29 @@ fn chaos_soak_loses_nothing_doubles_nothing_and_every_run_succeeds() {
         tries.open,
         tries.misnumbered
     );
-    println!(
+    figure!(
         "overlapping tries: {} by the tries' records, {} by the commands' own begin/end ({} executions, {} without an end, {} of them not explained by a kill)",
-        tries.overlaps, execs.overlaps, execs.tries, execs.unfinished, execs.unexplained
+        tries.overlaps,
+        execs.overlaps,
+        execs.tries,
+        execs.unfinished,
+        execs.unexplained
     );
-    println!(
+    figure!(
         "days compared: {} ({first_day}..={last}, {compared_txns} transactions, {} merchant-days); mismatches: {}",
         days_range.len(),
         want_merchants.len(),
         mismatches.len()
     );
-    println!(
+    figure!(
         "CLI: backfill runs {backfill_runs} (ok {backfill_ok}), `upiflow runs` probes {} with {} failures; web probes {web_probes}, unanswered {web_misses}",
         probe.runs,
         probe.failures.len()
     );
-    println!("Postgres log: {pg_log:?}");
+    figure!("Postgres log: {pg_log:?}");
     match recovered_at {
-        Some(d) => println!("caught up {:.1}s after the chaos stopped", d.as_secs_f64()),
-        None => println!("did not catch up"),
+        Some(d) => figure!("caught up {:.1}s after the chaos stopped", d.as_secs_f64()),
+        None => figure!("did not catch up"),
     }
 
     // ---- The verdict. ----
