@@ -176,9 +176,12 @@ async fn start_queued_locking(
             SELECT q.id FROM (
                 SELECT r.id, r.logical_date, b.max_active_runs AS cap,
                        row_number() OVER (PARTITION BY r.backfill_id ORDER BY r.logical_date) AS nth,
-                       (SELECT count(*) FROM dag_runs x
-                        WHERE x.backfill_id = r.backfill_id AND x.state = 'running') AS busy
-                FROM dag_runs r LEFT JOIN backfills b ON b.id = r.backfill_id
+                       coalesce(c.busy, 0) AS busy
+                FROM dag_runs r
+                LEFT JOIN backfills b ON b.id = r.backfill_id
+                LEFT JOIN (SELECT backfill_id, count(*) AS busy FROM dag_runs
+                           WHERE dag_id = $1 AND state = 'running' AND backfill_id IS NOT NULL
+                           GROUP BY backfill_id) c ON c.backfill_id = r.backfill_id
                 WHERE r.dag_id = $1 AND r.state = 'queued') q
             WHERE q.cap IS NULL OR q.nth <= q.cap - q.busy
             ORDER BY q.logical_date
