@@ -58,13 +58,28 @@ impl RunDate {
     }
 }
 
-fn op(c: Cmp) -> &'static str {
-    match c {
-        Cmp::Gte => ">=",
-        Cmp::Gt => ">",
-        Cmp::Lte => "<=",
-        Cmp::Lt => "<",
+/// Pushes ` ORDER BY` the sort keys (`(column, descending)`, trusted column names), then
+/// `tiebreak` so pages are stable, and the page's `LIMIT` and `OFFSET`.
+pub(crate) fn push_page<'a>(
+    q: &mut QueryBuilder<'_, Postgres>,
+    order: impl IntoIterator<Item = (&'a str, bool)>,
+    tiebreak: &str,
+    limit: i64,
+    offset: i64,
+) {
+    q.push(" ORDER BY ");
+    for (column, desc) in order {
+        q.push(column).push(if desc {
+            " DESC NULLS LAST, "
+        } else {
+            " ASC NULLS FIRST, "
+        });
     }
+    q.push(tiebreak)
+        .push(" LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
 }
 
 /// Which runs to list. Every filter is optional.
@@ -134,13 +149,13 @@ fn push_run_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RunFilter) {
             .push(")");
     }
     for (date, cmp, at) in &f.dates {
-        q.push(format_args!(" AND {} {} ", date.column(), op(*cmp)))
+        q.push(format_args!(" AND {} {} ", date.column(), cmp.sql()))
             .push_bind(*at);
     }
     for (cmp, secs) in &f.durations {
         q.push(format_args!(
             " AND EXTRACT(EPOCH FROM end_date - start_date) {} ",
-            op(*cmp)
+            cmp.sql()
         ))
         .push_bind(*secs);
     }
@@ -159,18 +174,13 @@ pub async fn search_runs(
     let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
     let mut q = QueryBuilder::new("SELECT * FROM dag_runs");
     push_run_filter(&mut q, f);
-    q.push(" ORDER BY ");
-    for (key, desc) in order {
-        q.push(key.column()).push(if *desc {
-            " DESC NULLS LAST, "
-        } else {
-            " ASC NULLS FIRST, "
-        });
-    }
-    q.push("id LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
+    push_page(
+        &mut q,
+        order.iter().map(|(k, desc)| (k.column(), *desc)),
+        "id",
+        limit,
+        offset,
+    );
     let rows = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok((rows, total))
 }

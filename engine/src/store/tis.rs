@@ -599,6 +599,18 @@ pub enum Cmp {
     Lt,
 }
 
+impl Cmp {
+    /// The SQL operator.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Gte => ">=",
+            Self::Gt => ">",
+            Self::Lte => "<=",
+            Self::Lt => "<",
+        }
+    }
+}
+
 /// A sort key of [`search`] (a closed set, so no client text reaches the SQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TiOrder {
@@ -665,13 +677,8 @@ fn push_ti_filter(q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, f: &TiFilter) 
             TiDate::StartDate => "ti.start_date",
             TiDate::EndDate => "ti.end_date",
         };
-        let op = match cmp {
-            Cmp::Gte => ">=",
-            Cmp::Gt => ">",
-            Cmp::Lte => "<=",
-            Cmp::Lt => "<",
-        };
-        q.push(format_args!(" AND {col} {op} ")).push_bind(*v);
+        q.push(format_args!(" AND {col} {} ", cmp.sql()))
+            .push_bind(*v);
     }
 }
 
@@ -699,18 +706,13 @@ pub async fn search(
     );
     q.push(TI_FROM);
     push_ti_filter(&mut q, f);
-    q.push(" ORDER BY ");
-    for (key, desc) in order {
-        q.push(key.column()).push(if *desc {
-            " DESC NULLS LAST, "
-        } else {
-            " ASC NULLS FIRST, "
-        });
-    }
-    q.push("ti.id LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
+    crate::store::filters::push_page(
+        &mut q,
+        order.iter().map(|(k, desc)| (k.column(), *desc)),
+        "ti.id",
+        limit,
+        offset,
+    );
     let rows = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok((rows, total))
 }
