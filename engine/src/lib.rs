@@ -17,7 +17,7 @@ pub mod executor;
 pub mod ops;
 pub mod store;
 
-pub use error::EngineError;
+pub use error::{EngineError, ErrorKind};
 pub mod backfill;
 pub mod scheduler;
 pub mod timetable;
