@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sqlx::FromRow;
 use upiflow_engine::backfill::{self, BackfillRow, Progress, Request};
 use upiflow_engine::store::dags::DagRow;
-use upiflow_engine::{Dag, EngineError};
+use upiflow_engine::{Dag, EngineError, ErrorKind};
 
 use super::dag::{Tab, dag_url, duration_text, header, load, run_url, wants_fragment};
 use super::trigger::parse_form_date;
@@ -338,10 +338,13 @@ async fn submit(
     };
     match start(&s, &dag, &req).await {
         Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),
-        Err(EngineError::Conflict(m)) => Ok(again(StatusCode::CONFLICT, m)),
-        Err(EngineError::Invalid(m)) => Ok(again(
+        Err(e) if e.kind() == ErrorKind::Conflict => {
+            Ok(again(StatusCode::CONFLICT, e.client_message()))
+        }
+        Err(e) if e.kind() == ErrorKind::Invalid => Ok(again(
             StatusCode::UNPROCESSABLE_ENTITY,
-            m.replace("--from", "From")
+            e.client_message()
+                .replace("--from", "From")
                 .replace("--to", "To")
                 .replace("--logical-date", "a logical date"),
         )),

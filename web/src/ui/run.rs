@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sqlx::FromRow;
 use upiflow_engine::Dag;
 use upiflow_engine::store::runs::{self, RunRow};
-use upiflow_engine::store::tis::{self, TiRow};
+use upiflow_engine::store::task_views::TiRow;
 
 use super::dag::{
     Tab, UiQuery, clip, dag_url, duration_text, header, load, run_url, secs, ti_url, version,
@@ -204,7 +204,10 @@ async fn run_page(
     let dag = version(&s, &dag_id, &run.dag_hash).await?;
     let tis = {
         let mut conn = s.pool.acquire().await?;
-        ordered(&dag, tis::for_run(&mut conn, run.id).await?)
+        ordered(
+            &dag,
+            upiflow_engine::store::task_views::for_run(&mut conn, run.id).await?,
+        )
     };
     let tries = run_tries(&s, run.id).await?;
     let now = Utc::now();
@@ -304,7 +307,10 @@ async fn clear(
     AdminForm(user, f): AdminForm<ClearForm>,
 ) -> Result<impl IntoResponse, UiError> {
     let downstream = f.downstream.is_some_and(|v| !v.is_empty());
-    let cleared = tis::clear(&s.pool, &s.cache, &dag_id, &run_id, &task_id, downstream).await?;
+    let cleared = upiflow_engine::lifecycle::clear::clear(
+        &s.pool, &s.cache, &dag_id, &run_id, &task_id, downstream,
+    )
+    .await?;
     tracing::info!(user = %user.username, %dag_id, %run_id, %task_id, downstream, "cleared from the UI");
     Ok(Redirect::to(&with_query(
         &run_url(&dag_id, &run_id),

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use sqlx::FromRow;
-use upiflow_engine::store::tis;
 
 use super::dag::{
     Tab, UiQuery, duration_text, header, load, run_url, ti_url, version, wants_fragment, with_query,
@@ -72,7 +71,7 @@ async fn task_page(
             "run `{run_id}` of `{dag_id}` has no task `{task_id}`"
         ))
     })?;
-    let tries = tis::tries(&mut conn, ti.id).await?;
+    let tries = upiflow_engine::store::task_views::tries(&mut conn, ti.id).await?;
     let shown = match q.try_number {
         Some(n) => Some(tries.iter().find(|t| t.try_number == n).ok_or_else(|| {
             UiError::NotFound(format!("task `{task_id}` of run `{run_id}` has no try {n}"))
@@ -81,7 +80,9 @@ async fn task_page(
     };
     let (lines, more) = match shown {
         Some(t) => {
-            let mut lines = tis::log_page(&mut conn, t.id, 0, MAX_LOG_LINES + 1).await?;
+            let mut lines =
+                upiflow_engine::store::logs::log_page(&mut conn, t.id, 0, MAX_LOG_LINES + 1)
+                    .await?;
             let more = lines.len() as i64 > MAX_LOG_LINES;
             lines.truncate(MAX_LOG_LINES as usize);
             (lines, more)
