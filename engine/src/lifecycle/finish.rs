@@ -201,3 +201,53 @@ pub(crate) async fn settle_all(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_end_has_its_outcome_text_and_retry_rule() {
+        let cases = [
+            (TryEnd::Succeeded, TryOutcome::Success, None, true),
+            (
+                TryEnd::Failed {
+                    error: "exit 3".into(),
+                    retryable: false,
+                },
+                TryOutcome::Failed,
+                Some("exit 3"),
+                false,
+            ),
+            (
+                TryEnd::TimedOut(Duration::from_secs(90)),
+                TryOutcome::TimedOut,
+                Some("timed out after 1m 30s"),
+                true,
+            ),
+            (
+                TryEnd::Panicked("boom".into()),
+                TryOutcome::Failed,
+                Some("the task panicked: boom"),
+                true,
+            ),
+            (
+                TryEnd::Stopped,
+                TryOutcome::Failed,
+                Some("stopped: the worker is shutting down or lost this try"),
+                true,
+            ),
+            (
+                TryEnd::Lost("worker w gone".into()),
+                TryOutcome::Zombie,
+                Some("worker w gone"),
+                true,
+            ),
+        ];
+        for (end, outcome, error, retryable) in cases {
+            assert_eq!(end.outcome(), outcome, "{end:?}");
+            assert_eq!(end.error().as_deref(), error, "{end:?}");
+            assert_eq!(end.retryable(), retryable, "{end:?}");
+        }
+    }
+}
