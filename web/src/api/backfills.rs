@@ -6,7 +6,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use upiflow_engine::EngineError;
+use upiflow_engine::ErrorKind;
 use upiflow_engine::backfill::{self, BackfillRow, Request};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -179,10 +179,10 @@ async fn create(
     };
     let b = backfill::start(&s.pool, &s.cache, &dag, &req)
         .await
-        .map_err(|e| match e {
+        .map_err(|e| match ApiError::from(e) {
             // A range without intervals, a DAG without schedule: Airflow answers 422.
-            EngineError::Invalid(m) => ApiError::Unprocessable(m),
-            other => other.into(),
+            ApiError::BadRequest(m) => ApiError::Unprocessable(m),
+            other => other,
         })?;
     Ok(Json(to_response(&s, b).await?))
 }
@@ -205,9 +205,11 @@ async fn one(
             "backfill_id must be at least 0".into(),
         ));
     }
-    let b = backfill::get(&s.pool, id).await.map_err(|e| match e {
-        EngineError::NotFound(_) => ApiError::NotFound(format!("Backfill with id {id} not found")),
-        other => other.into(),
-    })?;
+    let b = backfill::get(&s.pool, id)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => ApiError::NotFound(format!("Backfill with id {id} not found")),
+            _ => e.into(),
+        })?;
     Ok(Json(to_response(&s, b).await?))
 }

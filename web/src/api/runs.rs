@@ -339,12 +339,14 @@ pub(super) async fn find_run(
     dag_id: &str,
     run_id: &str,
 ) -> Result<RunRow, ApiError> {
-    runs::get(conn, dag_id, run_id).await.map_err(|e| match e {
-        upiflow_engine::EngineError::NotFound(_) => ApiError::NotFound(format!(
-            "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
-        )),
-        other => other.into(),
-    })
+    runs::get(conn, dag_id, run_id)
+        .await
+        .map_err(|e| match e.kind() {
+            upiflow_engine::ErrorKind::NotFound => ApiError::NotFound(format!(
+                "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
+            )),
+            _ => e.into(),
+        })
 }
 
 /// One run.
