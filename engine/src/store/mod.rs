@@ -6,6 +6,10 @@ pub mod dags;
 pub mod filters;
 pub mod runs;
 pub mod tis;
+pub mod users;
+pub mod dag_versions;
+pub mod health;
+pub mod dag_list;
 
 use std::time::Duration;
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use upiflow_engine::ErrorKind;
 use upiflow_engine::backfill::{self, BackfillRow, Request};
+use upiflow_engine::store::dag_list;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -62,11 +63,8 @@ pub struct BackfillResponse {
 }
 
 async fn to_response(s: &AppState, b: BackfillRow) -> Result<BackfillResponse, ApiError> {
-    let dag: Option<(bool, i32)> =
-        sqlx::query_as("SELECT is_paused, max_active_runs FROM dags WHERE dag_id = $1")
-            .bind(&b.dag_id)
-            .fetch_optional(&s.pool)
-            .await?;
+    let mut conn = s.pool.acquire().await?;
+    let dag = dag_list::pause_and_limit(&mut conn, &b.dag_id).await?;
     let (is_paused, max_active_runs) = dag.unwrap_or((false, 0));
     let reprocess_behavior = if b.reset {
         ReprocessBehavior::Completed

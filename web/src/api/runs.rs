@@ -316,12 +316,7 @@ async fn list(
     q.finish(&run_list_unsupported())?;
     let mut conn = s.pool.acquire().await?;
     if dag_id != "~" {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1)")
-                .bind(&dag_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        if !exists {
+        if !upiflow_engine::store::dag_list::exists(&mut conn, &dag_id).await? {
             return Err(super::dags::not_found(&dag_id));
         }
         f.dag_id = Some(dag_id);

@@ -456,12 +456,7 @@ async fn list(
         args.filter.run_id = Some(run_id);
     }
     if dag_id != "~" {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1)")
-                .bind(&dag_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        if !exists {
+        if !upiflow_engine::store::dag_list::exists(&mut conn, &dag_id).await? {
             return Err(super::dags::not_found(&dag_id));
         }
         args.filter.dag_id = Some(dag_id);
