@@ -1,15 +1,16 @@
 //! The Postgres store. Functions take a `&mut PgConnection` so callers compose them into
 //! one transaction; the unique keys in `migrations/` make duplicates impossible, not unlikely.
 
+pub mod clear_targets;
 pub mod cluster;
+pub mod dag_list;
+pub mod dag_versions;
 pub mod dags;
 pub mod filters;
+pub mod health;
 pub mod runs;
 pub mod tis;
 pub mod users;
-pub mod dag_versions;
-pub mod health;
-pub mod dag_list;
 
 use std::time::Duration;
 
