@@ -2287,3 +2287,98 @@ async fn clear_fields_are_honoured_or_refused_and_running_instances_are_a_409() 
         .unwrap();
     assert_eq!(state, "running");
 }
+
+/// The status and the JSON body of a response.
+async fn status_and_json(resp: axum::response::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn a_value_the_database_cannot_hold_is_a_422_with_a_message_not_a_500() {
+    let a = api().await;
+    let ada = basic("ada", "admin-password");
+    // Postgres text cannot hold a NUL character: the database refuses the bound value (a
+    // class-22 data exception), which the handler answers as invalid input.
+    let (status, body) = a.call("GET", "/api/v2/dags/a%00b", Some(&ada), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let msg = body["detail"][0]["msg"].as_str().unwrap();
+    assert_eq!(msg, "the request is not valid for the database", "{body}");
+    let (status, body) = a
+        .call("GET", "/api/v2/dags/a%00b/dagRuns", Some(&ada), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(!body.to_string().contains("SELECT"), "{body}");
+}
+
+#[tokio::test]
+async fn constraint_violations_from_postgres_become_409_and_422_naming_the_constraint() {
+    use axum::response::IntoResponse;
+    use upiflow_web::error::ApiError;
+    use upiflow_web::ui::UiError;
+    let a = api().await;
+    // A second user `ada`: the primary key refuses it.
+    let unique = sqlx::query(
+        "INSERT INTO users (username, password_hash, role) VALUES ('ada', 'x', 'viewer')",
+    )
+    .execute(&a.db.pool)
+    .await
+    .unwrap_err();
+    let (status, body) = status_and_json(ApiError::from(unique).into_response()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body,
+        json!({"detail": "the request conflicts with an existing record (constraint users_pkey)"})
+    );
+    // A run of a DAG that does not exist: the foreign key refuses it. Through the engine's
+    // error, as a store function would return it.
+    let foreign = sqlx::query(
+        "INSERT INTO dag_runs (dag_id, run_id, logical_date, data_interval_start,
+            data_interval_end, run_type, dag_hash)
+         VALUES ('nope', 'r', now(), now(), now(), 'manual', 'h')",
+    )
+    .execute(&a.db.pool)
+    .await
+    .unwrap_err();
+    let engine = upiflow_engine::EngineError::from(foreign);
+    assert_eq!(engine.kind(), upiflow_engine::ErrorKind::Invalid);
+    let (status, body) = status_and_json(ApiError::from(engine).into_response()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let msg = body["detail"][0]["msg"].as_str().unwrap();
+    assert_eq!(
+        msg,
+        "the request is not valid for the database (constraint dag_runs_dag_id_fkey)"
+    );
+    assert!(!body.to_string().contains("INSERT"), "{body}");
+    // A data interval that ends before it starts: the check refuses it; the UI shows the same
+    // problem as its error page.
+    let check = sqlx::query(
+        "INSERT INTO dag_runs (dag_id, run_id, logical_date, data_interval_start,
+            data_interval_end, run_type, dag_hash)
+         VALUES ('d', 'r', now(), now(), now() - interval '1 day', 'manual', 'h')",
+    )
+    .execute(&a.db.pool)
+    .await
+    .unwrap_err();
+    let resp = UiError::from(check).into_response();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let page = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let page = String::from_utf8(page.to_vec()).unwrap();
+    assert!(
+        page.contains("the request is not valid for the database (constraint dag_runs_check)"),
+        "{page}"
+    );
+    // Anything else from the database is a 500 that tells the client nothing of the cause.
+    let other = sqlx::query("SELECT * FROM no_such_table")
+        .execute(&a.db.pool)
+        .await
+        .unwrap_err();
+    let (status, body) = status_and_json(ApiError::from(other).into_response()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body, json!({"detail": "internal error"}));
+}

@@ -11,18 +11,14 @@ use base64::Engine;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use upiflow_engine::EngineError;
+use upiflow_engine::store::users;
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "user_role", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    Viewer,
-}
+/// What a user may do (stored in `users`, see `upiflow_engine::store::users`).
+pub use upiflow_engine::store::users::Role;
 
 /// How long an API token is valid.
 pub const TOKEN_TTL_SECS: i64 = 24 * 3600;
@@ -53,16 +49,13 @@ pub async fn create_user(
         return Err("a username and a password of at least 8 characters are required".into());
     }
     let hash = hash_password(password)?;
-    sqlx::query(
-        "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)
-         ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role",
-    )
-    .bind(username)
-    .bind(hash)
-    .bind(role)
-    .execute(pool)
-    .await
-    .map_err(|e| format!("cannot store the user: {e}"))?;
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| format!("cannot store the user: {e}"))?;
+    users::upsert(&mut conn, username, &hash, role)
+        .await
+        .map_err(|e| format!("cannot store the user: {}", cause(&e)))?;
     Ok(())
 }
 
@@ -74,21 +67,9 @@ pub async fn ensure_first_admin(pool: &PgPool) -> Result<Option<String>, String>
     let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let hash = hash_password(&password)?;
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-    // Two first starts at once: the lock makes one of them see the other's user.
-    sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-        .execute(&mut *tx)
+    let created = users::create_first_admin(&mut tx, &hash)
         .await
-        .map_err(|e| e.to_string())?;
-    let created = sqlx::query(
-        "INSERT INTO users (username, password_hash, role)
-         SELECT 'admin', $1, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)",
-    )
-    .bind(hash)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| format!("cannot store the first admin: {e}"))?
-    .rows_affected()
-        == 1;
+        .map_err(|e| format!("cannot store the first admin: {}", cause(&e)))?;
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(created.then_some(password))
 }
@@ -99,11 +80,10 @@ pub async fn check_password(
     username: &str,
     password: &str,
 ) -> Result<Option<Role>, ApiError> {
-    let row: Option<(String, Role)> =
-        sqlx::query_as("SELECT password_hash, role FROM users WHERE username = $1")
-            .bind(username)
-            .fetch_optional(pool)
-            .await?;
+    let row = {
+        let mut conn = pool.acquire().await?;
+        users::credentials(&mut conn, username).await?
+    };
     // Argon2 is deliberately slow (tens of ms of CPU): off the async threads, so one login
     // or Basic-auth request does not stall the others served by the same thread.
     let password = password.to_owned();
@@ -125,17 +105,18 @@ pub async fn check_password(
 }
 
 /// The signing key of this database, made on first use.
-pub async fn signing_key(pool: &PgPool) -> Result<Vec<u8>, sqlx::Error> {
+pub async fn signing_key(pool: &PgPool) -> Result<Vec<u8>, EngineError> {
     let fresh: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
-    sqlx::query(
-        "INSERT INTO web_secrets (name, value) VALUES ('token_key', $1) ON CONFLICT DO NOTHING",
-    )
-    .bind(&fresh)
-    .execute(pool)
-    .await?;
-    sqlx::query_scalar("SELECT value FROM web_secrets WHERE name = 'token_key'")
-        .fetch_one(pool)
-        .await
+    let mut conn = pool.acquire().await?;
+    users::token_key(&mut conn, &fresh).await
+}
+
+/// What the database said, without the engine's wrapping ("database error").
+fn cause(e: &EngineError) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => source.to_string(),
+        None => e.to_string(),
+    }
 }
 
 pub fn issue_token(key: &[u8], username: &str, role: Role) -> Result<String, ApiError> {

@@ -1,54 +1,152 @@
-//! The API's one error type, its variants named by status. Database errors become a 500 with
-//! the cause logged, never sent to the client. Bodies are Airflow's: `{"detail": "..."}`, and
-//! for a 422 `{"detail": [{"type", "loc", "msg"}]}` (FastAPI's `HTTPValidationError`).
+//! The one HTTP error type of the API and the UI, its variants named by status.
+//!
+//! [`HttpError`] is the problem; its type parameter is how it is shown, a zero-sized marker:
+//! [`Json`] for the API ([`ApiError`]), Airflow's bodies `{"detail": "..."}` and for a 422
+//! `{"detail": [{"type", "loc", "msg"}]}` (FastAPI's `HTTPValidationError`); [`Page`] for the
+//! UI ([`crate::ui::UiError`], rendered in `ui/mod.rs`), an HTML error page or, for a missing
+//! session, a redirect to the login page. `?` turns one into the other where a UI handler
+//! calls code shared with the API.
+//!
+//! Engine and database errors are classified by [`EngineError::kind`] and
+//! [`upiflow_engine::error::db_kind`]: a violated unique key is a 409, a violated foreign-key,
+//! check or not-null constraint or a value the database cannot hold a 422, each with a message
+//! naming the constraint ([`db_message`], never the statement); a transient failure a 503 the
+//! request is replayed on (`crate::retry`); anything else a 500 with the cause logged, never
+//! sent to the client.
 
-use axum::Json;
+use std::convert::Infallible;
+use std::fmt;
+use std::marker::PhantomData;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use upiflow_engine::{EngineError, ErrorKind};
+use upiflow_engine::EngineError;
+use upiflow_engine::error::{ErrorKind, db_kind, db_message};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
+/// Shown as JSON, as Airflow's API answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Json;
+
+/// Shown as an HTML page of the UI.
+#[derive(Debug, Clone, Copy)]
+pub struct Page;
+
+/// The API's error.
+pub type ApiError = HttpError<Json>;
+
+/// What went wrong in a request, by the status it answers; `F` says how it is shown.
+pub enum HttpError<F = Json> {
     BadRequest(String),
-    #[error("not authenticated")]
+    /// No or bad credentials (401; the UI sends the browser to the login page).
     Unauthorized,
-    #[error("{0}")]
+    /// No session on a UI page: the UI redirects to the login page, to come back to this
+    /// path; the API answers 401.
+    LoginRequired(String),
     Forbidden(String),
-    #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
     Conflict(String),
-    #[error("{0}")]
+    /// Well-formed but not acceptable (422; the UI shows it as a 400, as it always has).
     Unprocessable(String),
-    #[error("{0}")]
     TooLarge(String),
     /// The database failed transiently (see `crate::retry`): a 503 the request is replayed on.
-    #[error("the database is unavailable for the moment; try again")]
+    /// The cause is logged, not shown.
     Unavailable(String),
-    #[error("internal error")]
+    /// A bug or a broken environment (500); the cause is logged, not shown.
     Internal(String),
+    #[doc(hidden)]
+    _Format(Infallible, PhantomData<F>),
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl<F> HttpError<F> {
+    /// The same problem, shown another way.
+    pub fn reformat<G>(self) -> HttpError<G> {
+        match self {
+            Self::BadRequest(m) => HttpError::BadRequest(m),
+            Self::Unauthorized => HttpError::Unauthorized,
+            Self::LoginRequired(m) => HttpError::LoginRequired(m),
+            Self::Forbidden(m) => HttpError::Forbidden(m),
+            Self::NotFound(m) => HttpError::NotFound(m),
+            Self::Conflict(m) => HttpError::Conflict(m),
+            Self::Unprocessable(m) => HttpError::Unprocessable(m),
+            Self::TooLarge(m) => HttpError::TooLarge(m),
+            Self::Unavailable(m) => HttpError::Unavailable(m),
+            Self::Internal(m) => HttpError::Internal(m),
+            Self::_Format(never, _) => match never {},
+        }
+    }
+
+    /// The status the API answers with (the UI's differs for 401 and 422, see its renderer).
+    pub fn status(&self) -> StatusCode {
+        match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::LoginRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::_Format(never, _) => match *never {},
+        }
+    }
+}
+
+/// What the client is told: never the cause of a 500 or a 503.
+impl<F> fmt::Display for HttpError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadRequest(m)
+            | Self::Forbidden(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::Unprocessable(m)
+            | Self::TooLarge(m) => f.write_str(m),
+            Self::Unauthorized => f.write_str("not authenticated"),
+            Self::LoginRequired(here) => write!(f, "log in to see {here}"),
+            Self::Unavailable(_) => {
+                f.write_str("the database is unavailable for the moment; try again")
+            }
+            Self::Internal(_) => f.write_str("internal error"),
+            Self::_Format(never, _) => match *never {},
+        }
+    }
+}
+
+impl<F> fmt::Debug for HttpError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, m) = match self {
+            Self::BadRequest(m) => ("BadRequest", Some(m)),
+            Self::Unauthorized => ("Unauthorized", None),
+            Self::LoginRequired(m) => ("LoginRequired", Some(m)),
+            Self::Forbidden(m) => ("Forbidden", Some(m)),
+            Self::NotFound(m) => ("NotFound", Some(m)),
+            Self::Conflict(m) => ("Conflict", Some(m)),
+            Self::Unprocessable(m) => ("Unprocessable", Some(m)),
+            Self::TooLarge(m) => ("TooLarge", Some(m)),
+            Self::Unavailable(m) => ("Unavailable", Some(m)),
+            Self::Internal(m) => ("Internal", Some(m)),
+            Self::_Format(never, _) => match *never {},
+        };
+        match m {
+            Some(m) => f.debug_tuple(name).field(m).finish(),
+            None => f.write_str(name),
+        }
+    }
+}
+
+impl<F> std::error::Error for HttpError<F> {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "request failed on a transient database error");
-                StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Internal(cause) => {
-                tracing::error!(%cause, "request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
+            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
+            _ => {}
+        }
         // As FastAPI answers: a 422 lists its problems, every other error is one `detail`.
         let body = if status == StatusCode::UNPROCESSABLE_ENTITY {
             serde_json::json!({ "detail": [{
@@ -59,7 +157,7 @@ impl IntoResponse for ApiError {
         } else {
             serde_json::json!({ "detail": self.to_string() })
         };
-        let mut resp = (status, Json(body)).into_response();
+        let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.extensions_mut().insert(crate::retry::Transient);
             resp.headers_mut().insert(
@@ -77,29 +175,56 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
+/// A UI handler calling code shared with the API: the same problem, as a page.
+impl From<ApiError> for HttpError<Page> {
+    fn from(e: ApiError) -> Self {
+        e.reformat()
+    }
+}
+
+impl<F> From<EngineError> for HttpError<F> {
     fn from(e: EngineError) -> Self {
+        // A database error anywhere in the chain speaks for itself: its constraint, not the
+        // engine's wrapping text ("database error").
+        let db = db_cause(&e);
         match e.kind() {
-            ErrorKind::NotFound => Self::NotFound(e.client_message()),
-            ErrorKind::Conflict => Self::Conflict(e.client_message()),
-            ErrorKind::Invalid => Self::BadRequest(e.client_message()),
-            ErrorKind::Unavailable => Self::Unavailable(anyhow_chain(&e)),
-            ErrorKind::Internal => Self::Internal(anyhow_chain(&e)),
+            ErrorKind::NotFound => Self::NotFound(e.to_string()),
+            ErrorKind::Conflict => Self::Conflict(db.map_or_else(|| e.to_string(), db_message)),
+            ErrorKind::Invalid => match db {
+                Some(db) => Self::Unprocessable(db_message(db)),
+                None => Self::BadRequest(e.to_string()),
+            },
+            ErrorKind::Unavailable => Self::Unavailable(chain(&e)),
+            ErrorKind::Internal => Self::Internal(chain(&e)),
         }
     }
 }
 
-impl From<sqlx::Error> for ApiError {
+impl<F> From<sqlx::Error> for HttpError<F> {
     fn from(e: sqlx::Error) -> Self {
-        if upiflow_engine::transient::is_transient_sqlx(&e) {
-            Self::Unavailable(e.to_string())
-        } else {
-            Self::Internal(e.to_string())
+        match db_kind(&e) {
+            ErrorKind::Conflict => Self::Conflict(db_message(&e)),
+            ErrorKind::Invalid => Self::Unprocessable(db_message(&e)),
+            ErrorKind::Unavailable => Self::Unavailable(chain(&e)),
+            ErrorKind::NotFound | ErrorKind::Internal => Self::Internal(chain(&e)),
         }
     }
 }
 
-fn anyhow_chain(e: &dyn std::error::Error) -> String {
+/// The first `sqlx::Error` in `e`'s source chain (`e` included).
+fn db_cause(e: &EngineError) -> Option<&sqlx::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(db) = err.downcast_ref::<sqlx::Error>() {
+            return Some(db);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The error and its causes, `: `-separated, for the log.
+fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

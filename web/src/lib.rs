@@ -27,7 +27,7 @@ pub struct AppState {
 impl AppState {
     pub async fn new(pool: PgPool) -> Result<Self, upiflow_engine::EngineError> {
         let key = upiflow_engine::transient::retry("read the token signing key", || async {
-            Ok(auth::signing_key(&pool).await?)
+            auth::signing_key(&pool).await
         })
         .await?;
         let token_key = Arc::new(key);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use upiflow_engine::ErrorKind;
 use upiflow_engine::backfill::{self, BackfillRow, Request};
+use upiflow_engine::store::dag_list;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -62,11 +63,8 @@ pub struct BackfillResponse {
 }
 
 async fn to_response(s: &AppState, b: BackfillRow) -> Result<BackfillResponse, ApiError> {
-    let dag: Option<(bool, i32)> =
-        sqlx::query_as("SELECT is_paused, max_active_runs FROM dags WHERE dag_id = $1")
-            .bind(&b.dag_id)
-            .fetch_optional(&s.pool)
-            .await?;
+    let mut conn = s.pool.acquire().await?;
+    let dag = dag_list::pause_and_limit(&mut conn, &b.dag_id).await?;
     let (is_paused, max_active_runs) = dag.unwrap_or((false, 0));
     let reprocess_behavior = if b.reset {
         ReprocessBehavior::Completed
@@ -179,10 +177,10 @@ async fn create(
     };
     let b = backfill::start(&s.pool, &s.cache, &dag, &req)
         .await
-        .map_err(|e| match e {
+        .map_err(|e| match ApiError::from(e) {
             // A range without intervals, a DAG without schedule: Airflow answers 422.
-            e if e.kind() == ErrorKind::Invalid => ApiError::Unprocessable(e.client_message()),
-            other => other.into(),
+            ApiError::BadRequest(m) => ApiError::Unprocessable(m),
+            other => other,
         })?;
     Ok(Json(to_response(&s, b).await?))
 }
@@ -205,11 +203,11 @@ async fn one(
             "backfill_id must be at least 0".into(),
         ));
     }
-    let b = backfill::get(&s.pool, id).await.map_err(|e| match e {
-        e if e.kind() == ErrorKind::NotFound => {
-            ApiError::NotFound(format!("Backfill with id {id} not found"))
-        }
-        other => other.into(),
-    })?;
+    let b = backfill::get(&s.pool, id)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => ApiError::NotFound(format!("Backfill with id {id} not found")),
+            _ => e.into(),
+        })?;
     Ok(Json(to_response(&s, b).await?))
 }

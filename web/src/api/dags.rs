@@ -4,15 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sqlx::{FromRow, Postgres, QueryBuilder};
 use upiflow_engine::schedule::{Schedule, parse_timezone};
+use upiflow_engine::store::dag_list::{self, DagListFilter, DagOrder, DagSummary};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
-use super::query::{self, Cmp, NoQuery, Pattern, Query};
+use super::query::{NoQuery, Query};
 use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
@@ -23,32 +22,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(one, patch))
 }
-
-#[derive(FromRow)]
-struct Row {
-    dag_id: String,
-    description: Option<String>,
-    fileloc: Option<String>,
-    is_paused: bool,
-    is_active: bool,
-    schedule: Option<String>,
-    timezone: Option<String>,
-    max_active_runs: i32,
-    next_dagrun: Option<DateTime<Utc>>,
-    updated_at: DateTime<Utc>,
-    latest_hash: Option<String>,
-    tags: Value,
-    task_count: i32,
-    has_import_errors: bool,
-}
-
-const SELECT: &str =
-    "SELECT d.dag_id, d.description, d.fileloc, d.is_paused, d.is_active, d.schedule,
-        d.timezone, d.max_active_runs, d.next_dagrun, d.updated_at, d.latest_hash,
-        COALESCE(v.spec->'tags', '[]'::jsonb) AS tags,
-        COALESCE(jsonb_array_length(v.spec->'tasks'), 0) AS task_count,
-        EXISTS (SELECT 1 FROM import_errors e WHERE e.fileloc = d.fileloc) AS has_import_errors
-    FROM dags d LEFT JOIN dag_versions v ON v.dag_id = d.dag_id AND v.hash = d.latest_hash";
 
 /// Airflow's `DagTagResponse`.
 #[derive(Serialize, ToSchema)]
@@ -98,7 +71,7 @@ pub struct DagResponse {
     file_token: String,
 }
 
-fn to_response(r: Row) -> DagResponse {
+fn to_response(r: DagSummary) -> DagResponse {
     let tags = r
         .tags
         .as_array()
@@ -229,16 +202,16 @@ const DAG_LIST_UNSUPPORTED: &[(&str, &str)] = &[
     ),
 ];
 
-fn dag_order(v: &str) -> Result<(&'static str, bool), ApiError> {
+fn dag_order(v: &str) -> Result<(DagOrder, bool), ApiError> {
     let (desc, key) = match v.strip_prefix('-') {
         Some(k) => (true, k),
         None => (false, v),
     };
     let col = match key {
-        "dag_id" | "dag_display_name" => "d.dag_id",
-        "next_dagrun" => "d.next_dagrun",
-        "last_run_state" => "lr.state",
-        "last_run_start_date" => "lr.start_date",
+        "dag_id" | "dag_display_name" => DagOrder::DagId,
+        "next_dagrun" => DagOrder::NextDagrun,
+        "last_run_state" => DagOrder::LastRunState,
+        "last_run_start_date" => DagOrder::LastRunStartDate,
         other => {
             return Err(ApiError::BadRequest(format!(
                 "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model"
@@ -279,109 +252,36 @@ pub(super) fn run_states(
 }
 
 /// The DAG list's filters, read from the query.
-#[derive(Default)]
-struct DagFilter {
-    tags: Vec<String>,
-    all_tags: bool,
-    patterns: Vec<Pattern>,
-    exclude_stale: bool,
-    paused: Option<bool>,
-    has_import_errors: Option<bool>,
-    last_run_state: Option<upiflow_engine::RunState>,
-    bundle_name: Option<String>,
-    run_states: Option<Vec<upiflow_engine::RunState>>,
-    run_starts: Vec<(Cmp, DateTime<Utc>)>,
-    run_ends: Vec<(Cmp, DateTime<Utc>)>,
+fn read_filter(q: &mut Query) -> Result<DagListFilter, ApiError> {
+    let all_tags = match q.one("tags_match_mode")?.as_deref() {
+        None | Some("any") => false,
+        Some("all") => true,
+        Some(other) => {
+            return Err(ApiError::Unprocessable(format!(
+                "tags_match_mode: `{other}` is not `any` or `all`"
+            )));
+        }
+    };
+    let mut patterns = q.patterns("dag_id")?;
+    // A DAG's display name is its id.
+    patterns.extend(q.patterns("dag_display_name")?);
+    Ok(DagListFilter {
+        tags: q.all("tags"),
+        all_tags,
+        dag_id_matches: patterns,
+        exclude_stale: q.bool("exclude_stale")?.unwrap_or(true),
+        paused: q.bool("paused")?,
+        has_import_errors: q.bool("has_import_errors")?,
+        last_run_state: q
+            .one("last_dag_run_state")?
+            .map(|v| run_state("last_dag_run_state", &v))
+            .transpose()?,
+        bundle_name: q.one("bundle_name")?,
+        run_states: run_states(q, "dag_run_state")?,
+        run_starts: q.date_range("dag_run_start_date")?,
+        run_ends: q.date_range("dag_run_end_date")?,
+    })
 }
-
-impl DagFilter {
-    fn read(q: &mut Query) -> Result<Self, ApiError> {
-        let all_tags = match q.one("tags_match_mode")?.as_deref() {
-            None | Some("any") => false,
-            Some("all") => true,
-            Some(other) => {
-                return Err(ApiError::Unprocessable(format!(
-                    "tags_match_mode: `{other}` is not `any` or `all`"
-                )));
-            }
-        };
-        let mut patterns = q.patterns("dag_id")?;
-        // A DAG's display name is its id.
-        patterns.extend(q.patterns("dag_display_name")?);
-        Ok(Self {
-            tags: q.all("tags"),
-            all_tags,
-            patterns,
-            exclude_stale: q.bool("exclude_stale")?.unwrap_or(true),
-            paused: q.bool("paused")?,
-            has_import_errors: q.bool("has_import_errors")?,
-            last_run_state: q
-                .one("last_dag_run_state")?
-                .map(|v| run_state("last_dag_run_state", &v))
-                .transpose()?,
-            bundle_name: q.one("bundle_name")?,
-            run_states: run_states(q, "dag_run_state")?,
-            run_starts: q.date_range("dag_run_start_date")?,
-            run_ends: q.date_range("dag_run_end_date")?,
-        })
-    }
-
-    /// The WHERE clause (the query selects from `dags d`, `dag_versions v` and `lr`).
-    fn push(&self, b: &mut QueryBuilder<'_, Postgres>) {
-        b.push(" WHERE true");
-        if !self.tags.is_empty() {
-            let op = if self.all_tags { "?&" } else { "?|" };
-            b.push(format_args!(
-                " AND COALESCE(v.spec->'tags', '[]'::jsonb) {op} "
-            ))
-            .push_bind(self.tags.clone());
-        }
-        for p in &self.patterns {
-            p.push(b, "d.dag_id");
-        }
-        if self.exclude_stale {
-            b.push(" AND d.is_active");
-        }
-        if let Some(v) = self.paused {
-            b.push(" AND d.is_paused = ").push_bind(v);
-        }
-        if let Some(v) = self.has_import_errors {
-            b.push(" AND EXISTS (SELECT 1 FROM import_errors e WHERE e.fileloc = d.fileloc) = ")
-                .push_bind(v);
-        }
-        if let Some(state) = self.last_run_state {
-            b.push(" AND lr.state = ").push_bind(state);
-        }
-        if let Some(v) = &self.bundle_name {
-            // Every DAG is in upiflow's one bundle.
-            b.push(" AND ")
-                .push_bind(v.clone())
-                .push(" = 'dags-folder'");
-        }
-        if self.run_states.is_some() || !self.run_starts.is_empty() || !self.run_ends.is_empty() {
-            // One run must meet every condition, as Airflow joins the runs once.
-            b.push(" AND EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = d.dag_id");
-            if let Some(states) = &self.run_states {
-                b.push(" AND r.state = ANY(")
-                    .push_bind(states.clone())
-                    .push(")");
-            }
-            for (cmp, at) in &self.run_starts {
-                b.push(format_args!(" AND r.start_date {} ", query::op(*cmp)))
-                    .push_bind(*at);
-            }
-            for (cmp, at) in &self.run_ends {
-                b.push(format_args!(" AND r.end_date {} ", query::op(*cmp)))
-                    .push_bind(*at);
-            }
-            b.push(")");
-        }
-    }
-}
-
-/// The DAG's latest run (by logical date), for `last_dag_run_state` and ordering.
-const LAST_RUN: &str = " LEFT JOIN LATERAL (SELECT r.state, r.start_date FROM dag_runs r
-        WHERE r.dag_id = d.dag_id ORDER BY r.logical_date DESC LIMIT 1) lr ON true";
 
 /// DAGs, by id unless `order_by` says otherwise.
 #[utoipa::path(get, path = "/api/v2/dags", tag = "DAG", params(DagListQuery),
@@ -399,32 +299,10 @@ async fn list(
     for v in q.all_split("order_by") {
         order.push(dag_order(&v)?);
     }
-    let filter = DagFilter::read(&mut q)?;
+    let filter = read_filter(&mut q)?;
     q.finish(DAG_LIST_UNSUPPORTED)?;
-    let mut rows_q = QueryBuilder::new(SELECT);
-    rows_q.push(LAST_RUN);
-    filter.push(&mut rows_q);
-    rows_q.push(" ORDER BY ");
-    for (col, desc) in &order {
-        rows_q.push(*col).push(if *desc {
-            " DESC NULLS LAST, "
-        } else {
-            " ASC NULLS FIRST, "
-        });
-    }
-    rows_q
-        .push("d.dag_id LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    let mut count_q = QueryBuilder::new(
-        "SELECT count(*) FROM dags d
-         LEFT JOIN dag_versions v ON v.dag_id = d.dag_id AND v.hash = d.latest_hash",
-    );
-    count_q.push(LAST_RUN);
-    filter.push(&mut count_q);
-    let rows: Vec<Row> = rows_q.build_query_as().fetch_all(&s.pool).await?;
-    let total: i64 = count_q.build_query_scalar().fetch_one(&s.pool).await?;
+    let mut conn = s.pool.acquire().await?;
+    let (rows, total) = dag_list::search(&mut conn, &filter, &order, limit, offset).await?;
     Ok(Json(DagCollectionResponse {
         dags: rows.into_iter().map(to_response).collect(),
         total_entries: total,
@@ -432,10 +310,8 @@ async fn list(
 }
 
 pub(super) async fn fetch(s: &AppState, dag_id: &str) -> Result<DagResponse, ApiError> {
-    let row: Option<Row> = sqlx::query_as(&format!("{SELECT} WHERE d.dag_id = $1"))
-        .bind(dag_id)
-        .fetch_optional(&s.pool)
-        .await?;
+    let mut conn = s.pool.acquire().await?;
+    let row = dag_list::summary(&mut conn, dag_id).await?;
     row.map(to_response).ok_or_else(|| not_found(dag_id))
 }
 
@@ -448,13 +324,10 @@ pub(super) async fn latest(
     s: &AppState,
     dag_id: &str,
 ) -> Result<std::sync::Arc<upiflow_engine::Dag>, ApiError> {
-    let hash: Option<String> = sqlx::query_scalar("SELECT latest_hash FROM dags WHERE dag_id = $1")
-        .bind(dag_id)
-        .fetch_optional(&s.pool)
-        .await?
-        .flatten();
-    let hash = hash.ok_or_else(|| not_found(dag_id))?;
     let mut conn = s.pool.acquire().await?;
+    let hash = dag_list::latest_hash(&mut conn, dag_id)
+        .await?
+        .ok_or_else(|| not_found(dag_id))?;
     Ok(s.cache.get(&mut conn, dag_id, &hash).await?)
 }
 

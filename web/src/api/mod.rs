@@ -285,11 +285,15 @@ async fn scheduler_beat(
     ),
     (),
 > {
-    let query = sqlx::query_as("SELECT (SELECT max(last_loop_at) FROM scheduler_loops), now()")
-        .fetch_one(pool);
+    let query = async {
+        let mut conn = pool.acquire().await?;
+        upiflow_engine::store::health::scheduler_beat(&mut conn).await
+    };
     match tokio::time::timeout(DATABASE_HEALTH_TIMEOUT, query).await {
         Ok(Ok(row)) => Ok(row),
         Ok(Err(error)) => {
+            let error = std::error::Error::source(&error)
+                .map_or_else(|| error.to_string(), ToString::to_string);
             tracing::warn!(%error, "health: the metadatabase query failed");
             Err(())
         }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
+use upiflow_engine::store::dag_versions::{self, NumberedVersion};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -108,26 +109,16 @@ pub async fn dag_versions(
     conn: &mut PgConnection,
     wanted: &[(String, String)],
 ) -> Result<HashMap<(String, String), DagVersionResponse>, ApiError> {
-    if wanted.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let (dags, hashes): (Vec<&str>, Vec<&str>) =
-        wanted.iter().map(|(d, h)| (d.as_str(), h.as_str())).unzip();
-    let rows: Vec<(String, String, DateTime<Utc>, i64)> = sqlx::query_as(
-        "SELECT v.dag_id, v.hash, v.created_at, v.n FROM (
-            SELECT dag_id, hash, created_at,
-                   row_number() OVER (PARTITION BY dag_id ORDER BY created_at, hash) AS n
-            FROM dag_versions WHERE dag_id = ANY($1)) v
-         JOIN UNNEST($1::text[], $2::text[]) AS u(dag_id, hash)
-           ON u.dag_id = v.dag_id AND u.hash = v.hash",
-    )
-    .bind(&dags)
-    .bind(&hashes)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = dag_versions::numbered(conn, wanted).await?;
     Ok(rows
         .into_iter()
-        .map(|(dag_id, hash, created_at, n)| {
+        .map(|r| {
+            let NumberedVersion {
+                dag_id,
+                hash,
+                created_at,
+                number: n,
+            } = r;
             let v = DagVersionResponse {
                 id: uuid_of_hash(&hash),
                 version_number: n,

@@ -207,16 +207,6 @@ pub const BOUNDS: [(&str, Cmp); 4] = [
 
 pub use upiflow_engine::store::filters::Cmp;
 
-/// The SQL operator of a bound.
-pub fn op(c: Cmp) -> &'static str {
-    match c {
-        Cmp::Gte => ">=",
-        Cmp::Gt => ">",
-        Cmp::Lte => "<=",
-        Cmp::Lt => "<",
-    }
-}
-
 impl Query {
     /// The date bounds given for `NAME_{gte,gt,lte,lt}`.
     pub fn date_range(&mut self, name: &str) -> Result<Vec<(Cmp, DateTime<Utc>)>, ApiError> {

@@ -316,12 +316,7 @@ async fn list(
     q.finish(&run_list_unsupported())?;
     let mut conn = s.pool.acquire().await?;
     if dag_id != "~" {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1)")
-                .bind(&dag_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        if !exists {
+        if !upiflow_engine::store::dag_list::exists(&mut conn, &dag_id).await? {
             return Err(super::dags::not_found(&dag_id));
         }
         f.dag_id = Some(dag_id);
@@ -339,12 +334,14 @@ pub(super) async fn find_run(
     dag_id: &str,
     run_id: &str,
 ) -> Result<RunRow, ApiError> {
-    runs::get(conn, dag_id, run_id).await.map_err(|e| match e {
-        e if e.kind() == upiflow_engine::ErrorKind::NotFound => ApiError::NotFound(format!(
-            "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
-        )),
-        other => other.into(),
-    })
+    runs::get(conn, dag_id, run_id)
+        .await
+        .map_err(|e| match e.kind() {
+            upiflow_engine::ErrorKind::NotFound => ApiError::NotFound(format!(
+                "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
+            )),
+            _ => e.into(),
+        })
 }
 
 /// One run.

@@ -23,13 +23,11 @@ use axum::{Form, Router};
 use axum_extra::extract::cookie::CookieJar;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
-use upiflow_engine::EngineError;
 
 pub use session::{AdminForm, UiUser, UserForm};
 
 use crate::AppState;
 use crate::auth;
-use crate::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,43 +46,18 @@ pub fn router() -> Router<AppState> {
         .merge(missed::router())
 }
 
-/// What went wrong, as a page (or, for a missing session, a redirect to the login page).
-#[derive(Debug, thiserror::Error)]
-pub enum UiError {
-    #[error("log in to see {0}")]
-    LoginRequired(String),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    TooLarge(String),
-    /// The database failed transiently: a 503 the request is replayed on (`crate::retry`).
-    #[error("the database is unavailable for the moment; try again")]
-    Unavailable(String),
-    #[error("internal error")]
-    Internal(String),
-}
+/// What went wrong, as a page (or, for a missing session, a redirect to the login page): the
+/// one HTTP error type (`crate::error::HttpError`), shown as HTML.
+pub type UiError = crate::error::HttpError<crate::error::Page>;
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            Self::LoginRequired(here) => {
-                let to = format!(
-                    "/login?{}",
-                    serde_urlencoded::to_string([("next", here.as_str())]).unwrap_or_default()
-                );
-                return Redirect::to(&to).into_response();
-            }
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::LoginRequired(here) => return login_redirect(here),
+            // Code shared with the API refused the credentials: the UI's answer is the login.
+            Self::Unauthorized => return login_redirect("/"),
+            // The UI has no 422 page: bad input is a 400, as a form expects.
+            Self::Unprocessable(_) => StatusCode::BAD_REQUEST,
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "page failed on a transient database error");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -93,6 +66,7 @@ impl IntoResponse for UiError {
                 tracing::error!(%cause, "page failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            other => other.status(),
         };
         let body = bare_page(
             status.canonical_reason().unwrap_or("Error"),
@@ -112,31 +86,13 @@ impl IntoResponse for UiError {
     }
 }
 
-impl From<ApiError> for UiError {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::BadRequest(m) | ApiError::Unprocessable(m) => Self::BadRequest(m),
-            ApiError::Unauthorized => Self::LoginRequired("/".into()),
-            ApiError::Forbidden(m) => Self::Forbidden(m),
-            ApiError::NotFound(m) => Self::NotFound(m),
-            ApiError::Conflict(m) => Self::Conflict(m),
-            ApiError::TooLarge(m) => Self::TooLarge(m),
-            ApiError::Unavailable(m) => Self::Unavailable(m),
-            ApiError::Internal(m) => Self::Internal(m),
-        }
-    }
-}
-
-impl From<EngineError> for UiError {
-    fn from(e: EngineError) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-impl From<sqlx::Error> for UiError {
-    fn from(e: sqlx::Error) -> Self {
-        ApiError::from(e).into()
-    }
+/// To the login page, coming back to `here` once logged in.
+fn login_redirect(here: &str) -> Response {
+    let to = format!(
+        "/login?{}",
+        serde_urlencoded::to_string([("next", here)]).unwrap_or_default()
+    );
+    Redirect::to(&to).into_response()
 }
 
 /// The sections of the navigation bar.
