@@ -1,9 +1,13 @@
 //! The Postgres store. Functions take a `&mut PgConnection` so callers compose them into
 //! one transaction; the unique keys in `migrations/` make duplicates impossible, not unlikely.
 
+pub mod backfill_list;
 pub mod cluster;
+pub mod dag_list;
 pub mod dags;
 pub mod filters;
+pub mod grid;
+pub mod run_tasks;
 pub mod runs;
 pub mod tis;
 
