@@ -4,10 +4,16 @@
 //! so the page updates without a full reload.
 
 mod backfill;
+mod badges;
 mod charts;
-mod dag;
+mod dag_header;
+mod extract;
+mod format;
 mod graph;
+mod graph_layout;
+mod grid;
 mod home;
+mod links;
 mod missed;
 pub mod payments;
 mod run;
@@ -39,7 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/app.js", get(js))
         .merge(home::router())
         .merge(payments::router())
-        .merge(dag::router())
+        .merge(grid::router())
         .merge(graph::router())
         .merge(run::router())
         .merge(task::router())
@@ -205,37 +211,6 @@ pub fn page(title: &str, user: &UiUser, nav: Nav, body: Markup) -> Markup {
 /// The hidden field every form of a signed-in page carries.
 pub fn csrf_field(user: &UiUser) -> Markup {
     html! { input type="hidden" name="csrf" value=(user.csrf); }
-}
-
-/// A coloured state label (task or run state; `none` for a task not yet ready).
-pub fn state_badge(state: &str) -> Markup {
-    html! { span class={ "state state-" (state) } { (state.replace('_', " ")) } }
-}
-
-/// A duration as a person reads it: `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`.
-pub fn human_duration(secs: f64) -> String {
-    if secs < 1.0 {
-        format!("{:.0} ms", secs * 1000.0)
-    } else if secs < 60.0 {
-        format!("{secs:.1} s")
-    } else if secs < 3600.0 {
-        format!("{} min {:02} s", (secs / 60.0) as i64, (secs % 60.0) as i64)
-    } else {
-        format!(
-            "{} h {:02} min",
-            (secs / 3600.0) as i64,
-            ((secs % 3600.0) / 60.0) as i64
-        )
-    }
-}
-
-/// A timestamp in UTC to the second (the UI shows UTC, as Airflow does by default).
-pub fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-pub fn ts_opt(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    t.map(ts).unwrap_or_default()
 }
 
 #[derive(Deserialize)]

@@ -10,18 +10,18 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
-use sqlx::FromRow;
 use upiflow_engine::Dag;
+use upiflow_engine::state::TryOutcome;
+use upiflow_engine::store::run_tasks::{self, RunTry};
 use upiflow_engine::store::runs::{self, RunRow};
 use upiflow_engine::store::tis::{self, TiRow};
 
-use super::dag::{
-    Tab, UiQuery, clip, dag_url, duration_text, header, load, run_url, secs, ti_url, version,
-    wants_fragment, with_query,
-};
-use super::{
-    AdminForm, Nav, UiError, UiUser, csrf_field, human_duration, page, state_badge, ts, ts_opt,
-};
+use super::badges::state_badge;
+use super::dag_header::{Tab, header, load, version};
+use super::extract::{UiQuery, wants_fragment};
+use super::format::{clip, duration_text, human_duration, secs, ts, ts_opt};
+use super::links::{dag_url, run_url, ti_url, with_query};
+use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -66,34 +66,12 @@ const GANTT_AXIS: f64 = 22.0;
 /// Longest task id shown in full left of the bars.
 const GANTT_LABEL_CHARS: usize = 28;
 
-/// One try of a task of the run, for the gantt chart.
-#[derive(FromRow)]
-struct GanttTry {
-    task_id: String,
-    try_number: i32,
-    started_at: DateTime<Utc>,
-    ended_at: Option<DateTime<Utc>>,
-    outcome: Option<String>,
-}
-
-/// Every try of the run's task instances, in one query.
-async fn run_tries(s: &AppState, run_pk: i64) -> Result<Vec<GanttTry>, UiError> {
-    Ok(sqlx::query_as(
-        "SELECT ti.task_id, tr.try_number, tr.started_at, tr.ended_at, tr.outcome::text AS outcome
-         FROM task_instances ti JOIN task_tries tr ON tr.ti_id = ti.id
-         WHERE ti.run_pk = $1 ORDER BY tr.started_at, tr.id",
-    )
-    .bind(run_pk)
-    .fetch_all(&s.pool)
-    .await?)
-}
-
 /// The colour of a try: its outcome, or running while it has none.
-fn try_state(t: &GanttTry) -> &str {
-    match t.outcome.as_deref() {
+fn try_state(t: &RunTry) -> &'static str {
+    match t.outcome {
         None => "running",
-        Some("timed_out") => "failed",
-        Some(o) => o,
+        Some(TryOutcome::TimedOut) => "failed",
+        Some(o) => o.as_str(),
     }
 }
 
@@ -103,10 +81,10 @@ fn gantt(
     dag_id: &str,
     run_id: &str,
     tis: &[TiRow],
-    tries: &[GanttTry],
+    tries: &[RunTry],
     now: DateTime<Utc>,
 ) -> Markup {
-    let rows: Vec<(&TiRow, Vec<&GanttTry>)> = tis
+    let rows: Vec<(&TiRow, Vec<&RunTry>)> = tis
         .iter()
         .map(|ti| {
             (
@@ -202,11 +180,11 @@ async fn run_page(
     let (row, latest) = load(&s, &dag_id).await?;
     let run = load_run(&s, &dag_id, &run_id).await?;
     let dag = version(&s, &dag_id, &run.dag_hash).await?;
-    let tis = {
+    let (tis, tries) = {
         let mut conn = s.pool.acquire().await?;
-        ordered(&dag, tis::for_run(&mut conn, run.id).await?)
+        let tis = ordered(&dag, tis::for_run(&mut conn, run.id).await?);
+        (tis, run_tasks::tries(&mut conn, run.id).await?)
     };
-    let tries = run_tries(&s, run.id).await?;
     let now = Utc::now();
     let finished = run.state.is_terminal();
     let region = html! {
