@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 
 /// A coloured state label (task or run state; `none` for a task not yet ready).
-pub fn state_badge(state: &str) -> Markup {
+pub(super) fn state_badge(state: &str) -> Markup {
     html! { span class={ "state state-" (state) } { (state.replace('_', " ")) } }
 }
 

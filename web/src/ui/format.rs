@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 /// A duration as a person reads it: `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`.
-pub fn human_duration(secs: f64) -> String {
+pub(super) fn human_duration(secs: f64) -> String {
     if secs < 1.0 {
         format!("{:.0} ms", secs * 1000.0)
     } else if secs < 60.0 {
@@ -21,12 +21,12 @@ pub fn human_duration(secs: f64) -> String {
 }
 
 /// A timestamp in UTC to the second (the UI shows UTC, as Airflow does by default).
-pub fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// [`ts`] of a timestamp that may be missing (empty then).
-pub fn ts_opt(t: Option<DateTime<Utc>>) -> String {
+pub(super) fn ts_opt(t: Option<DateTime<Utc>>) -> String {
     t.map(ts).unwrap_or_default()
 }
 
@@ -49,5 +49,25 @@ pub(super) fn clip(text: &str, max: usize) -> String {
     } else {
         let head: String = text.chars().take(max.saturating_sub(1)).collect();
         format!("{head}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_a_person_says_them() {
+        assert_eq!(human_duration(0.85), "850 ms");
+        assert_eq!(human_duration(12.34), "12.3 s");
+        assert_eq!(human_duration(245.0), "4 min 05 s");
+        assert_eq!(human_duration(7380.0), "2 h 03 min");
+    }
+
+    #[test]
+    fn long_labels_are_clipped_with_an_ellipsis() {
+        assert_eq!(clip("short", 22), "short");
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("éééé", 4), "éééé");
     }
 }

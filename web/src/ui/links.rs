@@ -2,7 +2,7 @@
 //! run ids with `:` and `+` survive).
 
 /// One path segment, percent-encoded (run ids carry `:` and `+`).
-pub(super) fn seg(s: &str) -> String {
+fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -48,4 +48,19 @@ pub(super) fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
         "{path}?{}",
         serde_urlencoded::to_string(pairs).unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_percent_encoded_in_paths() {
+        assert_eq!(
+            ti_url("d", "manual__2024-01-01T00:00:00+00:00", "a b"),
+            "/dags/d/runs/manual__2024-01-01T00%3A00%3A00%2B00%3A00/tasks/a%20b"
+        );
+        assert_eq!(with_query("/x", &[]), "/x");
+        assert_eq!(with_query("/x", &[("try", "2".into())]), "/x?try=2");
+    }
 }
