@@ -3,7 +3,7 @@
 
 pub mod backfill_list;
 pub mod cluster;
-pub mod dag_list;
+pub mod dag_overview;
 pub mod dags;
 pub mod filters;
 pub mod grid;

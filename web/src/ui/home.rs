@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Router, http::HeaderMap};
 use maud::{Markup, html};
 use serde::Deserialize;
-use upiflow_engine::store::dag_list;
+use upiflow_engine::store::dag_overview;
 
 use super::badges::state_badge;
 use super::extract::wants_fragment;
@@ -28,8 +28,8 @@ async fn list(
 ) -> Result<Markup, UiError> {
     let (dags, errors) = {
         let mut conn = s.pool.acquire().await?;
-        let dags = dag_list::list(&mut conn).await?;
-        (dags, dag_list::import_errors(&mut conn).await?)
+        let dags = dag_overview::list(&mut conn).await?;
+        (dags, dag_overview::import_errors(&mut conn).await?)
     };
     let table = html! {
         @if !errors.is_empty() {

@@ -1,5 +1,5 @@
-//! The list of DAGs as the UI's front page shows it: each DAG's row with the states of its
-//! latest runs and how many are active, and the DAG files that do not load.
+//! An overview of every DAG, as the UI's front page shows it: each DAG's row with the states
+//! of its latest runs and how many are active, and the DAG files that do not load.
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
