@@ -9,13 +9,12 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use common::*;
 use serde_json::json;
-use upiflow_engine::EngineError;
+use upiflow_engine::ErrorKind;
 use upiflow_engine::executor::WorkerConfig;
 use upiflow_engine::ops::{self, Trigger};
 use upiflow_engine::state::{RunState, TaskState, TryOutcome};
 use upiflow_engine::store::dags::VersionCache;
 use upiflow_engine::store::runs::RunRow;
-use upiflow_engine::store::tis;
 
 async fn trigger_at(db: &TestDb, dag: &upiflow_engine::Dag, day: u32) -> RunRow {
     let req = Trigger {
@@ -39,7 +38,7 @@ async fn wait(db: &TestDb, run: &RunRow) -> RunState {
 
 async fn states(db: &TestDb, run: &RunRow) -> HashMap<String, (Option<TaskState>, i32)> {
     let mut conn = db.pool.acquire().await.unwrap();
-    tis::for_run(&mut conn, run.id)
+    upiflow_engine::store::task_views::for_run(&mut conn, run.id)
         .await
         .unwrap()
         .into_iter()
@@ -289,9 +288,10 @@ async fn clear_downstream_reruns_exactly_the_task_and_what_follows() {
     assert_eq!(wait(&db, &run).await, RunState::Success);
     let cache = VersionCache::new();
 
-    let cleared = tis::clear(&db.pool, &cache, "d", &run.run_id, "b", true)
-        .await
-        .unwrap();
+    let cleared =
+        upiflow_engine::lifecycle::clear::clear(&db.pool, &cache, "d", &run.run_id, "b", true)
+            .await
+            .unwrap();
     assert_eq!(cleared, ["b", "c"]);
     assert_eq!(wait(&db, &run).await, RunState::Success);
     let s = states(&db, &run).await;
@@ -306,9 +306,10 @@ async fn clear_downstream_reruns_exactly_the_task_and_what_follows() {
         (1, 2, 2, 1)
     );
 
-    let cleared = tis::clear(&db.pool, &cache, "d", &run.run_id, "side", false)
-        .await
-        .unwrap();
+    let cleared =
+        upiflow_engine::lifecycle::clear::clear(&db.pool, &cache, "d", &run.run_id, "side", false)
+            .await
+            .unwrap();
     assert_eq!(cleared, ["side"]);
     assert_eq!(wait(&db, &run).await, RunState::Success);
     assert_eq!(
@@ -316,8 +317,10 @@ async fn clear_downstream_reruns_exactly_the_task_and_what_follows() {
         (Some(TaskState::Success), 2)
     );
 
-    let missing = tis::clear(&db.pool, &cache, "d", &run.run_id, "nope", false).await;
-    assert!(matches!(missing, Err(EngineError::NotFound(_))));
+    let missing =
+        upiflow_engine::lifecycle::clear::clear(&db.pool, &cache, "d", &run.run_id, "nope", false)
+            .await;
+    assert!(matches!(&missing, Err(e) if e.kind() == ErrorKind::NotFound));
     stop.cancel();
     handle.await.unwrap();
 }
@@ -396,7 +399,10 @@ async fn bad_conf_and_duplicate_runs_are_refused() {
         (json!([1, 2]), "must be a JSON object"),
     ] {
         match ops::trigger(&db.pool, &cache, &dag, &bad(conf.clone())).await {
-            Err(EngineError::Invalid(msg)) => assert!(msg.contains(needle), "{conf}: {msg}"),
+            Err(e) if e.kind() == ErrorKind::Invalid => {
+                let msg = e.to_string();
+                assert!(msg.contains(needle), "{conf}: {msg}")
+            }
             other => panic!("{conf}: expected Invalid, got {other:?}"),
         }
     }
@@ -422,7 +428,10 @@ async fn bad_conf_and_duplicate_runs_are_refused() {
         ..Trigger::default()
     };
     match ops::trigger(&db.pool, &cache, &dag, &again).await {
-        Err(EngineError::Conflict(msg)) => assert!(msg.contains(&first.run_id), "{msg}"),
+        Err(e) if e.kind() == ErrorKind::Conflict => {
+            let msg = e.to_string();
+            assert!(msg.contains(&first.run_id), "{msg}")
+        }
         other => panic!("expected Conflict, got {other:?}"),
     }
     assert_eq!(

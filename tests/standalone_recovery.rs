@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sqlx::PgPool;
-use upiflow_engine::store::cluster::process;
+use upiflow_engine::cluster::process;
 
 const TOPIC: &str = "upi_transactions";
 

@@ -189,7 +189,7 @@ async fn slow_task_sql_never_starves_the_heartbeat_of_its_worker() {
     let mut longest_gap = Duration::ZERO;
     let mut most_running = 0;
     loop {
-        upiflow_engine::store::tis::reap_zombies(&db.pool, &cache, Duration::from_secs(30))
+        upiflow_engine::lifecycle::reap::reap_zombies(&db.pool, &cache, Duration::from_secs(30))
             .await
             .unwrap();
         let beat: Option<DateTime<Utc>> =

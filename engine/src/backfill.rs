@@ -65,6 +65,25 @@ impl Progress {
     }
 }
 
+/// Why a backfill request is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackfillError {
+    #[error(
+        "DAG `{0}` has no schedule, so it has no intervals to backfill; trigger it with --logical-date instead"
+    )]
+    NoSchedule(String),
+    #[error("--from must not be after --to")]
+    FromAfterTo,
+    #[error("the range covers more than {0} intervals; split it")]
+    TooManyIntervals(usize),
+    #[error("no interval of `{dag_id}` starts between {} and {}", .from.to_rfc3339(), .to.to_rfc3339())]
+    NoIntervals {
+        dag_id: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
+
 /// The intervals `(start, end)` whose start lies in `[from, to]`.
 pub fn intervals(
     dag: &Dag,
@@ -73,13 +92,10 @@ pub fn intervals(
 ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
     let s = dag.schedule();
     if s.is_none() {
-        return Err(EngineError::Invalid(format!(
-            "DAG `{}` has no schedule, so it has no intervals to backfill; trigger it with --logical-date instead",
-            dag.dag_id
-        )));
+        return Err(BackfillError::NoSchedule(dag.dag_id.clone()).into());
     }
     if from > to {
-        return Err(EngineError::Invalid("--from must not be after --to".into()));
+        return Err(BackfillError::FromAfterTo.into());
     }
     let tz = dag.tz();
     let mut out = Vec::new();
@@ -96,9 +112,7 @@ pub fn intervals(
         };
         out.push((t, end));
         if out.len() > MAX_INTERVALS {
-            return Err(EngineError::Invalid(format!(
-                "the range covers more than {MAX_INTERVALS} intervals; split it"
-            )));
+            return Err(BackfillError::TooManyIntervals(MAX_INTERVALS).into());
         }
         t = end;
     }
@@ -116,12 +130,12 @@ pub async fn start(
 ) -> Result<BackfillRow> {
     let wanted = intervals(dag, req.from, req.to)?;
     if wanted.is_empty() {
-        return Err(EngineError::Invalid(format!(
-            "no interval of `{}` starts between {} and {}",
-            dag.dag_id,
-            req.from.to_rfc3339(),
-            req.to.to_rfc3339()
-        )));
+        return Err(BackfillError::NoIntervals {
+            dag_id: dag.dag_id.clone(),
+            from: req.from,
+            to: req.to,
+        }
+        .into());
     }
     crate::transient::retry("backfill", || start_once(pool, cache, dag, req, &wanted)).await
 }
@@ -235,7 +249,7 @@ async fn start_once(
     for run_pk in to_reset {
         reset_run(&mut tx, cache, run_pk, backfill.id).await?;
     }
-    runs::start_queued(&mut tx, cache, &dag.dag_id).await?;
+    crate::lifecycle::run::start_queued(&mut tx, cache, &dag.dag_id).await?;
     store::notify_wake(&mut tx).await?;
     tx.commit().await?;
     Ok(backfill)
@@ -254,7 +268,7 @@ async fn reset_run(
     };
     let dag = cache.get(conn, &dag_id, &hash).await?;
     let ids: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
-    crate::store::tis::reset(conn, run_pk, &dag, &ids).await?;
+    crate::lifecycle::clear::reset_tasks(conn, run_pk, &dag, &ids).await?;
     sqlx::query(
         "UPDATE dag_runs SET state = 'queued', start_date = NULL, end_date = NULL, backfill_id = $2
          WHERE id = $1",
@@ -278,7 +292,7 @@ async fn get_once(pool: &PgPool, id: i64) -> Result<BackfillRow> {
     .bind(id)
     .fetch_optional(pool)
     .await?
-    .ok_or_else(|| EngineError::NotFound(format!("no backfill {id}")))
+    .ok_or(EngineError::BackfillNotFound(id))
 }
 
 /// Counts the runs in the backfill's range by state (runs created by it and runs it found).

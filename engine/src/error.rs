@@ -20,28 +20,50 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// What went wrong in an engine operation.
+/// What went wrong in an engine operation. Each variant carries the data its message needs;
+/// [`EngineError::kind`] says what a caller should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The thing asked for does not exist (maps to 404 / a CLI error).
-    #[error("{0}")]
-    NotFound(String),
-    /// The request is well-formed but contradicts what exists (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// The request itself is wrong (400 / 422).
-    #[error("{0}")]
-    Invalid(String),
+    #[error("no DAG `{0}`")]
+    DagNotFound(String),
+    #[error("no stored version {hash} of DAG `{dag_id}`")]
+    VersionNotFound { dag_id: String, hash: String },
+    #[error("stored version {hash} of `{dag_id}` is unreadable: {reason}")]
+    VersionUnreadable {
+        dag_id: String,
+        hash: String,
+        reason: String,
+    },
+    #[error("no run `{run_id}` of DAG `{dag_id}`")]
+    RunNotFound { dag_id: String, run_id: String },
+    #[error("no run with id {0}")]
+    RunPkNotFound(i64),
+    #[error("DAG `{dag_id}` has no task `{task_id}`")]
+    TaskNotFound { dag_id: String, task_id: String },
+    #[error("no backfill {0}")]
+    BackfillNotFound(i64),
+    /// A run with the same logical date exists already (`existing` is its run id).
+    #[error(
+        "DAG `{dag_id}` already has a run for logical date {}: {existing} (to run it again: upiflow clear {dag_id} {existing} TASK --downstream)",
+        .logical_date.to_rfc3339()
+    )]
+    RunExists {
+        dag_id: String,
+        logical_date: chrono::DateTime<chrono::Utc>,
+        existing: String,
+    },
+    #[error("cannot clear while running: {} (wait for the try to end)", .0.join(", "))]
+    ClearWhileRunning(Vec<String>),
+    #[error(transparent)]
+    Conf(#[from] crate::conf::ConfError),
+    #[error(transparent)]
+    Backfill(#[from] crate::backfill::BackfillError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("database error")]
     Db(#[from] sqlx::Error),
     #[error("could not apply database migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("{context}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -50,12 +72,33 @@ impl EngineError {
     /// How a caller should treat this error (see [`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NotFound(_) => ErrorKind::NotFound,
-            EngineError::Conflict(_) => ErrorKind::Conflict,
-            EngineError::Invalid(_) => ErrorKind::Invalid,
+            EngineError::DagNotFound(_)
+            | EngineError::VersionNotFound { .. }
+            | EngineError::RunNotFound { .. }
+            | EngineError::RunPkNotFound(_)
+            | EngineError::TaskNotFound { .. }
+            | EngineError::BackfillNotFound(_) => ErrorKind::NotFound,
+            EngineError::RunExists { .. } | EngineError::ClearWhileRunning(_) => {
+                ErrorKind::Conflict
+            }
+            EngineError::VersionUnreadable { .. }
+            | EngineError::Conf(_)
+            | EngineError::Backfill(_) => ErrorKind::Invalid,
+            EngineError::Cluster(c) => c.kind(),
             e if e.is_transient() => ErrorKind::Unavailable,
             EngineError::Db(e) => db_kind(e),
-            _ => ErrorKind::Internal,
+            EngineError::Migrate(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl EngineError {
+    /// The text to show a client: the error's own message, or for a database error of kind
+    /// conflict or invalid the violated constraint ([`db_message`]); never SQL.
+    pub fn client_message(&self) -> String {
+        match self {
+            EngineError::Db(e) => db_message(e),
+            other => other.to_string(),
         }
     }
 }

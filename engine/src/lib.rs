@@ -12,8 +12,11 @@ pub mod state;
 pub use dag::{Dag, DagError, TaskDef};
 pub use kind::{PrepareCtx, PrepareError, Registry, TaskContext, TaskError, TaskKind};
 pub use state::{RunState, RunType, TaskState, TriggerRule, TryOutcome};
+pub mod cluster;
+pub mod conf;
 pub mod error;
 pub mod executor;
+pub mod lifecycle;
 pub mod ops;
 pub mod store;
 

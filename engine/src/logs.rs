@@ -7,26 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-/// Which stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
-#[sqlx(type_name = "log_stream", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum LogStream {
-    /// Lines the orchestrator itself writes about the try.
-    System,
-    Stdout,
-    Stderr,
-}
-
-impl LogStream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::System => "system",
-            Self::Stdout => "stdout",
-            Self::Stderr => "stderr",
-        }
-    }
-}
+pub use crate::state::LogStream;
 
 enum Msg {
     Line {
@@ -144,25 +125,13 @@ async fn store_lines(
     streams: &[LogStream],
     texts: &[String],
 ) {
-    let insert = async |ids: &[i64],
-                        ats: &[DateTime<Utc>],
-                        streams: &[LogStream],
-                        texts: &[String]| {
-        crate::transient::retry_for("store task log lines", Duration::MAX, || async {
-            sqlx::query(
-                "INSERT INTO task_logs (try_id, at, stream, line)
-                 SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::log_stream[], $4::text[])",
-            )
-            .bind(ids)
-            .bind(ats)
-            .bind(streams)
-            .bind(texts)
-            .execute(pool)
-            .await?;
-            Ok(())
-        })
-        .await
-    };
+    let insert =
+        async |ids: &[i64], ats: &[DateTime<Utc>], streams: &[LogStream], texts: &[String]| {
+            crate::transient::retry_for("store task log lines", Duration::MAX, || async {
+                crate::store::logs::insert(pool, ids, ats, streams, texts).await
+            })
+            .await
+        };
     let Err(error) = insert(ids, ats, streams, texts).await else {
         return;
     };

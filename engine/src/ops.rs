@@ -63,7 +63,7 @@ pub async fn trigger(
     dag: &Dag,
     req: &Trigger,
 ) -> Result<RunRow> {
-    runs::check_conf(dag, &req.conf)?;
+    crate::conf::check(dag, &req.conf)?;
     let run = crate::transient::retry("trigger", || trigger_once(pool, cache, dag, req)).await?;
     // Read it again: starting it may have moved it on already.
     crate::transient::retry("trigger", || async {
@@ -99,14 +99,13 @@ async fn trigger_once(
         .fetch_optional(&mut *tx)
         .await?;
         let existing = existing.unwrap_or_default();
-        return Err(EngineError::Conflict(format!(
-            "DAG `{}` already has a run for logical date {}: {existing} (to run it again: upiflow clear {} {existing} TASK --downstream)",
-            dag.dag_id,
-            logical_date.to_rfc3339(),
-            dag.dag_id,
-        )));
+        return Err(EngineError::RunExists {
+            dag_id: dag.dag_id.clone(),
+            logical_date,
+            existing,
+        });
     };
-    runs::start_queued(&mut tx, cache, &dag.dag_id).await?;
+    crate::lifecycle::run::start_queued(&mut tx, cache, &dag.dag_id).await?;
     store::notify_wake(&mut tx).await?;
     tx.commit().await?;
     Ok(run)
@@ -166,7 +165,7 @@ pub async fn set_paused(
 ) -> Result<()> {
     dags::set_paused(&mut *conn, dag_id, paused).await?;
     if !paused {
-        runs::start_queued(&mut *conn, cache, dag_id).await?;
+        crate::lifecycle::run::start_queued(&mut *conn, cache, dag_id).await?;
         store::notify_wake(&mut *conn).await?;
     }
     Ok(())

@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::dag::{self, Dag, DagError};
 use crate::error::Result;
 use crate::kind::Registry;
+use crate::lifecycle;
 use crate::store::dags::VersionCache;
-use crate::store::{self, dags, runs};
+use crate::store::{self, dag_files, dags, runs, scheduling};
 use crate::timetable;
 
 #[derive(Debug, Clone)]
@@ -101,17 +102,8 @@ impl Scheduler {
             if let Err(error) = self.schedule().await {
                 tracing::error!(error = %error, "scheduling pass failed; trying again");
             }
-            let recorded = sqlx::query(
-                "INSERT INTO scheduler_loops (scheduler_id, last_loop_at, loop_seconds)
-                 VALUES ($1, now(), $2)
-                 ON CONFLICT (scheduler_id) DO UPDATE
-                 SET last_loop_at = EXCLUDED.last_loop_at, loop_seconds = EXCLUDED.loop_seconds",
-            )
-            .bind(&loop_id)
-            .bind(loop_start.elapsed().as_secs_f64())
-            .execute(&self.pool)
-            .await;
-            if let Err(error) = recorded {
+            let took = loop_start.elapsed().as_secs_f64();
+            if let Err(error) = scheduling::record_loop(&self.pool, &loop_id, took).await {
                 tracing::debug!(%error, "could not record the scheduler loop time");
             }
             tokio::select! {
@@ -169,13 +161,7 @@ impl Scheduler {
     /// A scheduling pass as if the time were `now` (tests drive time through this).
     pub async fn schedule_at(&self, now: chrono::DateTime<Utc>) -> Result<Pass> {
         let mut pass = Pass::default();
-        let due: Vec<(String, String)> = sqlx::query_as(
-            "SELECT dag_id, latest_hash FROM dags
-             WHERE is_active AND NOT is_paused AND latest_hash IS NOT NULL
-               AND schedule IS NOT NULL AND lower(schedule) <> 'none'",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let due = scheduling::scheduled_dags(&self.pool).await?;
         for (dag_id, hash) in due {
             let created = crate::transient::retry("create scheduled runs", || async {
                 let mut tx = self.pool.begin().await?;
@@ -197,14 +183,11 @@ impl Scheduler {
             pass.created += created.runs;
             pass.missed += created.missed;
         }
-        let queued: Vec<String> =
-            sqlx::query_scalar("SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued'")
-                .fetch_all(&self.pool)
-                .await?;
+        let queued = runs::dags_with_queued_runs(&self.pool).await?;
         for dag_id in queued {
             pass.started += crate::transient::retry("start queued runs", || async {
                 let mut tx = self.pool.begin().await?;
-                let started = runs::start_queued(&mut tx, &self.cache, &dag_id).await?;
+                let started = lifecycle::run::start_queued(&mut tx, &self.cache, &dag_id).await?;
                 if started > 0 {
                     store::notify_wake(&mut tx).await?;
                 }
@@ -241,18 +224,7 @@ async fn record_files(
             .collect();
         let lines: Vec<i32> = folder.errors.iter().map(|e| e.line as i32).collect();
         let messages: Vec<&str> = folder.errors.iter().map(|e| e.message.as_str()).collect();
-        sqlx::query("DELETE FROM import_errors")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO import_errors (fileloc, line, message)
-             SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[])",
-        )
-        .bind(&files)
-        .bind(&lines)
-        .bind(&messages)
-        .execute(&mut *tx)
-        .await?;
+        dag_files::replace_import_errors(&mut tx, &files, &lines, &messages).await?;
     }
     let valid: Vec<&str> = folder.dags.iter().map(|d| d.dag_id.as_str()).collect();
     let broken: Vec<String> = folder
@@ -260,14 +232,7 @@ async fn record_files(
         .iter()
         .map(|e| e.file.display().to_string())
         .collect();
-    sqlx::query(
-        "UPDATE dags SET is_active = (dag_id = ANY($1) OR fileloc = ANY($2))
-         WHERE is_active IS DISTINCT FROM (dag_id = ANY($1) OR fileloc = ANY($2))",
-    )
-    .bind(&valid)
-    .bind(&broken)
-    .execute(&mut *tx)
-    .await?;
+    dag_files::set_active(&mut tx, &valid, &broken).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -169,3 +169,24 @@ impl TriggerRule {
             .unwrap_or("all_success")
     }
 }
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "log_stream", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// Lines the orchestrator itself writes about the try.
+    System,
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        }
+    }
+}

@@ -113,7 +113,7 @@ mod tests {
             std::io::ErrorKind::ConnectionReset
         ))));
         assert!(!is_transient_sqlx(&sqlx::Error::RowNotFound));
-        assert!(!EngineError::Invalid("x".into()).is_transient());
+        assert!(!EngineError::DagNotFound("x".into()).is_transient());
     }
 
     #[tokio::test]
@@ -134,11 +134,11 @@ mod tests {
         let mut calls = 0;
         let err = retry("test", || {
             calls += 1;
-            async { Err::<(), _>(EngineError::Invalid("bad".into())) }
+            async { Err::<(), _>(EngineError::DagNotFound("bad".into())) }
         })
         .await
         .unwrap_err();
-        assert!(matches!(err, EngineError::Invalid(_)));
+        assert!(matches!(err, EngineError::DagNotFound(_)));
         assert_eq!(calls, 1, "a lasting error is not retried");
 
         let mut calls = 0;

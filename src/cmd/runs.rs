@@ -8,7 +8,7 @@ use upiflow_engine::dag::parse_datetime_in;
 use upiflow_engine::ops::{self, Trigger};
 use upiflow_engine::state::RunState;
 use upiflow_engine::store::dags::VersionCache;
-use upiflow_engine::store::{runs as store_runs, tis};
+use upiflow_engine::store::runs as store_runs;
 
 use super::{connect, find_dag, fmt_duration, fmt_time, table};
 use crate::Global;
@@ -63,7 +63,7 @@ pub async fn trigger(g: &Global, a: TriggerArgs) -> Result<ExitCode> {
     })
     .await?;
     let mut conn = pool.acquire().await?;
-    print_tis(&tis::for_run(&mut conn, run.id).await?);
+    print_tis(&upiflow_engine::store::task_views::for_run(&mut conn, run.id).await?);
     Ok(if state == RunState::Success {
         ExitCode::SUCCESS
     } else {
@@ -92,7 +92,7 @@ pub async fn runs(g: &Global, a: RunsArgs) -> Result<ExitCode> {
             run.state,
             run.logical_date.to_rfc3339()
         );
-        print_tis(&tis::for_run(&mut conn, run.id).await?);
+        print_tis(&upiflow_engine::store::task_views::for_run(&mut conn, run.id).await?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows = store_runs::list(&mut conn, &a.dag_id, a.limit, 0).await?;
@@ -120,7 +120,7 @@ pub async fn runs(g: &Global, a: RunsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_tis(rows: &[tis::TiRow]) {
+fn print_tis(rows: &[upiflow_engine::store::task_views::TiRow]) {
     let mut t = table(&[
         "task_id", "state", "tries", "started", "ended", "duration", "worker",
     ]);
@@ -151,7 +151,9 @@ pub struct HistoryArgs {
 pub async fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let mut conn = pool.acquire().await?;
-    let rows = tis::history(&mut conn, &a.dag_id, &a.task_id, a.limit).await?;
+    let rows =
+        upiflow_engine::store::task_views::history(&mut conn, &a.dag_id, &a.task_id, a.limit)
+            .await?;
     let mut t = table(&[
         "run_id", "try", "outcome", "worker", "started", "duration", "error",
     ]);
@@ -186,17 +188,22 @@ pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let mut conn = pool.acquire().await?;
     store_runs::get(&mut conn, &a.dag_id, &a.run_id).await?;
-    let Some(ti) = tis::detail(&mut conn, &a.dag_id, &a.run_id, &a.task_id).await? else {
+    let Some(ti) =
+        upiflow_engine::store::task_views::detail(&mut conn, &a.dag_id, &a.run_id, &a.task_id)
+            .await?
+    else {
         bail!("run `{}` has no task `{}`", a.run_id, a.task_id);
     };
     let chosen = match a.try_number {
-        Some(n) => tis::find_try(&mut conn, ti.id, n).await?,
-        None => tis::tries(&mut conn, ti.id).await?.pop(),
+        Some(n) => upiflow_engine::store::task_views::find_try(&mut conn, ti.id, n).await?,
+        None => upiflow_engine::store::task_views::tries(&mut conn, ti.id)
+            .await?
+            .pop(),
     };
     let Some(chosen) = chosen else {
         bail!("task `{}` of run `{}` has no such try", a.task_id, a.run_id);
     };
-    for l in tis::log_page(&mut conn, chosen.id, 0, i64::MAX).await? {
+    for l in upiflow_engine::store::logs::log_page(&mut conn, chosen.id, 0, i64::MAX).await? {
         println!(
             "{} {:<6} {}",
             l.at.format("%H:%M:%S%.3f"),
@@ -219,7 +226,7 @@ pub struct ClearArgs {
 
 pub async fn clear(g: &Global, a: ClearArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
-    let cleared = tis::clear(
+    let cleared = upiflow_engine::lifecycle::clear::clear(
         &pool,
         &VersionCache::new(),
         &a.dag_id,

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use upiflow_engine::EngineError;
+use upiflow_engine::{EngineError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -79,12 +79,12 @@ impl IntoResponse for ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::NotFound(m) => Self::NotFound(m),
-            EngineError::Conflict(m) => Self::Conflict(m),
-            EngineError::Invalid(m) => Self::BadRequest(m),
-            other if other.is_transient() => Self::Unavailable(anyhow_chain(&other)),
-            other => Self::Internal(format!("{:#}", anyhow_chain(&other))),
+        match e.kind() {
+            ErrorKind::NotFound => Self::NotFound(e.client_message()),
+            ErrorKind::Conflict => Self::Conflict(e.client_message()),
+            ErrorKind::Invalid => Self::BadRequest(e.client_message()),
+            ErrorKind::Unavailable => Self::Unavailable(anyhow_chain(&e)),
+            ErrorKind::Internal => Self::Internal(anyhow_chain(&e)),
         }
     }
 }

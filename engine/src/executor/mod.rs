@@ -1,8 +1,8 @@
-//! The executor: workers claim runnable task instances, run them under their timeout while
-//! heart-beating, and record every try; trigger rules and retry delays decide what follows.
+//! The executor: a worker process claims runnable task instances (through
+//! `crate::lifecycle`), runs their bodies under their timeout while heart-beating, and
+//! reports how each try ended ([`crate::lifecycle::TryEnd`]); what follows is decided by the
+//! lifecycle.
 
-pub mod retry;
-pub mod rules;
 mod worker;
 
 pub use worker::{Worker, WorkerConfig};

@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::kind::{Registry, TaskContext, TaskError};
+use crate::lifecycle::{self, Finished, TryEnd};
 use crate::logs::LogWriter;
-use crate::state::TryOutcome;
-use crate::store;
 use crate::store::dags::VersionCache;
-use crate::store::tis::{self, Claimed, Finished};
+use crate::store::tis::Claimed;
+use crate::store::{self, workers};
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -114,17 +114,14 @@ impl Worker {
     /// period) and records them.
     #[tracing::instrument(skip_all, fields(worker = %self.cfg.worker_id), err)]
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        crate::transient::retry("register worker", || async {
-            sqlx::query(
-                "INSERT INTO workers (worker_id, hostname, pid) VALUES ($1, $2, $3)
-                 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL",
+        let host = hostname();
+        crate::transient::retry("register worker", || {
+            workers::register(
+                &self.pool,
+                &self.cfg.worker_id,
+                &host,
+                std::process::id() as i32,
             )
-            .bind(&self.cfg.worker_id)
-            .bind(hostname())
-            .bind(std::process::id() as i32)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
         })
         .await?;
         tracing::info!(concurrency = self.cfg.concurrency, "worker started");
@@ -159,12 +156,8 @@ impl Worker {
         // Saying so lets others retry what this worker leaves at once; if it cannot be said,
         // its heartbeat goes stale and they do so after the zombie threshold.
         let said =
-            crate::transient::retry_for("unregister worker", Duration::from_secs(10), || async {
-                sqlx::query("UPDATE workers SET stopped_at = now() WHERE worker_id = $1")
-                    .bind(&self.cfg.worker_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+            crate::transient::retry_for("unregister worker", Duration::from_secs(10), || {
+                workers::stopped(&self.pool, &self.cfg.worker_id)
             })
             .await;
         if let Err(error) = said {
@@ -193,7 +186,7 @@ impl Worker {
             }
             if !done.is_empty() {
                 self.logs.flush().await;
-                match tis::finish_batch(&self.pool, &self.cache, &done).await {
+                match lifecycle::finish_batch(&self.pool, &self.cache, &done).await {
                     Ok(res) => {
                         if res.stale > 0 {
                             tracing::warn!(
@@ -225,7 +218,9 @@ impl Worker {
             let free = self.cfg.concurrency.saturating_sub(running.len());
             let mut claimed_all = false;
             if !stopping && free > 0 {
-                match self.claim(free).await {
+                match lifecycle::claim::claim(&self.pool, &self.cache, &self.cfg.worker_id, free)
+                    .await
+                {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
                         for (c, dag) in claimed {
@@ -260,7 +255,7 @@ impl Worker {
             let next_retry = if stopping {
                 None
             } else {
-                self.next_retry_in().await
+                lifecycle::claim::next_retry_in(&self.pool).await
             };
             let idle = next_retry.unwrap_or(self.cfg.poll).min(self.cfg.poll);
             tokio::select! {
@@ -284,37 +279,6 @@ impl Worker {
             }
         }
     }
-
-    async fn claim(&self, limit: usize) -> Result<Vec<(Claimed, Option<Arc<crate::dag::Dag>>)>> {
-        let mut conn = self.pool.acquire().await?;
-        let claimed = tis::claim(&mut conn, &self.cfg.worker_id, limit as i64).await?;
-        let mut out = Vec::with_capacity(claimed.len());
-        for c in claimed {
-            // A version that cannot be read fails the try (recorded), never the worker.
-            let dag = match self.cache.get(&mut conn, &c.dag_id, &c.dag_hash).await {
-                Ok(d) => Some(d),
-                Err(error) => {
-                    tracing::error!(%error, dag_id = %c.dag_id, "cannot load DAG version");
-                    None
-                }
-            };
-            out.push((c, dag));
-        }
-        Ok(out)
-    }
-
-    /// Time until the earliest due retry, if any is pending.
-    async fn next_retry_in(&self) -> Option<Duration> {
-        let secs: Option<f64> = sqlx::query_scalar(
-            "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(next_retry_at) - now()))::float8
-             FROM task_instances WHERE state = 'up_for_retry'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .ok()
-        .flatten();
-        secs.map(|s| Duration::from_secs_f64(s) + Duration::from_millis(5))
-    }
 }
 
 /// Runs one try and says how it ended; never panics.
@@ -328,7 +292,7 @@ async fn execute(
     cancel: CancellationToken,
 ) -> Finished {
     let log = logs.for_try(c.try_id);
-    let finished = |outcome, error: Option<String>, retryable| Finished {
+    let finished = |end| Finished {
         ti_id: c.id,
         run_pk: c.run_pk,
         dag_id: c.dag_id.clone(),
@@ -338,30 +302,25 @@ async fn execute(
         try_number: c.try_number,
         max_tries: c.max_tries,
         worker: worker.clone(),
-        outcome,
-        error,
-        retryable,
+        end,
     };
     let Some(dag) = dag else {
-        return finished(
-            TryOutcome::Failed,
-            Some("the DAG version of this run cannot be loaded".into()),
-            true,
-        );
+        return finished(TryEnd::Failed {
+            error: "the DAG version of this run cannot be loaded".into(),
+            retryable: true,
+        });
     };
     let Some(task) = dag.task(&c.task_id) else {
-        return finished(
-            TryOutcome::Failed,
-            Some(format!("task `{}` is not in this DAG version", c.task_id)),
-            false,
-        );
+        return finished(TryEnd::Failed {
+            error: format!("task `{}` is not in this DAG version", c.task_id),
+            retryable: false,
+        });
     };
     let Some(kind) = registry.get(&task.kind) else {
-        return finished(
-            TryOutcome::Failed,
-            Some(format!("this worker has no task kind `{}`", task.kind)),
-            true,
-        );
+        return finished(TryEnd::Failed {
+            error: format!("this worker has no task kind `{}`", task.kind),
+            retryable: true,
+        });
     };
     let mut params = dag.params.clone();
     if let serde_json::Value::Object(conf) = &c.conf {
@@ -390,30 +349,25 @@ async fn execute(
     let body = AssertUnwindSafe(kind.run(&ctx, &task.config)).catch_unwind();
     let timeout = task.timeout.unwrap_or(Duration::MAX);
     // Dropping the body stops it: kinds kill their processes and roll back on drop.
-    let result = tokio::select! {
+    let end = tokio::select! {
         r = tokio::time::timeout(timeout, body) => match r {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(panic)) => Err(format!("the task panicked: {}", panic_message(&panic))),
-            Err(_) => Err(format!("timed out after {}", humantime::format_duration(timeout))),
+            Ok(Ok(Ok(()))) => TryEnd::Succeeded,
+            Ok(Ok(Err(TaskError::Retryable(error)))) => TryEnd::Failed { error, retryable: true },
+            Ok(Ok(Err(TaskError::Fatal(error)))) => TryEnd::Failed { error, retryable: false },
+            Ok(Err(panic)) => TryEnd::Panicked(panic_message(&panic)),
+            Err(_) => TryEnd::TimedOut(timeout),
         },
-        _ = cancel.cancelled() => Err("stopped: the worker is shutting down or lost this try".to_string()),
+        _ = cancel.cancelled() => TryEnd::Stopped,
     };
     let elapsed = started.elapsed();
-    let (outcome, error, retryable) = match result {
-        Ok(Ok(())) => (TryOutcome::Success, None, true),
-        Ok(Err(TaskError::Retryable(e))) => (TryOutcome::Failed, Some(e), true),
-        Ok(Err(TaskError::Fatal(e))) => (TryOutcome::Failed, Some(e), false),
-        Err(e) if e.starts_with("timed out") => (TryOutcome::TimedOut, Some(e), true),
-        Err(e) => (TryOutcome::Failed, Some(e), true),
-    };
-    match &error {
+    match end.error() {
         None => log.info(format!("succeeded in {elapsed:.2?}")).await,
         Some(e) => {
-            log.info(format!("{outcome} after {elapsed:.2?}: {e}"))
+            log.info(format!("{} after {elapsed:.2?}: {e}", end.outcome()))
                 .await
         }
     }
-    finished(outcome, error, retryable)
+    finished(end)
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -434,11 +388,7 @@ async fn heartbeat(
 ) {
     let mut tick = Ticker::new(cfg.heartbeat);
     while tick.next(&stop).await {
-        let beat = sqlx::query("UPDATE workers SET heartbeat_at = now() WHERE worker_id = $1")
-            .bind(&cfg.worker_id)
-            .execute(&pool)
-            .await;
-        if let Err(error) = beat {
+        if let Err(error) = workers::beat(&pool, &cfg.worker_id).await {
             tracing::warn!(%error, "heartbeat failed");
             continue;
         }
@@ -446,14 +396,7 @@ async fn heartbeat(
         if local.is_empty() {
             continue;
         }
-        let still_mine: std::result::Result<Vec<i64>, _> = sqlx::query_scalar(
-            "SELECT id FROM task_instances WHERE id = ANY($1) AND worker = $2 AND state = 'running'",
-        )
-        .bind(&local)
-        .bind(&cfg.worker_id)
-        .fetch_all(&pool)
-        .await;
-        if let Ok(mine) = still_mine {
+        if let Ok(mine) = store::tis::still_running_on(&pool, &local, &cfg.worker_id).await {
             let map = cancels.lock().expect("cancel map poisoned");
             for id in local.iter().filter(|id| !mine.contains(id)) {
                 if let Some(token) = map.get(id) {
@@ -486,12 +429,21 @@ async fn reap(
 ) {
     let mut tick = Ticker::new(cfg.heartbeat);
     while tick.next(&stop).await {
-        if let Err(error) = tis::reap_zombies(&pool, &cache, cfg.zombie_threshold).await {
+        if let Err(error) = lifecycle::reap::reap_zombies(&pool, &cache, cfg.zombie_threshold).await
+        {
             tracing::warn!(%error, "zombie check failed");
         }
         // Claims younger than the threshold may be on their way into the local map.
         let local = local_tries(&cancels);
-        match tis::reap_orphans(&pool, &cache, &cfg.worker_id, &local, cfg.zombie_threshold).await {
+        match lifecycle::reap::reap_orphans(
+            &pool,
+            &cache,
+            &cfg.worker_id,
+            &local,
+            cfg.zombie_threshold,
+        )
+        .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 tries = n,

@@ -90,7 +90,7 @@ pub async fn set_paused(conn: &mut PgConnection, dag_id: &str, paused: bool) -> 
     .execute(conn)
     .await?;
     if done.rows_affected() == 0 {
-        return Err(EngineError::NotFound(format!("no DAG `{dag_id}`")));
+        return Err(EngineError::DagNotFound(dag_id.into()));
     }
     Ok(())
 }
@@ -127,14 +127,17 @@ impl VersionCache {
                 .bind(hash)
                 .fetch_optional(conn)
                 .await?;
-        let spec = spec.ok_or_else(|| {
-            EngineError::NotFound(format!("no stored version {hash} of DAG `{dag_id}`"))
+        let spec = spec.ok_or_else(|| EngineError::VersionNotFound {
+            dag_id: dag_id.into(),
+            hash: hash.into(),
         })?;
-        let dag = Arc::new(Dag::from_json(spec).map_err(|e| {
-            EngineError::Invalid(format!(
-                "stored version {hash} of `{dag_id}` is unreadable: {e}"
-            ))
-        })?);
+        let dag = Arc::new(
+            Dag::from_json(spec).map_err(|e| EngineError::VersionUnreadable {
+                dag_id: dag_id.into(),
+                hash: hash.into(),
+                reason: e.to_string(),
+            })?,
+        );
         self.inner
             .lock()
             .expect("cache lock poisoned")

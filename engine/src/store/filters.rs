@@ -7,7 +7,6 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use crate::error::Result;
 use crate::state::{RunState, RunType};
 use crate::store::runs::RunRow;
-use crate::store::tis::Cmp;
 
 /// A match on a text column with Airflow's `*_pattern` / `*_prefix_pattern` meaning: any of
 /// the terms, as `ILIKE '%term%'` or as a case-sensitive literal prefix.
@@ -183,4 +182,25 @@ pub async fn search_runs(
     );
     let rows = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok((rows, total))
+}
+
+/// A comparison of a date filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Gte,
+    Gt,
+    Lte,
+    Lt,
+}
+
+impl Cmp {
+    /// The SQL operator.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Gte => ">=",
+            Self::Gt => ">",
+            Self::Lte => "<=",
+            Self::Lt => "<",
+        }
+    }
 }

@@ -1,15 +1,27 @@
-//! The Postgres store. Functions take a `&mut PgConnection` so callers compose them into
-//! one transaction; the unique keys in `migrations/` make duplicates impossible, not unlikely.
+//! The Postgres store: every SQL statement against the orchestrator's tables, and the row
+//! types they read. Nothing else in upiflow writes SQL against these tables.
+//!
+//! It holds SQL and row types only and decides nothing: which state a task instance moves to,
+//! when a run starts or finishes, what a clear resets are decided by `crate::lifecycle` (and
+//! `crate::timetable`, `crate::backfill`), which compose these functions into transactions.
+//! It imports nothing of the engine above it (only `crate::state`, `crate::dag`'s model and
+//! `crate::error`). Functions take a `&mut PgConnection` so callers compose them into one
+//! transaction (those on a `&PgPool` are one statement); the unique keys in `migrations/` make
+//! duplicates impossible, not unlikely.
 
 pub mod backfill_list;
-pub mod cluster;
+pub mod dag_files;
 pub mod dag_overview;
 pub mod dags;
 pub mod filters;
 pub mod grid;
+pub mod logs;
 pub mod run_tasks;
 pub mod runs;
+pub mod scheduling;
+pub mod task_views;
 pub mod tis;
+pub mod workers;
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! What a run's pages read about its task instances beyond [`crate::store::tis::for_run`]: one task
+//! What a run's pages read about its task instances beyond [`crate::store::task_views::for_run`]: one task
 //! instance by task id, and every try of every task instance of the run (the gantt chart).
 
 use chrono::{DateTime, Utc};
@@ -6,7 +6,7 @@ use sqlx::{FromRow, PgConnection};
 
 use crate::error::Result;
 use crate::state::TryOutcome;
-use crate::store::tis::TiRow;
+use crate::store::task_views::TiRow;
 
 /// One try of a task instance of a run.
 #[derive(Debug, Clone, FromRow)]

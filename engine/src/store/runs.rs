@@ -1,7 +1,6 @@
-//! DAG runs: creation (idempotent by unique keys), starting queued runs within
-//! `max_active_runs`, and settling a run after its task instances change.
-
-use std::collections::HashMap;
+//! DAG runs: creation (idempotent by unique keys), reading, the statements that start
+//! queued runs within `max_active_runs` and finish or reopen a run. SQL and row types only;
+//! when a run starts or ends is decided by `crate::lifecycle`.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -9,10 +8,9 @@ use sqlx::{FromRow, PgConnection};
 
 use crate::dag::Dag;
 use crate::error::{EngineError, Result};
-use crate::executor::rules;
-use crate::state::{RunState, RunType, TaskState};
-use crate::store::dags::VersionCache;
+use crate::state::{RunState, RunType};
 
+/// A row of `dag_runs`.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct RunRow {
     pub id: i64,
@@ -87,21 +85,26 @@ pub async fn create(
     Ok(Some(run))
 }
 
+/// The run `run_id` of `dag_id` (not found is an error).
 pub async fn get(conn: &mut PgConnection, dag_id: &str, run_id: &str) -> Result<RunRow> {
     sqlx::query_as("SELECT * FROM dag_runs WHERE dag_id = $1 AND run_id = $2")
         .bind(dag_id)
         .bind(run_id)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| EngineError::NotFound(format!("no run `{run_id}` of DAG `{dag_id}`")))
+        .ok_or_else(|| EngineError::RunNotFound {
+            dag_id: dag_id.into(),
+            run_id: run_id.into(),
+        })
 }
 
+/// The run with primary key `id` (not found is an error).
 pub async fn get_by_pk(conn: &mut PgConnection, id: i64) -> Result<RunRow> {
     sqlx::query_as("SELECT * FROM dag_runs WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| EngineError::NotFound(format!("no run with id {id}")))
+        .ok_or(EngineError::RunPkNotFound(id))
 }
 
 /// Runs of a DAG, newest logical date first.
@@ -122,55 +125,35 @@ pub async fn list(
     .await?)
 }
 
-/// Moves queued runs of `dag_id` to running, oldest logical date first, while the DAG is not
-/// paused and fewer than `max_active_runs` run. Their first tasks are scheduled at once.
-/// Returns how many runs started.
-pub async fn start_queued(
+/// Locks the DAG row for starting its queued runs and returns `(is_paused, max_active_runs)`;
+/// `None` if there is no such DAG or (with `skip_locked`) another transaction holds the row.
+/// The lock serialises starters, so two of them cannot both fill the last slot.
+pub async fn lock_dag_for_start(
     conn: &mut PgConnection,
-    cache: &VersionCache,
-    dag_id: &str,
-) -> Result<usize> {
-    start_queued_locking(conn, cache, dag_id, false).await
-}
-
-/// [`start_queued`] for callers that already hold run row locks (finishing tries): they
-/// must not wait for the DAG row, because the DAG row is always taken *before* run rows
-/// (trigger, backfill, the scheduler), and waiting here would close a cycle. If another
-/// transaction holds the DAG row, it or the scheduler's next pass (which the finisher's
-/// wake-up triggers) starts the runs instead.
-pub async fn start_queued_if_unlocked(
-    conn: &mut PgConnection,
-    cache: &VersionCache,
-    dag_id: &str,
-) -> Result<usize> {
-    start_queued_locking(conn, cache, dag_id, true).await
-}
-
-async fn start_queued_locking(
-    conn: &mut PgConnection,
-    cache: &VersionCache,
     dag_id: &str,
     skip_locked: bool,
-) -> Result<usize> {
-    // The DAG row lock serialises starters, so two of them cannot both fill the last slot.
+) -> Result<Option<(bool, i32)>> {
     let sql = if skip_locked {
         "SELECT is_paused, max_active_runs FROM dags WHERE dag_id = $1 FOR UPDATE SKIP LOCKED"
     } else {
         "SELECT is_paused, max_active_runs FROM dags WHERE dag_id = $1 FOR UPDATE"
     };
-    let row: Option<(bool, i32)> = sqlx::query_as(sql)
+    Ok(sqlx::query_as(sql)
         .bind(dag_id)
         .fetch_optional(&mut *conn)
-        .await?;
-    let Some((paused, max_active)) = row else {
-        return Ok(0);
-    };
-    if paused {
-        return Ok(0);
-    }
-    // Oldest first within the DAG's limit; runs of a backfill with a limit of its own also
-    // stay within that (its n-th queued run may start while n <= limit - its running runs).
-    let started: Vec<(i64, String)> = sqlx::query_as(
+        .await?)
+}
+
+/// Moves queued runs of `dag_id` to running, oldest logical date first, while fewer than
+/// `max_active` run; runs of a backfill with a limit of its own also stay within that (its
+/// n-th queued run may start while n <= limit - its running runs). Returns `(id, dag_hash)`
+/// of each run started.
+pub async fn start_oldest_queued(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    max_active: i32,
+) -> Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as(
         "UPDATE dag_runs SET state = 'running', start_date = now()
          WHERE id IN (
             SELECT q.id FROM (
@@ -192,71 +175,53 @@ async fn start_queued_locking(
     .bind(dag_id)
     .bind(max_active as i64)
     .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The DAGs that have queued runs.
+pub async fn dags_with_queued_runs(pool: &sqlx::PgPool) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued'")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Gives a running run its final state; `false` if it was not running (someone else
+/// finished it first).
+pub async fn finish_if_running(
+    conn: &mut PgConnection,
+    run_pk: i64,
+    state: RunState,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE dag_runs SET state = $2, end_date = now()
+         WHERE id = $1 AND state = 'running'",
+    )
+    .bind(run_pk)
+    .bind(state)
+    .execute(conn)
     .await?;
-    for (id, hash) in &started {
-        let dag = cache.get(conn, dag_id, hash).await?;
-        settle(conn, *id, &dag).await?;
-    }
-    Ok(started.len())
+    Ok(done.rows_affected() == 1)
 }
 
-/// What settling a run changed.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Settled {
-    /// Task instances that became runnable.
-    pub scheduled: usize,
-    /// Set when the run just reached its final state.
-    pub finished: Option<RunState>,
+/// Puts a run back to running (it has task instances to run again).
+pub async fn reopen(conn: &mut PgConnection, run_pk: i64) -> Result<()> {
+    sqlx::query("UPDATE dag_runs SET state = 'running', end_date = NULL WHERE id = $1")
+        .bind(run_pk)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
-/// Applies trigger rules to the run's waiting task instances and, when everything is done,
-/// finishes the run. The caller holds the run's row lock (see `lock_runs`).
-pub async fn settle(conn: &mut PgConnection, run_pk: i64, dag: &Dag) -> Result<Settled> {
-    let rows: Vec<(String, Option<TaskState>)> =
-        sqlx::query_as("SELECT task_id, state FROM task_instances WHERE run_pk = $1")
+/// The DAG and DAG version of a run.
+pub async fn dag_of(conn: &mut PgConnection, run_pk: i64) -> Result<(String, String)> {
+    Ok(
+        sqlx::query_as("SELECT dag_id, dag_hash FROM dag_runs WHERE id = $1")
             .bind(run_pk)
-            .fetch_all(&mut *conn)
-            .await?;
-    let mut states: HashMap<String, Option<TaskState>> = rows.into_iter().collect();
-    let decisions = rules::evaluate(dag, &states);
-    let mut out = Settled::default();
-    if !decisions.is_empty() {
-        let (ids, new_states): (Vec<&str>, Vec<TaskState>) =
-            decisions.iter().map(|(id, s)| (id.as_str(), *s)).unzip();
-        out.scheduled = new_states
-            .iter()
-            .filter(|s| **s == TaskState::Scheduled)
-            .count();
-        sqlx::query(
-            "UPDATE task_instances ti SET state = u.state,
-                queued_at = CASE WHEN u.state = 'scheduled' THEN now() ELSE ti.queued_at END,
-                end_date = CASE WHEN u.state = 'scheduled' THEN NULL ELSE now() END
-             FROM UNNEST($2::text[], $3::ti_state[]) AS u(task_id, state)
-             WHERE ti.run_pk = $1 AND ti.task_id = u.task_id AND ti.state IS NULL",
-        )
-        .bind(run_pk)
-        .bind(&ids)
-        .bind(&new_states)
-        .execute(&mut *conn)
-        .await?;
-        for (id, s) in decisions {
-            states.insert(id, Some(s));
-        }
-    }
-    if let Some(final_state) = rules::run_outcome(dag, &states) {
-        let done = sqlx::query(
-            "UPDATE dag_runs SET state = $2, end_date = now()
-             WHERE id = $1 AND state = 'running'",
-        )
-        .bind(run_pk)
-        .bind(final_state)
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() == 1 {
-            out.finished = Some(final_state);
-        }
-    }
-    Ok(out)
+            .fetch_one(conn)
+            .await?,
+    )
 }
 
 /// Locks runs in id order (the one order every writer uses, so writers never deadlock).
@@ -280,56 +245,4 @@ pub fn make_run_id(run_type: RunType, logical_date: DateTime<Utc>) -> String {
         run_type.as_str(),
         logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
     )
-}
-
-/// Checks a trigger's conf against the DAG's params: only declared params, each with the
-/// type of its default (integers are accepted where a float is declared).
-pub fn check_conf(dag: &Dag, conf: &Value) -> Result<()> {
-    let Value::Object(conf) = conf else {
-        return Err(EngineError::Invalid("conf must be a JSON object".into()));
-    };
-    for (key, value) in conf {
-        let Some(default) = dag.params.get(key) else {
-            let declared = if dag.params.is_empty() {
-                "it declares no params".to_string()
-            } else {
-                format!(
-                    "it declares: {}",
-                    dag.params.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
-            };
-            return Err(EngineError::Invalid(format!(
-                "conf has unknown param `{key}` for DAG `{}` ({declared})",
-                dag.dag_id
-            )));
-        };
-        let ok = match default {
-            Value::Null => true,
-            Value::Bool(_) => value.is_boolean(),
-            Value::Number(n) if n.is_f64() => value.is_number(),
-            Value::Number(_) => value.is_i64() || value.is_u64(),
-            Value::String(_) => value.is_string(),
-            Value::Array(_) => value.is_array(),
-            Value::Object(_) => value.is_object(),
-        };
-        if !ok {
-            return Err(EngineError::Invalid(format!(
-                "conf param `{key}` must be {} like its default {default}, not {value}",
-                json_type(default)
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_f64() => "a number",
-        Value::Number(_) => "an integer",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

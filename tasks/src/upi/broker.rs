@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
-use upiflow_engine::store::cluster::process;
+use upiflow_engine::cluster::process;
 
 /// The one command that installs the broker.
 pub const INSTALL: &str = "cargo install tansu --version 0.6.0 --locked --features dynostore";

@@ -6,7 +6,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use upiflow_engine::EngineError;
+use upiflow_engine::ErrorKind;
 use upiflow_engine::backfill::{self, BackfillRow, Request};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -181,7 +181,7 @@ async fn create(
         .await
         .map_err(|e| match e {
             // A range without intervals, a DAG without schedule: Airflow answers 422.
-            EngineError::Invalid(m) => ApiError::Unprocessable(m),
+            e if e.kind() == ErrorKind::Invalid => ApiError::Unprocessable(e.client_message()),
             other => other.into(),
         })?;
     Ok(Json(to_response(&s, b).await?))
@@ -206,7 +206,9 @@ async fn one(
         ));
     }
     let b = backfill::get(&s.pool, id).await.map_err(|e| match e {
-        EngineError::NotFound(_) => ApiError::NotFound(format!("Backfill with id {id} not found")),
+        e if e.kind() == ErrorKind::NotFound => {
+            ApiError::NotFound(format!("Backfill with id {id} not found"))
+        }
         other => other.into(),
     })?;
     Ok(Json(to_response(&s, b).await?))

@@ -205,7 +205,7 @@ pub const BOUNDS: [(&str, Cmp); 4] = [
     ("lt", Cmp::Lt),
 ];
 
-pub use upiflow_engine::store::tis::Cmp;
+pub use upiflow_engine::store::filters::Cmp;
 
 /// The SQL operator of a bound.
 pub fn op(c: Cmp) -> &'static str {

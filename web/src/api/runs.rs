@@ -340,7 +340,7 @@ pub(super) async fn find_run(
     run_id: &str,
 ) -> Result<RunRow, ApiError> {
     runs::get(conn, dag_id, run_id).await.map_err(|e| match e {
-        upiflow_engine::EngineError::NotFound(_) => ApiError::NotFound(format!(
+        e if e.kind() == upiflow_engine::ErrorKind::NotFound => ApiError::NotFound(format!(
             "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
         )),
         other => other.into(),

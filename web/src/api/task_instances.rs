@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
-use upiflow_engine::store::tis::{self, Cmp, TiDate, TiDetail, TiFilter, TiOrder, TryDetail};
+use upiflow_engine::store::filters::Cmp;
+use upiflow_engine::store::task_views::{TiDate, TiDetail, TiFilter, TiOrder, TryDetail};
 use upiflow_engine::{Dag, TaskState, TryOutcome};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -469,7 +470,7 @@ async fn list(
     let (rows, total) = if args.matches_nothing {
         (Vec::new(), 0)
     } else {
-        tis::search(
+        upiflow_engine::store::task_views::search(
             &mut conn,
             &args.filter,
             &args.order,
@@ -492,7 +493,7 @@ async fn find_ti(
     task_id: &str,
 ) -> Result<TiDetail, ApiError> {
     super::runs::find_run(conn, dag_id, run_id).await?;
-    tis::detail(conn, dag_id, run_id, task_id)
+    upiflow_engine::store::task_views::detail(conn, dag_id, run_id, task_id)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -574,7 +575,7 @@ async fn tries(
     check_map_index(map_index)?;
     let mut conn = s.pool.acquire().await?;
     let ti = find_ti(&mut conn, &dag_id, &run_id, &task_id).await?;
-    let rows = tis::tries(&mut conn, ti.id).await?;
+    let rows = upiflow_engine::store::task_views::tries(&mut conn, ti.id).await?;
     let cx = Context::load(&s, &mut conn, [(ti.dag_id.clone(), ti.dag_hash.clone())]).await?;
     let kind = cx.kind(&ti.dag_id, &ti.dag_hash, &ti.task_id);
     let version = cx.version(&ti.dag_id, &ti.dag_hash);
@@ -702,7 +703,7 @@ async fn logs(
     };
     let mut conn = s.pool.acquire().await?;
     let ti = find_ti(&mut conn, &dag_id, &run_id, &task_id).await?;
-    let t = tis::find_try(&mut conn, ti.id, try_number)
+    let t = upiflow_engine::store::task_views::find_try(&mut conn, ti.id, try_number)
         .await?
         .ok_or_else(|| ApiError::NotFound("TaskInstance not found".into()))?;
     let page = if full_content {
@@ -710,7 +711,7 @@ async fn logs(
     } else {
         LOG_PAGE
     };
-    let lines = tis::log_page(&mut conn, t.id, after, page).await?;
+    let lines = upiflow_engine::store::logs::log_page(&mut conn, t.id, after, page).await?;
     let last = lines.last().map_or(after, |l| l.id);
     let end_of_log = t.ended_at.is_some() && (lines.len() as i64) < page;
     let token = (!end_of_log).then(|| encode_token(last));
@@ -956,7 +957,8 @@ async fn clear(
         });
     }
     filter.states = states;
-    let (found, _) = tis::search(&mut conn, &filter, &[], i64::MAX, 0).await?;
+    let (found, _) =
+        upiflow_engine::store::task_views::search(&mut conn, &filter, &[], i64::MAX, 0).await?;
     let running: Vec<&str> = found
         .iter()
         .filter(|t| t.state == Some(TaskState::Running))
@@ -982,7 +984,7 @@ async fn clear(
         }
         let targets: Vec<(i64, Vec<String>)> = by_run.into_iter().collect();
         drop(conn);
-        tis::clear_many(&s.pool, &s.cache, &targets).await?;
+        upiflow_engine::lifecycle::clear::clear_many(&s.pool, &s.cache, &targets).await?;
         conn = s.pool.acquire().await?;
         let again = TiFilter {
             run_pks: Some(targets.iter().map(|(pk, _)| *pk).collect()),
@@ -990,7 +992,8 @@ async fn clear(
             ..TiFilter::default()
         };
         let ids: BTreeSet<i64> = found.iter().map(|t| t.id).collect();
-        let (after, _) = tis::search(&mut conn, &again, &[], i64::MAX, 0).await?;
+        let (after, _) =
+            upiflow_engine::store::task_views::search(&mut conn, &again, &[], i64::MAX, 0).await?;
         after.into_iter().filter(|t| ids.contains(&t.id)).collect()
     };
     Ok(Json(TaskInstanceCollectionResponse {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use upiflow_engine::backfill::{self, BackfillRow, Progress, Request};
 use upiflow_engine::store::backfill_list;
 use upiflow_engine::store::dags::DagRow;
-use upiflow_engine::{Dag, EngineError};
+use upiflow_engine::{Dag, EngineError, ErrorKind};
 
 use super::badges::state_badge;
 use super::dag_header::{Tab, header, load};
@@ -288,10 +288,13 @@ async fn submit(
     };
     match start(&s, &dag, &req).await {
         Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),
-        Err(EngineError::Conflict(m)) => Ok(again(StatusCode::CONFLICT, m)),
-        Err(EngineError::Invalid(m)) => Ok(again(
+        Err(e) if e.kind() == ErrorKind::Conflict => {
+            Ok(again(StatusCode::CONFLICT, e.client_message()))
+        }
+        Err(e) if e.kind() == ErrorKind::Invalid => Ok(again(
             StatusCode::UNPROCESSABLE_ENTITY,
-            m.replace("--from", "From")
+            e.client_message()
+                .replace("--from", "From")
                 .replace("--to", "To")
                 .replace("--logical-date", "a logical date"),
         )),

@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use upiflow_engine::Dag;
 use upiflow_engine::state::TaskState;
-use upiflow_engine::store::{runs, tis};
+use upiflow_engine::store::{runs, task_views};
 
 use super::badges::legend;
 use super::dag_header::{Tab, header, load, version};
@@ -98,7 +98,7 @@ async fn graph_page(
             None => recent.first().cloned(),
         };
         let states: HashMap<String, Option<TaskState>> = match &selected {
-            Some(r) => tis::for_run(&mut conn, r.id)
+            Some(r) => task_views::for_run(&mut conn, r.id)
                 .await?
                 .into_iter()
                 .map(|t| (t.task_id, t.state))

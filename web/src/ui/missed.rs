@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
-use upiflow_engine::EngineError;
+use upiflow_engine::ErrorKind;
 use upiflow_engine::backfill::Request;
 use upiflow_engine::timetable::{self, Missed};
 
@@ -101,7 +101,7 @@ async fn backfill_missed(
     };
     match start(&s, &dag, &req).await {
         Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),
-        Err(EngineError::Invalid(m)) => Err(UiError::BadRequest(m)),
+        Err(e) if e.kind() == ErrorKind::Invalid => Err(UiError::BadRequest(e.client_message())),
         Err(e) => Err(e.into()),
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use upiflow_engine::Dag;
 use upiflow_engine::store::run_tasks;
 use upiflow_engine::store::runs::{self, RunRow};
-use upiflow_engine::store::tis::{self, TiRow};
+use upiflow_engine::store::task_views::{self, TiRow};
 
 use super::badges::state_badge;
 use super::dag_header::{Tab, header, load, version};
@@ -78,7 +78,7 @@ async fn run_page(
     let dag = version(&s, &dag_id, &run.dag_hash).await?;
     let (tis, tries) = {
         let mut conn = s.pool.acquire().await?;
-        let tis = ordered(&dag, tis::for_run(&mut conn, run.id).await?);
+        let tis = ordered(&dag, task_views::for_run(&mut conn, run.id).await?);
         (tis, run_tasks::tries(&mut conn, run.id).await?)
     };
     let now = Utc::now();
@@ -178,7 +178,10 @@ async fn clear(
     AdminForm(user, f): AdminForm<ClearForm>,
 ) -> Result<impl IntoResponse, UiError> {
     let downstream = f.downstream.is_some_and(|v| !v.is_empty());
-    let cleared = tis::clear(&s.pool, &s.cache, &dag_id, &run_id, &task_id, downstream).await?;
+    let cleared = upiflow_engine::lifecycle::clear::clear(
+        &s.pool, &s.cache, &dag_id, &run_id, &task_id, downstream,
+    )
+    .await?;
     tracing::info!(user = %user.username, %dag_id, %run_id, %task_id, downstream, "cleared from the UI");
     Ok(Redirect::to(&with_query(
         &run_url(&dag_id, &run_id),

@@ -8,7 +8,7 @@ use axum::routing::get;
 use maud::{Markup, html};
 use serde::Deserialize;
 use upiflow_engine::state::TaskState;
-use upiflow_engine::store::{run_tasks, tis};
+use upiflow_engine::store::{logs, run_tasks, task_views};
 
 use super::badges::state_badge;
 use super::dag_header::{Tab, header, load, version};
@@ -53,7 +53,7 @@ async fn task_page(
                 "run `{run_id}` of `{dag_id}` has no task `{task_id}`"
             ))
         })?;
-    let tries = tis::tries(&mut conn, ti.id).await?;
+    let tries = task_views::tries(&mut conn, ti.id).await?;
     let shown = match q.try_number {
         Some(n) => Some(tries.iter().find(|t| t.try_number == n).ok_or_else(|| {
             UiError::NotFound(format!("task `{task_id}` of run `{run_id}` has no try {n}"))
@@ -62,7 +62,7 @@ async fn task_page(
     };
     let (lines, more) = match shown {
         Some(t) => {
-            let mut lines = tis::log_page(&mut conn, t.id, 0, MAX_LOG_LINES + 1).await?;
+            let mut lines = logs::log_page(&mut conn, t.id, 0, MAX_LOG_LINES + 1).await?;
             let more = lines.len() as i64 > MAX_LOG_LINES;
             lines.truncate(MAX_LOG_LINES as usize);
             (lines, more)

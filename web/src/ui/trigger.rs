@@ -11,11 +11,10 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use upiflow_engine::Dag;
-use upiflow_engine::EngineError;
+use upiflow_engine::ErrorKind;
 use upiflow_engine::dag::parse_datetime_in;
 use upiflow_engine::ops::{self, Trigger};
 use upiflow_engine::store::dags::DagRow;
-use upiflow_engine::store::runs;
 
 use super::dag_header::{Tab, header, load};
 use super::links::{dag_url, run_url};
@@ -153,7 +152,7 @@ async fn submit(
             }
         },
     };
-    if let Err(e) = runs::check_conf(&dag, &conf) {
+    if let Err(e) = upiflow_engine::conf::check(&dag, &conf) {
         return Ok(again(StatusCode::UNPROCESSABLE_ENTITY, e.to_string(), &f));
     }
     let req = Trigger {
@@ -166,8 +165,14 @@ async fn submit(
             tracing::info!(user = %user.username, %dag_id, run_id = %run.run_id, "triggered from the UI");
             Ok(Redirect::to(&run_url(&dag_id, &run.run_id)).into_response())
         }
-        Err(EngineError::Invalid(m)) => Ok(again(StatusCode::UNPROCESSABLE_ENTITY, m, &f)),
-        Err(EngineError::Conflict(m)) => Ok(again(StatusCode::CONFLICT, m, &f)),
+        Err(e) if e.kind() == ErrorKind::Invalid => Ok(again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.client_message(),
+            &f,
+        )),
+        Err(e) if e.kind() == ErrorKind::Conflict => {
+            Ok(again(StatusCode::CONFLICT, e.client_message(), &f))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -15,7 +15,78 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ErrorKind, Result};
+
+/// Why the private cluster (or the data directory) cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Another live standalone holds the data directory (`pid` if its lock file says).
+    #[error("{}", in_use(.dir, *.pid))]
+    DataDirInUse { dir: PathBuf, pid: Option<u32> },
+    #[error(
+        "running as root, and there is no `{0}` user to run Postgres as; run upiflow as a normal user or create that user"
+    )]
+    NoPostgresUser(String),
+    #[error(
+        "cannot stop the private Postgres (pid {pid}) that an earlier standalone left running in {}: {reason}",
+        .pgdata.display()
+    )]
+    CannotStopLeftover {
+        pid: u32,
+        pgdata: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "{} names pid {pid}, which is running but cannot be inspected; if it is not a Postgres of {}, remove that file",
+        .pidfile.display(),
+        .pgdata.display()
+    )]
+    Uninspectable {
+        pidfile: PathBuf,
+        pid: u32,
+        pgdata: PathBuf,
+    },
+    #[error("`{program} {}` failed ({status}): {stderr}{stdout}", .args.join(" "))]
+    CommandFailed {
+        program: String,
+        args: Vec<String>,
+        status: std::process::ExitStatus,
+        stderr: String,
+        stdout: String,
+    },
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ClusterError {
+    /// A data directory in use is a conflict; the rest is the environment's problem, shown to
+    /// the user as it is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::DataDirInUse { .. } => ErrorKind::Conflict,
+            _ => ErrorKind::Invalid,
+        }
+    }
+}
+
+fn in_use(dir: &Path, pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!(
+            "another `upiflow standalone` (pid {pid}) is running with the data directory {}; \
+                 stop it first (Ctrl-C in its terminal, or `kill {pid}`), or give this one its own --data-dir",
+            dir.display()
+        ),
+        None => format!(
+            "another `upiflow standalone` is running with the data directory {}; \
+                 stop it first, or give this one its own --data-dir",
+            dir.display()
+        ),
+    }
+}
 
 const SUPERUSER: &str = "upiflow";
 const DATABASE: &str = "upiflow";
@@ -52,33 +123,23 @@ impl DataDirLock {
             .truncate(false)
             .open(&path)
             .map_err(io(format!("cannot open {}", path.display())))?;
-        let mut file = match nix::fcntl::Flock::lock(
-            file,
-            nix::fcntl::FlockArg::LockExclusiveNonblock,
-        ) {
-            Ok(f) => f,
-            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.into());
-                let msg = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!(
-                        "another `upiflow standalone` (pid {pid}) is running with the data directory {}; \
-                             stop it first (Ctrl-C in its terminal, or `kill {pid}`), or give this one its own --data-dir",
-                        dir.display()
-                    ),
-                    Err(_) => format!(
-                        "another `upiflow standalone` is running with the data directory {}; \
-                             stop it first, or give this one its own --data-dir",
-                        dir.display()
-                    ),
-                };
-                return Err(EngineError::Conflict(msg));
-            }
-            Err((_, e)) => {
-                return Err(io(format!("cannot lock {}", path.display()))(e.into()));
-            }
-        };
+        let mut file =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(f) => f,
+                Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let mut text = String::new();
+                    let _ = file.read_to_string(&mut text);
+                    let dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.into());
+                    return Err(ClusterError::DataDirInUse {
+                        dir,
+                        pid: text.trim().parse::<u32>().ok(),
+                    }
+                    .into());
+                }
+                Err((_, e)) => {
+                    return Err(io(format!("cannot lock {}", path.display()))(e.into()));
+                }
+            };
         file.set_len(0)
             .and_then(|_| file.rewind())
             .and_then(|_| writeln!(file, "{}", std::process::id()))
@@ -89,7 +150,7 @@ impl DataDirLock {
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
     let context = context.into();
-    move |source| EngineError::Io { context, source }
+    move |source| ClusterError::Io { context, source }.into()
 }
 
 impl LocalCluster {
@@ -108,11 +169,7 @@ impl LocalCluster {
             let u = nix::unistd::User::from_name(user)
                 .ok()
                 .flatten()
-                .ok_or_else(|| {
-                    EngineError::Invalid(format!(
-                        "running as root, and there is no `{user}` user to run Postgres as; run upiflow as a normal user or create that user"
-                    ))
-                })?;
+                .ok_or_else(|| ClusterError::NoPostgresUser(user.clone()))?;
             std::fs::create_dir_all(&pgdata)
                 .map_err(io(format!("cannot create {}", pgdata.display())))?;
             nix::unistd::chown(&pgdata, Some(u.uid), Some(u.gid))
@@ -220,23 +277,25 @@ impl LocalCluster {
                     if cwd == self.pgdata && process::comm(pid).as_deref() == Some("postgres") =>
                 {
                     tracing::warn!(pid, pgdata = %self.pgdata.display(), "an earlier standalone did not exit cleanly and left its Postgres running; stopping it");
-                    self.stop().await.map_err(|e| {
-                        EngineError::Invalid(format!(
-                            "cannot stop the private Postgres (pid {pid}) that an earlier standalone left running in {}: {e}",
-                            self.pgdata.display()
-                        ))
-                    })?;
+                    self.stop()
+                        .await
+                        .map_err(|e| ClusterError::CannotStopLeftover {
+                            pid,
+                            pgdata: self.pgdata.clone(),
+                            reason: e.to_string(),
+                        })?;
                     return Ok(Some(format!(
                         "an earlier standalone in this folder did not exit cleanly; stopped the Postgres (pid {pid}) it left running"
                     )));
                 }
                 Some(_) => {}
                 None => {
-                    return Err(EngineError::Invalid(format!(
-                        "{} names pid {pid}, which is running but cannot be inspected; if it is not a Postgres of {}, remove that file",
-                        pidfile.display(),
-                        self.pgdata.display()
-                    )));
+                    return Err(ClusterError::Uninspectable {
+                        pidfile,
+                        pid,
+                        pgdata: self.pgdata.clone(),
+                    }
+                    .into());
                 }
             }
         }
@@ -289,13 +348,14 @@ impl LocalCluster {
             "cannot run `{program}` (are the Postgres server binaries installed and on PATH?)"
         )))?;
         if !out.status.success() {
-            return Err(EngineError::Invalid(format!(
-                "`{program} {}` failed ({}): {}{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim(),
-                String::from_utf8_lossy(&out.stdout).trim()
-            )));
+            return Err(ClusterError::CommandFailed {
+                program: program.into(),
+                args: args.iter().map(|a| a.to_string()).collect(),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().into(),
+                stdout: String::from_utf8_lossy(&out.stdout).trim().into(),
+            }
+            .into());
         }
         Ok(())
     }

@@ -1,0 +1,253 @@
+//! How a try ended, and what follows: the one place a retry is decided.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::dag::Dag;
+use crate::error::Result;
+use crate::lifecycle::{retry, run};
+use crate::state::{RunState, TaskState, TryOutcome};
+use crate::store::dags::VersionCache;
+use crate::store::tis::{self, NewTiState};
+use crate::store::{self, runs};
+
+/// How one try ended, as the executor or the reaper saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TryEnd {
+    Succeeded,
+    /// The body (or what it needs) failed; `retryable` is `false` for failures no retry can
+    /// fix (a task kind's fatal error, a task missing from its DAG version).
+    Failed {
+        error: String,
+        retryable: bool,
+    },
+    /// The body ran past the task's `execution_timeout`.
+    TimedOut(Duration),
+    /// The body panicked.
+    Panicked(String),
+    /// The worker stopped the body: it is shutting down, or another process failed the try.
+    Stopped,
+    /// The worker that ran it is gone (or lost the claim): failed by the reaper.
+    Lost(String),
+}
+
+impl TryEnd {
+    /// The outcome stored on the try.
+    pub fn outcome(&self) -> TryOutcome {
+        match self {
+            Self::Succeeded => TryOutcome::Success,
+            Self::TimedOut(_) => TryOutcome::TimedOut,
+            Self::Lost(_) => TryOutcome::Zombie,
+            Self::Failed { .. } | Self::Panicked(_) | Self::Stopped => TryOutcome::Failed,
+        }
+    }
+
+    /// The error stored on the try and shown in its log.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Self::Succeeded => None,
+            Self::Failed { error, .. } => Some(error.clone()),
+            Self::TimedOut(after) => Some(format!(
+                "timed out after {}",
+                humantime::format_duration(*after)
+            )),
+            Self::Panicked(msg) => Some(format!("the task panicked: {msg}")),
+            Self::Stopped => Some("stopped: the worker is shutting down or lost this try".into()),
+            Self::Lost(why) => Some(why.clone()),
+        }
+    }
+
+    /// Whether another try may fix it (if tries are left).
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Failed { retryable, .. } => *retryable,
+            _ => true,
+        }
+    }
+}
+
+/// One ended try, with what recording it needs.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub ti_id: i64,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub dag_hash: String,
+    pub task_id: String,
+    pub try_id: i64,
+    pub try_number: i32,
+    pub max_tries: i32,
+    /// The worker that ran it; the outcome is only recorded if it still owns the try.
+    pub worker: String,
+    pub end: TryEnd,
+}
+
+/// What recording a batch of outcomes changed.
+#[derive(Debug, Default, Clone)]
+pub struct BatchResult {
+    pub recorded: usize,
+    /// Tries whose outcome was dropped: the try had been failed by someone else meanwhile.
+    pub stale: usize,
+    pub scheduled: usize,
+    pub finished_runs: Vec<(i64, RunState)>,
+}
+
+/// The state a task instance moves to after the try `f`, and for a retry the delay before
+/// the next try (the task's retry policy, [`retry::delay`]).
+pub fn next_state(dag: &Dag, f: &Finished) -> (TaskState, Duration) {
+    if f.end == TryEnd::Succeeded {
+        (TaskState::Success, Duration::ZERO)
+    } else if f.end.retryable() && f.try_number < f.max_tries {
+        let policy = dag
+            .task(&f.task_id)
+            .map(|t| t.retry.clone())
+            .unwrap_or_default();
+        (
+            TaskState::UpForRetry,
+            retry::delay(&policy, f.try_number.max(1) as u32),
+        )
+    } else {
+        (TaskState::Failed, Duration::ZERO)
+    }
+}
+
+/// Records outcomes in one transaction: each task instance moves to success, up_for_retry
+/// (with its next try's time stored) or failed; then trigger rules run for every touched run.
+pub async fn finish_batch(
+    pool: &PgPool,
+    cache: &VersionCache,
+    batch: &[Finished],
+) -> Result<BatchResult> {
+    let mut out = BatchResult::default();
+    if batch.is_empty() {
+        return Ok(out);
+    }
+    let mut tx = pool.begin().await?;
+    let mut run_ids: Vec<i64> = batch.iter().map(|f| f.run_pk).collect();
+    run_ids.sort_unstable();
+    run_ids.dedup();
+    runs::lock_runs(&mut tx, &run_ids).await?;
+
+    let mut rows = Vec::with_capacity(batch.len());
+    for f in batch {
+        let dag = cache.get(&mut tx, &f.dag_id, &f.dag_hash).await?;
+        let (state, delay) = next_state(&dag, f);
+        rows.push(NewTiState {
+            ti_id: f.ti_id,
+            try_number: f.try_number,
+            worker: &f.worker,
+            state,
+            retry_in: delay.as_secs_f64(),
+        });
+    }
+    let updated = tis::record_outcomes(&mut tx, &rows).await?;
+    out.recorded = updated.len();
+    out.stale = batch.len() - updated.len();
+
+    let recorded: Vec<&Finished> = batch
+        .iter()
+        .filter(|f| updated.contains(&f.ti_id))
+        .collect();
+    let errors: Vec<Option<String>> = recorded.iter().map(|f| f.end.error()).collect();
+    let closed: Vec<(i64, TryOutcome, Option<&str>)> = recorded
+        .iter()
+        .zip(&errors)
+        .map(|(f, e)| (f.try_id, f.end.outcome(), e.as_deref()))
+        .collect();
+    tis::close_tries(&mut tx, &closed).await?;
+
+    let mut touched: BTreeMap<i64, (&str, &str)> = BTreeMap::new();
+    for f in &recorded {
+        touched.insert(f.run_pk, (&f.dag_id, &f.dag_hash));
+    }
+    settle_all(&mut tx, cache, &touched, &mut out).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Settles every touched run (locked by the caller), starts queued runs of DAGs where a run
+/// just finished (without waiting for their DAG rows: see [`run::start_queued_if_unlocked`])
+/// and wakes workers and schedulers if anything became runnable or finished.
+pub(crate) async fn settle_all(
+    tx: &mut PgConnection,
+    cache: &VersionCache,
+    touched: &BTreeMap<i64, (&str, &str)>,
+    out: &mut BatchResult,
+) -> Result<()> {
+    let mut dags_with_free_slot = Vec::new();
+    for (&run_pk, &(dag_id, hash)) in touched {
+        let dag = cache.get(tx, dag_id, hash).await?;
+        let run::Settled {
+            scheduled,
+            finished,
+        } = run::settle(tx, run_pk, &dag).await?;
+        out.scheduled += scheduled;
+        if let Some(state) = finished {
+            out.finished_runs.push((run_pk, state));
+            dags_with_free_slot.push(dag_id);
+        }
+    }
+    dags_with_free_slot.sort_unstable();
+    dags_with_free_slot.dedup();
+    for dag_id in dags_with_free_slot {
+        if run::start_queued_if_unlocked(tx, cache, dag_id).await? > 0 {
+            out.scheduled += 1;
+        }
+    }
+    if out.scheduled > 0 || !out.finished_runs.is_empty() {
+        store::notify_wake(tx).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_end_has_its_outcome_text_and_retry_rule() {
+        let cases = [
+            (TryEnd::Succeeded, TryOutcome::Success, None, true),
+            (
+                TryEnd::Failed {
+                    error: "exit 3".into(),
+                    retryable: false,
+                },
+                TryOutcome::Failed,
+                Some("exit 3"),
+                false,
+            ),
+            (
+                TryEnd::TimedOut(Duration::from_secs(90)),
+                TryOutcome::TimedOut,
+                Some("timed out after 1m 30s"),
+                true,
+            ),
+            (
+                TryEnd::Panicked("boom".into()),
+                TryOutcome::Failed,
+                Some("the task panicked: boom"),
+                true,
+            ),
+            (
+                TryEnd::Stopped,
+                TryOutcome::Failed,
+                Some("stopped: the worker is shutting down or lost this try"),
+                true,
+            ),
+            (
+                TryEnd::Lost("worker w gone".into()),
+                TryOutcome::Zombie,
+                Some("worker w gone"),
+                true,
+            ),
+        ];
+        for (end, outcome, error, retryable) in cases {
+            assert_eq!(end.outcome(), outcome, "{end:?}");
+            assert_eq!(end.error().as_deref(), error, "{end:?}");
+            assert_eq!(end.retryable(), retryable, "{end:?}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The lifecycle of task instances and runs: every decision about them lives here.
+//!
+//! - [`claim`]: which task instances a worker takes (runnable ones of running runs of
+//!   unpaused DAGs), opening a try for each.
+//! - [`finish`]: how a try ended ([`TryEnd`]), and what follows for its task instance:
+//!   success, a retry after a delay ([`retry`]) or failure; then the run is settled.
+//! - [`run`]: settling a run (trigger rules, [`rules`], decide its waiting task instances;
+//!   the run finishes when every instance is final) and starting queued runs within
+//!   `max_active_runs` and a backfill's own limit.
+//! - [`reap`]: failing (so retrying) the tries of dead workers and a worker's lost claims.
+//! - [`clear`]: putting task instances back to run again, with a fresh allowance of retries.
+//!
+//! It composes `crate::store` statements into transactions; the store decides nothing. The
+//! executor (`crate::executor`) runs task bodies and reports their [`TryEnd`]; the scheduler
+//! creates runs and asks here to start them.
+
+pub mod claim;
+pub mod clear;
+pub mod finish;
+pub mod reap;
+pub mod retry;
+pub mod rules;
+pub mod run;
+
+pub use finish::{BatchResult, Finished, TryEnd, finish_batch};

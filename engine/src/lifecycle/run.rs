@@ -1,0 +1,95 @@
+//! A run's lifecycle after it is created: starting queued runs within the limits, and
+//! settling a run (trigger rules decide its waiting task instances; it finishes when every
+//! instance is final).
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+
+use crate::dag::Dag;
+use crate::error::Result;
+use crate::lifecycle::rules;
+use crate::state::{RunState, TaskState};
+use crate::store::dags::VersionCache;
+use crate::store::{runs, tis};
+
+/// Moves queued runs of `dag_id` to running, oldest logical date first, while the DAG is not
+/// paused and fewer than `max_active_runs` run (and a backfill's runs within its own limit).
+/// Their first tasks are scheduled at once. Returns how many runs started.
+pub async fn start_queued(
+    conn: &mut PgConnection,
+    cache: &VersionCache,
+    dag_id: &str,
+) -> Result<usize> {
+    start_queued_locking(conn, cache, dag_id, false).await
+}
+
+/// [`start_queued`] for callers that already hold run row locks (finishing tries): they
+/// must not wait for the DAG row, because the DAG row is always taken *before* run rows
+/// (trigger, backfill, the scheduler), and waiting here would close a cycle. If another
+/// transaction holds the DAG row, it or the scheduler's next pass (which the finisher's
+/// wake-up triggers) starts the runs instead.
+pub async fn start_queued_if_unlocked(
+    conn: &mut PgConnection,
+    cache: &VersionCache,
+    dag_id: &str,
+) -> Result<usize> {
+    start_queued_locking(conn, cache, dag_id, true).await
+}
+
+async fn start_queued_locking(
+    conn: &mut PgConnection,
+    cache: &VersionCache,
+    dag_id: &str,
+    skip_locked: bool,
+) -> Result<usize> {
+    let Some((paused, max_active)) = runs::lock_dag_for_start(conn, dag_id, skip_locked).await?
+    else {
+        return Ok(0);
+    };
+    if paused {
+        return Ok(0);
+    }
+    let started = runs::start_oldest_queued(conn, dag_id, max_active).await?;
+    for (id, hash) in &started {
+        let dag = cache.get(conn, dag_id, hash).await?;
+        settle(conn, *id, &dag).await?;
+    }
+    Ok(started.len())
+}
+
+/// What settling a run changed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Settled {
+    /// Task instances that became runnable.
+    pub scheduled: usize,
+    /// Set when the run just reached its final state.
+    pub finished: Option<RunState>,
+}
+
+/// Applies trigger rules to the run's waiting task instances and, when everything is done,
+/// finishes the run. The caller holds the run's row lock (see `store::runs::lock_runs`).
+pub async fn settle(conn: &mut PgConnection, run_pk: i64, dag: &Dag) -> Result<Settled> {
+    let rows = tis::states_of_run(conn, run_pk).await?;
+    let mut states: HashMap<String, Option<TaskState>> = rows.into_iter().collect();
+    let decisions = rules::evaluate(dag, &states);
+    let mut out = Settled::default();
+    if !decisions.is_empty() {
+        out.scheduled = decisions
+            .iter()
+            .filter(|(_, s)| *s == TaskState::Scheduled)
+            .count();
+        let pairs: Vec<(&str, TaskState)> =
+            decisions.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+        tis::decide_waiting(conn, run_pk, &pairs).await?;
+        for (id, s) in decisions {
+            states.insert(id, Some(s));
+        }
+    }
+    if let Some(final_state) = rules::run_outcome(dag, &states)
+        && runs::finish_if_running(conn, run_pk, final_state).await?
+    {
+        out.finished = Some(final_state);
+    }
+    Ok(out)
+}
