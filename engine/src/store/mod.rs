@@ -9,14 +9,18 @@
 //! transaction (those on a `&PgPool` are one statement); the unique keys in `migrations/` make
 //! duplicates impossible, not unlikely.
 
+pub mod backfill_list;
 pub mod clear_targets;
 pub mod dag_files;
 pub mod dag_list;
+pub mod dag_overview;
 pub mod dag_versions;
 pub mod dags;
 pub mod filters;
+pub mod grid;
 pub mod health;
 pub mod logs;
+pub mod run_tasks;
 pub mod runs;
 pub mod scheduling;
 pub mod task_views;

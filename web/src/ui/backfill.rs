@@ -6,17 +6,20 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
-use sqlx::FromRow;
 use upiflow_engine::backfill::{self, BackfillRow, Progress, Request};
+use upiflow_engine::store::backfill_list;
 use upiflow_engine::store::dags::DagRow;
 use upiflow_engine::{Dag, EngineError, ErrorKind};
 
-use super::dag::{Tab, dag_url, duration_text, header, load, run_url, wants_fragment};
+use super::badges::state_badge;
+use super::dag_header::{Tab, header, load};
+use super::extract::wants_fragment;
+use super::format::{duration_text, ts, ts_opt};
+use super::links::{backfill_url, dag_url, run_url};
 use super::trigger::parse_form_date;
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page, state_badge, ts, ts_opt};
+use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -29,10 +32,6 @@ pub fn router() -> Router<AppState> {
 /// Most backfills listed, and most runs listed for one.
 const LIST_LIMIT: i64 = 200;
 const RUNS_LIMIT: i64 = 1000;
-
-pub(super) fn backfill_url(id: i64) -> String {
-    format!("/backfills/{id}")
-}
 
 /// A progress bar: finished runs out of the total, failures in red.
 fn progress_bar(p: &Progress) -> Markup {
@@ -48,46 +47,15 @@ fn progress_bar(p: &Progress) -> Markup {
     }
 }
 
-#[derive(FromRow)]
-struct Listed {
-    id: i64,
-    dag_id: String,
-    from_date: DateTime<Utc>,
-    to_date: DateTime<Utc>,
-    created_by: String,
-    state: String,
-    total: i32,
-    created_at: DateTime<Utc>,
-    completed_at: Option<DateTime<Utc>>,
-    success: i64,
-    failed: i64,
-    running: i64,
-    queued: i64,
-}
-
 async fn list(
     State(s): State<AppState>,
     user: UiUser,
     headers: HeaderMap,
 ) -> Result<Markup, UiError> {
-    // Progress counted as `backfill::progress` does, for every backfill in one query.
-    let rows: Vec<Listed> = sqlx::query_as(
-        "SELECT b.id, b.dag_id, b.from_date, b.to_date, b.created_by, b.state::text AS state,
-                b.total, b.created_at, b.completed_at,
-                p.success, p.failed, p.running, p.queued
-         FROM backfills b
-         CROSS JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE r.state = 'success') AS success,
-                   count(*) FILTER (WHERE r.state = 'failed') AS failed,
-                   count(*) FILTER (WHERE r.state = 'running') AS running,
-                   count(*) FILTER (WHERE r.state = 'queued') AS queued
-            FROM dag_runs r
-            WHERE r.dag_id = b.dag_id AND r.logical_date BETWEEN b.from_date AND b.to_date) p
-         ORDER BY b.id DESC LIMIT $1",
-    )
-    .bind(LIST_LIMIT)
-    .fetch_all(&s.pool)
-    .await?;
+    let rows = {
+        let mut conn = s.pool.acquire().await?;
+        backfill_list::list(&mut conn, LIST_LIMIT).await?
+    };
     let region = html! {
         @if rows.is_empty() {
             p.notice id="no-backfills" { "No backfill yet. Start one from a DAG's page." }
@@ -131,17 +99,6 @@ async fn list(
     ))
 }
 
-#[derive(FromRow)]
-struct BackfillRun {
-    run_id: String,
-    state: String,
-    run_type: String,
-    logical_date: DateTime<Utc>,
-    start_date: Option<DateTime<Utc>>,
-    end_date: Option<DateTime<Utc>>,
-    backfill_id: Option<i64>,
-}
-
 async fn one(
     State(s): State<AppState>,
     user: UiUser,
@@ -153,18 +110,11 @@ async fn one(
         .map_err(|_| UiError::NotFound(format!("there is no backfill `{id}`")))?;
     let b = backfill::get(&s.pool, id).await?;
     let p = backfill::progress(&s.pool, &b).await?;
-    let runs: Vec<BackfillRun> = sqlx::query_as(
-        "SELECT run_id, state::text AS state, run_type::text AS run_type, logical_date,
-                start_date, end_date, backfill_id
-         FROM dag_runs WHERE dag_id = $1 AND logical_date BETWEEN $2 AND $3
-         ORDER BY logical_date LIMIT $4",
-    )
-    .bind(&b.dag_id)
-    .bind(b.from_date)
-    .bind(b.to_date)
-    .bind(RUNS_LIMIT)
-    .fetch_all(&s.pool)
-    .await?;
+    let runs = {
+        let mut conn = s.pool.acquire().await?;
+        backfill_list::runs_in_range(&mut conn, &b.dag_id, b.from_date, b.to_date, RUNS_LIMIT)
+            .await?
+    };
     let region = html! {
         section.card id="backfill-progress" data-backfill=(b.id) data-state=(b.state)
             data-done=(p.done()) data-total=(p.total) {
@@ -190,13 +140,13 @@ async fn one(
                 } }
                 tbody {
                     @for r in &runs {
-                        tr data-run=(r.run_id) data-state=(r.state) {
+                        tr data-run=(r.run_id) data-state=(r.state.as_str()) {
                             td {
                                 a href=(run_url(&b.dag_id, &r.run_id)) { (r.run_id) }
                                 @if r.backfill_id != Some(b.id) { " " span.muted title="a run this backfill found, not one it made" { "(existing)" } }
                             }
-                            td { (state_badge(&r.state)) }
-                            td { (r.run_type) }
+                            td { (state_badge(r.state.as_str())) }
+                            td { (r.run_type.as_str()) }
                             td { (ts(r.logical_date)) }
                             td { (ts_opt(r.start_date)) }
                             td { (ts_opt(r.end_date)) }

@@ -7,9 +7,12 @@ use axum::routing::{get, post};
 use axum::{Router, http::HeaderMap};
 use maud::{Markup, html};
 use serde::Deserialize;
-use sqlx::FromRow;
+use upiflow_engine::store::dag_overview;
 
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page, state_badge, ts_opt};
+use super::badges::state_badge;
+use super::extract::wants_fragment;
+use super::format::ts_opt;
+use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -18,47 +21,16 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/pause", post(pause))
 }
 
-#[derive(FromRow)]
-struct DagLine {
-    dag_id: String,
-    description: Option<String>,
-    schedule: Option<String>,
-    timezone: Option<String>,
-    is_paused: bool,
-    is_active: bool,
-    next_dagrun: Option<chrono::DateTime<chrono::Utc>>,
-    /// States of the latest runs, newest first.
-    recent: Vec<String>,
-    running: i64,
-}
-
-#[derive(FromRow)]
-struct ImportError {
-    fileloc: String,
-    line: i32,
-    message: String,
-}
-
 async fn list(
     State(s): State<AppState>,
     user: UiUser,
     headers: HeaderMap,
 ) -> Result<Markup, UiError> {
-    let dags: Vec<DagLine> = sqlx::query_as(
-        "SELECT d.dag_id, d.description, d.schedule, d.timezone, d.is_paused, d.is_active,
-                d.next_dagrun,
-                COALESCE(ARRAY(SELECT r.state::text FROM dag_runs r WHERE r.dag_id = d.dag_id
-                               ORDER BY r.logical_date DESC LIMIT 10), '{}') AS recent,
-                (SELECT count(*) FROM dag_runs r WHERE r.dag_id = d.dag_id
-                   AND r.state IN ('queued', 'running')) AS running
-         FROM dags d ORDER BY d.dag_id",
-    )
-    .fetch_all(&s.pool)
-    .await?;
-    let errors: Vec<ImportError> =
-        sqlx::query_as("SELECT fileloc, line, message FROM import_errors ORDER BY fileloc, line")
-            .fetch_all(&s.pool)
-            .await?;
+    let (dags, errors) = {
+        let mut conn = s.pool.acquire().await?;
+        let dags = dag_overview::list(&mut conn).await?;
+        (dags, dag_overview::import_errors(&mut conn).await?)
+    };
     let table = html! {
         @if !errors.is_empty() {
             div.error-message role="alert" {
@@ -91,14 +63,14 @@ async fn list(
                         }
                         td { code { (d.schedule.as_deref().unwrap_or("none")) } " " span.muted { (d.timezone.as_deref().unwrap_or("UTC")) } }
                         td { (ts_opt(d.next_dagrun)) }
-                        td { @for st in &d.recent { span title=(st) { (state_badge(st)) } " " } }
+                        td { @for st in &d.recent { span title=(st.as_str()) { (state_badge(st.as_str())) } " " } }
                         td.num { (d.running) }
                     }
                 }
             }
         }
     };
-    if headers.contains_key("x-fragment") {
+    if wants_fragment(&headers) {
         return Ok(table);
     }
     Ok(page(

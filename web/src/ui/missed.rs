@@ -11,9 +11,11 @@ use upiflow_engine::ErrorKind;
 use upiflow_engine::backfill::Request;
 use upiflow_engine::timetable::{self, Missed};
 
-use super::backfill::{backfill_url, start};
-use super::dag::{Tab, dag_url, header, load};
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page, ts};
+use super::backfill::start;
+use super::dag_header::{Tab, header, load};
+use super::format::ts;
+use super::links::{backfill_url, dag_url};
+use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

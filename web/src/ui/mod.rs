@@ -2,12 +2,27 @@
 //! template says otherwise). Pages that change over time mark a region with
 //! `data-refresh="URL"`; `app.js` re-fetches that URL every few seconds and swaps the region,
 //! so the page updates without a full reload.
+//!
+//! This file holds the router, the error page (`UiError`) and the page layout (`page`,
+//! `bare_page`, `Nav`); each page is a module of its own, named for it. What several pages
+//! share: `dag_header` (loading a DAG, its header and tabs), `links` (page addresses),
+//! `extract` (query string, fragment requests), `format` (timestamps, durations), `badges`
+//! (state colours). Pages read the orchestrator's tables only through `upiflow_engine::store`.
 
+mod assets;
 mod backfill;
+mod badges;
 mod charts;
-mod dag;
+mod dag_header;
+mod extract;
+mod format;
+mod gantt;
 mod graph;
+mod graph_layout;
+mod grid;
 mod home;
+mod links;
+mod login;
 mod missed;
 pub mod payments;
 mod run;
@@ -15,29 +30,22 @@ pub mod session;
 mod task;
 mod trigger;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::Router;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::{Form, Router};
-use axum_extra::extract::cookie::CookieJar;
 use maud::{DOCTYPE, Markup, html};
-use serde::Deserialize;
 
 pub use session::{AdminForm, UiUser, UserForm};
 
 use crate::AppState;
-use crate::auth;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/login", get(login_page).post(login))
-        .route("/logout", axum::routing::post(logout))
-        .route("/static/app.css", get(css))
-        .route("/static/app.js", get(js))
+        .merge(login::router())
+        .merge(assets::router())
         .merge(home::router())
         .merge(payments::router())
-        .merge(dag::router())
+        .merge(grid::router())
         .merge(graph::router())
         .merge(run::router())
         .merge(task::router())
@@ -161,140 +169,4 @@ pub fn page(title: &str, user: &UiUser, nav: Nav, body: Markup) -> Markup {
 /// The hidden field every form of a signed-in page carries.
 pub fn csrf_field(user: &UiUser) -> Markup {
     html! { input type="hidden" name="csrf" value=(user.csrf); }
-}
-
-/// A coloured state label (task or run state; `none` for a task not yet ready).
-pub fn state_badge(state: &str) -> Markup {
-    html! { span class={ "state state-" (state) } { (state.replace('_', " ")) } }
-}
-
-/// A duration as a person reads it: `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`.
-pub fn human_duration(secs: f64) -> String {
-    if secs < 1.0 {
-        format!("{:.0} ms", secs * 1000.0)
-    } else if secs < 60.0 {
-        format!("{secs:.1} s")
-    } else if secs < 3600.0 {
-        format!("{} min {:02} s", (secs / 60.0) as i64, (secs % 60.0) as i64)
-    } else {
-        format!(
-            "{} h {:02} min",
-            (secs / 3600.0) as i64,
-            ((secs % 3600.0) / 60.0) as i64
-        )
-    }
-}
-
-/// A timestamp in UTC to the second (the UI shows UTC, as Airflow does by default).
-pub fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-pub fn ts_opt(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    t.map(ts).unwrap_or_default()
-}
-
-#[derive(Deserialize)]
-struct NextQuery {
-    next: Option<String>,
-    error: Option<String>,
-}
-
-fn login_form(next: &str, error: Option<&str>, csrf: &str) -> Markup {
-    bare_page(
-        "Log in",
-        html! {
-            main.narrow.login {
-                h1 { "upiflow" }
-                @if let Some(e) = error { p.error-message role="alert" { (e) } }
-                form method="post" action="/login" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    input type="hidden" name="next" value=(next);
-                    label { "Username" input name="username" autocomplete="username" required autofocus; }
-                    label { "Password" input name="password" type="password" autocomplete="current-password" required; }
-                    button type="submit" { "Log in" }
-                }
-            }
-        },
-    )
-}
-
-async fn login_page(jar: CookieJar, Query(q): Query<NextQuery>) -> impl IntoResponse {
-    let (token, cookie) = session::login_csrf();
-    let next = session::safe_next(q.next.as_deref());
-    let error = q
-        .error
-        .is_some()
-        .then_some("Wrong username or password, or the form expired.");
-    (jar.add(cookie), login_form(&next, error, &token))
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    username: String,
-    password: String,
-    #[serde(default)]
-    csrf: String,
-    next: Option<String>,
-}
-
-async fn login(
-    State(s): State<AppState>,
-    jar: CookieJar,
-    Form(f): Form<LoginForm>,
-) -> Result<Response, UiError> {
-    let next = session::safe_next(f.next.as_deref());
-    let again = format!(
-        "/login?{}",
-        serde_urlencoded::to_string([("next", next.as_str()), ("error", "1")]).unwrap_or_default()
-    );
-    let twin = jar
-        .get(session::LOGIN_CSRF_COOKIE)
-        .map(|c| c.value().to_string())
-        .unwrap_or_default();
-    if !session::same_secret(&f.csrf, &twin) {
-        return Ok(Redirect::to(&again).into_response());
-    }
-    let Some(role) = auth::check_password(&s.pool, &f.username, &f.password).await? else {
-        return Ok(Redirect::to(&again).into_response());
-    };
-    let cookie = session::start(&s.token_key, &f.username, role)?;
-    let jar = jar
-        .remove(axum_extra::extract::cookie::Cookie::from(
-            session::LOGIN_CSRF_COOKIE,
-        ))
-        .add(cookie);
-    Ok((jar, Redirect::to(&next)).into_response())
-}
-
-async fn logout(
-    jar: CookieJar,
-    UserForm(_, _): UserForm<serde::de::IgnoredAny>,
-) -> impl IntoResponse {
-    (jar.add(session::end()), Redirect::to("/login"))
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn css() -> Response {
-    asset("text/css; charset=utf-8", include_str!("static/app.css"))
-}
-
-async fn js() -> Response {
-    asset(
-        "text/javascript; charset=utf-8",
-        include_str!("static/app.js"),
-    )
 }

@@ -5,16 +5,18 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
-use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
-use sqlx::FromRow;
+use upiflow_engine::state::TaskState;
+use upiflow_engine::store::{logs, run_tasks, task_views};
 
-use super::dag::{
-    Tab, UiQuery, duration_text, header, load, run_url, ti_url, version, wants_fragment, with_query,
-};
+use super::badges::state_badge;
+use super::dag_header::{Tab, header, load, version};
+use super::extract::{UiQuery, wants_fragment};
+use super::format::{duration_text, ts, ts_opt};
+use super::links::{run_url, ti_url, with_query};
 use super::run::load_run;
-use super::{Nav, UiError, UiUser, csrf_field, page, state_badge, ts, ts_opt};
+use super::{Nav, UiError, UiUser, csrf_field, page};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -26,19 +28,6 @@ pub fn router() -> Router<AppState> {
 
 /// Most log lines shown on the page (a runaway task can write millions).
 const MAX_LOG_LINES: i64 = 50_000;
-
-#[derive(FromRow)]
-struct Ti {
-    id: i64,
-    state: Option<String>,
-    try_number: i32,
-    max_tries: i32,
-    next_retry_at: Option<DateTime<Utc>>,
-    worker: Option<String>,
-    queued_at: Option<DateTime<Utc>>,
-    start_date: Option<DateTime<Utc>>,
-    end_date: Option<DateTime<Utc>>,
-}
 
 #[derive(Deserialize)]
 struct TaskQuery {
@@ -57,21 +46,14 @@ async fn task_page(
     let run = load_run(&s, &dag_id, &run_id).await?;
     let dag = version(&s, &dag_id, &run.dag_hash).await?;
     let mut conn = s.pool.acquire().await?;
-    let ti: Ti = sqlx::query_as(
-        "SELECT id, state::text AS state, try_number, max_tries, next_retry_at, worker,
-                queued_at, start_date, end_date
-         FROM task_instances WHERE run_pk = $1 AND task_id = $2",
-    )
-    .bind(run.id)
-    .bind(&task_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| {
-        UiError::NotFound(format!(
-            "run `{run_id}` of `{dag_id}` has no task `{task_id}`"
-        ))
-    })?;
-    let tries = upiflow_engine::store::task_views::tries(&mut conn, ti.id).await?;
+    let ti = run_tasks::task_instance(&mut conn, run.id, &task_id)
+        .await?
+        .ok_or_else(|| {
+            UiError::NotFound(format!(
+                "run `{run_id}` of `{dag_id}` has no task `{task_id}`"
+            ))
+        })?;
+    let tries = task_views::tries(&mut conn, ti.id).await?;
     let shown = match q.try_number {
         Some(n) => Some(tries.iter().find(|t| t.try_number == n).ok_or_else(|| {
             UiError::NotFound(format!("task `{task_id}` of run `{run_id}` has no try {n}"))
@@ -80,9 +62,7 @@ async fn task_page(
     };
     let (lines, more) = match shown {
         Some(t) => {
-            let mut lines =
-                upiflow_engine::store::logs::log_page(&mut conn, t.id, 0, MAX_LOG_LINES + 1)
-                    .await?;
+            let mut lines = logs::log_page(&mut conn, t.id, 0, MAX_LOG_LINES + 1).await?;
             let more = lines.len() as i64 > MAX_LOG_LINES;
             lines.truncate(MAX_LOG_LINES as usize);
             (lines, more)
@@ -90,8 +70,8 @@ async fn task_page(
         None => (Vec::new(), false),
     };
     drop(conn);
-    let st = ti.state.as_deref().unwrap_or("none");
-    let live = !matches!(st, "success" | "failed" | "upstream_failed" | "skipped");
+    let st = ti.state.map_or("none", TaskState::as_str);
+    let live = !ti.state.is_some_and(TaskState::is_terminal);
     let here_base = ti_url(&dag_id, &run_id, &task_id);
     let here = match q.try_number {
         Some(n) => with_query(&here_base, &[("try", n.to_string())]),

@@ -16,7 +16,8 @@ use upiflow_engine::dag::parse_datetime_in;
 use upiflow_engine::ops::{self, Trigger};
 use upiflow_engine::store::dags::DagRow;
 
-use super::dag::{Tab, dag_url, header, load, run_url};
+use super::dag_header::{Tab, header, load};
+use super::links::{dag_url, run_url};
 use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
 use crate::AppState;
 

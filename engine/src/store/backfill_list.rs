@@ -1,0 +1,71 @@
+//! What the backfill pages list: every backfill with its range's runs counted by state, and
+//! the runs in one backfill's range.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection};
+
+use crate::error::Result;
+use crate::store::runs::RunRow;
+
+/// A backfill with the runs of its range counted by state.
+#[derive(Debug, Clone, FromRow)]
+pub struct BackfillLine {
+    pub id: i64,
+    pub dag_id: String,
+    pub from_date: DateTime<Utc>,
+    pub to_date: DateTime<Utc>,
+    pub created_by: String,
+    /// `running`, `success` or `failed`, as `backfill::BackfillRow::state` (text until the
+    /// backfill state is an enum of `crate::state`).
+    pub state: String,
+    pub total: i32,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub success: i64,
+    pub failed: i64,
+    pub running: i64,
+    pub queued: i64,
+}
+
+/// The latest `limit` backfills, newest first, with their progress counted as
+/// `backfill::progress` counts it, in one query.
+pub async fn list(conn: &mut PgConnection, limit: i64) -> Result<Vec<BackfillLine>> {
+    Ok(sqlx::query_as(
+        "SELECT b.id, b.dag_id, b.from_date, b.to_date, b.created_by, b.state::text AS state,
+                b.total, b.created_at, b.completed_at,
+                p.success, p.failed, p.running, p.queued
+         FROM backfills b
+         CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE r.state = 'success') AS success,
+                   count(*) FILTER (WHERE r.state = 'failed') AS failed,
+                   count(*) FILTER (WHERE r.state = 'running') AS running,
+                   count(*) FILTER (WHERE r.state = 'queued') AS queued
+            FROM dag_runs r
+            WHERE r.dag_id = b.dag_id AND r.logical_date BETWEEN b.from_date AND b.to_date) p
+         ORDER BY b.id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Up to `limit` runs of `dag_id` whose logical date lies in `[from, to]`, oldest first:
+/// those a backfill created and those it found.
+pub async fn runs_in_range(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<RunRow>> {
+    Ok(sqlx::query_as(
+        "SELECT * FROM dag_runs WHERE dag_id = $1 AND logical_date BETWEEN $2 AND $3
+         ORDER BY logical_date LIMIT $4",
+    )
+    .bind(dag_id)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

@@ -1,0 +1,100 @@
+//! `/login` and `/logout`: the login form (CSRF-protected by a double-submitted cookie, the
+//! password checked off the async threads by `auth`) and the session cookie it starts.
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use axum_extra::extract::cookie::CookieJar;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{UiError, UserForm, bare_page, session};
+use crate::AppState;
+use crate::auth;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+    error: Option<String>,
+}
+
+fn login_form(next: &str, error: Option<&str>, csrf: &str) -> Markup {
+    bare_page(
+        "Log in",
+        html! {
+            main.narrow.login {
+                h1 { "upiflow" }
+                @if let Some(e) = error { p.error-message role="alert" { (e) } }
+                form method="post" action="/login" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="next" value=(next);
+                    label { "Username" input name="username" autocomplete="username" required autofocus; }
+                    label { "Password" input name="password" type="password" autocomplete="current-password" required; }
+                    button type="submit" { "Log in" }
+                }
+            }
+        },
+    )
+}
+
+async fn login_page(jar: CookieJar, Query(q): Query<NextQuery>) -> impl IntoResponse {
+    let (token, cookie) = session::login_csrf();
+    let next = session::safe_next(q.next.as_deref());
+    let error = q
+        .error
+        .is_some()
+        .then_some("Wrong username or password, or the form expired.");
+    (jar.add(cookie), login_form(&next, error, &token))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+    next: Option<String>,
+}
+
+async fn login(
+    State(s): State<AppState>,
+    jar: CookieJar,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, UiError> {
+    let next = session::safe_next(f.next.as_deref());
+    let again = format!(
+        "/login?{}",
+        serde_urlencoded::to_string([("next", next.as_str()), ("error", "1")]).unwrap_or_default()
+    );
+    let twin = jar
+        .get(session::LOGIN_CSRF_COOKIE)
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
+    if !session::same_secret(&f.csrf, &twin) {
+        return Ok(Redirect::to(&again).into_response());
+    }
+    let Some(role) = auth::check_password(&s.pool, &f.username, &f.password).await? else {
+        return Ok(Redirect::to(&again).into_response());
+    };
+    let cookie = session::start(&s.token_key, &f.username, role)?;
+    let jar = jar
+        .remove(axum_extra::extract::cookie::Cookie::from(
+            session::LOGIN_CSRF_COOKIE,
+        ))
+        .add(cookie);
+    Ok((jar, Redirect::to(&next)).into_response())
+}
+
+async fn logout(
+    jar: CookieJar,
+    UserForm(_, _): UserForm<serde::de::IgnoredAny>,
+) -> impl IntoResponse {
+    (jar.add(session::end()), Redirect::to("/login"))
+}
