@@ -1,10 +1,14 @@
 //! The Postgres store. Functions take a `&mut PgConnection` so callers compose them into
 //! one transaction; the unique keys in `migrations/` make duplicates impossible, not unlikely.
 
+pub mod backfills;
 pub mod cluster;
 pub mod dags;
 pub mod filters;
+pub mod missed;
+pub mod run_lookups;
 pub mod runs;
+pub mod scheduling;
 pub mod tis;
 
 use std::time::Duration;

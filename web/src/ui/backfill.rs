@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use sqlx::FromRow;
-use upiflow_engine::backfill::{self, BackfillRow, Progress, Request};
+use upiflow_engine::backfill::{self, BackfillRow, BackfillState, Progress, Request};
 use upiflow_engine::store::dags::DagRow;
 use upiflow_engine::{Dag, EngineError};
 
@@ -169,7 +169,7 @@ async fn one(
         section.card id="backfill-progress" data-backfill=(b.id) data-state=(b.state)
             data-done=(p.done()) data-total=(p.total) {
             div.toolbar {
-                (state_badge(&b.state))
+                (state_badge(b.state.as_str()))
                 strong { (p.done()) " / " (p.total) " runs done" }
             }
             (progress_bar(&p))
@@ -207,7 +207,7 @@ async fn one(
             }
             @if runs.len() as i64 >= RUNS_LIMIT { p.muted { "Only the first " (RUNS_LIMIT) " runs are listed." } }
         }
-        @if b.state != "running" { span hidden data-refresh-final {} }
+        @if b.state != BackfillState::Running { span hidden data-refresh-final {} }
     };
     if wants_fragment(&headers) {
         return Ok(region);
@@ -226,7 +226,7 @@ async fn one(
                 " · by " (b.created_by) " at " (ts(b.created_at))
                 @if let Some(c) = b.completed_at { " · completed " (ts(c)) }
             }
-            @if b.state == "running" {
+            @if b.state == BackfillState::Running {
                 div id="backfill-region" data-refresh=(here) data-every="3" { (region) }
             } @else {
                 div id="backfill-region" { (region) }
