@@ -17,9 +17,12 @@ pub enum ScheduleError {
         if *count == 6 { "; seconds are not supported" } else { "" }
     )]
     FieldCount { expr: String, count: usize },
-    /// One of the five fields is wrong.
+    /// One of the five fields is wrong (boxed: it is large, and errors travel in `Result`s).
     #[error("cron expression `{expr}`: {problem}")]
-    Field { expr: String, problem: FieldError },
+    Field {
+        expr: String,
+        problem: Box<FieldError>,
+    },
     /// The day-of-week field could not be read as Unix days.
     #[error("cron expression `{expr}`: day-of-week: {problem}")]
     DayOfWeek {
@@ -182,7 +185,7 @@ impl Schedule {
             .collect::<Result<Vec<String>, FieldError>>()
             .map_err(|problem| ScheduleError::Field {
                 expr: trimmed.to_string(),
-                problem,
+                problem: Box::new(problem),
             })?;
         let dow = unix_dow_to_names(fields[4]).map_err(|problem| ScheduleError::DayOfWeek {
             expr: trimmed.to_string(),
@@ -642,11 +645,12 @@ mod tests {
                 count: 4
             }
         );
-        match Schedule::parse("61 0 * * *").unwrap_err() {
-            ScheduleError::Field {
-                problem: FieldError::OutOfRange { place, lo, hi },
-                ..
-            } => assert_eq!(
+        let ScheduleError::Field { problem, .. } = Schedule::parse("61 0 * * *").unwrap_err()
+        else {
+            panic!("a field error");
+        };
+        match *problem {
+            FieldError::OutOfRange { place, lo, hi } => assert_eq!(
                 (place.field, place.value.as_str(), lo, hi),
                 ("minute", "61", 0, 59)
             ),
@@ -654,10 +658,7 @@ mod tests {
         }
         assert!(matches!(
             Schedule::parse("0 0 * * 8").unwrap_err(),
-            ScheduleError::Field {
-                problem: FieldError::OutOfRange { .. },
-                ..
-            }
+            ScheduleError::Field { problem, .. } if matches!(*problem, FieldError::OutOfRange { .. })
         ));
         assert_eq!(
             parse_timezone("Mars/Olympus").unwrap_err(),
