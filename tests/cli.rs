@@ -430,3 +430,115 @@ async fn backfill_wait_shows_progress_and_exits_by_the_outcome() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+/// Issue #10: the database is the one source of truth for the version new runs use. A CLI
+/// trigger or backfill from a folder holding an older file used to rewrite
+/// `dags.latest_hash`, so the next scheduled runs ran the old version.
+#[tokio::test]
+async fn a_trigger_from_a_stale_dags_folder_never_moves_the_current_version_backwards() {
+    use chrono::{TimeZone, Utc};
+    use upiflow_engine::scheduler::{Scheduler, SchedulerConfig};
+
+    let db = fresh_db().await;
+    let v_a = "dag_id = \"v\"\nschedule = \"@daily\"\nstart_date = \"2024-01-01\"\ncatchup = true\n\
+               [[tasks]]\nid = \"a\"\nkind = \"noop\"\n";
+    let v_b = format!("{v_a}[[tasks]]\nid = \"b\"\nkind = \"noop\"\nupstream = [\"a\"]\n");
+    let current = dags_dir(&[("v.toml", v_b.as_str())]);
+    let stale = dags_dir(&[("v.toml", v_a)]);
+    let hash_a = load(&stale, "v.toml").version_hash();
+    let hash_b = load(&current, "v.toml").version_hash();
+    assert_ne!(hash_a, hash_b);
+
+    // The scheduler's DAG-file sync records version B.
+    let mut s = Scheduler::new(
+        db.pool.clone(),
+        upiflow_tasks::registry(),
+        SchedulerConfig::new(current.clone()),
+    );
+    s.sync_files().await.unwrap();
+    let latest = || async {
+        sqlx::query_scalar::<_, String>("SELECT latest_hash FROM dags WHERE dag_id = 'v'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(latest().await, hash_b);
+
+    // A user triggers and backfills from a folder that still holds version A.
+    let url = db.url.clone();
+    let d = stale.clone();
+    let (trigger, backfill) = tokio::task::spawn_blocking(move || {
+        (
+            upiflow(
+                Some(&url),
+                &d,
+                &["trigger", "v", "--logical-date", "2024-01-05"],
+            ),
+            upiflow(
+                Some(&url),
+                &d,
+                &[
+                    "backfill",
+                    "v",
+                    "--from",
+                    "2024-01-08",
+                    "--to",
+                    "2024-01-09",
+                ],
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    for (what, out) in [("trigger", &trigger), ("backfill", &backfill)] {
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("warning:")
+                && err.contains("differs from the version of `v` the database holds")
+                && err.contains(&hash_b[..12])
+                && err.contains(&hash_a[..12]),
+            "{what} warns that the local file is not the current version: {err}"
+        );
+    }
+    assert_eq!(
+        latest().await,
+        hash_b,
+        "the CLI moved latest_hash backwards"
+    );
+    // The CLI's file is kept as a version (content-addressed), just not made current.
+    let versions: Vec<String> =
+        sqlx::query_scalar("SELECT hash FROM dag_versions WHERE dag_id = 'v' ORDER BY hash")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let mut both = vec![hash_a.clone(), hash_b.clone()];
+    both.sort();
+    assert_eq!(versions, both);
+
+    // The next scheduled run uses B, and so did the manual and backfill runs.
+    let pass = s
+        .schedule_at(Utc.with_ymd_and_hms(2024, 1, 2, 1, 0, 0).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pass.created, 1);
+    let runs: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT r.run_type::text, r.dag_hash, count(ti.id) FROM dag_runs r
+         JOIN task_instances ti ON ti.run_pk = r.id
+         GROUP BY r.id ORDER BY r.logical_date",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let want = |kind: &str| (kind.to_string(), hash_b.clone(), 2);
+    assert_eq!(
+        runs,
+        [
+            want("scheduled"),
+            want("manual"),
+            want("backfill"),
+            want("backfill")
+        ]
+    );
+    assert_eq!(latest().await, hash_b);
+}

@@ -2,15 +2,20 @@
 //! date lies in `[from, to]`, sharing the DAG's `max_active_runs`; intervals that already
 //! succeeded are skipped unless asked. Asking again for the same backfill resumes it.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 
 use crate::dag::Dag;
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::state::{RunState, RunType};
+use crate::store::backfills::{self, NewBackfill};
 use crate::store::dags::VersionCache;
 use crate::store::runs::{self, NewRun};
 use crate::store::{self, dags};
+
+pub use crate::store::backfills::{BackfillRow, BackfillState};
 
 /// Most intervals one backfill may cover.
 pub const MAX_INTERVALS: usize = 100_000;
@@ -27,22 +32,6 @@ pub struct Request {
     /// At most this many of the backfill's runs at once (the DAG's `max_active_runs`
     /// holds as well); `None`: only the DAG's.
     pub max_active_runs: Option<u32>,
-}
-
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
-pub struct BackfillRow {
-    pub id: i64,
-    pub dag_id: String,
-    pub from_date: DateTime<Utc>,
-    pub to_date: DateTime<Utc>,
-    pub rerun_failed: bool,
-    pub reset: bool,
-    pub created_by: String,
-    pub state: String,
-    pub total: i32,
-    pub created_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-    pub max_active_runs: Option<i32>,
 }
 
 /// How far a backfill has come.
@@ -121,13 +110,23 @@ pub fn intervals(
 
 /// Creates the backfill (or finds the same one still running, to resume it), creates the
 /// runs it needs and starts what may start. Runs that succeeded are left alone unless
-/// `reset`; failed ones are re-run with `rerun_failed` or `reset`.
+/// `reset`; failed ones are re-run with `rerun_failed` or `reset`. The runs use the version of
+/// the DAG the database holds (`dags.latest_hash`), as scheduled runs do; `dag` is recorded
+/// only if the database does not know the DAG yet (see `dags::register`).
 pub async fn start(
     pool: &PgPool,
     cache: &VersionCache,
     dag: &Dag,
     req: &Request,
 ) -> Result<BackfillRow> {
+    // Usually the caller's definition is the database's current one: refuse a bad range
+    // before touching the database (recomputed below if the database holds another version).
+    let local = wanted(dag, req)?;
+    crate::transient::retry("backfill", || start_once(pool, cache, dag, req, &local)).await
+}
+
+/// The intervals of `req`'s range, refusing an empty one.
+fn wanted(dag: &Dag, req: &Request) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
     let wanted = intervals(dag, req.from, req.to)?;
     if wanted.is_empty() {
         return Err(BackfillError::NoIntervals {
@@ -137,7 +136,7 @@ pub async fn start(
         }
         .into());
     }
-    crate::transient::retry("backfill", || start_once(pool, cache, dag, req, &wanted)).await
+    Ok(wanted)
 }
 
 async fn start_once(
@@ -145,77 +144,51 @@ async fn start_once(
     cache: &VersionCache,
     dag: &Dag,
     req: &Request,
-    wanted: &[(DateTime<Utc>, DateTime<Utc>)],
+    local: &[(DateTime<Utc>, DateTime<Utc>)],
 ) -> Result<BackfillRow> {
-    // Lock order: the DAG row (taken by `sync`) before any run row, as everywhere.
+    // Lock order: the DAG row (taken by `register`) before any run row, as everywhere.
     let mut tx = pool.begin().await?;
-    let hash = dags::sync(&mut tx, dag).await?;
+    let version = dags::register(&mut tx, dag).await?;
+    let hash = version.latest_hash;
+    let current: Arc<Dag>;
+    let recomputed;
+    let (dag, wanted) = if hash == version.hash {
+        (dag, local)
+    } else {
+        current = cache.get(&mut tx, &dag.dag_id, &hash).await?;
+        recomputed = wanted(&current, req)?;
+        (&*current, &recomputed[..])
+    };
     // One writer per DAG at a time, so two identical requests resume one backfill.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('upiflow.backfill'), hashtext($1))")
-        .bind(&dag.dag_id)
-        .execute(&mut *tx)
-        .await?;
-    let existing: Option<BackfillRow> = sqlx::query_as(
-        "SELECT id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state::text AS state,
-                total, created_at, completed_at, max_active_runs
-         FROM backfills WHERE dag_id = $1 AND from_date = $2 AND to_date = $3
-           AND rerun_failed = $4 AND reset = $5 AND state = 'running'
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(&dag.dag_id)
-    .bind(req.from)
-    .bind(req.to)
-    .bind(req.rerun_failed)
-    .bind(req.reset)
-    .fetch_optional(&mut *tx)
-    .await?;
+    backfills::lock_dag(&mut tx, &dag.dag_id).await?;
+    let key = NewBackfill {
+        dag_id: &dag.dag_id,
+        from: req.from,
+        to: req.to,
+        rerun_failed: req.rerun_failed,
+        reset: req.reset,
+        created_by: &req.created_by,
+        total: wanted.len() as i32,
+        max_active_runs: req.max_active_runs.map(|n| n as i32),
+    };
+    let existing = backfills::find_running(&mut tx, &key).await?;
     let resuming = existing.is_some();
     let backfill = match existing {
         Some(b) => b,
-        None => {
-            sqlx::query_as(
-                "INSERT INTO backfills (dag_id, from_date, to_date, rerun_failed, reset, created_by, total,
-                                        max_active_runs)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 RETURNING id, dag_id, from_date, to_date, rerun_failed, reset, created_by,
-                           state::text AS state, total, created_at, completed_at, max_active_runs",
-            )
-            .bind(&dag.dag_id)
-            .bind(req.from)
-            .bind(req.to)
-            .bind(req.rerun_failed)
-            .bind(req.reset)
-            .bind(&req.created_by)
-            .bind(wanted.len() as i32)
-            .bind(req.max_active_runs.map(|n| n as i32))
-            .fetch_one(&mut *tx)
-            .await?
-        }
+        None => backfills::insert(&mut tx, &key).await?,
     };
     // Asking again with another limit changes the running backfill's limit.
-    let backfill = if resuming && backfill.max_active_runs != req.max_active_runs.map(|n| n as i32)
-    {
-        sqlx::query("UPDATE backfills SET max_active_runs = $2 WHERE id = $1")
-            .bind(backfill.id)
-            .bind(req.max_active_runs.map(|n| n as i32))
-            .execute(&mut *tx)
-            .await?;
+    let backfill = if resuming && backfill.max_active_runs != key.max_active_runs {
+        backfills::set_max_active_runs(&mut tx, backfill.id, key.max_active_runs).await?;
         BackfillRow {
-            max_active_runs: req.max_active_runs.map(|n| n as i32),
+            max_active_runs: key.max_active_runs,
             ..backfill
         }
     } else {
         backfill
     };
     let starts: Vec<DateTime<Utc>> = wanted.iter().map(|(s, _)| *s).collect();
-    let have: Vec<(i64, DateTime<Utc>, RunState, Option<i64>)> = sqlx::query_as(
-        "SELECT id, logical_date, state, backfill_id FROM dag_runs
-         WHERE dag_id = $1 AND logical_date = ANY($2)",
-    )
-    .bind(&dag.dag_id)
-    .bind(&starts)
-    .fetch_all(&mut *tx)
-    .await?;
+    let have = backfills::runs_at(&mut tx, &dag.dag_id, &starts).await?;
     let have: std::collections::HashMap<DateTime<Utc>, (i64, RunState, Option<i64>)> = have
         .into_iter()
         .map(|(id, ld, st, b)| (ld, (id, st, b)))
@@ -232,11 +205,7 @@ async fn start_once(
                     conf: serde_json::json!({}),
                 };
                 if let Some(run) = runs::create(&mut tx, dag, &hash, &new).await? {
-                    sqlx::query("UPDATE dag_runs SET backfill_id = $2 WHERE id = $1")
-                        .bind(run.id)
-                        .bind(backfill.id)
-                        .execute(&mut *tx)
-                        .await?;
+                    backfills::attach_run(&mut tx, run.id, backfill.id).await?;
                 }
             }
             // Resuming must not re-run what this backfill itself already re-ran.
@@ -269,73 +238,36 @@ async fn reset_run(
     let dag = cache.get(conn, &dag_id, &hash).await?;
     let ids: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
     crate::lifecycle::clear::reset_tasks(conn, run_pk, &dag, &ids).await?;
-    sqlx::query(
-        "UPDATE dag_runs SET state = 'queued', start_date = NULL, end_date = NULL, backfill_id = $2
-         WHERE id = $1",
-    )
-    .bind(run_pk)
-    .bind(backfill_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    backfills::requeue_run(conn, run_pk, backfill_id).await
 }
 
+/// The backfill `id` (`NotFound` when there is none).
 pub async fn get(pool: &PgPool, id: i64) -> Result<BackfillRow> {
-    crate::transient::retry("read backfill", || get_once(pool, id)).await
-}
-
-async fn get_once(pool: &PgPool, id: i64) -> Result<BackfillRow> {
-    sqlx::query_as(
-        "SELECT id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state::text AS state,
-                total, created_at, completed_at, max_active_runs FROM backfills WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(EngineError::BackfillNotFound(id))
+    crate::transient::retry("read backfill", || async move {
+        let mut conn = pool.acquire().await?;
+        backfills::get(&mut conn, id).await
+    })
+    .await
 }
 
 /// Counts the runs in the backfill's range by state (runs created by it and runs it found).
 pub async fn progress(pool: &PgPool, b: &BackfillRow) -> Result<Progress> {
-    crate::transient::retry("backfill progress", || progress_once(pool, b)).await
-}
-
-async fn progress_once(pool: &PgPool, b: &BackfillRow) -> Result<Progress> {
-    let (success, failed, running, queued): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE state = 'success'), count(*) FILTER (WHERE state = 'failed'),
-                count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'queued')
-         FROM dag_runs WHERE dag_id = $1 AND logical_date BETWEEN $2 AND $3",
-    )
-    .bind(&b.dag_id)
-    .bind(b.from_date)
-    .bind(b.to_date)
-    .fetch_one(pool)
+    let c = crate::transient::retry("backfill progress", || async move {
+        let mut conn = pool.acquire().await?;
+        backfills::count_runs(&mut conn, &b.dag_id, b.from_date, b.to_date).await
+    })
     .await?;
     Ok(Progress {
         total: b.total as i64,
-        success,
-        failed,
-        running,
-        queued,
+        success: c.success,
+        failed: c.failed,
+        running: c.running,
+        queued: c.queued,
     })
 }
 
 /// Marks running backfills whose runs have all finished as `success` or `failed`.
 pub async fn close_finished(pool: &PgPool) -> Result<u64> {
-    let done = sqlx::query(
-        "UPDATE backfills b SET completed_at = now(),
-            state = CASE WHEN p.failed > 0 THEN 'failed'::backfill_state ELSE 'success' END
-         FROM (SELECT b2.id,
-                      count(r.id) FILTER (WHERE r.state = 'failed') AS failed,
-                      count(r.id) FILTER (WHERE r.state IN ('success', 'failed')) AS done
-               FROM backfills b2
-               LEFT JOIN dag_runs r ON r.dag_id = b2.dag_id
-                                   AND r.logical_date BETWEEN b2.from_date AND b2.to_date
-               WHERE b2.state = 'running'
-               GROUP BY b2.id) p
-         WHERE b.id = p.id AND p.done >= b.total",
-    )
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    let mut conn = pool.acquire().await?;
+    backfills::close_finished(&mut conn).await
 }

@@ -1,5 +1,6 @@
 //! Operations users ask for (trigger, wait), shared by the CLI, the scheduler and the web.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +12,7 @@ use crate::error::{EngineError, Result};
 use crate::state::{RunState, RunType};
 use crate::store::dags::VersionCache;
 use crate::store::runs::{self, NewRun, RunRow};
-use crate::store::{self, dags};
+use crate::store::{self, dags, run_lookups};
 
 /// A request for a new run.
 #[derive(Debug, Clone)]
@@ -55,8 +56,15 @@ pub fn resolve_interval(
     }
 }
 
-/// Creates a run of `dag` (syncing its current definition first) and starts it if the DAG
-/// has room for it. A second run for the same logical date is refused (`Conflict`).
+/// Creates a run of `dag` and starts it if the DAG has room for it. A second run for the same
+/// logical date is refused (`Conflict`).
+///
+/// The run uses the version of the DAG the database holds (`dags.latest_hash`, moved only by
+/// the scheduler's DAG-file sync), as in Airflow 3 a manual run uses the latest serialized
+/// DAG: a caller reading a stale DAG folder never moves it backwards. `dag` itself is stored
+/// as a version, and becomes the current one only if the database did not know the DAG yet.
+/// The run's `dag_hash` says which version it got; callers compare it with
+/// `dag.version_hash()` to warn about a local definition that differs.
 pub async fn trigger(
     pool: &PgPool,
     cache: &VersionCache,
@@ -79,6 +87,19 @@ async fn trigger_once(
     dag: &Dag,
     req: &Trigger,
 ) -> Result<RunRow> {
+    let mut tx = pool.begin().await?;
+    // Takes the `dags` row before any run row (lock order).
+    let version = dags::register(&mut tx, dag).await?;
+    let hash = version.latest_hash;
+    let current: Arc<Dag>;
+    let dag = if hash == version.hash {
+        dag
+    } else {
+        current = cache.get(&mut tx, &dag.dag_id, &hash).await?;
+        // The conf must fit the version that runs.
+        crate::conf::check(&current, &req.conf)?;
+        &*current
+    };
     let (logical_date, data_interval) = resolve_interval(dag, req.logical_date);
     let new = NewRun {
         run_id: runs::make_run_id(req.run_type, logical_date),
@@ -87,17 +108,9 @@ async fn trigger_once(
         run_type: req.run_type,
         conf: req.conf.clone(),
     };
-    let mut tx = pool.begin().await?;
-    let hash = dags::sync(&mut tx, dag).await?;
     let Some(run) = runs::create(&mut tx, dag, &hash, &new).await? else {
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT run_id FROM dag_runs WHERE dag_id = $1 AND (logical_date = $2 OR run_id = $3)",
-        )
-        .bind(&dag.dag_id)
-        .bind(logical_date)
-        .bind(&new.run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing =
+            run_lookups::run_id_at(&mut tx, &dag.dag_id, logical_date, &new.run_id).await?;
         let existing = existing.unwrap_or_default();
         return Err(EngineError::RunExists {
             dag_id: dag.dag_id.clone(),
@@ -140,12 +153,8 @@ pub async fn wait_for_run(
 pub async fn wait_until_done(pool: &PgPool, run_pk: i64, every: Duration) -> Result<RunState> {
     loop {
         let state: RunState = crate::transient::retry("wait for run", || async move {
-            Ok(
-                sqlx::query_scalar("SELECT state FROM dag_runs WHERE id = $1")
-                    .bind(run_pk)
-                    .fetch_one(pool)
-                    .await?,
-            )
+            let mut conn = pool.acquire().await?;
+            run_lookups::run_state(&mut conn, run_pk).await
         })
         .await?;
         if state.is_terminal() {

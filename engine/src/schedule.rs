@@ -6,6 +6,127 @@ use std::str::FromStr;
 use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
+/// Why a schedule expression was refused. `Display` is the message users see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("unknown schedule preset `{preset}` (expected one of {}, or none)", PRESETS.map(|(p, _)| p).join(", "))]
+    UnknownPreset { preset: String },
+    #[error(
+        "cron expression `{expr}` has {count} field{}; expected 5 (minute hour day-of-month month day-of-week){}",
+        if *count == 1 { "" } else { "s" },
+        if *count == 6 { "; seconds are not supported" } else { "" }
+    )]
+    FieldCount { expr: String, count: usize },
+    /// One of the five fields is wrong (boxed: it is large, and errors travel in `Result`s).
+    #[error("cron expression `{expr}`: {problem}")]
+    Field {
+        expr: String,
+        problem: Box<FieldError>,
+    },
+    /// The day-of-week field could not be read as Unix days.
+    #[error("cron expression `{expr}`: day-of-week: {problem}")]
+    DayOfWeek {
+        expr: String,
+        problem: DayOfWeekError,
+    },
+    /// Every field passed its own check but the cron crate refused the whole.
+    #[error(
+        "cron expression `{expr}` is not a valid 5-field cron expression (minute hour day-of-month month day-of-week)"
+    )]
+    Invalid { expr: String },
+}
+
+/// Where a bad value sits: the whole field, or one part of a field's list or range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub field: &'static str,
+    pub value: String,
+    /// The whole field's text when the value is only a part of it.
+    pub within: Option<String>,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.within {
+            None => write!(f, "the {} field `{}`", self.field, self.value),
+            Some(text) => write!(f, "`{}` in the {} field `{text}`", self.value, self.field),
+        }
+    }
+}
+
+/// A problem in one field of a cron expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("the {field} field `{text}` has an empty element in its list")]
+    EmptyListElement { field: &'static str, text: String },
+    #[error(
+        "the step `/{step}` in the {field} field `{text}` is larger than {max}, the field's largest value"
+    )]
+    StepTooLarge {
+        field: &'static str,
+        text: String,
+        step: String,
+        max: u32,
+    },
+    #[error(
+        "the step `/{step}` in the {field} field `{text}` must be a whole number of at least 1"
+    )]
+    BadStep {
+        field: &'static str,
+        text: String,
+        step: String,
+    },
+    #[error(
+        "the range `{range}` in {} runs backwards (write the smaller value first)",
+        match within {
+            None => format!("the {field} field"),
+            Some(text) => format!("the {field} field `{text}`"),
+        }
+    )]
+    RangeBackwards {
+        field: &'static str,
+        range: String,
+        /// The whole field's text when the range is only a part of it.
+        within: Option<String>,
+    },
+    #[error("{place} is out of range {lo}-{hi}")]
+    OutOfRange { place: Place, lo: u32, hi: u32 },
+    #[error(
+        "{place} is not a number {lo}-{hi}{}{}",
+        names.as_ref().map(|(a, b)| format!(" or a name {a}-{b}")).unwrap_or_default(),
+        if *unsupported_special { " (`L`, `W` and `#` are not supported)" } else { "" }
+    )]
+    NotAValue {
+        place: Place,
+        lo: u32,
+        hi: u32,
+        /// The first and last names the field accepts, if it accepts names.
+        names: Option<(&'static str, &'static str)>,
+        /// The value uses Quartz's `L`, `W` or `#`.
+        unsupported_special: bool,
+    },
+}
+
+/// A problem reading the day-of-week field as Unix days (0-7, names).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DayOfWeekError {
+    #[error("bad step `{step}`")]
+    BadStep { step: String },
+    #[error("range `{range}` runs backwards")]
+    RangeBackwards { range: String },
+    #[error("`{value}` is not a day of the week (0-7)")]
+    OutOfRange { value: String },
+    #[error("`{value}` is not a day of the week")]
+    NotADay { value: String },
+}
+
+/// A time zone name that is not in the IANA database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown time zone `{name}` (expected an IANA name such as Asia/Kolkata)")]
+pub struct UnknownTimezone {
+    pub name: String,
+}
+
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub enum Schedule {
@@ -33,7 +154,7 @@ const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 impl Schedule {
     /// Parses `none`, a preset or a 5-field cron expression (minute hour day-of-month month
     /// day-of-week, day-of-week 0-7 with 0 and 7 both Sunday, as in Unix cron).
-    pub fn parse(expr: &str) -> Result<Self, String> {
+    pub fn parse(expr: &str) -> Result<Self, ScheduleError> {
         let trimmed = expr.trim();
         if trimmed.eq_ignore_ascii_case("none") {
             return Ok(Self::None);
@@ -44,34 +165,32 @@ impl Schedule {
         {
             Some((_, five)) => five.to_string(),
             None if trimmed.starts_with('@') => {
-                return Err(format!(
-                    "unknown schedule preset `{trimmed}` (expected one of {}, or none)",
-                    PRESETS.map(|(p, _)| p).join(", ")
-                ));
+                return Err(ScheduleError::UnknownPreset {
+                    preset: trimmed.to_string(),
+                });
             }
             None => trimmed.to_string(),
         };
         let fields: Vec<&str> = five.split_whitespace().collect();
         if fields.len() != 5 {
-            let hint = if fields.len() == 6 {
-                "; seconds are not supported"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "cron expression `{trimmed}` has {} field{}; expected 5 (minute hour day-of-month month day-of-week){hint}",
-                fields.len(),
-                if fields.len() == 1 { "" } else { "s" }
-            ));
+            return Err(ScheduleError::FieldCount {
+                expr: trimmed.to_string(),
+                count: fields.len(),
+            });
         }
         let checked = FIELDS
             .iter()
             .zip(&fields)
             .map(|(field, text)| field.check(text))
-            .collect::<Result<Vec<String>, String>>()
-            .map_err(|e| format!("cron expression `{trimmed}`: {e}"))?;
-        let dow = unix_dow_to_names(fields[4])
-            .map_err(|e| format!("cron expression `{trimmed}`: day-of-week: {e}"))?;
+            .collect::<Result<Vec<String>, FieldError>>()
+            .map_err(|problem| ScheduleError::Field {
+                expr: trimmed.to_string(),
+                problem: Box::new(problem),
+            })?;
+        let dow = unix_dow_to_names(fields[4]).map_err(|problem| ScheduleError::DayOfWeek {
+            expr: trimmed.to_string(),
+            problem,
+        })?;
         // The cron crate wants seconds first and counts weekdays 1-7 from Sunday; names avoid
         // that difference entirely. Its messages would speak of that rewritten expression, so
         // everything the user can get wrong is checked above, field by field.
@@ -79,8 +198,9 @@ impl Schedule {
             "0 {} {} {} {} {}",
             checked[0], checked[1], checked[2], checked[3], dow
         );
-        let cron = cron::Schedule::from_str(&normalised)
-            .map_err(|_| format!("cron expression `{trimmed}` is not a valid 5-field cron expression (minute hour day-of-month month day-of-week)"))?;
+        let cron = cron::Schedule::from_str(&normalised).map_err(|_| ScheduleError::Invalid {
+            expr: trimmed.to_string(),
+        })?;
         Ok(Self::Cron {
             expr: trimmed.to_string(),
             cron: Box::new(cron),
@@ -227,15 +347,16 @@ const FIELDS: [Field; 5] = [
 impl Field {
     /// Checks the field as written (`*`, values, names, ranges `a-b`, lists `a,b`, steps
     /// `/n`) and gives it back with names written as numbers.
-    fn check(&self, text: &str) -> Result<String, String> {
+    fn check(&self, text: &str) -> Result<String, FieldError> {
         let name = self.name;
         let whole = |part: &str| part == text;
         let mut out = Vec::new();
         for item in text.split(',') {
             if item.is_empty() {
-                return Err(format!(
-                    "the {name} field `{text}` has an empty element in its list"
-                ));
+                return Err(FieldError::EmptyListElement {
+                    field: name,
+                    text: text.to_string(),
+                });
             }
             let (base, step) = match item.split_once('/') {
                 Some((base, step)) => (base, Some(step)),
@@ -245,15 +366,19 @@ impl Field {
                 match step.parse::<u32>() {
                     Ok(n) if (1..=self.hi).contains(&n) => {}
                     Ok(n) if n > self.hi => {
-                        return Err(format!(
-                            "the step `/{step}` in the {name} field `{text}` is larger than {}, the field's largest value",
-                            self.hi
-                        ));
+                        return Err(FieldError::StepTooLarge {
+                            field: name,
+                            text: text.to_string(),
+                            step: step.to_string(),
+                            max: self.hi,
+                        });
                     }
                     _ => {
-                        return Err(format!(
-                            "the step `/{step}` in the {name} field `{text}` must be a whole number of at least 1"
-                        ));
+                        return Err(FieldError::BadStep {
+                            field: name,
+                            text: text.to_string(),
+                            step: step.to_string(),
+                        });
                     }
                 }
             }
@@ -274,32 +399,29 @@ impl Field {
             if let Some(b) = b
                 && a > b
             {
-                let field = if whole(base) {
-                    format!("the {name} field")
-                } else {
-                    format!("the {name} field `{text}`")
-                };
-                return Err(format!(
-                    "the range `{base}` in {field} runs backwards (write the smaller value first)"
-                ));
+                return Err(FieldError::RangeBackwards {
+                    field: name,
+                    range: base.to_string(),
+                    within: (!whole(base)).then(|| text.to_string()),
+                });
             }
         }
         Ok(out.join(","))
     }
 
     /// A single value of the field, a number in range or a name.
-    fn value(&self, v: &str, text: &str) -> Result<u32, String> {
+    fn value(&self, v: &str, text: &str) -> Result<u32, FieldError> {
         let Field { name, lo, hi, .. } = *self;
-        let place = if v == text {
-            format!("the {name} field `{v}`")
-        } else {
-            format!("`{v}` in the {name} field `{text}`")
+        let place = Place {
+            field: name,
+            value: v.to_string(),
+            within: (v != text).then(|| text.to_string()),
         };
         if let Ok(n) = v.parse::<u32>() {
             return if (lo..=hi).contains(&n) {
                 Ok(n)
             } else {
-                Err(format!("{place} is out of range {lo}-{hi}"))
+                Err(FieldError::OutOfRange { place, lo, hi })
             };
         }
         if let Some((_, n)) = self
@@ -310,21 +432,18 @@ impl Field {
         {
             return Ok(n);
         }
-        let names = match self.names.first().zip(self.names.last()) {
-            Some((first, last)) => format!(" or a name {first}-{last}"),
-            None => String::new(),
-        };
-        let special = if v.contains(['L', 'W', '#', 'l', 'w']) {
-            " (`L`, `W` and `#` are not supported)"
-        } else {
-            ""
-        };
-        Err(format!("{place} is not a number {lo}-{hi}{names}{special}"))
+        Err(FieldError::NotAValue {
+            place,
+            lo,
+            hi,
+            names: self.names.first().copied().zip(self.names.last().copied()),
+            unsupported_special: v.contains(['L', 'W', '#', 'l', 'w']),
+        })
     }
 }
 
 /// Rewrites a Unix day-of-week field (0-7, names, ranges, steps) as a list of day names.
-fn unix_dow_to_names(field: &str) -> Result<String, String> {
+fn unix_dow_to_names(field: &str) -> Result<String, DayOfWeekError> {
     if field == "*" || field == "?" {
         return Ok(field.to_string());
     }
@@ -333,10 +452,11 @@ fn unix_dow_to_names(field: &str) -> Result<String, String> {
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => (
                 r,
-                s.parse::<usize>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("bad step `{s}`"))?,
+                s.parse::<usize>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    DayOfWeekError::BadStep {
+                        step: s.to_string(),
+                    }
+                })?,
             ),
             None => (item, 1),
         };
@@ -349,7 +469,9 @@ fn unix_dow_to_names(field: &str) -> Result<String, String> {
             (d, if item.contains('/') { 6 } else { d })
         };
         if lo > hi {
-            return Err(format!("range `{range}` runs backwards"));
+            return Err(DayOfWeekError::RangeBackwards {
+                range: range.to_string(),
+            });
         }
         for d in (lo..=hi).step_by(step) {
             days[d % 7] = true;
@@ -364,24 +486,28 @@ fn unix_dow_to_names(field: &str) -> Result<String, String> {
         .join(","))
 }
 
-fn day_number(s: &str) -> Result<usize, String> {
+fn day_number(s: &str) -> Result<usize, DayOfWeekError> {
     if let Ok(n) = s.parse::<usize>() {
         return if n <= 7 {
             Ok(n)
         } else {
-            Err(format!("`{s}` is not a day of the week (0-7)"))
+            Err(DayOfWeekError::OutOfRange {
+                value: s.to_string(),
+            })
         };
     }
     DAY_NAMES
         .iter()
         .position(|d| d.eq_ignore_ascii_case(s))
-        .ok_or_else(|| format!("`{s}` is not a day of the week"))
+        .ok_or_else(|| DayOfWeekError::NotADay {
+            value: s.to_string(),
+        })
 }
 
 /// Parses an IANA time zone name.
-pub fn parse_timezone(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>().map_err(|_| {
-        format!("unknown time zone `{name}` (expected an IANA name such as Asia/Kolkata)")
+pub fn parse_timezone(name: &str) -> Result<Tz, UnknownTimezone> {
+    name.parse::<Tz>().map_err(|_| UnknownTimezone {
+        name: name.to_string(),
     })
 }
 
@@ -507,7 +633,39 @@ mod tests {
     }
 
     fn cron_err(expr: &str) -> String {
-        Schedule::parse(expr).expect_err(expr)
+        Schedule::parse(expr).expect_err(expr).to_string()
+    }
+
+    #[test]
+    fn errors_are_typed_by_kind_and_carry_their_data() {
+        assert_eq!(
+            Schedule::parse("0 0 * *").unwrap_err(),
+            ScheduleError::FieldCount {
+                expr: "0 0 * *".into(),
+                count: 4
+            }
+        );
+        let ScheduleError::Field { problem, .. } = Schedule::parse("61 0 * * *").unwrap_err()
+        else {
+            panic!("a field error");
+        };
+        match *problem {
+            FieldError::OutOfRange { place, lo, hi } => assert_eq!(
+                (place.field, place.value.as_str(), lo, hi),
+                ("minute", "61", 0, 59)
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Schedule::parse("0 0 * * 8").unwrap_err(),
+            ScheduleError::Field { problem, .. } if matches!(*problem, FieldError::OutOfRange { .. })
+        ));
+        assert_eq!(
+            parse_timezone("Mars/Olympus").unwrap_err(),
+            UnknownTimezone {
+                name: "Mars/Olympus".into()
+            }
+        );
     }
 
     #[test]
@@ -621,16 +779,23 @@ mod tests {
 
     #[test]
     fn bad_expressions_are_explained() {
-        assert!(Schedule::parse("0 0 * *").unwrap_err().contains("4 fields"));
+        assert!(
+            Schedule::parse("0 0 * *")
+                .unwrap_err()
+                .to_string()
+                .contains("4 fields")
+        );
         assert!(
             Schedule::parse("@fortnightly")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown schedule preset")
         );
         assert!(Schedule::parse("61 0 * * *").is_err());
         assert!(
             Schedule::parse("0 0 * * 8")
                 .unwrap_err()
+                .to_string()
                 .contains("day-of-week")
         );
         assert!(Schedule::parse("none").unwrap().is_none());

@@ -8,7 +8,12 @@ use sqlx::PgConnection;
 use crate::dag::Dag;
 use crate::error::Result;
 use crate::state::RunType;
+use crate::store::missed::{self, MissedReason, Skipped};
 use crate::store::runs::{self, NewRun};
+use crate::store::scheduling;
+
+pub use crate::store::missed::Missed;
+pub use crate::store::scheduling::try_lock_dag;
 
 /// How far ahead of the workers run creation may go: queued runs per DAG.
 pub const QUEUE_AHEAD: i64 = 256;
@@ -61,13 +66,8 @@ pub async fn create_due_runs(
         return Ok(out);
     }
     let tz = dag.tz();
-    let (cursor, unpaused_at): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-        // The DAG row first, then its runs: the order trigger and backfill use too, so
-        // creating runs here can never deadlock with them.
-        sqlx::query_as("SELECT next_dagrun, unpaused_at FROM dags WHERE dag_id = $1 FOR UPDATE")
-            .bind(&dag.dag_id)
-            .fetch_one(&mut *conn)
-            .await?;
+    // The DAG row before its runs (ARCHITECTURE.md, lock order).
+    let (cursor, unpaused_at) = scheduling::lock_cursor(conn, &dag.dag_id).await?;
     let mut cursor = match cursor.or_else(|| first_start(dag, now)) {
         Some(c) => c,
         None => return Ok(out),
@@ -77,46 +77,31 @@ pub async fn create_due_runs(
         && cursor < latest
     {
         // Record what is skipped, then jump to the latest complete interval.
-        let mut starts = Vec::new();
-        let mut ends = Vec::new();
-        let mut reasons = Vec::new();
+        let mut skipped = Vec::new();
         let mut t = cursor;
-        while t < latest && starts.len() < LEDGER_CAP {
+        while t < latest && skipped.len() < LEDGER_CAP {
             let Some(end) = schedule.next_after(t, tz) else {
                 break;
             };
-            starts.push(t);
-            ends.push(end);
-            reasons.push(if unpaused_at.is_some_and(|u| end <= u) {
-                "paused"
+            let reason = if unpaused_at.is_some_and(|u| end <= u) {
+                MissedReason::Paused
             } else {
-                "catchup_disabled"
+                MissedReason::CatchupDisabled
+            };
+            skipped.push(Skipped {
+                start: t,
+                end,
+                reason,
             });
             t = end;
         }
         if t < latest {
             tracing::warn!(dag_id = %dag.dag_id, "more than {LEDGER_CAP} skipped intervals; the ledger keeps the oldest");
         }
-        let done = sqlx::query(
-            "INSERT INTO missed_intervals (dag_id, logical_date, data_interval_start, data_interval_end, reason)
-             SELECT $1, s, s, e, r::missed_reason
-             FROM UNNEST($2::timestamptz[], $3::timestamptz[], $4::text[]) AS u(s, e, r)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&dag.dag_id)
-        .bind(&starts)
-        .bind(&ends)
-        .bind(&reasons)
-        .execute(&mut *conn)
-        .await?;
-        out.missed = done.rows_affected() as usize;
+        out.missed = missed::record(conn, &dag.dag_id, &skipped).await? as usize;
         cursor = latest;
     }
-    let queued: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM dag_runs WHERE dag_id = $1 AND state = 'queued'")
-            .bind(&dag.dag_id)
-            .fetch_one(&mut *conn)
-            .await?;
+    let queued = scheduling::queued_runs(conn, &dag.dag_id).await?;
     let mut room = (QUEUE_AHEAD - queued).max(0);
     while room > 0 {
         if dag.end_date.is_some_and(|end| cursor >= end) {
@@ -142,45 +127,13 @@ pub async fn create_due_runs(
         }
         cursor = end;
     }
-    sqlx::query("UPDATE dags SET next_dagrun = $2 WHERE dag_id = $1")
-        .bind(&dag.dag_id)
-        .bind(cursor)
-        .execute(&mut *conn)
-        .await?;
+    scheduling::set_cursor(conn, &dag.dag_id, cursor).await?;
     Ok(out)
-}
-
-/// Takes the DAG's scheduling lock for this transaction, or says another scheduler has it.
-pub async fn try_lock_dag(conn: &mut PgConnection, dag_id: &str) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT pg_try_advisory_xact_lock(hashtext('upiflow.schedule'), hashtext($1))",
-    )
-    .bind(dag_id)
-    .fetch_one(conn)
-    .await?)
-}
-
-/// An interval in the missed-interval ledger.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct Missed {
-    pub data_interval_start: DateTime<Utc>,
-    pub data_interval_end: DateTime<Utc>,
-    pub reason: String,
-    pub recorded_at: DateTime<Utc>,
 }
 
 /// Ledger entries of `dag_id` that still have no run, oldest first.
 pub async fn open_missed(conn: &mut PgConnection, dag_id: &str) -> Result<Vec<Missed>> {
-    Ok(sqlx::query_as(
-        "SELECT m.data_interval_start, m.data_interval_end, m.reason::text AS reason, m.recorded_at
-         FROM missed_intervals m
-         WHERE m.dag_id = $1 AND NOT EXISTS (
-             SELECT 1 FROM dag_runs r WHERE r.dag_id = m.dag_id AND r.logical_date = m.logical_date)
-         ORDER BY m.logical_date",
-    )
-    .bind(dag_id)
-    .fetch_all(conn)
-    .await?)
+    missed::open(conn, dag_id).await
 }
 
 /// The first and last logical dates of `dag_id`'s open ledger entries: the range a backfill

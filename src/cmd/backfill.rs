@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use upiflow_engine::backfill::{self, Request};
 use upiflow_engine::dag::parse_datetime_in;
-use upiflow_engine::store::dags::VersionCache;
+use upiflow_engine::store::dags::{self as store_dags, VersionCache};
 
 use super::{connect, find_dag};
 use crate::Global;
@@ -64,6 +64,14 @@ pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
         max_active_runs: None,
     };
     let b = backfill::start(&pool, &VersionCache::new(), &dag, &req).await?;
+    let mut conn = pool.acquire().await?;
+    if let Some(current) = store_dags::get(&mut conn, &dag.dag_id)
+        .await?
+        .and_then(|row| row.latest_hash)
+    {
+        super::warn_if_not_current(&dag, &current);
+    }
+    drop(conn);
     println!(
         "backfill {} of {}: {} interval(s) from {} to {}",
         b.id,

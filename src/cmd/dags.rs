@@ -150,7 +150,7 @@ async fn missed(g: &Global, dag_id: &str) -> Result<ExitCode> {
         t.add_row(vec![
             m.data_interval_start.to_rfc3339(),
             m.data_interval_end.to_rfc3339(),
-            m.reason.clone(),
+            m.reason.to_string(),
             super::fmt_time(Some(m.recorded_at)),
         ]);
     }

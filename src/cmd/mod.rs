@@ -97,6 +97,28 @@ pub fn find_dag(g: &Global, dag_id: &str) -> Result<Dag> {
     bail!(msg)
 }
 
+/// Says so on stderr when the database's current version of the DAG (`current`, which new
+/// runs use) is not the definition read from the local DAGs folder: the database is the one
+/// source of truth, and only the scheduler's DAG-file sync moves it.
+pub fn warn_if_not_current(local: &Dag, current: &str) {
+    let hash = local.version_hash();
+    if hash != current {
+        eprintln!(
+            "warning: {} differs from the version of `{}` the database holds; runs use the \
+             database's version {} (not this file's {}). The scheduler records a changed file \
+             the next time it reads its DAGs folder.",
+            local.fileloc,
+            local.dag_id,
+            short(current),
+            short(&hash)
+        );
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
 pub fn table(header: &[&str]) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING)

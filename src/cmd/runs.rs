@@ -47,6 +47,7 @@ pub async fn trigger(g: &Global, a: TriggerArgs) -> Result<ExitCode> {
         ..Trigger::default()
     };
     let run = ops::trigger(&pool, &VersionCache::new(), &dag, &req).await?;
+    super::warn_if_not_current(&dag, &run.dag_hash);
     println!(
         "created run {} of {} (data interval {} .. {}), {}",
         run.run_id,

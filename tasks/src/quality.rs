@@ -18,7 +18,10 @@ use crate::sql::Param;
 
 mod build;
 mod check;
+mod error;
 mod values;
+
+pub use error::{CheckError, FilterError, QualityError};
 
 use crate::sql::bind::{Bind, describe};
 
@@ -153,7 +156,8 @@ impl TaskKind for QualityKind {
         keys: toml::Table,
     ) -> Result<Value, Vec<PrepareError>> {
         let keys: Keys = keys::parse(keys, SPEC)?;
-        let config = prepare_checks(keys.checks).map_err(|m| PrepareError::at("checks", m))?;
+        let config =
+            prepare_checks(keys.checks).map_err(|e| PrepareError::at("checks", e.to_string()))?;
         Ok(serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))?)
     }
 
@@ -166,21 +170,20 @@ impl TaskKind for QualityKind {
     }
 }
 
-fn prepare_checks(checks: Vec<toml::Value>) -> Result<QualityConfig, String> {
+fn prepare_checks(checks: Vec<toml::Value>) -> Result<QualityConfig, QualityError> {
     if checks.is_empty() {
-        return Err("must list at least one check: the array is empty".into());
+        return Err(QualityError::NoChecks);
     }
     let mut prepared: Vec<PreparedCheck> = Vec::with_capacity(checks.len());
     for (i, value) in checks.into_iter().enumerate() {
         let check = check::parse(i + 1, value)?;
         let built = build::build(&check);
         if prepared.iter().any(|p| p.name == built.name) {
-            return Err(format!(
-                "check {} (`{}`): another check is already named `{}`; give one a `name`",
-                i + 1,
-                built.test.as_str(),
-                built.name
-            ));
+            return Err(QualityError::DuplicateName {
+                n: i + 1,
+                test: built.test,
+                name: built.name,
+            });
         }
         prepared.push(built);
     }

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use super::DagError;
 use super::locate::{Locator, Seg};
+use super::problem::KeyPlace;
+use super::{DagError, Problem};
 
 /// The file being read and the problems found so far.
 pub(super) struct Ctx<'a> {
@@ -15,13 +16,10 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub fn err(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
+    pub fn err(&mut self, path: &[Seg<'_>], problem: impl Into<Problem>) {
         let line = self.loc.line(path);
-        self.errors.push(DagError {
-            file: self.file.to_path_buf(),
-            line,
-            message: message.into(),
-        });
+        self.errors
+            .push(DagError::new(self.file.to_path_buf(), line, problem.into()));
     }
 }
 
@@ -39,21 +37,20 @@ pub(super) fn unknown_keys(
     at: &[Seg<'_>],
     table: &toml::Table,
     allowed: &[&str],
-    place: &str,
+    place: KeyPlace,
 ) {
     for key in table.keys() {
         if allowed.contains(&key.as_str()) {
             continue;
         }
-        let hint = closest(key, allowed)
-            .map(|k| format!("did you mean `{k}`? "))
-            .unwrap_or_default();
         cx.err(
             &join(at, key),
-            format!(
-                "unknown key `{key}` {place} ({hint}known keys: {})",
-                allowed.join(", ")
-            ),
+            Problem::UnknownKey {
+                key: key.clone(),
+                place: place.clone(),
+                suggestion: closest(key, allowed).map(str::to_string),
+                known: allowed.iter().map(|k| k.to_string()).collect(),
+            },
         );
     }
 }
@@ -101,7 +98,11 @@ pub(super) fn describe(v: &toml::Value) -> String {
 fn wrong_type(cx: &mut Ctx<'_>, at: &[Seg<'_>], key: &str, expected: &str, v: &toml::Value) {
     cx.err(
         &join(at, key),
-        format!("`{key}` must be {expected}, not {}", describe(v)),
+        Problem::WrongType {
+            key: key.to_string(),
+            expected: expected.to_string(),
+            found: describe(v),
+        },
     );
 }
 
@@ -151,10 +152,11 @@ pub(super) fn count(
             _ => {
                 cx.err(
                     &join(at, key),
-                    format!(
-                        "`{key}` must be a whole number from {min} to {}, not {n}",
-                        u32::MAX
-                    ),
+                    Problem::CountOutOfRange {
+                        key: key.to_string(),
+                        min,
+                        value: *n,
+                    },
                 );
                 None
             }
@@ -189,11 +191,11 @@ pub(super) fn strings<'t>(
                 path.push(Seg::Index(i));
                 cx.err(
                     &path,
-                    format!(
-                        "`{key}` must hold only strings; element {} is {}",
-                        i + 1,
-                        describe(other)
-                    ),
+                    Problem::NotAString {
+                        key: key.to_string(),
+                        number: i + 1,
+                        found: describe(other),
+                    },
                 );
             }
         }

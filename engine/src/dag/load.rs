@@ -13,18 +13,33 @@ use serde_json::{Map, Value};
 
 use super::fields::{self, Ctx, join, unknown_keys};
 use super::locate::{Locator, Seg};
+use super::problem::{DateError, DurationError, KeyPlace, Problem};
 use super::{Dag, RetryPolicy, TaskDef, build_graph, find_cycles};
 use crate::kind::{PrepareCtx, Registry};
 use crate::schedule::{Schedule, parse_timezone};
 use crate::state::TriggerRule;
 
-/// A problem in a DAG file.
+/// A problem in a DAG file, at a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}:{line}: {message}", file.display())]
 pub struct DagError {
     pub file: PathBuf,
     pub line: usize,
+    /// What is wrong, with its data.
+    pub problem: Problem,
+    /// `problem` as users read it (kept rendered: the scheduler stores it, pages show it).
     pub message: String,
+}
+
+impl DagError {
+    pub fn new(file: PathBuf, line: usize, problem: Problem) -> Self {
+        Self {
+            file,
+            line,
+            message: problem.to_string(),
+            problem,
+        }
+    }
 }
 
 /// The keys of a DAG file's top level.
@@ -60,11 +75,13 @@ const DEFAULT_MAX_ACTIVE_RUNS: u32 = 16;
 /// Loads and validates one DAG file.
 pub fn load_dag_file(path: &Path, registry: &Registry) -> Result<Dag, Vec<DagError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![DagError {
-            file: path.to_path_buf(),
-            line: 1,
-            message: format!("cannot read the file: {e}"),
-        }]
+        vec![DagError::new(
+            path.to_path_buf(),
+            1,
+            Problem::Unreadable {
+                error: e.to_string(),
+            },
+        )]
     })?;
     load_dag_str(path, &text, registry)
 }
@@ -81,11 +98,13 @@ pub fn load_dag_str(path: &Path, text: &str, registry: &Registry) -> Result<Dag,
         Ok(doc) => doc,
         Err(e) => {
             let line = e.span().map_or(1, |s| cx.loc.line_of(s.start));
-            return Err(vec![DagError {
-                file: path.to_path_buf(),
+            return Err(vec![DagError::new(
+                path.to_path_buf(),
                 line,
-                message: format!("TOML syntax: {}", e.message().trim()),
-            }]);
+                Problem::Syntax {
+                    message: e.message().trim().to_string(),
+                },
+            )]);
         }
     };
     let dag = validate(&mut cx, &doc, registry);
@@ -107,6 +126,11 @@ fn folder_of(file: &Path) -> PathBuf {
     }
 }
 
+/// The registered kind names, for messages.
+fn known_kinds(registry: &Registry) -> Vec<String> {
+    registry.names().iter().map(|n| n.to_string()).collect()
+}
+
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 250
@@ -122,13 +146,10 @@ struct RawTask<'t> {
 
 fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<Dag> {
     use Seg::{Index, Key};
-    unknown_keys(cx, &[], doc, DAG_KEYS, "at the top level");
+    unknown_keys(cx, &[], doc, DAG_KEYS, KeyPlace::TopLevel);
     let dag_id = match doc.get("dag_id") {
         None => {
-            cx.err(
-                &[],
-                "missing key `dag_id` (the DAG's name, e.g. dag_id = \"daily_upi\")",
-            );
+            cx.err(&[], Problem::MissingDagId);
             None
         }
         Some(_) => fields::string(cx, &[], doc, "dag_id"),
@@ -138,7 +159,7 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
     {
         cx.err(
             &[Key("dag_id")],
-            format!("dag_id `{id}` must be 1-250 characters of letters, digits, `_`, `-` or `.`"),
+            Problem::InvalidDagId { id: id.to_string() },
         );
     }
     let description = fields::string(cx, &[], doc, "description");
@@ -164,7 +185,7 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
     if let (Some(s), Some(e)) = (start_date, end_date)
         && e <= s
     {
-        cx.err(&[Key("end_date")], "end_date must be after start_date");
+        cx.err(&[Key("end_date")], Problem::EndNotAfterStart);
     }
     let catchup = fields::boolean(cx, &[], doc, "catchup").unwrap_or(false);
     let max_active_runs =
@@ -177,7 +198,7 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
         &[Key("defaults")],
         defaults_table,
         OVERRIDE_KEYS,
-        "in [defaults]",
+        KeyPlace::Defaults,
     );
     let defaults = resolve_overrides(cx, &[Key("defaults")], defaults_table, None);
     let params: Map<String, Value> = fields::table(cx, &[], doc, "params", "[params]")
@@ -188,22 +209,21 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
 
     let entries: &[toml::Value] = match doc.get("tasks") {
         None => {
-            cx.err(&[Key("dag_id")], "a DAG needs at least one [[tasks]] entry");
+            cx.err(&[Key("dag_id")], Problem::NoTasks);
             &[]
         }
         Some(toml::Value::Array(a)) => {
             if a.is_empty() {
-                cx.err(&[Key("tasks")], "a DAG needs at least one [[tasks]] entry");
+                cx.err(&[Key("tasks")], Problem::NoTasks);
             }
             a
         }
         Some(v) => {
             cx.err(
                 &[Key("tasks")],
-                format!(
-                    "`tasks` must be an array of tables (write each task under [[tasks]]), not {}",
-                    fields::describe(v)
-                ),
+                Problem::TasksNotArray {
+                    found: fields::describe(v),
+                },
             );
             &[]
         }
@@ -218,20 +238,16 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
         let Some(t) = entry.as_table() else {
             cx.err(
                 &at,
-                format!(
-                    "task {} must be a table ([[tasks]] with id, kind, ...), not {}",
-                    i + 1,
-                    fields::describe(entry)
-                ),
+                Problem::TaskNotTable {
+                    number: i + 1,
+                    found: fields::describe(entry),
+                },
             );
             continue;
         };
         let id = match t.get("id") {
             None => {
-                cx.err(
-                    &at,
-                    format!("task {} has no `id` (e.g. id = \"load\")", i + 1),
-                );
+                cx.err(&at, Problem::TaskWithoutId { number: i + 1 });
                 None
             }
             Some(_) => fields::string(cx, &at, t, "id"),
@@ -242,16 +258,17 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
             if !valid_id(id) {
                 cx.err(
                     &join(&at, "id"),
-                    format!(
-                        "task id `{id}` must be 1-250 characters of letters, digits, `_`, `-` or `.`"
-                    ),
+                    Problem::InvalidTaskId { id: id.to_string() },
                 );
             }
             if let Some(&j) = first_seen.get(id) {
                 let first_line = cx.loc.line(&[Key("tasks"), Index(j), Key("id")]);
                 cx.err(
                     &join(&at, "id"),
-                    format!("duplicate task id `{id}` (first defined at line {first_line})"),
+                    Problem::DuplicateTaskId {
+                        id: id.to_string(),
+                        first_line,
+                    },
                 );
             } else {
                 first_seen.insert(id, i);
@@ -261,10 +278,10 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
             None => {
                 cx.err(
                     &at,
-                    format!(
-                        "task `{name}` has no `kind` (one of {})",
-                        registry.names().join(", ")
-                    ),
+                    Problem::TaskWithoutKind {
+                        task: name.clone(),
+                        known: known_kinds(registry),
+                    },
                 );
                 None
             }
@@ -275,10 +292,9 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
             Some(s) => TriggerRule::parse(s).unwrap_or_else(|| {
                 cx.err(
                     &join(&at, "trigger_rule"),
-                    format!(
-                        "unknown trigger rule `{s}` (expected one of {})",
-                        TriggerRule::ALL.map(|(n, _)| n).join(", ")
-                    ),
+                    Problem::UnknownTriggerRule {
+                        value: s.to_string(),
+                    },
                 );
                 TriggerRule::default()
             }),
@@ -288,7 +304,10 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
             if upstream[..j].contains(up) {
                 cx.err(
                     &[Key("tasks"), Index(i), Key("upstream"), Index(j)],
-                    format!("task `{name}` lists upstream `{up}` twice"),
+                    Problem::DuplicateUpstream {
+                        task: name.clone(),
+                        upstream: up.to_string(),
+                    },
                 );
             }
         }
@@ -298,10 +317,10 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
             None => {
                 cx.err(
                     &join(&at, "kind"),
-                    format!(
-                        "unknown task kind `{k}` (known kinds: {})",
-                        registry.names().join(", ")
-                    ),
+                    Problem::UnknownKind {
+                        kind: k.to_string(),
+                        known: known_kinds(registry),
+                    },
                 );
                 None
             }
@@ -323,7 +342,10 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
                     &at,
                     t,
                     &allowed,
-                    &format!("in task `{name}` of kind `{}`", kind.name()),
+                    KeyPlace::Task {
+                        task: name.clone(),
+                        kind: kind.name().to_string(),
+                    },
                 );
                 // The kind still checks the keys that are its own, so a missing or bad one is
                 // reported in the same pass as the unknown ones.
@@ -346,7 +368,14 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
                                 None if id.is_some() => join(&at, "id"),
                                 None => at.to_vec(),
                             };
-                            cx.err(&path, format!("task `{name}`: {}", e.message));
+                            cx.err(
+                                &path,
+                                Problem::Kind {
+                                    task: name.clone(),
+                                    key: e.key.clone(),
+                                    message: e.message,
+                                },
+                            );
                         }
                         Value::Null
                     }
@@ -378,7 +407,10 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
             if !first_seen.contains_key(up) {
                 cx.err(
                     &[Key("tasks"), Index(i), Key("upstream"), Index(j)],
-                    format!("task `{name}` lists unknown upstream `{up}`"),
+                    Problem::UnknownUpstream {
+                        task: name.clone(),
+                        upstream: up.to_string(),
+                    },
                 );
             }
         }
@@ -392,7 +424,9 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
         let i = first_seen.get(cycle[0]).copied().unwrap_or(0);
         cx.err(
             &[Key("tasks"), Index(i), Key("upstream")],
-            format!("dependency cycle: {}", cycle.join(" -> ")),
+            Problem::Cycle {
+                cycle: cycle.iter().map(|t| t.to_string()).collect(),
+            },
         );
     }
 
@@ -459,7 +493,13 @@ fn resolve_overrides(
         match parse_duration(v) {
             Ok(d) => Some(d),
             Err(e) => {
-                cx.err(&join(at, key), format!("bad duration for `{key}`: {e}"));
+                cx.err(
+                    &join(at, key),
+                    Problem::BadDuration {
+                        key: key.to_string(),
+                        problem: e,
+                    },
+                );
                 None
             }
         }
@@ -483,14 +523,18 @@ fn resolve_overrides(
 }
 
 /// A humantime string (`30s`, `1h 30m`) or a whole number of seconds.
-fn parse_duration(v: &toml::Value) -> Result<Duration, String> {
+fn parse_duration(v: &toml::Value) -> Result<Duration, DurationError> {
     match v {
-        toml::Value::String(s) => humantime::parse_duration(s)
-            .map_err(|e| format!("`{s}`: {e} (write e.g. \"30s\", \"5m\", \"1h 30m\")")),
+        toml::Value::String(s) => {
+            humantime::parse_duration(s).map_err(|e| DurationError::Unparsable {
+                text: s.clone(),
+                error: e.to_string(),
+            })
+        }
         toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
-        other => Err(format!(
-            "`{other}` is not a duration (write e.g. \"30s\", \"5m\", \"1h 30m\")"
-        )),
+        other => Err(DurationError::NotADuration {
+            value: other.to_string(),
+        }),
     }
 }
 
@@ -506,7 +550,10 @@ fn parse_date(
         other => {
             cx.err(
                 &[Seg::Key(key)],
-                format!("{key} must be a date such as \"2024-01-01\", not `{other}`"),
+                Problem::DateNotText {
+                    key: key.to_string(),
+                    value: other.to_string(),
+                },
             );
             return None;
         }
@@ -514,7 +561,13 @@ fn parse_date(
     match parse_datetime_in(&text, tz) {
         Ok(d) => Some(d),
         Err(e) => {
-            cx.err(&[Seg::Key(key)], format!("{key}: {e}"));
+            cx.err(
+                &[Seg::Key(key)],
+                Problem::BadDate {
+                    key: key.to_string(),
+                    problem: e,
+                },
+            );
             None
         }
     }
@@ -522,7 +575,7 @@ fn parse_date(
 
 /// Parses `2024-01-01` (midnight in `tz`), `2024-01-01T06:00:00` (local to `tz`) or an
 /// RFC 3339 timestamp with its own offset.
-pub fn parse_datetime_in(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+pub fn parse_datetime_in(text: &str, tz: Tz) -> Result<DateTime<Utc>, DateError> {
     let text = text.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(text) {
         return Ok(d.with_timezone(&Utc));
@@ -534,14 +587,17 @@ pub fn parse_datetime_in(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     {
         d
     } else {
-        return Err(format!(
-            "`{text}` is not a date (expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or RFC 3339)"
-        ));
+        return Err(DateError::NotADate {
+            text: text.to_string(),
+        });
     };
     tz.from_local_datetime(&local)
         .earliest()
         .map(|d| d.with_timezone(&Utc))
-        .ok_or_else(|| format!("`{text}` does not exist in {tz} (a DST gap)"))
+        .ok_or_else(|| DateError::DstGap {
+            text: text.to_string(),
+            tz,
+        })
 }
 
 /// Every DAG in a folder, and the errors of the files that are not valid.
@@ -569,15 +625,14 @@ pub fn load_folder(dir: &Path, registry: &Registry) -> Folder {
         match load_dag_file(&file, registry) {
             Ok(dag) => {
                 if let Some(first) = owners.get(&dag.dag_id) {
-                    out.errors.push(DagError {
-                        file: file.clone(),
-                        line: 1,
-                        message: format!(
-                            "dag_id `{}` is already defined in {}",
-                            dag.dag_id,
-                            first.display()
-                        ),
-                    });
+                    out.errors.push(DagError::new(
+                        file.clone(),
+                        1,
+                        Problem::DuplicateDagId {
+                            dag_id: dag.dag_id.clone(),
+                            first: first.clone(),
+                        },
+                    ));
                 } else {
                     owners.insert(dag.dag_id.clone(), file);
                     out.dags.push(dag);
@@ -587,11 +642,8 @@ pub fn load_folder(dir: &Path, registry: &Registry) -> Folder {
         }
     }
     if !dir.exists() {
-        out.errors.push(DagError {
-            file: dir.to_path_buf(),
-            line: 1,
-            message: "the DAGs folder does not exist".into(),
-        });
+        out.errors
+            .push(DagError::new(dir.to_path_buf(), 1, Problem::NoFolder));
     }
     out
 }

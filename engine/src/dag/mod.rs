@@ -4,6 +4,7 @@
 mod fields;
 mod load;
 mod locate;
+mod problem;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 pub use load::{DagError, Folder, load_dag_file, load_dag_str, load_folder, parse_datetime_in};
+pub use problem::{DateError, DurationError, IndexError, KeyPlace, Problem};
 
 use crate::schedule::Schedule;
 use crate::state::TriggerRule;
@@ -86,7 +88,7 @@ struct Index {
 
 impl Dag {
     /// Rebuilds the derived lookups; called after loading or deserialising.
-    pub(crate) fn indexed(mut self) -> Result<Self, String> {
+    pub(crate) fn indexed(mut self) -> Result<Self, IndexError> {
         let by_id: HashMap<String, usize> = self
             .tasks
             .iter()
@@ -96,15 +98,18 @@ impl Dag {
         let mut downstream = vec![Vec::new(); self.tasks.len()];
         for (i, t) in self.tasks.iter().enumerate() {
             for up in &t.upstream {
-                let u = *by_id
-                    .get(up)
-                    .ok_or_else(|| format!("task `{}` lists unknown upstream `{up}`", t.id))?;
+                let u = *by_id.get(up).ok_or_else(|| IndexError::UnknownUpstream {
+                    task: t.id.clone(),
+                    upstream: up.clone(),
+                })?;
                 downstream[u].push(i);
             }
         }
         let graph = self.graph();
         let topo = petgraph::algo::toposort(&graph, None)
-            .map_err(|c| format!("dependency cycle through `{}`", graph[c.node_id()]))?
+            .map_err(|c| IndexError::Cycle {
+                task: graph[c.node_id()].to_string(),
+            })?
             .into_iter()
             .map(|n| by_id[graph[n]])
             .collect();
@@ -119,8 +124,10 @@ impl Dag {
     }
 
     /// Reads a DAG stored as JSON (a `dag_versions.spec`).
-    pub fn from_json(spec: Value) -> Result<Self, String> {
-        let dag: Dag = serde_json::from_value(spec).map_err(|e| e.to_string())?;
+    pub fn from_json(spec: Value) -> Result<Self, IndexError> {
+        let dag: Dag = serde_json::from_value(spec).map_err(|e| IndexError::Json {
+            error: e.to_string(),
+        })?;
         dag.indexed()
     }
 

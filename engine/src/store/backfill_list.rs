@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 
 use crate::error::Result;
+use crate::store::backfills::BackfillState;
 use crate::store::runs::RunRow;
 
 /// A backfill with the runs of its range counted by state.
@@ -15,9 +16,7 @@ pub struct BackfillLine {
     pub from_date: DateTime<Utc>,
     pub to_date: DateTime<Utc>,
     pub created_by: String,
-    /// `running`, `success` or `failed`, as `backfill::BackfillRow::state` (text until the
-    /// backfill state is an enum of `crate::state`).
-    pub state: String,
+    pub state: BackfillState,
     pub total: i32,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -31,7 +30,7 @@ pub struct BackfillLine {
 /// `backfill::progress` counts it, in one query.
 pub async fn list(conn: &mut PgConnection, limit: i64) -> Result<Vec<BackfillLine>> {
     Ok(sqlx::query_as(
-        "SELECT b.id, b.dag_id, b.from_date, b.to_date, b.created_by, b.state::text AS state,
+        "SELECT b.id, b.dag_id, b.from_date, b.to_date, b.created_by, b.state,
                 b.total, b.created_at, b.completed_at,
                 p.success, p.failed, p.running, p.queued
          FROM backfills b

@@ -27,6 +27,8 @@ pub struct DagRow {
 }
 
 /// Records `dag` as the current definition of its id and stores its version; returns the hash.
+/// The DAG-file sync (the scheduler's, like Airflow's DAG processor) is the one caller that
+/// may move `latest_hash`; operations on behalf of a user go through [`register`].
 pub async fn sync(conn: &mut PgConnection, dag: &Dag) -> Result<String> {
     let hash = dag.version_hash();
     sqlx::query(
@@ -61,6 +63,63 @@ pub async fn sync(conn: &mut PgConnection, dag: &Dag) -> Result<String> {
     Ok(hash)
 }
 
+/// What [`register`] found: the hash of the caller's definition, and the version of the DAG
+/// the database says new runs use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// The caller's definition, now stored in `dag_versions`.
+    pub hash: String,
+    /// `dags.latest_hash`: the caller's own hash only if the DAG was new to the database.
+    pub latest_hash: String,
+}
+
+/// Stores `dag`'s version and records the DAG if the database does not know it yet, but never
+/// changes the current version of a known DAG (only [`sync`], the DAG-file sync, moves it);
+/// locks the `dags` row for the rest of the transaction and returns both hashes.
+pub async fn register(conn: &mut PgConnection, dag: &Dag) -> Result<Registered> {
+    let hash = dag.version_hash();
+    // ON CONFLICT DO UPDATE locks the conflicting row even when its WHERE is false, so the
+    // `dags` row is taken here, before any `dag_runs` row, as `sync` takes it.
+    sqlx::query(
+        "INSERT INTO dags (dag_id, fileloc, latest_hash, description, schedule, timezone, max_active_runs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (dag_id) DO UPDATE SET
+            fileloc = EXCLUDED.fileloc, latest_hash = EXCLUDED.latest_hash,
+            description = EXCLUDED.description, schedule = EXCLUDED.schedule,
+            timezone = EXCLUDED.timezone, max_active_runs = EXCLUDED.max_active_runs,
+            updated_at = now()
+         WHERE dags.latest_hash IS NULL",
+    )
+    .bind(&dag.dag_id)
+    .bind(&dag.fileloc)
+    .bind(&hash)
+    .bind(&dag.description)
+    .bind(&dag.schedule)
+    .bind(&dag.timezone)
+    .bind(dag.max_active_runs as i32)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO dag_versions (dag_id, hash, spec) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&dag.dag_id)
+    .bind(&hash)
+    .bind(dag.to_json())
+    .execute(&mut *conn)
+    .await?;
+    let latest: Option<String> =
+        sqlx::query_scalar("SELECT latest_hash FROM dags WHERE dag_id = $1 FOR UPDATE")
+            .bind(&dag.dag_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(Registered {
+        latest_hash: latest.unwrap_or_else(|| hash.clone()),
+        hash,
+    })
+}
+
+/// The DAG row `dag_id`, if the database knows it.
 pub async fn get(conn: &mut PgConnection, dag_id: &str) -> Result<Option<DagRow>> {
     Ok(
         sqlx::query_as::<_, DagRow>("SELECT * FROM dags WHERE dag_id = $1")
@@ -70,6 +129,7 @@ pub async fn get(conn: &mut PgConnection, dag_id: &str) -> Result<Option<DagRow>
     )
 }
 
+/// Every DAG row, by id.
 pub async fn list(conn: &mut PgConnection) -> Result<Vec<DagRow>> {
     Ok(
         sqlx::query_as::<_, DagRow>("SELECT * FROM dags ORDER BY dag_id")

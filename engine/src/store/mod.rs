@@ -10,6 +10,7 @@
 //! duplicates impossible, not unlikely.
 
 pub mod backfill_list;
+pub mod backfills;
 pub mod clear_targets;
 pub mod dag_files;
 pub mod dag_list;
@@ -20,6 +21,8 @@ pub mod filters;
 pub mod grid;
 pub mod health;
 pub mod logs;
+pub mod missed;
+pub mod run_lookups;
 pub mod run_tasks;
 pub mod runs;
 pub mod scheduling;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::error::{CheckError, QualityError};
 use super::values::{self, Filter, Ident, Num};
 use super::{Severity, Test};
 
@@ -59,7 +60,6 @@ pub(super) enum Spec {
 }
 
 const COMMON: &[&str] = &["test", "name", "severity", "where"];
-const EXAMPLE: &str = "{ test = \"not_null\", table = \"t\", column = \"c\" }";
 
 fn keys_of(test: Test) -> &'static [&'static str] {
     match test {
@@ -73,31 +73,29 @@ fn keys_of(test: Test) -> &'static [&'static str] {
 }
 
 /// Reads the `n`th (1-based) check.
-pub(super) fn parse(n: usize, value: toml::Value) -> Result<Check, String> {
+pub(super) fn parse(n: usize, value: toml::Value) -> Result<Check, QualityError> {
     let toml::Value::Table(mut table) = value else {
-        return Err(format!(
-            "check {n}: must be a table like {EXAMPLE}, not {}",
-            value.type_str()
-        ));
+        return Err(QualityError::NotATable {
+            n,
+            found: value.type_str(),
+        });
     };
-    let names: Vec<_> = Test::ALL.iter().map(|t| t.as_str()).collect();
-    let names = names.join(", ");
     let test = match table.remove("test") {
-        None => return Err(format!("check {n}: missing key `test` (one of: {names})")),
+        None => return Err(QualityError::MissingTest { n }),
         Some(toml::Value::String(s)) => s,
         Some(other) => {
-            return Err(format!(
-                "check {n}: `test` must be a string (one of: {names}), not {}",
-                other.type_str()
-            ));
+            return Err(QualityError::TestNotAString {
+                n,
+                found: other.type_str(),
+            });
         }
     };
     let Some(test) = Test::ALL.into_iter().find(|t| t.as_str() == test) else {
-        return Err(format!("check {n}: unknown test `{test}` (known: {names})"));
+        return Err(QualityError::UnknownTest { n, test });
     };
     Reader { table }
         .check(test)
-        .map_err(|m| format!("check {n} (`{}`): {m}", test.as_str()))
+        .map_err(|problem| QualityError::Check { n, test, problem })
 }
 
 /// Takes keys out of a check's table, so what is left at the end is unknown.
@@ -106,7 +104,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn check(mut self, test: Test) -> Result<Check, String> {
+    fn check(mut self, test: Test) -> Result<Check, CheckError> {
         let own = keys_of(test);
         // Unknown keys first: a misspelt `colum` is better reported as such than as a
         // missing `column`.
@@ -116,16 +114,19 @@ impl Reader {
             .find(|k| !own.contains(&k.as_str()) && !COMMON.contains(&k.as_str()))
         {
             let known: Vec<_> = own.iter().chain(&COMMON[1..]).copied().collect();
-            return Err(format!("unknown key `{key}` (known: {})", known.join(", ")));
+            return Err(CheckError::UnknownKey {
+                key: key.clone(),
+                known,
+            });
         }
         let spec = self.spec(test)?;
         let severity = match self.string("severity")?.as_deref() {
             None | Some("error") => Severity::Error,
             Some("warn") => Severity::Warn,
             Some(other) => {
-                return Err(format!(
-                    "`severity` must be \"error\" or \"warn\", not \"{other}\""
-                ));
+                return Err(CheckError::BadSeverity {
+                    value: other.to_string(),
+                });
             }
         };
         let filter = self
@@ -134,7 +135,7 @@ impl Reader {
             .transpose()?;
         let name = match self.string("name")? {
             Some(name) if name.trim().is_empty() || name.contains(char::is_control) => {
-                return Err("`name` must be a non-empty single line".into());
+                return Err(CheckError::BadName);
             }
             Some(name) => name,
             None => default_name(test, &spec),
@@ -147,7 +148,7 @@ impl Reader {
         })
     }
 
-    fn spec(&mut self, test: Test) -> Result<Spec, String> {
+    fn spec(&mut self, test: Test) -> Result<Spec, CheckError> {
         let table = self.ident("table")?;
         Ok(match test {
             Test::NotNull => Spec::NotNull {
@@ -197,10 +198,10 @@ impl Reader {
 }
 
 /// At least one of min and max, in order.
-fn bounds(min: Option<f64>, max: Option<f64>) -> Result<(), String> {
+fn bounds(min: Option<f64>, max: Option<f64>) -> Result<(), CheckError> {
     match (min, max) {
-        (None, None) => Err("give `min`, `max` or both".into()),
-        (Some(lo), Some(hi)) if lo > hi => Err(format!("`min` ({lo}) is above `max` ({hi})")),
+        (None, None) => Err(CheckError::NoBounds),
+        (Some(lo), Some(hi)) if lo > hi => Err(CheckError::BoundsReversed { min: lo, max: hi }),
         _ => Ok(()),
     }
 }

@@ -1,10 +1,11 @@
 //! What a check puts into SQL besides its shape: identifiers (validated, then quoted),
 //! numbers (bound) and the `where` expression (its parameters made positional).
 
+use super::error::FilterError;
 use crate::sql::Param;
 use crate::sql_params;
 
-const KNOWN_PARAMS: &str =
+pub(super) const KNOWN_PARAMS: &str =
     ":data_interval_start, :data_interval_end, :logical_date, :ds, :run_id, :params.NAME";
 
 /// The `where` expression with its named parameters made positional (`$1..$k`).
@@ -71,22 +72,19 @@ impl Num {
 }
 
 /// The `where` text as one expression whose parameters the run can bind.
-pub(super) fn filter(text: &str) -> Result<Filter, String> {
-    let mut statements = sql_params::split(text).map_err(|e| format!("`where`: {e}"))?;
+pub(super) fn filter(text: &str) -> Result<Filter, FilterError> {
+    let mut statements = sql_params::split(text)?;
     let statement = match statements.len() {
-        0 => return Err("`where` is empty".into()),
+        0 => return Err(FilterError::Empty),
         1 => statements.remove(0),
-        _ => return Err("`where` must be one boolean expression, without `;`".into()),
+        _ => return Err(FilterError::Several),
     };
     let params = statement
         .params
         .iter()
         .map(|p| {
-            Param::parse(&p.name).ok_or_else(|| {
-                format!(
-                    "`where`: unknown parameter `:{}` (known: {KNOWN_PARAMS})",
-                    p.name
-                )
+            Param::parse(&p.name).ok_or_else(|| FilterError::UnknownParam {
+                name: p.name.clone(),
             })
         })
         .collect::<Result<_, _>>()?;

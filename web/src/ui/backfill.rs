@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{Markup, html};
 use serde::Deserialize;
-use upiflow_engine::backfill::{self, BackfillRow, Progress, Request};
+use upiflow_engine::backfill::{self, BackfillRow, BackfillState, Progress, Request};
 use upiflow_engine::store::backfill_list;
 use upiflow_engine::store::dags::DagRow;
 use upiflow_engine::{Dag, EngineError, ErrorKind};
@@ -68,12 +68,12 @@ async fn list(
                 tbody {
                     @for b in &rows {
                         @let p = Progress { total: b.total as i64, success: b.success, failed: b.failed, running: b.running, queued: b.queued };
-                        tr data-backfill=(b.id) data-state=(b.state) {
+                        tr data-backfill=(b.id) data-state=(b.state.as_str()) {
                             td.num { a href=(backfill_url(b.id)) { (b.id) } }
                             td { a href=(dag_url(&b.dag_id)) { (b.dag_id) } }
                             td { (ts(b.from_date)) }
                             td { (ts(b.to_date)) }
-                            td { (state_badge(&b.state)) }
+                            td { (state_badge(b.state.as_str())) }
                             td.progress-cell { (progress_bar(&p)) }
                             td.num { (p.done()) " / " (p.total) }
                             td { (b.created_by) }
@@ -119,7 +119,7 @@ async fn one(
         section.card id="backfill-progress" data-backfill=(b.id) data-state=(b.state)
             data-done=(p.done()) data-total=(p.total) {
             div.toolbar {
-                (state_badge(&b.state))
+                (state_badge(b.state.as_str()))
                 strong { (p.done()) " / " (p.total) " runs done" }
             }
             (progress_bar(&p))
@@ -157,7 +157,7 @@ async fn one(
             }
             @if runs.len() as i64 >= RUNS_LIMIT { p.muted { "Only the first " (RUNS_LIMIT) " runs are listed." } }
         }
-        @if b.state != "running" { span hidden data-refresh-final {} }
+        @if b.state != BackfillState::Running { span hidden data-refresh-final {} }
     };
     if wants_fragment(&headers) {
         return Ok(region);
@@ -176,7 +176,7 @@ async fn one(
                 " · by " (b.created_by) " at " (ts(b.created_at))
                 @if let Some(c) = b.completed_at { " · completed " (ts(c)) }
             }
-            @if b.state == "running" {
+            @if b.state == BackfillState::Running {
                 div id="backfill-region" data-refresh=(here) data-every="3" { (region) }
             } @else {
                 div id="backfill-region" { (region) }

@@ -66,7 +66,7 @@ async fn missed_page(
                             tr data-interval=(m.data_interval_start.to_rfc3339()) data-reason=(m.reason) {
                                 td { (ts(m.data_interval_start)) }
                                 td { (ts(m.data_interval_end)) }
-                                td { (m.reason.replace('_', " ")) }
+                                td { (m.reason.label()) }
                                 td { (ts(m.recorded_at)) }
                             }
                         }

@@ -28,7 +28,7 @@ pub fn router() -> Router<AppState> {
 /// A date as a form sends it: `datetime-local` (`YYYY-MM-DDTHH:MM`), a date, a local
 /// date-time or RFC 3339; local times are in the DAG's time zone.
 pub(super) fn parse_form_date(text: &str, dag: &Dag) -> Result<DateTime<Utc>, String> {
-    parse_datetime_in(&with_seconds(text), dag.tz())
+    parse_datetime_in(&with_seconds(text), dag.tz()).map_err(|e| e.to_string())
 }
 
 /// `YYYY-MM-DDTHH:MM` (what a `datetime-local` input sends) with `:00` added.

@@ -235,3 +235,61 @@ fn checks_must_be_an_array() {
         .expect_err("missing");
     assert!(err.message.starts_with("missing key `checks`"), "{err:?}");
 }
+
+#[test]
+fn refusals_are_typed_by_kind_and_carry_the_check_and_key() {
+    let parse = |checks: &str| {
+        let doc = table(&format!("checks = [\n{checks}\n]"));
+        let checks = doc["checks"].as_array().unwrap().clone();
+        prepare_checks(checks).expect_err("should be rejected")
+    };
+    assert_eq!(parse(""), QualityError::NoChecks);
+    assert_eq!(
+        parse(r#"{ test = "nullish" }"#),
+        QualityError::UnknownTest {
+            n: 1,
+            test: "nullish".into()
+        }
+    );
+    assert_eq!(
+        parse(&format!(
+            "{},\n{}",
+            check("unique", r#"table = "t", column = "c""#),
+            check("unique", r#"table = "t", colum = "c""#)
+        )),
+        QualityError::Check {
+            n: 2,
+            test: Test::Unique,
+            problem: CheckError::UnknownKey {
+                key: "colum".into(),
+                known: vec!["table", "column", "name", "severity", "where"],
+            },
+        }
+    );
+    assert_eq!(
+        parse(&check("row_count", r#"table = "t", min = 5, max = 1"#)),
+        QualityError::Check {
+            n: 1,
+            test: Test::RowCount,
+            problem: CheckError::BoundsReversed { min: 5.0, max: 1.0 },
+        }
+    );
+    assert_eq!(
+        parse(&check(
+            "not_null",
+            r#"table = "t", column = "c", where = "x > :nope""#
+        )),
+        QualityError::Check {
+            n: 1,
+            test: Test::NotNull,
+            problem: CheckError::Filter(FilterError::UnknownParam {
+                name: "nope".into()
+            }),
+        }
+    );
+    // The message is the one `prepare` reports.
+    assert_eq!(
+        parse(&check("row_count", r#"table = "t", min = 5, max = 1"#)).to_string(),
+        "check 1 (`row_count`): `min` (5) is above `max` (1)"
+    );
+}
