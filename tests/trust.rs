@@ -297,6 +297,13 @@ async fn a_trigger_whose_connection_is_killed_mid_transaction_is_retried_and_suc
 async fn kill_waiting(conn: &mut sqlx::PgConnection) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
+        // The caller polls inside its transaction (it holds the lock), and Postgres keeps one
+        // snapshot of pg_stat_activity per transaction: without clearing it, a session that
+        // starts waiting after the first poll is never seen.
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
         let killed = sqlx::query_scalar::<_, i64>(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
              WHERE datname = current_database() AND wait_event_type = 'Lock'
@@ -310,6 +317,10 @@ async fn kill_waiting(conn: &mut sqlx::PgConnection) -> i64 {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     let seen: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT state, wait_event_type, left(query, 120) FROM pg_stat_activity
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
