@@ -12,7 +12,7 @@ use crate::error::{EngineError, Result};
 use crate::state::{RunState, RunType};
 use crate::store::dags::VersionCache;
 use crate::store::runs::{self, NewRun, RunRow};
-use crate::store::{self, dags, run_lookups};
+use crate::store::{self, dags};
 
 /// A request for a new run.
 #[derive(Debug, Clone)]
@@ -109,8 +109,7 @@ async fn trigger_once(
         conf: req.conf.clone(),
     };
     let Some(run) = runs::create(&mut tx, dag, &hash, &new).await? else {
-        let existing =
-            run_lookups::run_id_at(&mut tx, &dag.dag_id, logical_date, &new.run_id).await?;
+        let existing = runs::run_id_at(&mut tx, &dag.dag_id, logical_date, &new.run_id).await?;
         let existing = existing.unwrap_or_default();
         return Err(EngineError::RunExists {
             dag_id: dag.dag_id.clone(),
@@ -154,7 +153,7 @@ pub async fn wait_until_done(pool: &PgPool, run_pk: i64, every: Duration) -> Res
     loop {
         let state: RunState = crate::transient::retry("wait for run", || async move {
             let mut conn = pool.acquire().await?;
-            run_lookups::run_state(&mut conn, run_pk).await
+            runs::run_state(&mut conn, run_pk).await
         })
         .await?;
         if state.is_terminal() {

@@ -287,7 +287,7 @@ async fn scheduler_beat(
 > {
     let query = async {
         let mut conn = pool.acquire().await?;
-        upiflow_engine::store::health::scheduler_beat(&mut conn).await
+        upiflow_engine::store::scheduling::scheduler_beat(&mut conn).await
     };
     match tokio::time::timeout(DATABASE_HEALTH_TIMEOUT, query).await {
         Ok(Ok(row)) => Ok(row),

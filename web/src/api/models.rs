@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
-use upiflow_engine::store::dag_versions::{self, NumberedVersion};
+use upiflow_engine::store::dags::{self, NumberedVersion};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -109,7 +109,7 @@ pub async fn dag_versions(
     conn: &mut PgConnection,
     wanted: &[(String, String)],
 ) -> Result<HashMap<(String, String), DagVersionResponse>, ApiError> {
-    let rows = dag_versions::numbered(conn, wanted).await?;
+    let rows = dags::numbered(conn, wanted).await?;
     Ok(rows
         .into_iter()
         .map(|r| {

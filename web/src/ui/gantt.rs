@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use upiflow_engine::state::TryOutcome;
-use upiflow_engine::store::run_tasks::RunTry;
+use upiflow_engine::store::task_views::RunTry;
 use upiflow_engine::store::task_views::TiRow;
 
 use super::format::{clip, duration_text, human_duration, secs, ts, ts_opt};

@@ -11,7 +11,6 @@ use chrono::Utc;
 use maud::{Markup, html};
 use serde::Deserialize;
 use upiflow_engine::Dag;
-use upiflow_engine::store::run_tasks;
 use upiflow_engine::store::runs::{self, RunRow};
 use upiflow_engine::store::task_views::{self, TiRow};
 
@@ -79,7 +78,10 @@ async fn run_page(
     let (tis, tries) = {
         let mut conn = s.pool.acquire().await?;
         let tis = ordered(&dag, task_views::for_run(&mut conn, run.id).await?);
-        (tis, run_tasks::tries(&mut conn, run.id).await?)
+        (
+            tis,
+            upiflow_engine::store::task_views::run_tries(&mut conn, run.id).await?,
+        )
     };
     let now = Utc::now();
     let finished = run.state.is_terminal();

@@ -8,7 +8,7 @@ use axum::routing::get;
 use maud::{Markup, html};
 use serde::Deserialize;
 use upiflow_engine::state::TaskState;
-use upiflow_engine::store::{logs, run_tasks, task_views};
+use upiflow_engine::store::{logs, task_views};
 
 use super::badges::state_badge;
 use super::dag_header::{Tab, header, load, version};
@@ -46,7 +46,7 @@ async fn task_page(
     let run = load_run(&s, &dag_id, &run_id).await?;
     let dag = version(&s, &dag_id, &run.dag_hash).await?;
     let mut conn = s.pool.acquire().await?;
-    let ti = run_tasks::task_instance(&mut conn, run.id, &task_id)
+    let ti = task_views::task_instance(&mut conn, run.id, &task_id)
         .await?
         .ok_or_else(|| {
             UiError::NotFound(format!(
