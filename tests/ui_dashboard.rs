@@ -28,7 +28,7 @@ async fn ui() -> Ui {
     auth::create_user(&db.pool, "vic", "viewer-password", Role::Viewer)
         .await
         .unwrap();
-    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    let state = web_state(&db.pool).await;
     let c = upiflow_web::ui::session::start(&state.token_key, "vic", Role::Viewer).unwrap();
     Ui {
         app: upiflow_web::app(state),
@@ -107,7 +107,7 @@ fn minute_key(t: DateTime<Utc>) -> String {
 }
 
 fn ist_date(t: DateTime<Utc>) -> NaiveDate {
-    upiflow_web::ui::payments::ist_date(t)
+    upiflow_tasks::upi::dashboard::ist_date(t)
 }
 
 async fn txn(

@@ -15,6 +15,7 @@ pub use state::{RunState, RunType, TaskState, TriggerRule, TryOutcome};
 pub mod error;
 pub mod executor;
 pub mod ops;
+pub mod product;
 pub mod store;
 
 pub use error::{EngineError, ErrorKind};

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod dags;
 pub mod filters;
+pub mod metrics;
 pub mod runs;
 pub mod tis;
 

@@ -6,10 +6,11 @@
 mod backfill;
 mod charts;
 mod dag;
+pub mod dashboard;
 mod graph;
 mod home;
 mod missed;
-pub mod payments;
+mod panels;
 mod run;
 pub mod session;
 mod task;
@@ -38,7 +39,6 @@ pub fn router() -> Router<AppState> {
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
         .merge(home::router())
-        .merge(payments::router())
         .merge(dag::router())
         .merge(graph::router())
         .merge(run::router())
