@@ -29,7 +29,17 @@ pub use unit::Unit;
 pub use window::{Range, Window};
 
 /// What a product's queries return: boxed so [`Product`] stays object safe.
-pub type ProductFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
+pub type ProductFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProductError>> + Send + 'a>>;
+
+/// Why a product could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProductError {
+    /// The dashboard has no region with this index.
+    #[error("the dashboard has no region {0}")]
+    NoRegion(usize),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
 
 /// A product's part of the web: its dashboard and its metrics.
 pub trait Product: Send + Sync + 'static {

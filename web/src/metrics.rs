@@ -36,7 +36,7 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet, 
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
-use upiflow_engine::product::{MetricFamily, MetricKind, MetricValue};
+use upiflow_engine::product::{MetricFamily, MetricKind, MetricValue, ProductError};
 use upiflow_engine::store::metrics as store;
 
 use crate::AppState;
@@ -73,7 +73,10 @@ struct Snapshot {
 async fn metrics(State(s): State<AppState>, _viewer: Viewer) -> Result<Response, ApiError> {
     let mut snapshot = Snapshot::load(&s.pool).await?;
     if let Some(p) = &s.product {
-        snapshot.product = p.metrics(&s.pool).await?;
+        snapshot.product = p.metrics(&s.pool).await.map_err(|e| match e {
+            ProductError::Db(e) => ApiError::from(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
     }
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use upiflow_engine::product::{
-    Dashboard, MetricFamily, Panel, Product, ProductFuture, Range, Region, Window,
+    Dashboard, MetricFamily, Panel, Product, ProductError, ProductFuture, Range, Region, Window,
 };
 
 use super::dashboard::IST_SECS;
@@ -77,17 +77,16 @@ impl Product for UpiProduct {
         w: &'a Window,
     ) -> ProductFuture<'a, Vec<Panel>> {
         Box::pin(async move {
-            match region {
-                LIVE => panels::live(pool, w).await,
-                DAILY => panels::daily(pool, w).await,
-                INGEST => panels::ingest(pool, w).await,
-                // The web asks only for the regions the dashboard names.
-                _ => Ok(Vec::new()),
-            }
+            Ok(match region {
+                LIVE => panels::live(pool, w).await?,
+                DAILY => panels::daily(pool, w).await?,
+                INGEST => panels::ingest(pool, w).await?,
+                other => return Err(ProductError::NoRegion(other)),
+            })
         })
     }
 
     fn metrics<'a>(&'a self, pool: &'a PgPool) -> ProductFuture<'a, Vec<MetricFamily>> {
-        Box::pin(metrics::families(pool))
+        Box::pin(async move { Ok(metrics::families(pool).await?) })
     }
 }

@@ -15,7 +15,7 @@ use axum::routing::get;
 use chrono::Utc;
 use maud::{Markup, html};
 use serde::Deserialize;
-use upiflow_engine::product::{Dashboard, Product, Range, Window};
+use upiflow_engine::product::{Dashboard, Product, ProductError, Range, Window};
 
 use super::{Nav, UiError, UiUser, page, panels};
 use crate::AppState;
@@ -52,6 +52,14 @@ fn product(s: &AppState) -> Result<&dyn Product, UiError> {
         .ok_or_else(|| UiError::NotFound("no dashboard is registered".into()))
 }
 
+/// A product's failure as a page: a database error as any other, a missing region a 404.
+fn product_error(e: ProductError) -> UiError {
+    match e {
+        ProductError::Db(e) => e.into(),
+        e @ ProductError::NoRegion(_) => UiError::NotFound(e.to_string()),
+    }
+}
+
 /// Region `region`'s panels for window `w`, drawn.
 async fn render(
     s: &AppState,
@@ -59,7 +67,7 @@ async fn render(
     region: usize,
     w: &Window,
 ) -> Result<Markup, UiError> {
-    let panels = p.panels(&s.pool, region, w).await?;
+    let panels = p.panels(&s.pool, region, w).await.map_err(product_error)?;
     Ok(panels::region(&panels, w, p.dashboard().zone))
 }
 
