@@ -27,9 +27,9 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tower::ServiceExt;
+use upiflow_tasks::upi::dashboard::{self as payments, Range};
 use upiflow_tasks::upi::ingest::writer;
 use upiflow_web::auth::Role;
-use upiflow_web::ui::payments::{self, Range, Window};
 
 const EVENTS: i64 = 10_000_000;
 const DAYS: i64 = 30;
@@ -246,8 +246,8 @@ async fn main() -> anyhow::Result<()> {
     load(&pool, now - chrono::Duration::days(DAYS)).await?;
 
     let mut worst: f64 = 0.0;
-    let wide = Window::new(Range::Month, Utc::now());
-    let day = Window::new(Range::Day, Utc::now());
+    let wide = payments::window(Range::Month, Utc::now());
+    let day = payments::window(Range::Day, Utc::now());
     println!("panel queries, {RUNS} runs each (target p99 < {TARGET_MS} ms):");
     for (name, w) in [("30 d", &wide), ("24 h", &day)] {
         let (_, p) = measure(
@@ -296,7 +296,9 @@ async fn main() -> anyhow::Result<()> {
     worst = runs.iter().fold(worst, |a, r| a.max(r.1));
 
     // The whole page and its fragments through the router, as a browser gets them.
-    let state = upiflow_web::AppState::new(pool.clone()).await?;
+    let state = upiflow_web::AppState::new(pool.clone())
+        .await?
+        .with_product(upiflow_tasks::upi::product::UpiProduct::shared());
     let key = state.token_key.clone();
     upiflow_web::auth::create_user(&pool, "bench", "bench-password", Role::Viewer)
         .await

@@ -121,7 +121,7 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
-        let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+        let state = web_state(&db.pool).await;
         let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();

@@ -28,7 +28,7 @@ async fn ui() -> Ui {
     auth::create_user(&db.pool, "vic", "viewer-password", Role::Viewer)
         .await
         .unwrap();
-    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    let state = web_state(&db.pool).await;
     let c = upiflow_web::ui::session::start(&state.token_key, "vic", Role::Viewer).unwrap();
     Ui {
         app: upiflow_web::app(state),
@@ -107,7 +107,7 @@ fn minute_key(t: DateTime<Utc>) -> String {
 }
 
 fn ist_date(t: DateTime<Utc>) -> NaiveDate {
-    upiflow_web::ui::payments::ist_date(t)
+    upiflow_tasks::upi::dashboard::ist_date(t)
 }
 
 async fn txn(
@@ -789,5 +789,68 @@ async fn metrics_need_credentials_and_report_known_values() {
     assert_eq!(
         m[r#"upiflow_task_tries_total{dag_id="d",outcome="success"}"#],
         2.0
+    );
+}
+
+/// The seam: a web without a product has no dashboard routes and no product metrics, and
+/// still serves the orchestrator's own.
+#[tokio::test]
+async fn without_a_product_there_is_no_dashboard_and_no_ingest_metrics() {
+    let db = fresh_db().await;
+    auth::create_user(&db.pool, "vic", "viewer-password", Role::Viewer)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO dead_letter_upi_transactions (kafka_topic, kafka_partition, kafka_offset, payload, reason)
+         VALUES ('upi_transactions', 0, 1, '{}', 'invalid JSON: x')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    let c = upiflow_web::ui::session::start(&state.token_key, "vic", Role::Viewer).unwrap();
+    let ui = Ui {
+        app: upiflow_web::app(state),
+        cookie: format!("{}={}", c.name(), c.value()),
+        db,
+    };
+    for uri in ["/payments", "/payments?range=1h", "/payments/panels/live"] {
+        let (status, _, _) = ui.get(uri, &[("cookie", &ui.cookie)]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+    }
+    let (status, _, body) = ui
+        .get(
+            "/metrics",
+            &[("authorization", &basic("vic", "viewer-password"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("# TYPE upiflow_task_queue_depth gauge"),
+        "{body}"
+    );
+    assert!(!body.contains("upiflow_ingest"), "{body}");
+
+    // The same database with the product registered: the page and the families are back.
+    let state = web_state(&ui.db.pool).await;
+    let app = upiflow_web::app(state);
+    let with = Ui {
+        app,
+        cookie: ui.cookie.clone(),
+        db: TestDb {
+            pool: ui.db.pool.clone(),
+            url: ui.db.url.clone(),
+        },
+    };
+    with.page("/payments").await;
+    let (_, _, body) = with
+        .get(
+            "/metrics",
+            &[("authorization", &basic("vic", "viewer-password"))],
+        )
+        .await;
+    assert!(
+        body.contains("upiflow_ingest_dead_letters_total 1"),
+        "{body}"
     );
 }

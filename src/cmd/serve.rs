@@ -115,7 +115,7 @@ pub async fn standalone(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
 async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let listener = upiflow_web::listen(a.bind).await?;
-    let web_state = upiflow_web::AppState::new(pool.clone()).await?;
+    let web_state = super::web::app_state(pool.clone()).await?;
     let first_password = upiflow_web::auth::ensure_first_admin(&pool)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;

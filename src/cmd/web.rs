@@ -16,9 +16,16 @@ pub struct WebArgs {
     pub bind: std::net::SocketAddr,
 }
 
+/// The web's state with the UPI product plugged in (its dashboard and ingest metrics).
+pub async fn app_state(pool: sqlx::PgPool) -> Result<upiflow_web::AppState> {
+    Ok(upiflow_web::AppState::new(pool)
+        .await?
+        .with_product(upiflow_tasks::upi::product::UpiProduct::shared()))
+}
+
 pub async fn web(g: &Global, a: WebArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
-    let state = upiflow_web::AppState::new(pool).await?;
+    let state = app_state(pool).await?;
     let stop = tokio_util::sync::CancellationToken::new();
     super::serve::cancel_on_signal(stop.clone());
     let listener = upiflow_web::listen(a.bind).await?;

@@ -30,6 +30,15 @@ pub async fn fresh_db() -> TestDb {
     TestDb { pool, url }
 }
 
+/// The web's state as the binary builds it: the UPI product plugged in (the payments
+/// dashboard and the ingest metrics).
+pub async fn web_state(pool: &PgPool) -> upiflow_web::AppState {
+    upiflow_web::AppState::new(pool.clone())
+        .await
+        .expect("web state")
+        .with_product(upiflow_tasks::upi::product::UpiProduct::shared())
+}
+
 /// A temp folder with the given files (paths relative to it).
 pub fn dags_dir(files: &[(&str, &str)]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("upiflow-test-{}", uuid::Uuid::new_v4().simple()));

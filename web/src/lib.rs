@@ -14,6 +14,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use sqlx::PgPool;
+use upiflow_engine::product::Product;
 use upiflow_engine::store::dags::VersionCache;
 
 /// What every handler can reach.
@@ -22,6 +23,9 @@ pub struct AppState {
     pub pool: PgPool,
     pub cache: VersionCache,
     pub token_key: Arc<Vec<u8>>,
+    /// The product plugged into the web (the binary registers the UPI pipeline's): its
+    /// dashboard page and its families in `/metrics`. `None`: neither.
+    pub product: Option<Arc<dyn Product>>,
 }
 
 impl AppState {
@@ -35,7 +39,14 @@ impl AppState {
             pool,
             cache: VersionCache::new(),
             token_key,
+            product: None,
         })
+    }
+
+    /// With `product` plugged in (see [`AppState::product`]).
+    pub fn with_product(mut self, product: Arc<dyn Product>) -> Self {
+        self.product = Some(product);
+        self
     }
 }
 
@@ -44,10 +55,14 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 
 /// The whole application (handlers are tested through this with `oneshot`).
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .merge(api::router())
         .merge(ui::router())
-        .merge(metrics::router())
+        .merge(metrics::router());
+    if let Some(p) = &state.product {
+        routes = routes.merge(ui::dashboard::router(p.dashboard()));
+    }
+    routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
         .layer(axum::middleware::from_fn(retry::replay_transient))

@@ -2,7 +2,8 @@
 //! `prometheus-client` crate.
 //!
 //! upiflow's parts (scheduler, workers, web, ingest) run as separate processes sharing one
-//! Postgres, so the values come from Postgres at scrape time, each from a cheap query:
+//! Postgres, so the values come from Postgres at scrape time, each from a cheap query
+//! (`upiflow_engine::store::metrics`):
 //!
 //! | metric | type | from |
 //! |---|---|---|
@@ -12,9 +13,9 @@
 //! | `upiflow_scheduler_loop_lag_seconds` | gauge | `scheduler_loops` |
 //! | `upiflow_scheduler_loop_duration_seconds` | gauge | `scheduler_loops` |
 //! | `upiflow_task_queue_depth{state}` | gauge | `task_instances` (scheduled, queued) |
-//! | `upiflow_ingest_events_per_second{ingest_instance}` | gauge | `ingest_instances` (alive) |
-//! | `upiflow_ingest_consumer_lag{consumer_group,topic,partition}` | gauge | `ingest_lag` |
-//! | `upiflow_ingest_dead_letters_total` | counter | `dead_letter_upi_transactions` |
+//!
+//! Then the families of the product registered in [`crate::AppState`], if any (the UPI
+//! pipeline's ingest metrics: `upiflow_tasks::upi::metrics`), encoded the same way.
 //!
 //! The try histogram is cumulative without rescanning every try: each scrape adds the tries
 //! that ended since a cursor stored in Postgres (`metrics_cursors`) to `metrics_task_tries`.
@@ -31,10 +32,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet, prometheus_text};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
+use upiflow_engine::product::{MetricFamily, MetricKind, MetricValue, ProductError};
+use upiflow_engine::store::metrics as store;
 
 use crate::AppState;
 use crate::auth::Viewer;
@@ -63,13 +66,18 @@ struct Snapshot {
     runs: Vec<(String, String, i64)>,
     loop_lag: Option<(f64, f64)>,
     queue: Vec<(String, i64)>,
-    ingest_rate: Vec<(String, f64)>,
-    lag: Vec<(String, String, i32, i64)>,
-    dead_letters: u64,
+    /// The registered product's families.
+    product: Vec<MetricFamily>,
 }
 
 async fn metrics(State(s): State<AppState>, _viewer: Viewer) -> Result<Response, ApiError> {
-    let snapshot = Snapshot::load(&s.pool).await?;
+    let mut snapshot = Snapshot::load(&s.pool).await?;
+    if let Some(p) = &s.product {
+        snapshot.product = p.metrics(&s.pool).await.map_err(|e| match e {
+            ProductError::Db(e) => ApiError::from(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    }
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
     let mut body = String::new();
@@ -82,79 +90,29 @@ async fn metrics(State(s): State<AppState>, _viewer: Viewer) -> Result<Response,
         .into_response())
 }
 
-/// Adds the tries that ended since the stored cursor to `metrics_task_tries` and moves the
-/// cursor, in one transaction (concurrent scrapes wait for each other on the cursor row).
-async fn advance_try_histogram(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO metrics_cursors (name, upto) VALUES ('task_tries', 'epoch')
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let from: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT upto FROM metrics_cursors WHERE name = 'task_tries' FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-    // A try's ended_at is its finishing transaction's now(), i.e. that transaction's start,
-    // so every try ending before the oldest open transaction is committed already.
-    let upto: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
-        "SELECT LEAST(now(), (SELECT min(xact_start) FROM pg_stat_activity
-                              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                                AND xact_start IS NOT NULL))",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let mut bounds: Vec<f64> = TRY_BUCKETS.to_vec();
-    bounds.push(f64::INFINITY);
-    sqlx::query(
-        "INSERT INTO metrics_task_tries AS m (dag_id, outcome, le, tries, seconds)
-         SELECT ti.dag_id, t.outcome,
-                (SELECT min(b) FROM unnest($3::float8[]) AS b
-                  WHERE b >= EXTRACT(EPOCH FROM t.ended_at - t.started_at)::float8),
-                count(*), sum(EXTRACT(EPOCH FROM t.ended_at - t.started_at)::float8)
-         FROM task_tries t JOIN task_instances ti ON ti.id = t.ti_id
-         WHERE t.ended_at >= $1 AND t.ended_at < $2 AND t.outcome IS NOT NULL
-         GROUP BY 1, 2, 3
-         ON CONFLICT (dag_id, outcome, le) DO UPDATE
-         SET tries = m.tries + EXCLUDED.tries, seconds = m.seconds + EXCLUDED.seconds",
-    )
-    .bind(from)
-    .bind(upto)
-    .bind(&bounds)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE metrics_cursors SET upto = $1 WHERE name = 'task_tries' AND upto < $1")
-        .bind(upto)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
-}
-
 impl Snapshot {
-    async fn load(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        advance_try_histogram(pool).await?;
+    /// The orchestrator's part, after adding the tries that ended since the last scrape to
+    /// the histogram.
+    async fn load(pool: &PgPool) -> Result<Self, ApiError> {
+        let mut conn = pool.acquire().await?;
+        let mut bounds: Vec<f64> = TRY_BUCKETS.to_vec();
+        bounds.push(f64::INFINITY);
+        store::advance_try_histogram(&mut conn, &bounds).await?;
         let mut s = Snapshot::default();
 
-        let rows: Vec<(String, String, f64, i64, f64)> = sqlx::query_as(
-            "SELECT dag_id, outcome::text, le, tries, seconds FROM metrics_task_tries
-             ORDER BY dag_id, outcome, le",
-        )
-        .fetch_all(pool)
-        .await?;
         let mut by_dag: std::collections::BTreeMap<String, (Vec<u64>, f64)> = Default::default();
         let mut by_outcome: std::collections::BTreeMap<(String, String), u64> = Default::default();
-        for (dag, outcome, le, tries, seconds) in rows {
+        for c in store::try_cells(&mut conn).await? {
             let e = by_dag
-                .entry(dag.clone())
+                .entry(c.dag_id.clone())
                 .or_insert_with(|| (vec![0; TRY_BUCKETS.len() + 1], 0.0));
             let i = TRY_BUCKETS
                 .iter()
-                .position(|b| *b >= le)
+                .position(|b| *b >= c.le)
                 .unwrap_or(TRY_BUCKETS.len());
-            e.0[i] += tries as u64;
-            e.1 += seconds;
-            *by_outcome.entry((dag, outcome)).or_default() += tries as u64;
+            e.0[i] += c.tries as u64;
+            e.1 += c.seconds;
+            *by_outcome.entry((c.dag_id, c.outcome)).or_default() += c.tries as u64;
         }
         s.try_durations = by_dag
             .into_iter()
@@ -175,13 +133,8 @@ impl Snapshot {
 
         // Runs by state, every state of every DAG (zeros included, so a state that empties
         // reads 0 rather than vanishing).
-        let dags: Vec<String> = sqlx::query_scalar("SELECT dag_id FROM dags ORDER BY dag_id")
-            .fetch_all(pool)
-            .await?;
-        let counts: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT dag_id, state::text, count(*) FROM dag_runs GROUP BY 1, 2")
-                .fetch_all(pool)
-                .await?;
+        let dags = store::dag_ids(&mut conn).await?;
+        let counts = store::run_counts(&mut conn).await?;
         for dag in &dags {
             for state in RUN_STATES {
                 let n = counts
@@ -192,19 +145,9 @@ impl Snapshot {
             }
         }
 
-        s.loop_lag = sqlx::query_as(
-            "SELECT EXTRACT(EPOCH FROM now() - last_loop_at)::float8, loop_seconds
-             FROM scheduler_loops ORDER BY last_loop_at DESC LIMIT 1",
-        )
-        .fetch_optional(pool)
-        .await?;
+        s.loop_lag = store::last_scheduler_loop(&mut conn).await?;
 
-        let queue: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT state::text, count(*) FROM task_instances
-             WHERE state IN ('scheduled', 'queued') GROUP BY 1",
-        )
-        .fetch_all(pool)
-        .await?;
+        let queue = store::queue_depth(&mut conn).await?;
         s.queue = ["scheduled", "queued"]
             .iter()
             .map(|st| {
@@ -212,24 +155,6 @@ impl Snapshot {
                 ((*st).to_string(), n)
             })
             .collect();
-
-        s.ingest_rate = sqlx::query_as(
-            "SELECT instance_id, events_per_sec FROM ingest_instances
-             WHERE stopped_at IS NULL AND heartbeat_at > now() - interval '30 seconds'
-             ORDER BY instance_id",
-        )
-        .fetch_all(pool)
-        .await?;
-        s.lag = sqlx::query_as(
-            "SELECT consumer_group, kafka_topic, kafka_partition, lag FROM ingest_lag
-             ORDER BY 1, 2, 3",
-        )
-        .fetch_all(pool)
-        .await?;
-        let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letter_upi_transactions")
-            .fetch_one(pool)
-            .await?;
-        s.dead_letters = dead as u64;
         Ok(s)
     }
 }
@@ -304,41 +229,50 @@ impl Collector for Snapshot {
             m.encode_family(&labels)?.encode_gauge(n)?;
         }
 
-        let mut m = encoder.encode_descriptor(
-            "upiflow_ingest_events_per_second",
-            "Events per second stored by each live ingest process (heartbeat in the last 30 s).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (instance, rate) in &self.ingest_rate {
-            let labels: Labels = vec![("ingest_instance", instance)];
-            m.encode_family(&labels)?.encode_gauge(rate)?;
+        for f in &self.product {
+            encode_family(&mut encoder, f)?;
         }
-
-        let mut m = encoder.encode_descriptor(
-            "upiflow_ingest_consumer_lag",
-            "Messages behind the high watermark, per partition, as last recorded by ingest.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (group, topic, partition, lag) in &self.lag {
-            let partition = partition.to_string();
-            let labels: Labels = vec![
-                ("consumer_group", group),
-                ("topic", topic),
-                ("partition", &partition),
-            ];
-            m.encode_family(&labels)?.encode_gauge(lag)?;
-        }
-
-        encoder
-            .encode_descriptor(
-                "upiflow_ingest_dead_letters",
-                "Messages that failed validation and went to the dead-letter table.",
-                None,
-                MetricType::Counter,
-            )?
-            .encode_counter::<NoLabelSet, _, u64>(&self.dead_letters, None)?;
         Ok(())
+    }
+}
+
+/// Encodes one of the product's families.
+fn encode_family(encoder: &mut DescriptorEncoder, f: &MetricFamily) -> Result<(), std::fmt::Error> {
+    let kind = match f.kind {
+        MetricKind::Gauge => MetricType::Gauge,
+        MetricKind::Counter => MetricType::Counter,
+    };
+    let mut m = encoder.encode_descriptor(&f.name, &f.help, None, kind)?;
+    for sample in &f.samples {
+        let labels: Vec<(&str, &str)> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // A sample without labels is the family's only one, written without braces.
+        if labels.is_empty() {
+            encode_value(&mut m, f.kind, sample.value)?;
+        } else {
+            encode_value(&mut m.encode_family(&labels)?, f.kind, sample.value)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_value(
+    e: &mut MetricEncoder,
+    kind: MetricKind,
+    value: MetricValue,
+) -> Result<(), std::fmt::Error> {
+    match (kind, value) {
+        (MetricKind::Gauge, MetricValue::Int(v)) => e.encode_gauge(&v),
+        (MetricKind::Gauge, MetricValue::Float(v)) => e.encode_gauge(&v),
+        // A counter never goes below zero.
+        (MetricKind::Counter, MetricValue::Int(v)) => {
+            e.encode_counter::<NoLabelSet, _, u64>(&(v.max(0) as u64), None)
+        }
+        (MetricKind::Counter, MetricValue::Float(v)) => {
+            e.encode_counter::<NoLabelSet, _, f64>(&v, None)
+        }
     }
 }

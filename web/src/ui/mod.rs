@@ -14,6 +14,7 @@ mod backfill;
 mod badges;
 mod charts;
 mod dag_header;
+pub mod dashboard;
 mod extract;
 mod format;
 mod gantt;
@@ -24,7 +25,7 @@ mod home;
 mod links;
 mod login;
 mod missed;
-pub mod payments;
+mod panels;
 mod run;
 pub mod session;
 mod task;
@@ -44,7 +45,6 @@ pub fn router() -> Router<AppState> {
         .merge(login::router())
         .merge(assets::router())
         .merge(home::router())
-        .merge(payments::router())
         .merge(grid::router())
         .merge(graph::router())
         .merge(run::router())
