@@ -818,6 +818,11 @@ async fn without_a_product_there_is_no_dashboard_and_no_ingest_metrics() {
         let (status, _, _) = ui.get(uri, &[("cookie", &ui.cookie)]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
     }
+    // No link to a page that is not there.
+    let (status, _, home) = ui.get("/", &[("cookie", &ui.cookie)]).await;
+    assert_eq!(status, StatusCode::OK, "{home}");
+    assert!(home.contains(">Backfills<"), "{home}");
+    assert!(!home.contains("href=\"/payments\""), "{home}");
     let (status, _, body) = ui
         .get(
             "/metrics",
@@ -843,6 +848,8 @@ async fn without_a_product_there_is_no_dashboard_and_no_ingest_metrics() {
         },
     };
     with.page("/payments").await;
+    let home = with.page("/").await;
+    assert!(home.contains("href=\"/payments\">Payments<"), "{home}");
     let (_, _, body) = with
         .get(
             "/metrics",

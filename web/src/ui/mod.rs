@@ -150,7 +150,9 @@ pub fn page(title: &str, user: &UiUser, nav: Nav, body: Markup) -> Markup {
                     nav {
                         (item(Nav::Dags, "/", "DAGs"))
                         (item(Nav::Backfills, "/backfills", "Backfills"))
-                        (item(Nav::Payments, "/payments", "Payments"))
+                        @if let Some((path, title)) = user.dashboard {
+                            (item(Nav::Payments, &format!("/{path}"), title))
+                        }
                     }
                     div.user {
                         span.who { (user.username) " · " (format!("{:?}", user.role).to_lowercase()) }

@@ -37,6 +37,8 @@ pub struct UiUser {
     pub role: Role,
     /// The value every form of this session must send back as `csrf`.
     pub csrf: String,
+    /// The registered product's dashboard `(path, title)` for the navigation bar, if any.
+    pub dashboard: Option<(&'static str, &'static str)>,
 }
 
 impl UiUser {
@@ -94,6 +96,7 @@ fn decode(key: &[u8], token: &str) -> Option<UiUser> {
         username: data.claims.sub,
         role: data.claims.role,
         csrf: data.claims.csrf,
+        dashboard: None,
     })
 }
 
@@ -129,7 +132,11 @@ where
             .get(SESSION_COOKIE)
             .and_then(|c| decode(&state.token_key, c.value()))
         {
-            return Ok(user);
+            let dashboard = state.product.as_ref().map(|p| {
+                let d = p.dashboard();
+                (d.path, d.title)
+            });
+            return Ok(UiUser { dashboard, ..user });
         }
         let here = parts
             .uri
