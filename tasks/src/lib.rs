@@ -1,7 +1,14 @@
-//! Task kinds of upiflow: `noop`, `command` (a program, like Airflow's BashOperator) and
-//! `sql` (a `.sql` file run in one transaction with the run's values as bind parameters).
+//! Task kinds of upiflow and the UPI product built on it.
 //!
-//! The engine knows no kind; the binary hands it [`registry()`].
+//! Kinds: `noop`, `command` (a program in its own process group, like Airflow's
+//! BashOperator), `sql` (a `.sql` file run in one transaction with the run's values as bind
+//! parameters, like a dbt model), `quality` (dbt-style checks) and `ingest_supervisor` (keeps
+//! the Kafka ingest running). The engine knows no kind; the binary hands it [`registry()`].
+//! Kinds reach the orchestrator only through `TaskContext`.
+//!
+//! [`upi`] is the UPI payments product: the event, the generator, the exactly-once Kafka ->
+//! Postgres ingest, and its side of the web (dashboard panels and metric families through
+//! `upiflow_engine::product`). Only it names the UPI tables.
 
 pub mod command;
 mod keys;

@@ -1,6 +1,17 @@
-//! upiflow's HTTP side: a JSON API compatible with Airflow 3's `/api/v2` (the parts built so
-//! far: token, version, health, DAGs, DAG runs). Every route authenticates; changing
-//! anything needs the admin role.
+//! upiflow's HTTP side, one axum router ([`app`]):
+//!
+//! - [`api`]: a JSON API compatible with Airflow 3's `/api/v2` (token, version, health,
+//!   DAGs, DAG versions, DAG runs, task instances, tries, logs, clear, backfills), checked
+//!   against Airflow's OpenAPI document in the tests;
+//! - [`ui`]: the server-rendered web UI (maud): DAGs, grid, graph, runs, logs, trigger,
+//!   backfills, the missed-interval ledger, and the registered product's dashboard;
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
+//!
+//! Every route authenticates ([`auth`]); changing anything needs the admin role. Handlers
+//! translate requests and render answers: they read and write through
+//! `upiflow_engine::store` and `upiflow_engine::lifecycle`, hold no SQL, and answer errors
+//! through the one [`error::HttpError`]. A product (the UPI pipeline) plugs in through
+//! [`AppState::with_product`]; the web names none of its tables.
 
 pub mod api;
 pub mod auth;
