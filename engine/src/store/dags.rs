@@ -31,35 +31,15 @@ pub struct DagRow {
 /// may move `latest_hash`; operations on behalf of a user go through [`register`].
 pub async fn sync(conn: &mut PgConnection, dag: &Dag) -> Result<String> {
     let hash = dag.version_hash();
-    sqlx::query(
-        "INSERT INTO dags (dag_id, fileloc, latest_hash, description, schedule, timezone, max_active_runs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (dag_id) DO UPDATE SET
-            fileloc = EXCLUDED.fileloc, latest_hash = EXCLUDED.latest_hash,
-            description = EXCLUDED.description, schedule = EXCLUDED.schedule,
-            timezone = EXCLUDED.timezone, max_active_runs = EXCLUDED.max_active_runs,
-            updated_at = now()
-         WHERE dags.latest_hash IS DISTINCT FROM EXCLUDED.latest_hash
+    upsert(
+        conn,
+        dag,
+        &hash,
+        "dags.latest_hash IS DISTINCT FROM EXCLUDED.latest_hash
             OR dags.fileloc IS DISTINCT FROM EXCLUDED.fileloc",
     )
-    .bind(&dag.dag_id)
-    .bind(&dag.fileloc)
-    .bind(&hash)
-    .bind(&dag.description)
-    .bind(&dag.schedule)
-    .bind(&dag.timezone)
-    .bind(dag.max_active_runs as i32)
-    .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "INSERT INTO dag_versions (dag_id, hash, spec) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&dag.dag_id)
-    .bind(&hash)
-    .bind(dag.to_json())
-    .execute(&mut *conn)
-    .await?;
+    store_version(conn, dag, &hash).await?;
     Ok(hash)
 }
 
@@ -80,34 +60,8 @@ pub async fn register(conn: &mut PgConnection, dag: &Dag) -> Result<Registered> 
     let hash = dag.version_hash();
     // ON CONFLICT DO UPDATE locks the conflicting row even when its WHERE is false, so the
     // `dags` row is taken here, before any `dag_runs` row, as `sync` takes it.
-    sqlx::query(
-        "INSERT INTO dags (dag_id, fileloc, latest_hash, description, schedule, timezone, max_active_runs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (dag_id) DO UPDATE SET
-            fileloc = EXCLUDED.fileloc, latest_hash = EXCLUDED.latest_hash,
-            description = EXCLUDED.description, schedule = EXCLUDED.schedule,
-            timezone = EXCLUDED.timezone, max_active_runs = EXCLUDED.max_active_runs,
-            updated_at = now()
-         WHERE dags.latest_hash IS NULL",
-    )
-    .bind(&dag.dag_id)
-    .bind(&dag.fileloc)
-    .bind(&hash)
-    .bind(&dag.description)
-    .bind(&dag.schedule)
-    .bind(&dag.timezone)
-    .bind(dag.max_active_runs as i32)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO dag_versions (dag_id, hash, spec) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&dag.dag_id)
-    .bind(&hash)
-    .bind(dag.to_json())
-    .execute(&mut *conn)
-    .await?;
+    upsert(conn, dag, &hash, "dags.latest_hash IS NULL").await?;
+    store_version(conn, dag, &hash).await?;
     let latest: Option<String> =
         sqlx::query_scalar("SELECT latest_hash FROM dags WHERE dag_id = $1 FOR UPDATE")
             .bind(&dag.dag_id)
@@ -117,6 +71,50 @@ pub async fn register(conn: &mut PgConnection, dag: &Dag) -> Result<Registered> 
         latest_hash: latest.unwrap_or_else(|| hash.clone()),
         hash,
     })
+}
+
+/// Inserts the DAG row with `hash` as its current version, or updates a known one where
+/// `update_when` (a condition on `dags` and `EXCLUDED`, a constant of this file) holds.
+async fn upsert(
+    conn: &mut PgConnection,
+    dag: &Dag,
+    hash: &str,
+    update_when: &'static str,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO dags (dag_id, fileloc, latest_hash, description, schedule, timezone, max_active_runs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (dag_id) DO UPDATE SET
+            fileloc = EXCLUDED.fileloc, latest_hash = EXCLUDED.latest_hash,
+            description = EXCLUDED.description, schedule = EXCLUDED.schedule,
+            timezone = EXCLUDED.timezone, max_active_runs = EXCLUDED.max_active_runs,
+            updated_at = now()
+         WHERE {update_when}"
+    ))
+    .bind(&dag.dag_id)
+    .bind(&dag.fileloc)
+    .bind(hash)
+    .bind(&dag.description)
+    .bind(&dag.schedule)
+    .bind(&dag.timezone)
+    .bind(dag.max_active_runs as i32)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores a version of a DAG (content-addressed: storing it again is a no-op).
+async fn store_version(conn: &mut PgConnection, dag: &Dag, hash: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO dag_versions (dag_id, hash, spec) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&dag.dag_id)
+    .bind(hash)
+    .bind(dag.to_json())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The DAG row `dag_id`, if the database knows it.
