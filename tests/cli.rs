@@ -542,3 +542,70 @@ async fn a_trigger_from_a_stale_dags_folder_never_moves_the_current_version_back
     );
     assert_eq!(latest().await, hash_b);
 }
+
+/// `backfill --max-active-runs N` (Airflow's flag): the backfill keeps its own limit, under
+/// the DAG's, and never has more than N runs running at once; 0 is refused.
+#[tokio::test]
+async fn backfill_max_active_runs_caps_its_runs_at_once() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[(
+        "cap.toml",
+        "dag_id = \"cap\"\nschedule = \"@daily\"\nmax_active_runs = 8\n[[tasks]]\nid = \"a\"\n\
+         kind = \"command\"\ncommand = [\"sleep\", \"0.3\"]\n",
+    )]);
+    let (stop, handle) = spawn_worker(&db.pool, fast_worker("w"));
+    let url = db.url.clone();
+    let d = dir.clone();
+    let (zero, ok) = tokio::task::spawn_blocking(move || {
+        let args = |n: &'static str| {
+            [
+                "backfill",
+                "cap",
+                "--from",
+                "2024-01-01",
+                "--to",
+                "2024-01-06",
+                "--max-active-runs",
+                n,
+                "--wait",
+            ]
+        };
+        (
+            upiflow(Some(&url), &d, &args("0")),
+            upiflow(Some(&url), &d, &args("2")),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
+    assert!(
+        text(&zero.stderr).contains("--max-active-runs"),
+        "{}",
+        text(&zero.stderr)
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).contains("6 interval(s)")
+            && text(&ok.stdout).contains("at most 2 at once"),
+        "{}",
+        text(&ok.stdout)
+    );
+    assert!(text(&ok.stdout).contains("6 succeeded, 0 failed"));
+    let limit: Option<i32> = sqlx::query_scalar("SELECT max_active_runs FROM backfills")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(limit, Some(2));
+    // The most runs running at once, from their recorded start and end.
+    let most: i64 = sqlx::query_scalar(
+        "SELECT max(n) FROM (SELECT (SELECT count(*) FROM dag_runs o
+                                     WHERE o.start_date <= r.start_date AND o.end_date > r.start_date) AS n
+                             FROM dag_runs r) x",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(most, 2, "runs at once");
+    stop.cancel();
+    handle.await.unwrap();
+}

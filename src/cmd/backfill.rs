@@ -31,6 +31,10 @@ pub struct BackfillArgs {
     /// Re-run every interval, successful ones included.
     #[arg(long)]
     pub reset: bool,
+    /// Runs of this backfill active at once (Airflow's `--max-active-runs`); the DAG's
+    /// `max_active_runs` still caps all its runs. Default: only the DAG's limit.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_active_runs: Option<u32>,
     /// Follow it with a progress bar; exit 0 only if every run succeeds.
     #[arg(long)]
     pub wait: bool,
@@ -61,7 +65,7 @@ pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
         rerun_failed: a.rerun_failed,
         reset: a.reset,
         created_by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
-        max_active_runs: None,
+        max_active_runs: a.max_active_runs,
     };
     let b = backfill::start(&pool, &VersionCache::new(), &dag, &req).await?;
     let mut conn = pool.acquire().await?;
@@ -72,8 +76,12 @@ pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
         super::warn_if_not_current(&dag, &current);
     }
     drop(conn);
+    let limit = b
+        .max_active_runs
+        .map(|n| format!(", at most {n} at once"))
+        .unwrap_or_default();
     println!(
-        "backfill {} of {}: {} interval(s) from {} to {}",
+        "backfill {} of {}: {} interval(s) from {} to {}{limit}",
         b.id,
         b.dag_id,
         b.total,
