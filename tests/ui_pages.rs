@@ -530,6 +530,22 @@ async fn a_backfill_starts_from_its_form_and_its_page_follows_the_progress() {
         )
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    for n in ["0", "-1", "two", "1.5"] {
+        let bad = u
+            .post(
+                "/dags/d/backfill",
+                &u.admin,
+                &[
+                    ("csrf", &csrf),
+                    ("from", "2024-01-01"),
+                    ("to", "2024-01-03"),
+                    ("max_active_runs", n),
+                ],
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{n}");
+        assert!(bad.body.contains("Max active runs: `"), "{n}: {}", bad.body);
+    }
     assert_eq!(u.runs().await, 0);
 
     let p = u
@@ -541,6 +557,7 @@ async fn a_backfill_starts_from_its_form_and_its_page_follows_the_progress() {
                 ("from", "2024-01-01"),
                 ("to", "2024-01-03"),
                 ("rerun_failed", "on"),
+                ("max_active_runs", "2"),
             ],
         )
         .await;
@@ -549,6 +566,16 @@ async fn a_backfill_starts_from_its_form_and_its_page_follows_the_progress() {
     assert!(to.starts_with("/backfills/"), "{to}");
     let page = u.get(&to, &u.admin).await;
     assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("at most 2 runs at once"),
+        "{}",
+        page.body
+    );
+    let limit: Option<i32> = sqlx::query_scalar("SELECT max_active_runs FROM backfills")
+        .fetch_one(&u.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(limit, Some(2));
     assert!(page.body.contains(r#"data-total="3""#));
     assert!(
         page.body.contains("data-refresh="),

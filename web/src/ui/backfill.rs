@@ -173,6 +173,7 @@ async fn one(
                 "Logical dates " (ts(b.from_date)) " to " (ts(b.to_date)) " (UTC, both included)"
                 @if b.rerun_failed { " · re-runs failed runs" }
                 @if b.reset { " · re-runs every run" }
+                @if let Some(n) = b.max_active_runs { " · at most " (n) " runs at once" }
                 " · by " (b.created_by) " at " (ts(b.created_at))
                 @if let Some(c) = b.completed_at { " · completed " (ts(c)) }
             }
@@ -194,6 +195,9 @@ struct BackfillForm {
     /// Checkboxes: present when ticked.
     rerun_failed: Option<String>,
     reset: Option<String>,
+    /// Empty for "only the DAG's limit".
+    #[serde(default)]
+    max_active_runs: String,
 }
 
 fn form(
@@ -224,6 +228,8 @@ fn form(
                 label { "To" input type="text" name="to" value=(input.to) placeholder="2026-01-31" required; }
                 label.inline { input type="checkbox" name="rerun_failed" value="on" checked[input.rerun_failed.is_some()]; " Re-run intervals whose run failed" }
                 label.inline { input type="checkbox" name="reset" value="on" checked[input.reset.is_some()]; " Re-run every interval, successful ones included" }
+                label { "Max active runs (optional; the DAG allows " (row.max_active_runs) ")"
+                    input type="number" name="max_active_runs" min="1" step="1" value=(input.max_active_runs) placeholder=(row.max_active_runs); }
                 div { button type="submit" { "Start backfill" } " " a.button.secondary href=(dag_url(&dag.dag_id)) { "Cancel" } }
             }
         }
@@ -278,13 +284,25 @@ async fn submit(
         Ok(d) => d,
         Err(e) => return Ok(again(StatusCode::BAD_REQUEST, format!("To: {e}"))),
     };
+    let max_active_runs = match f.max_active_runs.trim() {
+        "" => None,
+        n => match n.parse::<u32>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                return Ok(again(
+                    StatusCode::BAD_REQUEST,
+                    format!("Max active runs: `{n}` is not a whole number of at least 1"),
+                ));
+            }
+        },
+    };
     let req = Request {
         from,
         to,
         rerun_failed: f.rerun_failed.is_some(),
         reset: f.reset.is_some(),
         created_by: user.username.clone(),
-        max_active_runs: None,
+        max_active_runs,
     };
     match start(&s, &dag, &req).await {
         Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),
