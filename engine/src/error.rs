@@ -85,21 +85,26 @@ impl EngineError {
             | EngineError::Conf(_)
             | EngineError::Backfill(_) => ErrorKind::Invalid,
             EngineError::Cluster(c) => c.kind(),
-            e if e.is_transient() => ErrorKind::Unavailable,
             EngineError::Db(e) => db_kind(e),
+            EngineError::Migrate(_) if self.is_transient() => ErrorKind::Unavailable,
             EngineError::Migrate(_) => ErrorKind::Internal,
         }
     }
-}
 
-impl EngineError {
-    /// The text to show a client: the error's own message, or for a database error of kind
-    /// conflict or invalid the violated constraint ([`db_message`]); never SQL.
-    pub fn client_message(&self) -> String {
+    /// The database error behind this one, if there is one.
+    pub fn db_error(&self) -> Option<&sqlx::Error> {
         match self {
-            EngineError::Db(e) => db_message(e),
-            other => other.to_string(),
+            EngineError::Db(e) | EngineError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => {
+                Some(e)
+            }
+            _ => None,
         }
+    }
+
+    /// The text to show a client: the error's own message, or for a database error the
+    /// violated constraint ([`db_message`]); never SQL.
+    pub fn client_message(&self) -> String {
+        self.db_error().map_or_else(|| self.to_string(), db_message)
     }
 }
 

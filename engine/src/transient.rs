@@ -45,11 +45,7 @@ fn is_transient_code(code: &str) -> bool {
 impl EngineError {
     /// Whether the operation that failed with this error may simply be run again.
     pub fn is_transient(&self) -> bool {
-        match self {
-            EngineError::Db(e) => is_transient_sqlx(e),
-            EngineError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_transient_sqlx(e),
-            _ => false,
-        }
+        self.db_error().is_some_and(is_transient_sqlx)
     }
 }
 

@@ -184,16 +184,13 @@ impl From<ApiError> for HttpError<Page> {
 
 impl<F> From<EngineError> for HttpError<F> {
     fn from(e: EngineError) -> Self {
-        // A database error anywhere in the chain speaks for itself: its constraint, not the
-        // engine's wrapping text ("database error").
-        let db = db_cause(&e);
+        // A database error speaks for itself: its constraint, not the engine's wrapping
+        // text ("database error").
         match e.kind() {
             ErrorKind::NotFound => Self::NotFound(e.to_string()),
-            ErrorKind::Conflict => Self::Conflict(db.map_or_else(|| e.to_string(), db_message)),
-            ErrorKind::Invalid => match db {
-                Some(db) => Self::Unprocessable(db_message(db)),
-                None => Self::BadRequest(e.to_string()),
-            },
+            ErrorKind::Conflict => Self::Conflict(e.client_message()),
+            ErrorKind::Invalid if e.db_error().is_some() => Self::Unprocessable(e.client_message()),
+            ErrorKind::Invalid => Self::BadRequest(e.to_string()),
             ErrorKind::Unavailable => Self::Unavailable(chain(&e)),
             ErrorKind::Internal => Self::Internal(chain(&e)),
         }
@@ -209,18 +206,6 @@ impl<F> From<sqlx::Error> for HttpError<F> {
             ErrorKind::NotFound | ErrorKind::Internal => Self::Internal(chain(&e)),
         }
     }
-}
-
-/// The first `sqlx::Error` in `e`'s source chain (`e` included).
-fn db_cause(e: &EngineError) -> Option<&sqlx::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(db) = err.downcast_ref::<sqlx::Error>() {
-            return Some(db);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 /// The error and its causes, `: `-separated, for the log.
