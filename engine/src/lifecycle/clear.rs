@@ -38,7 +38,7 @@ async fn clear_once(
 ) -> Result<Vec<String>> {
     let mut tx = pool.begin().await?;
     let run = runs::get(&mut tx, dag_id, run_id).await?;
-    runs::lock_runs(&mut tx, &[run.id]).await?;
+    let locked = runs::lock_runs(&mut tx, &[run.id]).await?;
     let dag = cache.get(&mut tx, dag_id, &run.dag_hash).await?;
     if dag.task(task_id).is_none() {
         return Err(EngineError::TaskNotFound {
@@ -54,7 +54,7 @@ async fn clear_once(
                 .map(|t| t.id.clone()),
         );
     }
-    reset_locked(&mut tx, cache, &[(run.id, targets.clone())]).await?;
+    reset_locked(&mut tx, cache, &locked, &[(run.id, targets.clone())]).await?;
     tx.commit().await?;
     Ok(targets)
 }
@@ -84,15 +84,17 @@ async fn clear_many_once(
     if let Some(missing) = ids.iter().find(|id| !locked.iter().any(|l| l.0 == **id)) {
         return Err(EngineError::RunPkNotFound(*missing));
     }
-    reset_locked(&mut tx, cache, targets).await?;
+    reset_locked(&mut tx, cache, &locked, targets).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// The shared part of clearing, on runs already locked by the caller's transaction.
+/// The shared part of clearing, on runs already locked by the caller's transaction (`locked`,
+/// as `runs::lock_runs` answered, holds every run of `targets`).
 async fn reset_locked(
     tx: &mut PgConnection,
     cache: &VersionCache,
+    locked: &[runs::LockedRun],
     targets: &[(i64, Vec<String>)],
 ) -> Result<()> {
     let (pks, tasks): (Vec<i64>, Vec<&str>) = targets
@@ -103,18 +105,17 @@ async fn reset_locked(
     if !running.is_empty() {
         return Err(EngineError::ClearWhileRunning(running));
     }
-    let mut touched_owned: Vec<(i64, String, String)> = Vec::new();
+    let mut touched: BTreeMap<i64, (&str, &str)> = BTreeMap::new();
     for (run_pk, task_ids) in targets {
-        let (dag_id, hash) = runs::dag_of(tx, *run_pk).await?;
-        let dag = cache.get(tx, &dag_id, &hash).await?;
+        let (_, _, dag_id, hash) = locked
+            .iter()
+            .find(|l| l.0 == *run_pk)
+            .ok_or(EngineError::RunPkNotFound(*run_pk))?;
+        let dag = cache.get(tx, dag_id, hash).await?;
         reset_tasks(tx, *run_pk, &dag, task_ids).await?;
         runs::reopen(tx, *run_pk).await?;
-        touched_owned.push((*run_pk, dag_id, hash));
+        touched.insert(*run_pk, (dag_id.as_str(), hash.as_str()));
     }
-    let touched: BTreeMap<i64, (&str, &str)> = touched_owned
-        .iter()
-        .map(|(pk, d, h)| (*pk, (d.as_str(), h.as_str())))
-        .collect();
     let mut out = BatchResult::default();
     settle_all(tx, cache, &touched, &mut out).await?;
     store::notify_wake(tx).await?;

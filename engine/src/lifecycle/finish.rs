@@ -1,6 +1,6 @@
 //! How a try ended, and what follows: the one place a retry is decided.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
@@ -146,6 +146,7 @@ pub async fn finish_batch(
     out.recorded = updated.len();
     out.stale = batch.len() - updated.len();
 
+    let updated: HashSet<i64> = updated.into_iter().collect();
     let recorded: Vec<&Finished> = batch
         .iter()
         .filter(|f| updated.contains(&f.ti_id))

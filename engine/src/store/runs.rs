@@ -214,22 +214,12 @@ pub async fn reopen(conn: &mut PgConnection, run_pk: i64) -> Result<()> {
     Ok(())
 }
 
-/// The DAG and DAG version of a run.
-pub async fn dag_of(conn: &mut PgConnection, run_pk: i64) -> Result<(String, String)> {
-    Ok(
-        sqlx::query_as("SELECT dag_id, dag_hash FROM dag_runs WHERE id = $1")
-            .bind(run_pk)
-            .fetch_one(conn)
-            .await?,
-    )
-}
+/// A locked run: `(id, state, dag_id, dag_hash)`.
+pub type LockedRun = (i64, RunState, String, String);
 
 /// Locks runs in id order (the one order every writer uses, so writers never deadlock).
 /// Lock order across tables: a `dags` row before any of its `dag_runs` rows.
-pub async fn lock_runs(
-    conn: &mut PgConnection,
-    ids: &[i64],
-) -> Result<Vec<(i64, RunState, String, String)>> {
+pub async fn lock_runs(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<LockedRun>> {
     Ok(sqlx::query_as(
         "SELECT id, state, dag_id, dag_hash FROM dag_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
