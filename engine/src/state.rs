@@ -170,6 +170,42 @@ impl TriggerRule {
     }
 }
 
+/// How a task's effective priority is computed from the `priority_weight`s (Airflow's
+/// `weight_rule`): `downstream` adds the weights of every task downstream of it (so a chain's
+/// head outranks its tail), `upstream` those upstream of it, `absolute` takes its own alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightRule {
+    #[default]
+    Downstream,
+    Upstream,
+    Absolute,
+}
+
+impl WeightRule {
+    pub const ALL: [(&'static str, WeightRule); 3] = [
+        ("downstream", Self::Downstream),
+        ("upstream", Self::Upstream),
+        ("absolute", Self::Absolute),
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, r)| *r)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, r)| *r == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("downstream")
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "log_stream", rename_all = "snake_case")]

@@ -56,7 +56,7 @@ pub(super) fn unknown_keys(
 }
 
 /// The allowed name within a small edit distance of `key`, if any.
-fn closest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+pub(super) fn closest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
     let limit = (key.chars().count() / 3).clamp(1, 3);
     allowed
         .iter()
@@ -163,6 +163,34 @@ pub(super) fn count(
         },
         v => {
             wrong_type(cx, at, key, &format!("a whole number of at least {min}"), v);
+            None
+        }
+    }
+}
+
+/// A whole number that fits an `i32` (negative allowed).
+pub(super) fn integer(
+    cx: &mut Ctx<'_>,
+    at: &[Seg<'_>],
+    table: &toml::Table,
+    key: &str,
+) -> Option<i32> {
+    match table.get(key)? {
+        toml::Value::Integer(n) => match i32::try_from(*n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                cx.err(
+                    &join(at, key),
+                    Problem::IntegerOutOfRange {
+                        key: key.to_string(),
+                        value: n.to_string(),
+                    },
+                );
+                None
+            }
+        },
+        v => {
+            wrong_type(cx, at, key, "a whole number", v);
             None
         }
     }

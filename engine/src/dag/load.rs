@@ -14,10 +14,13 @@ use serde_json::{Map, Value};
 use super::fields::{self, Ctx, join, unknown_keys};
 use super::locate::{Locator, Seg};
 use super::problem::{DateError, DurationError, KeyPlace, Problem};
-use super::{Dag, RetryPolicy, TaskDef, build_graph, find_cycles};
+use super::{
+    DEFAULT_MAX_ACTIVE_TASKS, DEFAULT_POOL, Dag, PoolLines, RetryPolicy, TaskDef, build_graph,
+    find_cycles,
+};
 use crate::kind::{PrepareCtx, Registry};
 use crate::schedule::{Schedule, parse_timezone};
-use crate::state::TriggerRule;
+use crate::state::{TriggerRule, WeightRule};
 
 /// A problem in a DAG file, at a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +55,7 @@ const DAG_KEYS: &[&str] = &[
     "end_date",
     "catchup",
     "max_active_runs",
+    "max_active_tasks",
     "tags",
     "defaults",
     "params",
@@ -65,6 +69,11 @@ const OVERRIDE_KEYS: &[&str] = &[
     "retry_exponential_backoff",
     "max_retry_delay",
     "timeout",
+    "pool",
+    "pool_slots",
+    "priority_weight",
+    "weight_rule",
+    "max_active_tis_per_dag",
 ];
 
 /// Keys every task has, besides [`OVERRIDE_KEYS`] and its kind's own.
@@ -190,6 +199,8 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
     let catchup = fields::boolean(cx, &[], doc, "catchup").unwrap_or(false);
     let max_active_runs =
         fields::count(cx, &[], doc, "max_active_runs", 1).unwrap_or(DEFAULT_MAX_ACTIVE_RUNS);
+    let max_active_tasks =
+        fields::count(cx, &[], doc, "max_active_tasks", 1).unwrap_or(DEFAULT_MAX_ACTIVE_TASKS);
     let tags = fields::strings(cx, &[], doc, "tags").unwrap_or_default();
     let empty = toml::Table::new();
     let defaults_table = fields::table(cx, &[], doc, "defaults", "[defaults]").unwrap_or(&empty);
@@ -233,6 +244,7 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
     let mut raw_tasks: Vec<RawTask<'_>> = Vec::with_capacity(entries.len());
     let mut tasks = Vec::with_capacity(entries.len());
+    let mut pool_lines = HashMap::new();
     for (i, entry) in entries.iter().enumerate() {
         let at = [Key("tasks"), Index(i)];
         let Some(t) = entry.as_table() else {
@@ -387,6 +399,14 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
             upstream: upstream.clone(),
         });
         if let (Some(id), Some(kind)) = (id, kind_name) {
+            let id_line = cx.loc.line(&join(&at, "id"));
+            pool_lines.insert(
+                id.to_string(),
+                PoolLines {
+                    pool: resolved.pool.as_ref().map_or(id_line, |p| p.1),
+                    pool_slots: resolved.pool_slots.map_or(id_line, |p| p.1),
+                },
+            );
             tasks.push(TaskDef {
                 id: id.to_string(),
                 kind: kind.to_string(),
@@ -395,6 +415,13 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
                 retry: resolved.retry,
                 timeout: resolved.timeout,
                 config,
+                pool: resolved
+                    .pool
+                    .map_or_else(|| DEFAULT_POOL.to_string(), |p| p.0),
+                pool_slots: resolved.pool_slots.map_or(1, |p| p.0),
+                priority_weight: resolved.priority_weight.unwrap_or(1),
+                weight_rule: resolved.weight_rule.unwrap_or_default(),
+                max_active_tis_per_dag: resolved.max_active_tis_per_dag,
             });
         }
     }
@@ -442,10 +469,12 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
         end_date,
         catchup,
         max_active_runs,
+        max_active_tasks,
         tags: tags.iter().map(|s| s.to_string()).collect(),
         params,
         tasks,
         fileloc: cx.file.display().to_string(),
+        pool_lines,
         index: Default::default(),
     };
     match dag.indexed() {
@@ -479,6 +508,20 @@ pub(crate) fn toml_to_json(v: &toml::Value) -> Value {
 struct Resolved {
     retry: RetryPolicy,
     timeout: Option<Duration>,
+    /// The pool and the line it is written at.
+    pool: Option<(String, usize)>,
+    pool_slots: Option<(u32, usize)>,
+    priority_weight: Option<i32>,
+    weight_rule: Option<WeightRule>,
+    max_active_tis_per_dag: Option<u32>,
+}
+
+/// What a pool may be called (the `pools.name` check).
+pub(crate) fn valid_pool_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 /// The `[defaults]` keys of `table` (the defaults themselves or a task) over `base`.
@@ -509,9 +552,44 @@ fn resolve_overrides(
     let timeout = dur(cx, "timeout");
     let retries = fields::count(cx, at, table, "retries", 0);
     let backoff = fields::boolean(cx, at, table, "retry_exponential_backoff");
+    let pool = fields::string(cx, at, table, "pool").and_then(|p| {
+        if valid_pool_name(p) {
+            Some((p.to_string(), cx.loc.line(&join(at, "pool"))))
+        } else {
+            cx.err(
+                &join(at, "pool"),
+                Problem::InvalidPoolName {
+                    name: p.to_string(),
+                },
+            );
+            None
+        }
+    });
+    let pool_slots = fields::count(cx, at, table, "pool_slots", 1)
+        .map(|n| (n, cx.loc.line(&join(at, "pool_slots"))));
+    let priority_weight = fields::integer(cx, at, table, "priority_weight");
+    let weight_rule = fields::string(cx, at, table, "weight_rule").and_then(|s| {
+        let rule = WeightRule::parse(s);
+        if rule.is_none() {
+            cx.err(
+                &join(at, "weight_rule"),
+                Problem::UnknownWeightRule {
+                    value: s.to_string(),
+                },
+            );
+        }
+        rule
+    });
+    let max_active_tis_per_dag = fields::count(cx, at, table, "max_active_tis_per_dag", 1);
     let default = RetryPolicy::default();
     let b = base.map(|b| &b.retry).unwrap_or(&default);
     Resolved {
+        pool: pool.or_else(|| base.and_then(|b| b.pool.clone())),
+        pool_slots: pool_slots.or(base.and_then(|b| b.pool_slots)),
+        priority_weight: priority_weight.or(base.and_then(|b| b.priority_weight)),
+        weight_rule: weight_rule.or(base.and_then(|b| b.weight_rule)),
+        max_active_tis_per_dag: max_active_tis_per_dag
+            .or(base.and_then(|b| b.max_active_tis_per_dag)),
         retry: RetryPolicy {
             retries: retries.unwrap_or(b.retries),
             retry_delay: retry_delay.unwrap_or(b.retry_delay),

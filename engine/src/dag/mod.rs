@@ -4,6 +4,7 @@
 mod fields;
 mod load;
 mod locate;
+mod pools;
 mod problem;
 
 use std::collections::HashMap;
@@ -17,10 +18,16 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 pub use load::{DagError, Folder, load_dag_file, load_dag_str, load_folder, parse_datetime_in};
+pub use pools::check_pools;
 pub use problem::{DateError, DurationError, IndexError, KeyPlace, Problem};
 
 use crate::schedule::Schedule;
-use crate::state::TriggerRule;
+use crate::state::{TriggerRule, WeightRule};
+
+/// The pool a task runs in when it names none (Airflow's `default_pool`).
+pub const DEFAULT_POOL: &str = "default_pool";
+/// Airflow's `max_active_tasks_per_dag` default.
+pub const DEFAULT_MAX_ACTIVE_TASKS: u32 = 16;
 
 /// Retry behaviour of a task (DESIGN.md: `delay(n) = min(retry_delay * 2^(n-1), max_retry_delay)`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +60,46 @@ pub struct TaskDef {
     pub timeout: Option<Duration>,
     /// Kind-specific configuration, as resolved by the kind's `prepare`.
     pub config: Value,
+    /// The pool its tries take slots of (the keys below keep their defaults out of the
+    /// serialised form, so DAGs that do not use them keep their version hash).
+    #[serde(default = "default_pool", skip_serializing_if = "is_default_pool")]
+    pub pool: String,
+    /// Slots of the pool one try takes.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub pool_slots: u32,
+    /// Its own weight; the claim orders by the effective weight ([`Dag::priority_weight`]).
+    #[serde(default = "one_i32", skip_serializing_if = "is_one_i32")]
+    pub priority_weight: i32,
+    #[serde(default, skip_serializing_if = "WeightRule::is_default")]
+    pub weight_rule: WeightRule,
+    /// At most this many of its task instances run at once, across all runs of the DAG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_tis_per_dag: Option<u32>,
+}
+
+fn default_pool() -> String {
+    DEFAULT_POOL.to_string()
+}
+fn is_default_pool(p: &str) -> bool {
+    p == DEFAULT_POOL
+}
+fn one() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+fn one_i32() -> i32 {
+    1
+}
+fn is_one_i32(n: &i32) -> bool {
+    *n == 1
+}
+fn default_max_active_tasks() -> u32 {
+    DEFAULT_MAX_ACTIVE_TASKS
+}
+fn is_default_max_active_tasks(n: &u32) -> bool {
+    *n == DEFAULT_MAX_ACTIVE_TASKS
 }
 
 /// A validated DAG.
@@ -67,13 +114,31 @@ pub struct Dag {
     pub end_date: Option<DateTime<Utc>>,
     pub catchup: bool,
     pub max_active_runs: u32,
+    /// Task instances of one run running at once (Airflow 3's per-run `max_active_tasks`).
+    #[serde(
+        default = "default_max_active_tasks",
+        skip_serializing_if = "is_default_max_active_tasks"
+    )]
+    pub max_active_tasks: u32,
     pub tags: Vec<String>,
     pub params: Map<String, Value>,
     pub tasks: Vec<TaskDef>,
     /// The file it was read from.
     pub fileloc: String,
+    /// Where in its file each task's `pool` and `pool_slots` are written (known only for a
+    /// DAG just read from its file), so checks against the database's pools name the line.
+    #[serde(skip)]
+    pub(crate) pool_lines: HashMap<String, PoolLines>,
     #[serde(skip)]
     index: Index,
+}
+
+/// The lines of a task's `pool` and `pool_slots` keys (or of the `[defaults]` giving them,
+/// or of the task's id when neither is written).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PoolLines {
+    pub pool: usize,
+    pub pool_slots: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -193,6 +258,34 @@ impl Dag {
             .filter(|(i, _)| seen[*i])
             .map(|(_, t)| t)
             .collect()
+    }
+
+    /// A task's effective priority: its `priority_weight` plus, by its weight rule, the
+    /// weights of every task downstream (`downstream`, the default) or upstream (`upstream`)
+    /// of it, or alone (`absolute`); held within a 32-bit integer as Airflow does.
+    pub fn priority_weight(&self, id: &str) -> i32 {
+        let Some(task) = self.task(id) else { return 1 };
+        let others = match task.weight_rule {
+            WeightRule::Absolute => Vec::new(),
+            WeightRule::Downstream => self.all_downstream(id),
+            WeightRule::Upstream => self.all_upstream(id),
+        };
+        let total = others
+            .iter()
+            .fold(i64::from(task.priority_weight), |acc, t| {
+                acc + i64::from(t.priority_weight)
+            });
+        total.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    }
+
+    /// Every pool its tasks use, with the most slots one of its tries takes there.
+    pub fn pools(&self) -> std::collections::BTreeMap<&str, u32> {
+        let mut out = std::collections::BTreeMap::new();
+        for t in &self.tasks {
+            let e = out.entry(t.pool.as_str()).or_insert(0);
+            *e = (*e).max(t.pool_slots);
+        }
+        out
     }
 
     /// Tasks nothing depends on; a run's outcome is theirs (as in Airflow).

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::schedule::{ScheduleError, UnknownTimezone};
-use crate::state::TriggerRule;
+use crate::state::{TriggerRule, WeightRule};
 
 /// One problem of a DAG file (without its file and line: see `DagError`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +86,39 @@ pub enum Problem {
         TriggerRule::ALL.map(|(n, _)| n).join(", ")
     )]
     UnknownTriggerRule { value: String },
+    #[error(
+        "unknown weight rule `{value}` (expected one of {})",
+        WeightRule::ALL.map(|(n, _)| n).join(", ")
+    )]
+    UnknownWeightRule { value: String },
+    #[error(
+        "`{key}` must be a whole number from {} to {}, not {value}",
+        i32::MIN,
+        i32::MAX
+    )]
+    IntegerOutOfRange { key: String, value: String },
+    #[error("pool name `{name}` must be 1-256 characters of letters, digits, `_`, `-` or `.`")]
+    InvalidPoolName { name: String },
+    #[error(
+        "task `{task}` uses pool `{pool}`, which does not exist ({}pools: {}; create it with `upiflow pools set {pool} SLOTS`)",
+        suggestion.as_ref().map(|p| format!("did you mean `{p}`? ")).unwrap_or_default(),
+        known.join(", ")
+    )]
+    UnknownPool {
+        task: String,
+        pool: String,
+        suggestion: Option<String>,
+        known: Vec<String>,
+    },
+    #[error(
+        "task `{task}` takes {pool_slots} slots of pool `{pool}`, which has only {slots}: it could never run"
+    )]
+    PoolTooSmall {
+        task: String,
+        pool: String,
+        pool_slots: u32,
+        slots: i64,
+    },
     #[error("task `{task}` lists upstream `{upstream}` twice")]
     DuplicateUpstream { task: String, upstream: String },
     #[error("task `{task}` lists unknown upstream `{upstream}`")]
@@ -190,6 +223,7 @@ mod tests {
                         "end_date",
                         "catchup",
                         "max_active_runs",
+                        "max_active_tasks",
                         "tags",
                         "defaults",
                         "params",

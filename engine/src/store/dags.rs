@@ -82,13 +82,14 @@ async fn upsert(
     update_when: &'static str,
 ) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO dags (dag_id, fileloc, latest_hash, description, schedule, timezone, max_active_runs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO dags (dag_id, fileloc, latest_hash, description, schedule, timezone,
+                           max_active_runs, max_active_tasks)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (dag_id) DO UPDATE SET
             fileloc = EXCLUDED.fileloc, latest_hash = EXCLUDED.latest_hash,
             description = EXCLUDED.description, schedule = EXCLUDED.schedule,
             timezone = EXCLUDED.timezone, max_active_runs = EXCLUDED.max_active_runs,
-            updated_at = now()
+            max_active_tasks = EXCLUDED.max_active_tasks, updated_at = now()
          WHERE {update_when}"
     ))
     .bind(&dag.dag_id)
@@ -98,6 +99,7 @@ async fn upsert(
     .bind(&dag.schedule)
     .bind(&dag.timezone)
     .bind(dag.max_active_runs as i32)
+    .bind(dag.max_active_tasks as i32)
     .execute(&mut *conn)
     .await?;
     Ok(())

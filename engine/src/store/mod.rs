@@ -21,6 +21,7 @@ pub mod grid;
 pub mod logs;
 pub mod metrics;
 pub mod missed;
+pub mod pools;
 pub mod runs;
 pub mod scheduling;
 pub mod task_views;

@@ -71,15 +71,34 @@ pub async fn create(
         .iter()
         .map(|t| t.retry.retries as i32 + 1)
         .collect();
+    let pools: Vec<&str> = dag.tasks.iter().map(|t| t.pool.as_str()).collect();
+    let slots: Vec<i32> = dag.tasks.iter().map(|t| t.pool_slots as i32).collect();
+    let weights: Vec<i32> = dag
+        .tasks
+        .iter()
+        .map(|t| dag.priority_weight(&t.id))
+        .collect();
+    let caps: Vec<Option<i32>> = dag
+        .tasks
+        .iter()
+        .map(|t| t.max_active_tis_per_dag.map(|n| n as i32))
+        .collect();
     sqlx::query(
-        "INSERT INTO task_instances (run_pk, dag_id, run_id, task_id, max_tries)
-         SELECT $1, $2, $3, t, m FROM UNNEST($4::text[], $5::int[]) AS u(t, m)",
+        "INSERT INTO task_instances (run_pk, dag_id, run_id, task_id, max_tries, pool,
+                                     pool_slots, priority_weight, max_active_tis_per_dag)
+         SELECT $1, $2, $3, t, m, p, s, w, c
+         FROM UNNEST($4::text[], $5::int[], $6::text[], $7::int[], $8::int[], $9::int[])
+              AS u(t, m, p, s, w, c)",
     )
     .bind(run.id)
     .bind(&run.dag_id)
     .bind(&run.run_id)
     .bind(&ids)
     .bind(&max_tries)
+    .bind(&pools)
+    .bind(&slots)
+    .bind(&weights)
+    .bind(&caps)
     .execute(&mut *conn)
     .await?;
     Ok(Some(run))
