@@ -6,6 +6,7 @@ mod backfills;
 mod dags;
 pub mod models;
 pub mod query;
+mod pools;
 mod runs;
 mod task_instances;
 
@@ -92,6 +93,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(task_instances::router())
         .merge(backfills::router())
+        .merge(pools::router())
 }
 
 /// The API's routes.
