@@ -33,14 +33,16 @@ pub async fn lock_cursor(
     )
 }
 
-/// How many runs of `dag_id` are queued.
+/// How many runs of `dag_id` outside any backfill are queued (a backfill's queue is its own
+/// and never holds back the creation of scheduled runs).
 pub async fn queued_runs(conn: &mut PgConnection, dag_id: &str) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM dag_runs WHERE dag_id = $1 AND state = 'queued'")
-            .bind(dag_id)
-            .fetch_one(conn)
-            .await?,
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM dag_runs
+         WHERE dag_id = $1 AND state = 'queued' AND backfill_id IS NULL",
     )
+    .bind(dag_id)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Moves the cursor: the logical date of the next interval to create.
