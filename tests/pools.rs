@@ -457,13 +457,19 @@ async fn the_pools_api_has_airflows_shapes_status_codes_and_rules() {
         .await;
     assert_eq!(names(&v), ["api", "zeta"]);
     assert_eq!(v["total_entries"], 2);
+    let (_, v) = a
+        .call(
+            "GET",
+            "/api/v2/pools?pool_name_prefix_pattern=ba|def",
+            Some(&viewer()),
+            None,
+        )
+        .await;
+    assert_eq!(names(&v), ["batch", "default_pool"]);
     for (uri, status) in [
         ("/api/v2/pools?order_by=slots", StatusCode::BAD_REQUEST),
         ("/api/v2/pools?limit=-1", StatusCode::UNPROCESSABLE_ENTITY),
-        (
-            "/api/v2/pools?pool_name_prefix_pattern=a",
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        ("/api/v2/pools?colour=red", StatusCode::UNPROCESSABLE_ENTITY),
     ] {
         let (got, v) = a.call("GET", uri, Some(&viewer()), None).await;
         assert_eq!(got, status, "{uri}: {v}");

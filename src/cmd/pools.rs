@@ -34,7 +34,7 @@ pub async fn run(g: &Global, c: PoolsCommand) -> Result<ExitCode> {
             slots,
             description,
         } => set(g, &name, slots, description.as_deref()).await,
-        PoolsCommand::List => list(g).await,
+        PoolsCommand::List => super::rerun_on_transient("pools list", async || list(g).await).await,
         PoolsCommand::Delete { name } => delete(g, &name).await,
     }
 }

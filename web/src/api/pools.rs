@@ -103,6 +103,8 @@ struct PoolListQuery {
     /// Case-insensitive substring (`%` and `_` are wildcards, `|` separates alternatives,
     /// `~` matches all).
     pool_name_pattern: Option<String>,
+    /// Case-sensitive prefix (`|` separates alternatives, `~` matches all).
+    pool_name_prefix_pattern: Option<String>,
 }
 
 fn pool_order(v: &str) -> Result<(PoolOrder, bool), ApiError> {
@@ -134,11 +136,7 @@ async fn list(
     for v in q.all_split("order_by") {
         order.push(pool_order(&v)?);
     }
-    let matches: Vec<_> = q
-        .one("pool_name_pattern")?
-        .and_then(|v| super::query::substring(&v))
-        .into_iter()
-        .collect();
+    let matches = q.patterns("pool_name")?;
     q.finish::<&str>(&[])?;
     let mut conn = s.pool.acquire().await?;
     let (rows, total) = store_pools::list(&mut conn, &matches, &order, limit, offset).await?;
