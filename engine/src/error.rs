@@ -60,7 +60,7 @@ pub enum EngineError {
     PoolExists(String),
     #[error("pool name `{0}` must be 1-256 characters of letters, digits, `_`, `-` or `.`")]
     PoolNameInvalid(String),
-    #[error("pool slots must be a whole number of at least 0 (not {0})")]
+    #[error("{}", slots_message(*.0))]
     PoolSlotsInvalid(i64),
     #[error(
         "`default_pool` cannot be deleted (resize it instead: upiflow pools set default_pool SLOTS)"
@@ -131,6 +131,15 @@ impl EngineError {
     pub fn client_message(&self) -> String {
         self.db_error().map_or_else(|| self.to_string(), db_message)
     }
+}
+
+fn slots_message(slots: i64) -> String {
+    let bound = if slots > 0 {
+        format!(" and at most {}", i32::MAX)
+    } else {
+        String::new()
+    };
+    format!("pool slots must be a whole number of at least 0{bound} (not {slots})")
 }
 
 fn pool_in_use(pool: &str, dag_tasks: &[String], task_instances: &[String]) -> String {

@@ -218,6 +218,10 @@ mod tests {
             e.to_string(),
             "pool slots must be a whole number of at least 0 (not -1)"
         );
-        assert!(check_slots(i64::from(i32::MAX) + 1).is_err());
+        let e = check_slots(i64::from(i32::MAX) + 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pool slots must be a whole number of at least 0 and at most 2147483647 (not 2147483648)"
+        );
     }
 }
