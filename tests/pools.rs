@@ -621,7 +621,8 @@ async fn the_pools_api_has_airflows_shapes_status_codes_and_rules() {
 }
 
 /// Two tasks that hold 2 slots each of `api` until `release` exists, one that fails and
-/// waits an hour for its retry (1 slot of `api`), and one in `default_pool`.
+/// waits an hour for its retry (1 slot of `api`), one in `default_pool` after `hold1` and
+/// one in `api` after `hold2`.
 fn usage_dag(release: &Path) -> String {
     let hold = format!(
         "kind = \"command\"\npool = \"api\"\npool_slots = 2\n\
@@ -634,7 +635,8 @@ fn usage_dag(release: &Path) -> String {
          [[tasks]]\nid = \"hold2\"\n{hold}\
          [[tasks]]\nid = \"flaky\"\nkind = \"command\"\npool = \"api\"\nretries = 1\nretry_delay = \"1h\"\n\
          command = [\"sh\", \"-c\", \"exit 1\"]\n\
-         [[tasks]]\nid = \"other\"\nkind = \"noop\"\nupstream = [\"hold1\"]\n"
+         [[tasks]]\nid = \"other\"\nkind = \"noop\"\nupstream = [\"hold1\"]\n\
+         [[tasks]]\nid = \"after\"\nkind = \"noop\"\npool = \"api\"\nupstream = [\"hold2\"]\n"
     )
 }
 
@@ -735,6 +737,7 @@ async fn usage_numbers_follow_the_task_instances_a_worker_claims() {
     assert!(
         detail.contains(&format!("use/{}/hold1 (running)", run.run_id))
             && detail.contains("(up_for_retry)")
+            && detail.contains(&format!("use/{}/after (no status)", run.run_id))
             && detail.contains("use.hold1"),
         "{detail}"
     );
@@ -760,7 +763,7 @@ async fn usage_numbers_follow_the_task_instances_a_worker_claims() {
                 .iter()
                 .any(|(id, s)| id == t && s.as_deref() == Some("success"))
         };
-        if done("hold1") && done("hold2") && done("other") {
+        if done("hold1") && done("hold2") && done("other") && done("after") {
             break;
         }
         assert!(Instant::now() < deadline, "never finished: {states:?}");
