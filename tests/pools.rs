@@ -926,3 +926,66 @@ async fn the_pools_page_lists_pools_and_its_admin_form_sets_and_deletes_them() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The backends of this database waiting on a lock in a statement starting with `prefix`.
+async fn waiting_on_lock(db: &TestDb, prefix: &str) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'
+           AND starts_with(ltrim(query), $1)",
+    )
+    .bind(prefix)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_pool_change_rides_out_its_connection_being_killed() {
+    let db = fresh_db().await;
+    // Another transaction holds the pool's row, so the change waits where it can be killed.
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM pools WHERE name = 'default_pool' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let p = db.pool.clone();
+    let set =
+        tokio::spawn(async move { upiflow_engine::pools::set(&p, "default_pool", 7, None).await });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let killed = loop {
+        if let Some(&pid) = waiting_on_lock(&db, "INSERT INTO pools").await.first() {
+            let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            assert!(done);
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the change never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // It runs again on another connection and waits again.
+    loop {
+        let waiting = waiting_on_lock(&db, "INSERT INTO pools").await;
+        if waiting.iter().any(|&pid| pid != killed) {
+            break;
+        }
+        assert!(!set.is_finished(), "the change gave up: {:?}", set.await);
+        assert!(Instant::now() < deadline, "the change was not run again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    holder.commit().await.unwrap();
+    let changed = tokio::time::timeout(Duration::from_secs(20), set)
+        .await
+        .expect("the change finishes")
+        .unwrap()
+        .expect("the change succeeds");
+    assert_eq!(changed.pool.pool.slots, 7);
+    let mut conn = db.pool.acquire().await.unwrap();
+    let sizes = upiflow_engine::store::pools::sizes(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sizes["default_pool"], 7);
+}
