@@ -5,8 +5,8 @@
 mod backfills;
 mod dags;
 pub mod models;
-pub mod query;
 mod pools;
+pub mod query;
 mod runs;
 mod task_instances;
 
