@@ -136,6 +136,19 @@ async fn the_pools_commands_set_list_resize_and_delete_with_clear_refusals() {
         "{}",
         text(&shrunk.stderr)
     );
+    assert!(
+        text(&shrunk.stderr).contains("`upiflow dags validate`"),
+        "{}",
+        text(&shrunk.stderr)
+    );
+    // As the warning says, the DAG's checks report the task meanwhile.
+    let validate = run(&["dags", "validate"]);
+    assert_eq!(validate.status.code(), Some(1));
+    assert!(
+        text(&validate.stderr).contains("takes 2 slots of pool `api`, which has only 1"),
+        "{}",
+        text(&validate.stderr)
+    );
     let grown = run(&["pools", "set", "api", "2"]);
     assert!(text(&grown.stderr).is_empty(), "{}", text(&grown.stderr));
     let in_use = run(&["pools", "delete", "api"]);

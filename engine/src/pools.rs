@@ -48,14 +48,22 @@ pub struct Changed {
 }
 
 impl Changed {
-    /// One line per task that cannot start in the pool as it is now.
+    /// One line per task that cannot start in the pool as it is now. A pool of 0 slots holds
+    /// every task back on purpose; a task larger than a pool that has slots is also what
+    /// [`crate::dag::check_pools`] reports, so the DAG's checks refuse it meanwhile.
     pub fn warnings(&self) -> Vec<String> {
+        let p = &self.pool.pool;
+        let checks = if p.slots > 0 {
+            " (and `upiflow dags validate`, trigger and the scheduler's DAG-file sync report its DAG meanwhile)"
+        } else {
+            ""
+        };
         self.too_small
             .iter()
             .map(|t| {
                 format!(
-                    "task `{}.{}` takes {} slot(s) of pool `{}`, which now has {}: its tries wait until the pool grows",
-                    t.dag_id, t.task_id, t.pool_slots, self.pool.pool.name, self.pool.pool.slots
+                    "task `{}.{}` takes {} slot(s) of pool `{}`, which now has {}: its tries wait until the pool grows{checks}",
+                    t.dag_id, t.task_id, t.pool_slots, p.name, p.slots
                 )
             })
             .collect()
