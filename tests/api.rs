@@ -2153,9 +2153,11 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
                    "dag_run_conf": {}, "reprocess_behavior": "none"}),
             16,
         ),
+        // Its own limit, independent of the DAG's 16 (backfill runs never count against
+        // the scheduled runs' limit, as in Airflow 3).
         (
             json!({"max_active_runs": 50, "reprocess_behavior": "failed"}),
-            16,
+            50,
         ),
         // Asked again with a lower limit: the same backfill, now held to 10.
         (
@@ -2168,7 +2170,30 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
             .await;
         assert_eq!(status, StatusCode::OK, "{extra}: {got}");
         assert_eq!(got["max_active_runs"], holds, "the limit that holds");
+        assert_eq!(
+            got["yield_to_scheduled"], true,
+            "the default: behind scheduled runs"
+        );
     }
+    // Asked again not to yield: the same backfill now competes with scheduled runs.
+    let (status, got) = a
+        .call(
+            "POST",
+            bf,
+            Some(&admin),
+            Some(body(
+                json!({"reprocess_behavior": "none", "yield_to_scheduled": false}),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["yield_to_scheduled"], false);
+    let stored: bool = sqlx::query_scalar("SELECT yield_to_scheduled FROM backfills WHERE id = $1")
+        .bind(got["id"].as_i64().unwrap())
+        .fetch_one(&a.db.pool)
+        .await
+        .unwrap();
+    assert!(!stored);
 
     // PATCH's update_mask: only is_paused.
     let (status, got) = a

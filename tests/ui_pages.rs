@@ -558,6 +558,7 @@ async fn a_backfill_starts_from_its_form_and_its_page_follows_the_progress() {
                 ("to", "2024-01-03"),
                 ("rerun_failed", "on"),
                 ("max_active_runs", "2"),
+                ("compete", "on"),
             ],
         )
         .await;
@@ -571,11 +572,14 @@ async fn a_backfill_starts_from_its_form_and_its_page_follows_the_progress() {
         "{}",
         page.body
     );
-    let limit: Option<i32> = sqlx::query_scalar("SELECT max_active_runs FROM backfills")
-        .fetch_one(&u.db.pool)
-        .await
-        .unwrap();
+    let (limit, yields): (Option<i32>, bool) =
+        sqlx::query_as("SELECT max_active_runs, yield_to_scheduled FROM backfills")
+            .fetch_one(&u.db.pool)
+            .await
+            .unwrap();
     assert_eq!(limit, Some(2));
+    assert!(!yields, "ticked: it competes with scheduled runs");
+    assert!(page.body.contains("competes with scheduled runs"));
     assert!(page.body.contains(r#"data-total="3""#));
     assert!(
         page.body.contains("data-refresh="),
