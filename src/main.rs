@@ -88,6 +88,9 @@ enum Command {
     Backfill(cmd::backfill::BackfillArgs),
     /// Re-run a task instance (and, with --downstream, everything after it).
     Clear(cmd::runs::ClearArgs),
+    /// Create, resize, list and delete pools.
+    #[command(subcommand)]
+    Pools(cmd::pools::PoolsCommand),
 }
 
 #[derive(Subcommand)]
@@ -139,6 +142,7 @@ async fn main() -> ExitCode {
         }
         Command::Clear(a) => cmd::runs::clear(&g, a).await,
         Command::Backfill(a) => cmd::backfill::run(&g, a).await,
+        Command::Pools(c) => cmd::pools::run(&g, c).await,
     };
     match result {
         Ok(code) => code,

@@ -91,3 +91,44 @@ async fn airflows_python_client_drives_upiflow() {
         "Airflow's client failed against upiflow:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
 }
+
+/// Pools through the client (`tests/airflow_client/pools.py`): create, duplicate, get,
+/// patch with `update_mask`, resize `default_pool`, list with filters, delete and refusals.
+#[tokio::test]
+async fn airflows_python_client_manages_pools() {
+    let db = fresh_db().await;
+    auth::create_user(&db.pool, "airflow", "airflow-password", Role::Admin)
+        .await
+        .unwrap();
+    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(upiflow_web::serve(listener, state, async move {
+        s.cancelled().await
+    }));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/pools.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(python())
+            .arg(&script)
+            .env("UPIFLOW_URL", &url)
+            .env("UPIFLOW_USER", "airflow")
+            .env("UPIFLOW_PASSWORD", "airflow-password")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client script finishes")
+    .expect("python runs");
+    stop.cancel();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "Airflow's client failed on pools:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+}

@@ -1230,6 +1230,11 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("POST", "/api/v2/dags/{dag_id}/clearTaskInstances"),
         ("POST", "/api/v2/backfills"),
         ("GET", "/api/v2/backfills/{backfill_id}"),
+        ("GET", "/api/v2/pools"),
+        ("POST", "/api/v2/pools"),
+        ("GET", "/api/v2/pools/{pool_name}"),
+        ("PATCH", "/api/v2/pools/{pool_name}"),
+        ("DELETE", "/api/v2/pools/{pool_name}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -54,6 +54,26 @@ pub enum EngineError {
     },
     #[error("cannot clear while running: {} (wait for the try to end)", .0.join(", "))]
     ClearWhileRunning(Vec<String>),
+    #[error("no pool `{0}`")]
+    PoolNotFound(String),
+    #[error("pool `{0}` already exists")]
+    PoolExists(String),
+    #[error("pool name `{0}` must be 1-256 characters of letters, digits, `_`, `-` or `.`")]
+    PoolNameInvalid(String),
+    #[error("{}", slots_message(*.0))]
+    PoolSlotsInvalid(i64),
+    #[error(
+        "`default_pool` cannot be deleted (resize it instead: upiflow pools set default_pool SLOTS)"
+    )]
+    DefaultPoolUndeletable,
+    /// The pool is named by current DAG versions (`dag.task`) or held by task instances
+    /// that have not finished (`dag/run/task (state)`).
+    #[error("{}", pool_in_use(.pool, .dag_tasks, .task_instances))]
+    PoolInUse {
+        pool: String,
+        dag_tasks: Vec<String>,
+        task_instances: Vec<String>,
+    },
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -77,11 +97,16 @@ impl EngineError {
             | EngineError::RunNotFound { .. }
             | EngineError::RunPkNotFound(_)
             | EngineError::TaskNotFound { .. }
-            | EngineError::BackfillNotFound(_) => ErrorKind::NotFound,
-            EngineError::RunExists { .. } | EngineError::ClearWhileRunning(_) => {
-                ErrorKind::Conflict
-            }
-            EngineError::VersionUnreadable { .. }
+            | EngineError::BackfillNotFound(_)
+            | EngineError::PoolNotFound(_) => ErrorKind::NotFound,
+            EngineError::RunExists { .. }
+            | EngineError::ClearWhileRunning(_)
+            | EngineError::PoolExists(_)
+            | EngineError::PoolInUse { .. } => ErrorKind::Conflict,
+            EngineError::PoolNameInvalid(_)
+            | EngineError::PoolSlotsInvalid(_)
+            | EngineError::DefaultPoolUndeletable
+            | EngineError::VersionUnreadable { .. }
             | EngineError::Conf(_)
             | EngineError::Backfill(_) => ErrorKind::Invalid,
             EngineError::Cluster(c) => c.kind(),
@@ -106,6 +131,32 @@ impl EngineError {
     pub fn client_message(&self) -> String {
         self.db_error().map_or_else(|| self.to_string(), db_message)
     }
+}
+
+fn slots_message(slots: i64) -> String {
+    let bound = if slots > 0 {
+        format!(" and at most {}", i32::MAX)
+    } else {
+        String::new()
+    };
+    format!("pool slots must be a whole number of at least 0{bound} (not {slots})")
+}
+
+fn pool_in_use(pool: &str, dag_tasks: &[String], task_instances: &[String]) -> String {
+    let mut out = format!("pool `{pool}` is in use");
+    if !dag_tasks.is_empty() {
+        out.push_str(&format!(
+            "; tasks of current DAG versions run in it: {} (move them to another pool first)",
+            dag_tasks.join(", ")
+        ));
+    }
+    if !task_instances.is_empty() {
+        out.push_str(&format!(
+            "; task instances that have not finished hold or wait for its slots: {} (let them finish first)",
+            task_instances.join(", ")
+        ));
+    }
+    out
 }
 
 /// The kind of a database error that is not transient: a violated unique key is a conflict,

@@ -18,6 +18,7 @@ pub mod error;
 pub mod executor;
 pub mod lifecycle;
 pub mod ops;
+pub mod pools;
 pub mod product;
 pub mod store;
 

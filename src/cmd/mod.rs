@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod dags;
 pub mod pipeline;
+pub mod pools;
 pub mod runs;
 pub mod serve;
 pub mod web;

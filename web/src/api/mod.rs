@@ -5,6 +5,7 @@
 mod backfills;
 mod dags;
 pub mod models;
+mod pools;
 pub mod query;
 mod runs;
 mod task_instances;
@@ -92,6 +93,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(task_instances::router())
         .merge(backfills::router())
+        .merge(pools::router())
 }
 
 /// The API's routes.

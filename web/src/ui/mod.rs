@@ -26,6 +26,7 @@ mod links;
 mod login;
 mod missed;
 mod panels;
+mod pools;
 mod run;
 pub mod session;
 mod task;
@@ -52,6 +53,7 @@ pub fn router() -> Router<AppState> {
         .merge(trigger::router())
         .merge(backfill::router())
         .merge(missed::router())
+        .merge(pools::router())
 }
 
 /// What went wrong, as a page (or, for a missing session, a redirect to the login page): the
@@ -108,6 +110,7 @@ fn login_redirect(here: &str) -> Response {
 pub enum Nav {
     Dags,
     Backfills,
+    Pools,
     Payments,
     None,
 }
@@ -150,6 +153,7 @@ pub fn page(title: &str, user: &UiUser, nav: Nav, body: Markup) -> Markup {
                     nav {
                         (item(Nav::Dags, "/", "DAGs"))
                         (item(Nav::Backfills, "/backfills", "Backfills"))
+                        (item(Nav::Pools, "/pools", "Pools"))
                         @if let Some((path, title)) = user.dashboard {
                             (item(Nav::Payments, &format!("/{path}"), title))
                         }
