@@ -39,11 +39,8 @@ fn worker_process(url: &str, concurrency: usize) -> tokio::process::Child {
         .expect("start upiflow worker")
 }
 
-async fn add_pool(db: &TestDb, name: &str, slots: i32) {
-    sqlx::query("INSERT INTO pools (name, slots) VALUES ($1, $2)")
-        .bind(name)
-        .bind(slots)
-        .execute(&db.pool)
+async fn add_pool(db: &TestDb, name: &str, slots: i64) {
+    upiflow_engine::pools::set(&db.pool, name, slots, None)
         .await
         .unwrap();
 }
@@ -119,7 +116,16 @@ fn sleepers(dag_id: &str, n: usize, sleep: &str, task_keys: &str, dag_keys: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_worker_processes_never_run_more_tries_of_a_pool_than_its_three_slots() {
     let db = fresh_db().await;
-    add_pool(&db, "api", 3).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_upiflow"))
+        .args(["pools", "set", "api", "3"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = dags_dir(&[(
         "p.toml",
         &sleepers("p", 60, "0.3", "pool = \"api\"", "max_active_tasks = 100"),
