@@ -54,6 +54,12 @@ pub enum EngineError {
     },
     #[error("cannot clear while running: {} (wait for the try to end)", .0.join(", "))]
     ClearWhileRunning(Vec<String>),
+    /// Marking would change nothing: every selected task instance is in that state already.
+    #[error("task `{task_id}` is already in state {state} (nothing to mark)")]
+    MarkUnchanged { task_id: String, state: String },
+    /// A note longer than Airflow allows (1000 characters).
+    #[error("a note may have at most {max} characters; this one has {len}")]
+    NoteTooLong { len: usize, max: usize },
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -78,10 +84,10 @@ impl EngineError {
             | EngineError::RunPkNotFound(_)
             | EngineError::TaskNotFound { .. }
             | EngineError::BackfillNotFound(_) => ErrorKind::NotFound,
-            EngineError::RunExists { .. } | EngineError::ClearWhileRunning(_) => {
-                ErrorKind::Conflict
-            }
-            EngineError::VersionUnreadable { .. }
+            EngineError::RunExists { .. }
+            | EngineError::ClearWhileRunning(_)
+            | EngineError::MarkUnchanged { .. } => ErrorKind::Conflict,
+            EngineError::NoteTooLong { .. } | EngineError::VersionUnreadable { .. }
             | EngineError::Conf(_)
             | EngineError::Backfill(_) => ErrorKind::Invalid,
             EngineError::Cluster(c) => c.kind(),

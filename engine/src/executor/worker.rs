@@ -1,5 +1,7 @@
 //! A worker: a claim loop with bounded concurrency, woken by its own completions, by
 //! `LISTEN upiflow_wake` from other processes, by the next due retry, or by a slow poll.
+//! `LISTEN upiflow_stop` stops local tries whose task instances were marked at once; the
+//! heartbeat's check of its tries is the fallback.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -133,6 +135,14 @@ impl Worker {
             background.clone(),
         ));
         let cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>> = Default::default();
+        let stops = {
+            let cancels = cancels.clone();
+            tokio::spawn(store::mark::relay_stops(
+                self.pool.clone(),
+                Arc::new(move |ids: Vec<i64>| stop_local(&cancels, &ids)),
+                background.clone(),
+            ))
+        };
         let heart = tokio::spawn(heartbeat(
             self.pool.clone(),
             self.cfg.clone(),
@@ -151,6 +161,7 @@ impl Worker {
 
         background.cancel();
         let _ = listener.await;
+        let _ = stops.await;
         let _ = heart.await;
         let _ = reaper.await;
         // Saying so lets others retry what this worker leaves at once; if it cannot be said,
@@ -404,6 +415,17 @@ async fn heartbeat(
                     token.cancel();
                 }
             }
+        }
+    }
+}
+
+/// Stops the local tries of these task instances (they were marked elsewhere).
+fn stop_local(cancels: &std::sync::Mutex<HashMap<i64, CancellationToken>>, ids: &[i64]) {
+    let map = cancels.lock().expect("cancel map poisoned");
+    for id in ids {
+        if let Some(token) = map.get(id) {
+            tracing::info!(ti = id, "this task instance was marked; stopping its try");
+            token.cancel();
         }
     }
 }
