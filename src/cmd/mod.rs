@@ -5,6 +5,7 @@ pub mod dags;
 pub mod pipeline;
 pub mod runs;
 pub mod serve;
+pub mod tasks;
 pub mod web;
 
 use std::process::ExitCode;

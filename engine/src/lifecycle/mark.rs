@@ -129,7 +129,8 @@ pub fn check_note(note: &str) -> Result<()> {
 }
 
 /// Marks the task instances `m` selects with `m.state`: those not in it already, in
-/// logical-date order. Refuses with a conflict if none would change (Airflow's 409).
+/// logical-date order. Refuses with a conflict if none would change (Airflow's 409); a dry
+/// run then answers an empty list.
 pub async fn mark_tasks(
     pool: &PgPool,
     cache: &VersionCache,
@@ -179,7 +180,7 @@ async fn mark_tasks_once(
         .filter(|c| c.state != Some(target))
         .map(|c| marked(c, target))
         .collect();
-    if changes.is_empty() {
+    if changes.is_empty() && !m.dry_run {
         return Err(EngineError::MarkUnchanged {
             task_id: m.task_id.into(),
             state: target.to_string(),
