@@ -1,6 +1,8 @@
 //! Engine benchmark: a 40-task chain of noops run by one worker (trigger to success, and the
 //! gap between a task's end and its downstream's start), then 1,000 independent noops
-//! (tasks/s). Needs DATABASE_URL (a superuser: it creates its own database); `scripts/bench.sh`
+//! (tasks/s), in the default pool and again with pools and priority in use (four pools of
+//! 16 slots, weights 1..10 and all three weight rules), alternating, so the cost of the
+//! limits is measured against a baseline from the same run. Needs DATABASE_URL (a superuser: it creates its own database); `scripts/bench.sh`
 //! starts a Postgres with default durability settings and runs this.
 //!
 //! Reference (issue #2): Apache Airflow 2.10.5, LocalExecutor + Postgres, same machine size:
@@ -34,9 +36,25 @@ fn chain(n: usize) -> String {
 }
 
 fn wide(n: usize) -> String {
-    let mut s = String::from("dag_id = \"wide\"\n");
+    let mut s = String::from("dag_id = \"wide\"\nmax_active_tasks = 1000\n");
     for i in 0..n {
         s.push_str(&format!("[[tasks]]\nid = \"t{i}\"\nkind = \"noop\"\n"));
+    }
+    s
+}
+
+/// `wide` with every task in one of four pools, a priority weight from 1 to 10 and a weight
+/// rule of each kind.
+fn wide_pooled(n: usize) -> String {
+    let mut s = String::from("dag_id = \"wide_pooled\"\nmax_active_tasks = 1000\n");
+    let rules = ["downstream", "upstream", "absolute"];
+    for i in 0..n {
+        s.push_str(&format!(
+            "[[tasks]]\nid = \"t{i}\"\nkind = \"noop\"\npool = \"bench{}\"\npriority_weight = {}\nweight_rule = \"{}\"\n",
+            i % 4,
+            1 + i % 10,
+            rules[i % 3]
+        ));
     }
     s
 }
@@ -133,32 +151,51 @@ async fn main() -> anyhow::Result<()> {
         gap_p50
     );
 
-    // 2. 1,000 independent noops in one run, 3 runs.
+    // 2. 1,000 independent noops in one run: default pool and pooled, alternating, 3 each.
+    for i in 0..4 {
+        sqlx::query("INSERT INTO pools (name, slots) VALUES ($1, 16)")
+            .bind(format!("bench{i}"))
+            .execute(&pool)
+            .await?;
+    }
     let wide_dag = load_dag_str(Path::new("wide.toml"), &wide(1000), &registry)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut rates = Vec::new();
+    let pooled_dag = load_dag_str(Path::new("wide_pooled.toml"), &wide_pooled(1000), &registry)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (mut rates, mut pooled_rates) = (Vec::new(), Vec::new());
     for day in 1..=3u32 {
-        let t0 = Instant::now();
-        let run = ops::trigger(
-            &pool,
-            &cache,
-            &wide_dag,
-            &Trigger {
-                logical_date: Some(Utc.with_ymd_and_hms(2024, 2, day, 0, 0, 0).unwrap()),
-                ..Trigger::default()
-            },
-        )
-        .await?;
-        ops::wait_until_done(&pool, run.id, Duration::from_millis(5)).await?;
-        rates.push(1000.0 / t0.elapsed().as_secs_f64());
+        for (dag, out) in [(&wide_dag, &mut rates), (&pooled_dag, &mut pooled_rates)] {
+            let t0 = Instant::now();
+            let run = ops::trigger(
+                &pool,
+                &cache,
+                dag,
+                &Trigger {
+                    logical_date: Some(Utc.with_ymd_and_hms(2024, 2, day, 0, 0, 0).unwrap()),
+                    ..Trigger::default()
+                },
+            )
+            .await?;
+            ops::wait_until_done(&pool, run.id, Duration::from_millis(5)).await?;
+            out.push(1000.0 / t0.elapsed().as_secs_f64());
+        }
     }
     rates.sort_by(f64::total_cmp);
+    pooled_rates.sort_by(f64::total_cmp);
     println!(
         "1,000 independent noops, 1 worker (concurrency 32), {} runs: median {:.0} tasks/s (min {:.0}, max {:.0}); target 2,000",
         rates.len(),
         pct(&rates, 0.5),
         rates[0],
         rates[rates.len() - 1]
+    );
+    println!(
+        "  the same with pools and priority in use (4 pools of 16 slots, weights 1..10, 3 weight rules): \
+         median {:.0} tasks/s (min {:.0}, max {:.0}), {:.2}x the default pool's",
+        pct(&pooled_rates, 0.5),
+        pooled_rates[0],
+        pooled_rates[pooled_rates.len() - 1],
+        pct(&pooled_rates, 0.5) / pct(&rates, 0.5)
     );
 
     stop.cancel();

@@ -150,6 +150,7 @@ async fn backfill_days(
             reset,
             created_by: "bench".into(),
             max_active_runs: None,
+            yield_to_scheduled: true,
         },
     )
     .await?;

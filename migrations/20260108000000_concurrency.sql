@@ -4,7 +4,7 @@
 -- worker (Airflow's `slot_pool`). `default_pool` always exists (128 slots, Airflow's
 -- `default_pool_task_slot_count`); `upiflow pools set default_pool N` resizes it.
 CREATE TABLE pools (
-    name             text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,256}$'),
+    name             text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]+$' AND length(name) <= 256),
     slots            integer NOT NULL CHECK (slots >= 0),
     description      text,
     -- Airflow's flag; upiflow has no deferred state, so it is stored and reported only.

@@ -71,6 +71,7 @@ async fn generated_events_flow_through_ingest_and_the_shipped_dag_to_exact_summa
             reset: false,
             created_by: "test".into(),
             max_active_runs: None,
+            yield_to_scheduled: true,
         },
     )
     .await

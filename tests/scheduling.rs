@@ -160,6 +160,7 @@ async fn without_catch_up_skipped_intervals_go_to_the_ledger_and_can_be_backfill
             reset: false,
             created_by: "test".into(),
             max_active_runs: None,
+            yield_to_scheduled: true,
         },
     )
     .await
@@ -192,6 +193,7 @@ async fn backfill_has_inclusive_bounds_skips_successes_and_reruns_failures_on_re
         reset,
         created_by: "test".into(),
         max_active_runs: None,
+        yield_to_scheduled: true,
     };
 
     let b = backfill::start(&db.pool, &cache, &dag, &req(1, 5, false, false))
@@ -280,6 +282,7 @@ async fn an_interrupted_backfill_resumes_without_duplicates() {
         reset: false,
         created_by: "test".into(),
         max_active_runs: None,
+        yield_to_scheduled: true,
     };
     // Created while no worker runs, then "interrupted"; the same command again continues it.
     let first = backfill::start(&db.pool, &cache, &dag, &req).await.unwrap();
@@ -409,6 +412,7 @@ async fn a_backfill_with_its_own_max_active_runs_never_runs_more_at_once() {
             reset: false,
             created_by: "test".into(),
             max_active_runs: Some(2),
+            yield_to_scheduled: true,
         },
     )
     .await

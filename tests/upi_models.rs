@@ -219,6 +219,7 @@ impl Pipeline {
                 reset,
                 created_by: "test".into(),
                 max_active_runs: None,
+                yield_to_scheduled: true,
             },
         )
         .await

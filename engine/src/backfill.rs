@@ -1,6 +1,8 @@
 //! Backfills as first-class records: runs of type `backfill` for every interval whose logical
-//! date lies in `[from, to]`, sharing the DAG's `max_active_runs`; intervals that already
-//! succeeded are skipped unless asked. Asking again for the same backfill resumes it.
+//! date lies in `[from, to]`, at most the backfill's own `max_active_runs` of them at once
+//! (else the DAG's), never counted against the scheduled runs' limit; their tasks come after
+//! other runs' unless the backfill does not yield. Intervals that already succeeded are
+//! skipped unless asked. Asking again for the same backfill resumes it.
 
 use std::sync::Arc;
 
@@ -29,9 +31,12 @@ pub struct Request {
     /// Re-run every interval, successful ones included.
     pub reset: bool,
     pub created_by: String,
-    /// At most this many of the backfill's runs at once (the DAG's `max_active_runs`
-    /// holds as well); `None`: only the DAG's.
+    /// At most this many of the backfill's runs at once; `None`: the DAG's
+    /// `max_active_runs`. Either way its runs do not count against the scheduled runs'.
     pub max_active_runs: Option<u32>,
+    /// Its tasks wait behind those of other runs (the default); `false`: they compete by
+    /// priority weight alone.
+    pub yield_to_scheduled: bool,
 }
 
 /// How far a backfill has come.
@@ -170,6 +175,7 @@ async fn start_once(
         created_by: &req.created_by,
         total: wanted.len() as i32,
         max_active_runs: req.max_active_runs.map(|n| n as i32),
+        yield_to_scheduled: req.yield_to_scheduled,
     };
     let existing = backfills::find_running(&mut tx, &key).await?;
     let resuming = existing.is_some();
@@ -177,11 +183,21 @@ async fn start_once(
         Some(b) => b,
         None => backfills::insert(&mut tx, &key).await?,
     };
-    // Asking again with another limit changes the running backfill's limit.
-    let backfill = if resuming && backfill.max_active_runs != key.max_active_runs {
-        backfills::set_max_active_runs(&mut tx, backfill.id, key.max_active_runs).await?;
+    // Asking again with other limits changes the running backfill's.
+    let backfill = if resuming
+        && (backfill.max_active_runs != key.max_active_runs
+            || backfill.yield_to_scheduled != key.yield_to_scheduled)
+    {
+        backfills::set_limits(
+            &mut tx,
+            backfill.id,
+            key.max_active_runs,
+            key.yield_to_scheduled,
+        )
+        .await?;
         BackfillRow {
             max_active_runs: key.max_active_runs,
+            yield_to_scheduled: key.yield_to_scheduled,
             ..backfill
         }
     } else {

@@ -125,9 +125,18 @@ impl Scheduler {
     pub async fn sync_files(&mut self) -> Result<()> {
         let folder_path = self.cfg.dags_folder.clone();
         let registry = self.registry.clone();
-        let folder = tokio::task::spawn_blocking(move || dag::load_folder(&folder_path, &registry))
-            .await
-            .expect("loading DAG files does not panic");
+        let mut folder =
+            tokio::task::spawn_blocking(move || dag::load_folder(&folder_path, &registry))
+                .await
+                .expect("loading DAG files does not panic");
+        // A task naming a pool that does not exist (or more slots than it has) makes its file
+        // invalid, named at the line of its `pool` key, as a parse error would.
+        let pools = crate::transient::retry("read pools", || async {
+            let mut conn = self.pool.acquire().await?;
+            store::pools::sizes(&mut conn).await
+        })
+        .await?;
+        folder.check_pools(&pools);
         let changed: Vec<(&Dag, String)> = folder
             .dags
             .iter()

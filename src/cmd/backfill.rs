@@ -31,10 +31,14 @@ pub struct BackfillArgs {
     /// Re-run every interval, successful ones included.
     #[arg(long)]
     pub reset: bool,
-    /// Runs of this backfill active at once (Airflow's `--max-active-runs`); the DAG's
-    /// `max_active_runs` still caps all its runs. Default: only the DAG's limit.
+    /// Runs of this backfill active at once (Airflow's `--max-active-runs`). Default: the
+    /// DAG's `max_active_runs`. Backfill runs never count against the scheduled runs' limit.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_active_runs: Option<u32>,
+    /// Let its tasks compete with scheduled and manual runs' by priority weight; by default
+    /// they wait behind them, so a long backfill never delays today's run.
+    #[arg(long)]
+    pub no_yield: bool,
     /// Follow it with a progress bar; exit 0 only if every run succeeds.
     #[arg(long)]
     pub wait: bool,
@@ -43,6 +47,7 @@ pub struct BackfillArgs {
 pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
     let dag = find_dag(g, &a.dag_id)?;
     let pool = connect(g).await?;
+    super::check_dag_pools(&pool, &dag).await?;
     let (from, to) = if a.missed {
         let mut conn = pool.acquire().await?;
         match upiflow_engine::timetable::missed_span(&mut conn, &a.dag_id).await? {
@@ -66,6 +71,7 @@ pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
         reset: a.reset,
         created_by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
         max_active_runs: a.max_active_runs,
+        yield_to_scheduled: !a.no_yield,
     };
     let b = backfill::start(&pool, &VersionCache::new(), &dag, &req).await?;
     let mut conn = pool.acquire().await?;
@@ -76,10 +82,13 @@ pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
         super::warn_if_not_current(&dag, &current);
     }
     drop(conn);
-    let limit = b
+    let mut limit = b
         .max_active_runs
         .map(|n| format!(", at most {n} at once"))
         .unwrap_or_default();
+    if !b.yield_to_scheduled {
+        limit.push_str(", competing with scheduled runs");
+    }
     println!(
         "backfill {} of {}: {} interval(s) from {} to {}{limit}",
         b.id,

@@ -29,25 +29,53 @@ pub enum DagsCommand {
 pub async fn run(g: &Global, c: DagsCommand) -> Result<ExitCode> {
     match c {
         DagsCommand::List => list(g).await,
-        DagsCommand::Validate { path } => validate(g, path),
+        DagsCommand::Validate { path } => validate(g, path).await,
         DagsCommand::Pause { dag_id } => set_paused(g, &dag_id, true).await,
         DagsCommand::Unpause { dag_id } => set_paused(g, &dag_id, false).await,
         DagsCommand::Missed { dag_id } => missed(g, &dag_id).await,
     }
 }
 
-fn validate(g: &Global, path: Option<PathBuf>) -> Result<ExitCode> {
+async fn validate(g: &Global, path: Option<PathBuf>) -> Result<ExitCode> {
     let path = path.unwrap_or_else(|| g.dags_folder.clone());
     let registry = upiflow_tasks::registry();
-    let (dags, errors) = if path.is_dir() {
-        let f = dag::load_folder(&path, &registry);
-        (f.dags, f.errors)
+    let mut folder = if path.is_dir() {
+        dag::load_folder(&path, &registry)
     } else {
         match dag::load_dag_file(&path, &registry) {
-            Ok(d) => (vec![d], vec![]),
-            Err(e) => (vec![], e),
+            Ok(d) => dag::Folder {
+                dags: vec![d],
+                errors: vec![],
+            },
+            Err(e) => dag::Folder {
+                dags: vec![],
+                errors: e,
+            },
         }
     };
+    // Pools live in the database: with one configured, a task naming a pool that does not
+    // exist (or more slots than it has) is an error at its line; without, only the files.
+    if database_url(g).is_ok() {
+        let pool = connect(g).await?;
+        let mut conn = pool.acquire().await?;
+        let pools = upiflow_engine::store::pools::sizes(&mut conn).await?;
+        folder.check_pools(&pools);
+    } else {
+        let named: std::collections::BTreeSet<&str> = folder
+            .dags
+            .iter()
+            .flat_map(|d| d.pools().into_keys())
+            .filter(|p| *p != dag::DEFAULT_POOL)
+            .collect();
+        if !named.is_empty() {
+            eprintln!(
+                "note: pools {} not checked: no database (set DATABASE_URL to check them)",
+                named.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let dag::Folder { dags, mut errors } = folder;
+    errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     for d in &dags {
         println!("ok    {} ({} tasks) {}", d.dag_id, d.tasks.len(), d.fileloc);
     }

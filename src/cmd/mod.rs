@@ -98,6 +98,22 @@ pub fn find_dag(g: &Global, dag_id: &str) -> Result<Dag> {
     bail!(msg)
 }
 
+/// Refuses a DAG whose tasks name a pool the database does not have, or more slots than it
+/// has (every such problem, each with its file and line), before anything is recorded.
+pub async fn check_dag_pools(pool: &sqlx::PgPool, dag: &Dag) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    let pools = upiflow_engine::store::pools::sizes(&mut conn).await?;
+    let problems = dag::check_pools(dag, &pools);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut msg = format!("DAG `{}` cannot run with the pools that exist:", dag.dag_id);
+    for e in problems {
+        msg.push_str(&format!("\n  {e}"));
+    }
+    bail!(msg)
+}
+
 /// Says so on stderr when the database's current version of the DAG (`current`, which new
 /// runs use) is not the definition read from the local DAGs folder: the database is the one
 /// source of truth, and only the scheduler's DAG-file sync moves it.

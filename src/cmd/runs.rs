@@ -41,6 +41,7 @@ pub async fn trigger(g: &Global, a: TriggerArgs) -> Result<ExitCode> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?;
     let pool = connect(g).await?;
+    super::check_dag_pools(&pool, &dag).await?;
     let req = Trigger {
         logical_date,
         conf,

@@ -1,5 +1,18 @@
-//! Claiming: a worker takes runnable task instances and loads the DAG version each needs.
+//! Claiming: a worker takes runnable task instances, best first, within every limit, and
+//! loads the DAG version each needs.
+//!
+//! The limits are Airflow's: a pool's slots (shared by every worker: a try takes its task's
+//! `pool_slots`), a run's `max_active_tasks` (Airflow 3 counts it per run) and a task's
+//! `max_active_tis_per_dag` (across all runs of its DAG). The order is Airflow's too: higher
+//! effective `priority_weight` first, then the older logical date, except that the runs of a
+//! backfill come after every other run's (unless the backfill does not yield), so a long
+//! backfill never delays today's scheduled run. Claims serialise on the pool rows
+//! (`store::tis::lock_pools`), which is what makes the counts exact across workers; the
+//! choice itself is [`choose`], the same greedy walk as Airflow's scheduler makes over its
+//! candidates, and candidates of starved pools, runs and tasks are left out of the query so
+//! lower-ranked work that fits is found.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +21,10 @@ use sqlx::PgPool;
 use crate::dag::Dag;
 use crate::error::Result;
 use crate::store::dags::VersionCache;
-use crate::store::tis::{self, Claimed};
+use crate::store::tis::{self, Candidate, Claimed, Exclude, RunningUse};
+
+/// How many times a claim looks again past candidates that did not fit.
+const PASSES: usize = 4;
 
 /// Claims up to `limit` runnable task instances for `worker`, each with its DAG version, or
 /// `None` where the version cannot be loaded (the try is then failed and recorded, never the
@@ -19,8 +35,30 @@ pub async fn claim(
     worker: &str,
     limit: usize,
 ) -> Result<Vec<(Claimed, Option<Arc<Dag>>)>> {
+    let mut tx = pool.begin().await?;
+    let pools = tis::lock_pools(&mut tx).await?;
+    let mut room = Room::new(&pools, &tis::running_use(&mut tx).await?);
+    let mut chosen: Vec<i64> = Vec::new();
+    let mut seen: Vec<i64> = Vec::new();
+    let fetch = (limit.max(8) * 2) as i64;
+    for _ in 0..PASSES {
+        let mut exclude = room.starved();
+        exclude.seen = seen.clone();
+        let found = tis::candidates(&mut tx, &exclude, fetch).await?;
+        let exhausted = (found.len() as i64) < fetch;
+        seen.extend(found.iter().map(|c| c.id));
+        chosen.extend(choose(&mut room, &found, limit - chosen.len()));
+        if exhausted || chosen.len() == limit {
+            break;
+        }
+    }
+    let claimed = if chosen.is_empty() {
+        Vec::new()
+    } else {
+        tis::claim_ids(&mut tx, worker, &chosen).await?
+    };
+    tx.commit().await?;
     let mut conn = pool.acquire().await?;
-    let claimed = tis::claim(&mut conn, worker, limit as i64).await?;
     let mut out = Vec::with_capacity(claimed.len());
     for c in claimed {
         let dag = match cache.get(&mut conn, &c.dag_id, &c.dag_hash).await {
@@ -35,9 +73,165 @@ pub async fn claim(
     Ok(out)
 }
 
+/// What is free now: open slots per pool, running task instances per run and per task.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    open: HashMap<String, i64>,
+    per_run: HashMap<i64, i64>,
+    per_task: HashMap<(String, String), i64>,
+    /// Limits seen on candidates, so `starved` can name runs and tasks at theirs.
+    run_caps: HashMap<i64, i64>,
+    task_caps: HashMap<(String, String), i64>,
+}
+
+impl Room {
+    pub(crate) fn new(pools: &[(String, i32)], running: &[RunningUse]) -> Self {
+        let mut room = Room {
+            open: pools
+                .iter()
+                .map(|(n, s)| (n.clone(), i64::from(*s)))
+                .collect(),
+            ..Room::default()
+        };
+        for r in running {
+            *room.open.entry(r.pool.clone()).or_insert(0) -= r.slots;
+            *room.per_run.entry(r.run_pk).or_insert(0) += r.count;
+            *room
+                .per_task
+                .entry((r.dag_id.clone(), r.task_id.clone()))
+                .or_insert(0) += r.count;
+        }
+        room
+    }
+
+    /// Pools without an open slot, runs and tasks at their limit.
+    fn starved(&self) -> Exclude {
+        let mut ex = Exclude {
+            pools: self
+                .open
+                .iter()
+                .filter(|(_, n)| **n <= 0)
+                .map(|(p, _)| p.clone())
+                .collect(),
+            runs: self
+                .run_caps
+                .iter()
+                .filter(|(r, cap)| self.per_run.get(r).copied().unwrap_or(0) >= **cap)
+                .map(|(r, _)| *r)
+                .collect(),
+            ..Exclude::default()
+        };
+        for (key, cap) in &self.task_caps {
+            if self.per_task.get(key).copied().unwrap_or(0) >= *cap {
+                ex.task_dags.push(key.0.clone());
+                ex.task_ids.push(key.1.clone());
+            }
+        }
+        ex
+    }
+
+    /// Whether `c` fits now; if so, takes its room.
+    fn take(&mut self, c: &Candidate) -> bool {
+        let task = (c.dag_id.clone(), c.task_id.clone());
+        self.run_caps
+            .insert(c.run_pk, i64::from(c.max_active_tasks));
+        if let Some(cap) = c.max_active_tis_per_dag {
+            self.task_caps.insert(task.clone(), i64::from(cap));
+        }
+        // A pool that is not in the table has no slots: its tasks wait (the DAG checks make
+        // it an error before it gets here).
+        let open = self.open.get(&c.pool).copied().unwrap_or(0);
+        let run = self.per_run.get(&c.run_pk).copied().unwrap_or(0);
+        let of_task = self.per_task.get(&task).copied().unwrap_or(0);
+        if i64::from(c.pool_slots) > open
+            || run >= i64::from(c.max_active_tasks)
+            || c.max_active_tis_per_dag
+                .is_some_and(|cap| of_task >= i64::from(cap))
+        {
+            return false;
+        }
+        *self.open.entry(c.pool.clone()).or_insert(0) -= i64::from(c.pool_slots);
+        *self.per_run.entry(c.run_pk).or_insert(0) += 1;
+        *self.per_task.entry(task).or_insert(0) += 1;
+        true
+    }
+}
+
+/// Walks `candidates` (best first) and takes each that fits, up to `limit`.
+pub(crate) fn choose(room: &mut Room, candidates: &[Candidate], limit: usize) -> Vec<i64> {
+    let mut out = Vec::new();
+    for c in candidates {
+        if out.len() == limit {
+            break;
+        }
+        if room.take(c) {
+            out.push(c.id);
+        }
+    }
+    out
+}
+
 /// Time until the earliest due retry, if one is pending (a little after it, so the retry is
 /// due when the worker looks).
 pub async fn next_retry_in(pool: &PgPool) -> Option<Duration> {
     let secs = tis::next_retry_in(pool).await.ok().flatten();
     secs.map(|s| Duration::from_secs_f64(s) + Duration::from_millis(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(id: i64, pool: &str, slots: i32, run: i64, task: &str) -> Candidate {
+        Candidate {
+            id,
+            pool: pool.into(),
+            pool_slots: slots,
+            run_pk: run,
+            dag_id: "d".into(),
+            task_id: task.into(),
+            max_active_tis_per_dag: None,
+            max_active_tasks: 16,
+        }
+    }
+
+    #[test]
+    fn a_pool_is_never_oversubscribed_and_smaller_work_fills_what_is_left() {
+        let mut room = Room::new(&[("p".into(), 3)], &[]);
+        let cs = [
+            cand(1, "p", 2, 1, "a"),
+            cand(2, "p", 2, 1, "b"),
+            cand(3, "p", 1, 1, "c"),
+        ];
+        assert_eq!(choose(&mut room, &cs, 10), vec![1, 3]);
+        assert_eq!(room.starved().pools, vec!["p".to_string()]);
+    }
+
+    #[test]
+    fn running_tries_count_against_pools_runs_and_tasks() {
+        let running = [RunningUse {
+            pool: "p".into(),
+            run_pk: 1,
+            dag_id: "d".into(),
+            task_id: "a".into(),
+            slots: 1,
+            count: 1,
+        }];
+        let mut room = Room::new(&[("p".into(), 5)], &running);
+        let mut a2 = cand(2, "p", 1, 2, "a");
+        a2.max_active_tis_per_dag = Some(1);
+        let mut b = cand(3, "p", 1, 1, "b");
+        b.max_active_tasks = 1;
+        let c = cand(4, "p", 1, 2, "c");
+        assert_eq!(choose(&mut room, &[a2, b, c], 10), vec![4]);
+        let ex = room.starved();
+        assert_eq!(ex.runs, vec![1]);
+        assert_eq!(ex.task_ids, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn an_unknown_pool_has_no_slots() {
+        let mut room = Room::new(&[("p".into(), 5)], &[]);
+        assert!(choose(&mut room, &[cand(1, "nope", 1, 1, "a")], 10).is_empty());
+    }
 }

@@ -56,6 +56,8 @@ pub struct BackfillRow {
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub max_active_runs: Option<i32>,
+    /// Its runs' tasks come after other runs' in the claim.
+    pub yield_to_scheduled: bool,
 }
 
 /// What identifies a backfill request, and the limits a new one is created with.
@@ -69,6 +71,7 @@ pub struct NewBackfill<'a> {
     pub created_by: &'a str,
     pub total: i32,
     pub max_active_runs: Option<i32>,
+    pub yield_to_scheduled: bool,
 }
 
 /// Runs in a backfill's range, counted by state.
@@ -81,7 +84,7 @@ pub struct RunCounts {
 }
 
 const COLUMNS: &str = "id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state,
-                       total, created_at, completed_at, max_active_runs";
+                       total, created_at, completed_at, max_active_runs, yield_to_scheduled";
 
 /// Takes the per-DAG backfill lock for this transaction (one backfill writer per DAG).
 pub async fn lock_dag(conn: &mut PgConnection, dag_id: &str) -> Result<()> {
@@ -116,8 +119,8 @@ pub async fn find_running(
 pub async fn insert(conn: &mut PgConnection, b: &NewBackfill<'_>) -> Result<BackfillRow> {
     Ok(sqlx::query_as(&format!(
         "INSERT INTO backfills (dag_id, from_date, to_date, rerun_failed, reset, created_by, total,
-                                max_active_runs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                max_active_runs, yield_to_scheduled)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          RETURNING {COLUMNS}"
     ))
     .bind(b.dag_id)
@@ -128,19 +131,22 @@ pub async fn insert(conn: &mut PgConnection, b: &NewBackfill<'_>) -> Result<Back
     .bind(b.created_by)
     .bind(b.total)
     .bind(b.max_active_runs)
+    .bind(b.yield_to_scheduled)
     .fetch_one(conn)
     .await?)
 }
 
-/// Sets a backfill's own limit of active runs.
-pub async fn set_max_active_runs(
+/// Sets a backfill's own limit of active runs and whether it yields to scheduled runs.
+pub async fn set_limits(
     conn: &mut PgConnection,
     id: i64,
     max_active_runs: Option<i32>,
+    yield_to_scheduled: bool,
 ) -> Result<()> {
-    sqlx::query("UPDATE backfills SET max_active_runs = $2 WHERE id = $1")
+    sqlx::query("UPDATE backfills SET max_active_runs = $2, yield_to_scheduled = $3 WHERE id = $1")
         .bind(id)
         .bind(max_active_runs)
+        .bind(yield_to_scheduled)
         .execute(conn)
         .await?;
     Ok(())

@@ -163,10 +163,11 @@ pub async fn lock_dag_for_start(
         .await?)
 }
 
-/// Moves queued runs of `dag_id` to running, oldest logical date first, while fewer than
-/// `max_active` run; runs of a backfill with a limit of its own also stay within that (its
-/// n-th queued run may start while n <= limit - its running runs). Returns `(id, dag_hash)`
-/// of each run started.
+/// Moves queued runs of `dag_id` to running, oldest logical date first, as Airflow 3 counts
+/// them: runs outside any backfill (scheduled and manual) while fewer than `max_active` of
+/// them run; each backfill's runs while fewer than its own `max_active_runs` (else
+/// `max_active`) of its runs run. The two never count against each other, so a backfill
+/// cannot hold back the scheduled runs. Returns `(id, dag_hash)` of each run started.
 pub async fn start_oldest_queued(
     conn: &mut PgConnection,
     dag_id: &str,
@@ -176,23 +177,21 @@ pub async fn start_oldest_queued(
         "UPDATE dag_runs SET state = 'running', start_date = now()
          WHERE id IN (
             SELECT q.id FROM (
-                SELECT r.id, r.logical_date, b.max_active_runs AS cap,
+                SELECT r.id, coalesce(b.max_active_runs, $2) AS cap,
                        row_number() OVER (PARTITION BY r.backfill_id ORDER BY r.logical_date) AS nth,
                        coalesce(c.busy, 0) AS busy
                 FROM dag_runs r
                 LEFT JOIN backfills b ON b.id = r.backfill_id
                 LEFT JOIN (SELECT backfill_id, count(*) AS busy FROM dag_runs
-                           WHERE dag_id = $1 AND state = 'running' AND backfill_id IS NOT NULL
-                           GROUP BY backfill_id) c ON c.backfill_id = r.backfill_id
+                           WHERE dag_id = $1 AND state = 'running'
+                           GROUP BY backfill_id) c
+                       ON c.backfill_id IS NOT DISTINCT FROM r.backfill_id
                 WHERE r.dag_id = $1 AND r.state = 'queued') q
-            WHERE q.cap IS NULL OR q.nth <= q.cap - q.busy
-            ORDER BY q.logical_date
-            LIMIT GREATEST(0, $2 - (SELECT count(*) FROM dag_runs
-                                    WHERE dag_id = $1 AND state = 'running')))
+            WHERE q.nth <= q.cap - q.busy)
          RETURNING id, dag_hash",
     )
     .bind(dag_id)
-    .bind(max_active as i64)
+    .bind(max_active)
     .fetch_all(&mut *conn)
     .await?)
 }

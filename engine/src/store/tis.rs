@@ -30,28 +30,117 @@ pub struct Claimed {
     pub dag_hash: String,
 }
 
-/// Claims up to `limit` runnable task instances (scheduled, or up for retry and due) of
-/// running runs of unpaused DAGs, and opens a try for each.
-pub async fn claim(conn: &mut PgConnection, worker: &str, limit: i64) -> Result<Vec<Claimed>> {
+/// Locks every pool row and returns `(name, slots)`: the claim's critical section (as
+/// Airflow's scheduler locks its pool rows), so concurrent claims see each other's tries and
+/// a pool is never oversubscribed. Nothing else waits for task instances while holding a
+/// pool row, so this cannot close a lock cycle.
+pub async fn lock_pools(conn: &mut PgConnection) -> Result<Vec<(String, i32)>> {
+    Ok(
+        sqlx::query_as("SELECT name, slots FROM pools ORDER BY name FOR UPDATE")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// What running task instances hold, grouped by pool, run and task.
+#[derive(Debug, Clone, FromRow)]
+pub struct RunningUse {
+    pub pool: String,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub task_id: String,
+    /// Pool slots they take.
+    pub slots: i64,
+    pub count: i64,
+}
+
+/// The pool slots, run counts and task counts that running task instances hold now.
+pub async fn running_use(conn: &mut PgConnection) -> Result<Vec<RunningUse>> {
     Ok(sqlx::query_as(
-        "WITH picked AS (
-            SELECT ti.id FROM task_instances ti
-            JOIN dag_runs r ON r.id = ti.run_pk AND r.state = 'running'
-            JOIN dags d ON d.dag_id = r.dag_id AND NOT d.is_paused
-            WHERE ti.state = 'scheduled'
-               OR (ti.state = 'up_for_retry' AND ti.next_retry_at <= now())
-            ORDER BY ti.id
-            LIMIT $2
-            FOR UPDATE OF ti SKIP LOCKED
-         ), claimed AS (
+        "SELECT pool, run_pk, dag_id, task_id, sum(pool_slots)::int8 AS slots, count(*) AS count
+         FROM task_instances WHERE state = 'running'
+         GROUP BY pool, run_pk, dag_id, task_id",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A runnable task instance the claim may take, with the limits that apply to it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Candidate {
+    pub id: i64,
+    pub pool: String,
+    pub pool_slots: i32,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub task_id: String,
+    pub max_active_tis_per_dag: Option<i32>,
+    /// The DAG's per-run limit.
+    pub max_active_tasks: i32,
+}
+
+/// What the candidate query leaves out: full pools, runs at their `max_active_tasks`,
+/// `(dag_id, task_id)`s at their `max_active_tis_per_dag`, and ids already looked at.
+#[derive(Debug, Clone, Default)]
+pub struct Exclude {
+    pub pools: Vec<String>,
+    pub runs: Vec<i64>,
+    pub task_dags: Vec<String>,
+    pub task_ids: Vec<String>,
+    pub seen: Vec<i64>,
+}
+
+/// Up to `limit` runnable task instances (scheduled, or up for retry and due) of running
+/// runs of unpaused DAGs, best first: runs of a backfill that yields to scheduled runs after
+/// all others, then higher effective `priority_weight`, then older logical date (Airflow's
+/// order), then creation order.
+pub async fn candidates(
+    conn: &mut PgConnection,
+    exclude: &Exclude,
+    limit: i64,
+) -> Result<Vec<Candidate>> {
+    Ok(sqlx::query_as(
+        "SELECT ti.id, ti.pool, ti.pool_slots, ti.run_pk, ti.dag_id, ti.task_id,
+                ti.max_active_tis_per_dag, d.max_active_tasks
+         FROM task_instances ti
+         JOIN dag_runs r ON r.id = ti.run_pk AND r.state = 'running'
+         JOIN dags d ON d.dag_id = r.dag_id AND NOT d.is_paused
+         LEFT JOIN backfills b ON b.id = r.backfill_id
+         WHERE (ti.state = 'scheduled'
+                OR (ti.state = 'up_for_retry' AND ti.next_retry_at <= now()))
+           AND ti.pool <> ALL($1) AND ti.run_pk <> ALL($2) AND ti.id <> ALL($5)
+           AND NOT EXISTS (SELECT 1 FROM UNNEST($3::text[], $4::text[]) AS x(dag_id, task_id)
+                           WHERE x.dag_id = ti.dag_id AND x.task_id = ti.task_id)
+         ORDER BY coalesce(b.yield_to_scheduled, false), ti.priority_weight DESC,
+                  r.logical_date, ti.id
+         LIMIT $6",
+    )
+    .bind(&exclude.pools)
+    .bind(&exclude.runs)
+    .bind(&exclude.task_dags)
+    .bind(&exclude.task_ids)
+    .bind(&exclude.seen)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Takes the task instances `ids` for `worker` where they are still runnable, and opens a
+/// try for each. Start times are the statement's (not the transaction's) so a try never
+/// appears to start before the pool slot it took was given back.
+pub async fn claim_ids(conn: &mut PgConnection, worker: &str, ids: &[i64]) -> Result<Vec<Claimed>> {
+    Ok(sqlx::query_as(
+        "WITH claimed AS (
             UPDATE task_instances ti
             SET state = 'running', try_number = ti.try_number + 1, worker = $1,
-                start_date = now(), end_date = NULL, next_retry_at = NULL
-            FROM picked WHERE ti.id = picked.id
+                start_date = statement_timestamp(), end_date = NULL, next_retry_at = NULL
+            WHERE ti.id = ANY($2)
+              AND (ti.state = 'scheduled'
+                   OR (ti.state = 'up_for_retry' AND ti.next_retry_at <= now()))
             RETURNING ti.id, ti.run_pk, ti.dag_id, ti.run_id, ti.task_id, ti.try_number, ti.max_tries
          ), tries AS (
-            INSERT INTO task_tries (ti_id, try_number, worker)
-            SELECT id, try_number, $1 FROM claimed
+            INSERT INTO task_tries (ti_id, try_number, worker, started_at)
+            SELECT id, try_number, $1, statement_timestamp() FROM claimed
             RETURNING id AS try_id, ti_id
          )
          SELECT c.*, t.try_id, r.logical_date, r.data_interval_start, r.data_interval_end,
@@ -60,7 +149,7 @@ pub async fn claim(conn: &mut PgConnection, worker: &str, limit: i64) -> Result<
          ORDER BY c.id",
     )
     .bind(worker)
-    .bind(limit)
+    .bind(ids)
     .fetch_all(conn)
     .await?)
 }

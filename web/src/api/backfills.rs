@@ -53,9 +53,11 @@ pub struct BackfillResponse {
     /// A backfill pauses with its DAG.
     is_paused: bool,
     reprocess_behavior: ReprocessBehavior,
-    /// The limit that holds for the backfill's runs: its own, or the DAG's
-    /// `max_active_runs` where that is tighter (backfill runs count against it too).
+    /// The limit that holds for the backfill's runs: its own, else the DAG's
+    /// `max_active_runs` (they never count against the scheduled runs', as in Airflow 3).
     max_active_runs: i32,
+    /// upiflow's: whether its tasks wait behind those of other runs (see the body's field).
+    yield_to_scheduled: bool,
     created_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
@@ -82,9 +84,8 @@ async fn to_response(s: &AppState, b: BackfillRow) -> Result<BackfillResponse, A
         dag_run_conf: Some(Value::Object(Map::new())),
         is_paused,
         reprocess_behavior,
-        max_active_runs: b
-            .max_active_runs
-            .map_or(max_active_runs, |own| own.min(max_active_runs)),
+        max_active_runs: b.max_active_runs.unwrap_or(max_active_runs),
+        yield_to_scheduled: b.yield_to_scheduled,
         created_at: b.created_at,
         completed_at: b.completed_at,
         updated_at: b.completed_at.unwrap_or(b.created_at),
@@ -108,10 +109,15 @@ struct BackfillPostBody {
     dag_run_conf: Option<Value>,
     #[serde(default)]
     reprocess_behavior: ReprocessBehavior,
-    /// How many of the backfill's runs may run at once. Its runs also count against the
-    /// DAG's own `max_active_runs`, so the tighter of the two holds; left out, only the DAG's.
+    /// How many of the backfill's runs may run at once; left out, the DAG's
+    /// `max_active_runs`. Backfill runs never count against the scheduled runs' limit.
     #[schema(minimum = 1)]
     max_active_runs: Option<i64>,
+    /// upiflow's extension: `true` (the default) puts the backfill's tasks behind those of
+    /// scheduled and manual runs in the claim, so it never delays them; `false` lets them
+    /// compete by `priority_weight` alone.
+    #[serde(default = "yes")]
+    yield_to_scheduled: bool,
     /// Only `true` or `null`: backfill runs use the DAG's current definition.
     run_on_latest_version: Option<bool>,
 }
@@ -174,6 +180,7 @@ async fn create(
         max_active_runs: body
             .max_active_runs
             .map(|n| n.min(i64::from(u32::MAX)) as u32),
+        yield_to_scheduled: body.yield_to_scheduled,
     };
     let b = backfill::start(&s.pool, &s.cache, &dag, &req)
         .await
@@ -210,4 +217,8 @@ async fn one(
             _ => e.into(),
         })?;
     Ok(Json(to_response(&s, b).await?))
+}
+
+fn yes() -> bool {
+    true
 }

@@ -174,6 +174,7 @@ async fn one(
                 @if b.rerun_failed { " · re-runs failed runs" }
                 @if b.reset { " · re-runs every run" }
                 @if let Some(n) = b.max_active_runs { " · at most " (n) " runs at once" }
+                @if !b.yield_to_scheduled { " · competes with scheduled runs" }
                 " · by " (b.created_by) " at " (ts(b.created_at))
                 @if let Some(c) = b.completed_at { " · completed " (ts(c)) }
             }
@@ -195,9 +196,11 @@ struct BackfillForm {
     /// Checkboxes: present when ticked.
     rerun_failed: Option<String>,
     reset: Option<String>,
-    /// Empty for "only the DAG's limit".
+    /// Empty for "the DAG's limit".
     #[serde(default)]
     max_active_runs: String,
+    /// Ticked: its tasks compete with scheduled runs' instead of waiting behind them.
+    compete: Option<String>,
 }
 
 fn form(
@@ -228,7 +231,8 @@ fn form(
                 label { "To" input type="text" name="to" value=(input.to) placeholder="2026-01-31" required; }
                 label.inline { input type="checkbox" name="rerun_failed" value="on" checked[input.rerun_failed.is_some()]; " Re-run intervals whose run failed" }
                 label.inline { input type="checkbox" name="reset" value="on" checked[input.reset.is_some()]; " Re-run every interval, successful ones included" }
-                label { "Max active runs (optional; the DAG allows " (row.max_active_runs) ")"
+                label.inline { input type="checkbox" name="compete" value="on" checked[input.compete.is_some()]; " Compete with scheduled runs (by default a backfill's tasks wait behind theirs)" }
+                label { "Max active runs (optional; default the DAG's " (row.max_active_runs) ")"
                     input type="number" name="max_active_runs" min="1" step="1" value=(input.max_active_runs) placeholder=(row.max_active_runs); }
                 div { button type="submit" { "Start backfill" } " " a.button.secondary href=(dag_url(&dag.dag_id)) { "Cancel" } }
             }
@@ -303,6 +307,7 @@ async fn submit(
         reset: f.reset.is_some(),
         created_by: user.username.clone(),
         max_active_runs,
+        yield_to_scheduled: f.compete.is_none(),
     };
     match start(&s, &dag, &req).await {
         Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),

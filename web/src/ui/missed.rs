@@ -98,6 +98,7 @@ async fn backfill_missed(
         reset: false,
         created_by: user.username.clone(),
         max_active_runs: None,
+        yield_to_scheduled: true,
     };
     match start(&s, &dag, &req).await {
         Ok(b) => Ok(Redirect::to(&backfill_url(b.id)).into_response()),
