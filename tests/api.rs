@@ -138,7 +138,10 @@ async fn every_route_answers_401_without_credentials() {
         ("GET", "/api/v2/dags/d/dagRuns"),
         ("POST", "/api/v2/dags/d/dagRuns"),
         ("GET", "/api/v2/dags/d/dagRuns/x"),
+        ("PATCH", "/api/v2/dags/d/dagRuns/x"),
         ("GET", "/api/v2/dags/d/dagRuns/x/taskInstances"),
+        ("PATCH", "/api/v2/dags/d/dagRuns/x/taskInstances/a"),
+        ("PATCH", "/api/v2/dags/d/dagRuns/x/taskInstances/a/dry_run"),
         ("GET", "/api/v2/dags/~/dagRuns/~/taskInstances"),
         ("GET", "/api/v2/dags/d/dagRuns/x/taskInstances/a"),
         ("GET", "/api/v2/dags/d/dagRuns/x/taskInstances/a/tries"),
@@ -1214,7 +1217,16 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("GET", "/api/v2/dags/{dag_id}/dagRuns"),
         ("POST", "/api/v2/dags/{dag_id}/dagRuns"),
         ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"),
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"),
         ("GET", TIS),
+        (
+            "PATCH",
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
+        ),
+        (
+            "PATCH",
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run",
+        ),
         (
             "GET",
             "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",

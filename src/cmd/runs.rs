@@ -121,8 +121,15 @@ async fn mark_run(g: &Global, a: RunMarkArgs) -> Result<ExitCode> {
     }
     let pool = connect(g).await?;
     let by = super::tasks::who();
-    let changed =
-        mark::mark_run(&pool, &VersionCache::new(), &a.dag_id, &a.run_id, state, &by).await?;
+    let changed = mark::mark_run(
+        &pool,
+        &VersionCache::new(),
+        &a.dag_id,
+        &a.run_id,
+        state,
+        &by,
+    )
+    .await?;
     if let Some(n) = &a.note {
         mark::set_run_note(&pool, &a.dag_id, &a.run_id, Some(n), &by).await?;
     }

@@ -221,12 +221,11 @@ pub async fn run_notes(
     conn: &mut PgConnection,
     run_pks: &[i64],
 ) -> Result<std::collections::HashMap<i64, String>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, note FROM dag_runs WHERE id = ANY($1) AND note IS NOT NULL",
-    )
-    .bind(run_pks)
-    .fetch_all(conn)
-    .await?;
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, note FROM dag_runs WHERE id = ANY($1) AND note IS NOT NULL")
+            .bind(run_pks)
+            .fetch_all(conn)
+            .await?;
     Ok(rows.into_iter().collect())
 }
 

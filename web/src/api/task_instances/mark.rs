@@ -10,7 +10,7 @@ use upiflow_engine::lifecycle::mark::{self, MarkTasks, TiMark};
 use upiflow_engine::store::task_views;
 use utoipa::ToSchema;
 
-use super::{TaskInstanceCollectionResponse, find_ti, ti_responses};
+use super::{MapIndex, TaskInstanceCollectionResponse, check_map_index, find_ti, ti_responses};
 use crate::AppState;
 use crate::api::models::{HTTPExceptionResponse, HTTPValidationError};
 use crate::api::query::Query;
@@ -70,6 +70,9 @@ fn validate(q: &mut Query, body: &PatchTaskInstanceBody) -> Result<Patch, ApiErr
     if body.note.is_some() {
         given.push("note");
     }
+    if let Some(m) = q.int("map_index")? {
+        check_map_index(m)?;
+    }
     let fields = update_mask(q, &given, FIELDS)?;
     let state = match &body.new_state {
         None => None,
@@ -121,6 +124,7 @@ fn request<'a>(
     path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
     tag = "Task Instance",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        MapIndex,
         ("update_mask" = Option<Vec<String>>, Query,
             description = "Only these fields of the body")),
     request_body = PatchTaskInstanceBody,
@@ -150,8 +154,15 @@ pub(super) async fn patch(
         mark::mark_tasks(&s.pool, &s.cache, &req).await?;
     }
     if let Some(n) = &p.note {
-        mark::set_task_note(&s.pool, dag_id, run_id, task_id, n.as_deref(), &user.username)
-            .await?;
+        mark::set_task_note(
+            &s.pool,
+            dag_id,
+            run_id,
+            task_id,
+            n.as_deref(),
+            &user.username,
+        )
+        .await?;
     }
     let mut conn = s.pool.acquire().await?;
     let ti = find_ti(&mut conn, dag_id, run_id, task_id).await?;
@@ -167,6 +178,7 @@ pub(super) async fn patch(
     path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run",
     tag = "Task Instance",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        MapIndex,
         ("update_mask" = Option<Vec<String>>, Query,
             description = "Only these fields of the body")),
     request_body = PatchTaskInstanceBody,
