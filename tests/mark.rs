@@ -954,7 +954,7 @@ async fn the_patch_routes_mark_in_airflows_shape_and_refuse_bad_requests() {
             "nonsense",
         ),
         (
-            format!("/api/v2/dags/c/dagRuns/nope/taskInstances/b"),
+            "/api/v2/dags/c/dagRuns/nope/taskInstances/b".to_string(),
             json!({"new_state": "success"}),
             StatusCode::NOT_FOUND,
             "The DagRun with dag_id: `c` and run_id: `nope` was not found",
@@ -966,7 +966,7 @@ async fn the_patch_routes_mark_in_airflows_shape_and_refuse_bad_requests() {
             "task_id: `zz`",
         ),
         (
-            format!("/api/v2/dags/c/dagRuns/nope/taskInstances/b/dry_run"),
+            "/api/v2/dags/c/dagRuns/nope/taskInstances/b/dry_run".to_string(),
             json!({"new_state": "success"}),
             StatusCode::NOT_FOUND,
             "was not found",
