@@ -87,7 +87,8 @@ impl EngineError {
             EngineError::RunExists { .. }
             | EngineError::ClearWhileRunning(_)
             | EngineError::MarkUnchanged { .. } => ErrorKind::Conflict,
-            EngineError::NoteTooLong { .. } | EngineError::VersionUnreadable { .. }
+            EngineError::NoteTooLong { .. }
+            | EngineError::VersionUnreadable { .. }
             | EngineError::Conf(_)
             | EngineError::Backfill(_) => ErrorKind::Invalid,
             EngineError::Cluster(c) => c.kind(),
