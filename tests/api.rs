@@ -2080,7 +2080,10 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
     let path = "/api/v2/dags/{dag_id}/dagRuns";
     let day = |d: u32| format!("2024-01-{d:02}T00:00:00Z");
     for (body, field) in [
-        (json!({"logical_date": day(1), "note": "hi"}), "note"),
+        (
+            json!({"logical_date": day(1), "note": "x".repeat(1001)}),
+            "note",
+        ),
         (
             json!({"logical_date": day(1), "partition_key": "k"}),
             "partition_key",
@@ -2122,12 +2125,13 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
             Some(
                 json!({"logical_date": day(1), "dag_run_id": "manual__2024-01-01T00:00:00+00:00",
                         "data_interval_start": day(1), "data_interval_end": day(2),
-                        "run_after": day(2), "note": null, "partition_key": null, "conf": null}),
+                        "run_after": day(2), "note": "kept", "partition_key": null, "conf": null}),
             ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{run}");
     assert_eq!(run["dag_run_id"], "manual__2024-01-01T00:00:00+00:00");
+    assert_eq!(run["note"], "kept");
 
     // Backfills: d's own limit is 16.
     let bf = "/api/v2/backfills";

@@ -379,7 +379,7 @@ async fn one(
 /// Airflow 3's `TriggerDAGRunPostBody`. upiflow derives a run's id and data interval from
 /// its logical date: `dag_run_id`, `data_interval_start`/`_end` are accepted only when they
 /// are what upiflow would give anyway; `run_after` only when not in the future (the run may
-/// start at once); `note` and `partition_key` only as `null`.
+/// start at once); `partition_key` only as `null`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TriggerDAGRunPostBody)]
@@ -401,8 +401,9 @@ struct TriggerBody {
     /// Only a time that has passed: runs start as soon as the DAG has room.
     #[serde(default)]
     run_after: Option<DateTime<Utc>>,
-    /// Only `null`: upiflow keeps no notes.
+    /// A note on the run (at most 1000 characters).
     #[serde(default)]
+    #[schema(max_length = 1000)]
     note: Option<String>,
     /// Only `null`: upiflow has no partitioned runs.
     #[serde(default)]
@@ -412,8 +413,9 @@ struct TriggerBody {
 /// Refuses what the trigger body asks that upiflow would not do.
 fn check_trigger(dag: &upiflow_engine::Dag, body: &TriggerBody) -> Result<(), ApiError> {
     let refuse = |field: &str, why: String| Err(ApiError::Unprocessable(format!("{field}: {why}")));
-    if body.note.is_some() {
-        return refuse("note", "upiflow keeps no notes on runs; send null".into());
+    if let Some(n) = &body.note {
+        upiflow_engine::lifecycle::mark::check_note(n)
+            .map_err(|e| ApiError::Unprocessable(format!("note: {e}")))?;
     }
     if body.partition_key.is_some() {
         return refuse(
@@ -478,7 +480,7 @@ fn check_trigger(dag: &upiflow_engine::Dag, body: &TriggerBody) -> Result<(), Ap
         (status = 422, body = HTTPValidationError)))]
 async fn trigger(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(user): Admin,
     Ids(dag_id): Ids<String>,
     _: NoQuery,
     Body(body): Body<TriggerBody>,
@@ -491,6 +493,16 @@ async fn trigger(
         ..Trigger::default()
     };
     let run = ops::trigger(&s.pool, &s.cache, &dag, &req).await?;
+    if let Some(n) = &body.note {
+        upiflow_engine::lifecycle::mark::set_run_note(
+            &s.pool,
+            &run.dag_id,
+            &run.run_id,
+            Some(n),
+            &user.username,
+        )
+        .await?;
+    }
     let mut conn = s.pool.acquire().await?;
     let mut out = responses(&mut conn, std::slice::from_ref(&run)).await?;
     Ok(Json(out.remove(0)))
