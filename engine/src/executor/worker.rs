@@ -65,6 +65,9 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The tries this worker runs: by task instance id, the try number and what stops it.
+type Cancels = std::sync::Mutex<HashMap<i64, (i32, CancellationToken)>>;
+
 /// A worker process (or one of several in a process).
 pub struct Worker {
     /// The worker's own bookkeeping: claiming, finishing, heartbeats, logs.
@@ -134,12 +137,12 @@ impl Worker {
             self.wake.clone(),
             background.clone(),
         ));
-        let cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>> = Default::default();
+        let cancels: Arc<Cancels> = Default::default();
         let stops = {
             let cancels = cancels.clone();
             tokio::spawn(store::mark::relay_stops(
                 self.pool.clone(),
-                Arc::new(move |ids: Vec<i64>| stop_local(&cancels, &ids)),
+                Arc::new(move |tries: Vec<(i64, i32)>| stop_local(&cancels, &tries)),
                 background.clone(),
             ))
         };
@@ -178,11 +181,7 @@ impl Worker {
         result
     }
 
-    async fn claim_loop(
-        &self,
-        shutdown: &CancellationToken,
-        cancels: &std::sync::Mutex<HashMap<i64, CancellationToken>>,
-    ) -> Result<()> {
+    async fn claim_loop(&self, shutdown: &CancellationToken, cancels: &Cancels) -> Result<()> {
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut done: Vec<Finished> = Vec::new();
         let mut stopping = false;
@@ -239,7 +238,7 @@ impl Worker {
                             cancels
                                 .lock()
                                 .expect("cancel map poisoned")
-                                .insert(c.id, token.clone());
+                                .insert(c.id, (c.try_number, token.clone()));
                             running.spawn(execute(
                                 c,
                                 dag,
@@ -277,7 +276,7 @@ impl Worker {
                 }
                 _ = async { tokio::time::sleep_until(grace_deadline.expect("set")).await }, if grace_deadline.is_some() => {
                     tracing::warn!(running = running.len(), "grace period over; stopping running tries");
-                    for token in cancels.lock().expect("cancel map poisoned").values() {
+                    for (_, token) in cancels.lock().expect("cancel map poisoned").values() {
                         token.cancel();
                     }
                     grace_deadline = None;
@@ -394,7 +393,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 async fn heartbeat(
     pool: PgPool,
     cfg: WorkerConfig,
-    cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
+    cancels: Arc<Cancels>,
     stop: CancellationToken,
 ) {
     let mut tick = Ticker::new(cfg.heartbeat);
@@ -410,7 +409,7 @@ async fn heartbeat(
         if let Ok(mine) = store::tis::still_running_on(&pool, &local, &cfg.worker_id).await {
             let map = cancels.lock().expect("cancel map poisoned");
             for id in local.iter().filter(|id| !mine.contains(id)) {
-                if let Some(token) = map.get(id) {
+                if let Some((_, token)) = map.get(id) {
                     tracing::warn!(ti = id, "this try was failed elsewhere; stopping it");
                     token.cancel();
                 }
@@ -419,18 +418,25 @@ async fn heartbeat(
     }
 }
 
-/// Stops the local tries of these task instances (they were marked elsewhere).
-fn stop_local(cancels: &std::sync::Mutex<HashMap<i64, CancellationToken>>, ids: &[i64]) {
+/// Stops these local tries, `(task instance id, try number)` (they were marked elsewhere);
+/// a later try of the same task instance is left alone.
+fn stop_local(cancels: &Cancels, tries: &[(i64, i32)]) {
     let map = cancels.lock().expect("cancel map poisoned");
-    for id in ids {
-        if let Some(token) = map.get(id) {
-            tracing::info!(ti = id, "this task instance was marked; stopping its try");
+    for (id, try_number) in tries {
+        if let Some((n, token)) = map.get(id)
+            && n == try_number
+        {
+            tracing::info!(
+                ti = id,
+                try_number,
+                "this task instance was marked; stopping its try"
+            );
             token.cancel();
         }
     }
 }
 
-fn local_tries(cancels: &std::sync::Mutex<HashMap<i64, CancellationToken>>) -> Vec<i64> {
+fn local_tries(cancels: &Cancels) -> Vec<i64> {
     cancels
         .lock()
         .expect("cancel map poisoned")
@@ -446,7 +452,7 @@ async fn reap(
     pool: PgPool,
     cache: VersionCache,
     cfg: WorkerConfig,
-    cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
+    cancels: Arc<Cancels>,
     stop: CancellationToken,
 ) {
     let mut tick = Ticker::new(cfg.heartbeat);

@@ -2,8 +2,9 @@
 //! (`set_state`, `set_dag_run_state_to_success|failed|queued`).
 //!
 //! A marked task instance that was running has its try stopped: the try is closed here
-//! (outcome `marked`, error "marked STATE by USER"), the task instance ids are announced on
-//! `upiflow_stop` so the worker running it drops the body (killing its processes) at once,
+//! (outcome `marked`, error "marked STATE by USER"), and announced (task instance id and try
+//! number) on `upiflow_stop`, so the worker running it drops the body (killing its processes)
+//! at once,
 //! and the worker's own report of that try is dropped as stale (it no longer owns a running
 //! try). Then the trigger rules settle every touched run: task instances that were
 //! `upstream_failed` downstream of a marked one are decided again (so marking a failed task
@@ -254,8 +255,8 @@ async fn apply(tx: &mut sqlx::PgConnection, changes: &[Marked], by: &str) -> Res
         .collect();
     if !stopped.is_empty() {
         mark::close_marked_tries(tx, &stopped).await?;
-        let ids: Vec<i64> = stopped.iter().map(|s| s.0).collect();
-        mark::notify_stop(tx, &ids).await?;
+        let tries: Vec<(i64, i32)> = stopped.iter().map(|s| (s.0, s.1)).collect();
+        mark::notify_stop(tx, &tries).await?;
     }
     Ok(())
 }

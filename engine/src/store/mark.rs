@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::state::{RunState, TaskState, TryOutcome};
 
-/// Channel on which the ids of task instances whose running tries must stop are announced
-/// (comma-separated) to every worker.
+/// Channel on which the running tries that must stop are announced to every worker, as
+/// comma-separated `TI_ID:TRY_NUMBER` pairs.
 pub const STOP_CHANNEL: &str = "upiflow_stop";
 
 /// Largest NOTIFY payload we send (Postgres allows just under 8000 bytes).
@@ -229,10 +229,10 @@ pub async fn run_notes(
     Ok(rows.into_iter().collect())
 }
 
-/// Tells every worker, once the current transaction commits, to stop its running tries of
-/// these task instances.
-pub async fn notify_stop(conn: &mut PgConnection, ti_ids: &[i64]) -> Result<()> {
-    for payload in stop_payloads(ti_ids) {
+/// Tells every worker, once the current transaction commits, to stop these running tries,
+/// `(task instance id, try number)`.
+pub async fn notify_stop(conn: &mut PgConnection, tries: &[(i64, i32)]) -> Result<()> {
+    for payload in stop_payloads(tries) {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(STOP_CHANNEL)
             .bind(payload)
@@ -242,12 +242,12 @@ pub async fn notify_stop(conn: &mut PgConnection, ti_ids: &[i64]) -> Result<()> 
     Ok(())
 }
 
-/// Comma-separated ids, split so that no payload passes [`MAX_PAYLOAD`] bytes.
-fn stop_payloads(ids: &[i64]) -> Vec<String> {
+/// Comma-separated `id:try` pairs, split so that no payload passes [`MAX_PAYLOAD`] bytes.
+fn stop_payloads(tries: &[(i64, i32)]) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
-    for id in ids {
-        let s = id.to_string();
+    for (id, n) in tries {
+        let s = format!("{id}:{n}");
         if !cur.is_empty() && cur.len() + 1 + s.len() > MAX_PAYLOAD {
             out.push(std::mem::take(&mut cur));
         }
@@ -262,22 +262,24 @@ fn stop_payloads(ids: &[i64]) -> Vec<String> {
     out
 }
 
-/// The ids of a stop payload (malformed parts are ignored: nothing but upiflow sends here).
-fn parse_stop(payload: &str) -> Vec<i64> {
+/// The tries of a stop payload (malformed parts are ignored: nothing but upiflow sends here).
+fn parse_stop(payload: &str) -> Vec<(i64, i32)> {
     payload
         .split(',')
-        .filter_map(|p| p.trim().parse().ok())
+        .filter_map(|p| {
+            let (id, n) = p.trim().split_once(':')?;
+            Some((id.parse().ok()?, n.parse().ok()?))
+        })
         .collect()
 }
 
-/// Relays `NOTIFY upiflow_stop` to `on_stop` (with the task instance ids) until `stop`;
+/// What a worker does with the tries `(task instance id, try number)` it is told to stop.
+pub type OnStop = Arc<dyn Fn(Vec<(i64, i32)>) + Send + Sync>;
+
+/// Relays `NOTIFY upiflow_stop` to `on_stop` (with the tries to stop) until `stop`;
 /// reconnects after errors (workers also check their tries at every heartbeat, so a lost
 /// connection only delays a stop).
-pub async fn relay_stops(
-    pool: PgPool,
-    on_stop: Arc<dyn Fn(Vec<i64>) + Send + Sync>,
-    stop: CancellationToken,
-) {
+pub async fn relay_stops(pool: PgPool, on_stop: OnStop, stop: CancellationToken) {
     loop {
         let connect = async {
             let mut l = PgListener::connect_with(&pool).await?;
@@ -318,12 +320,13 @@ mod tests {
 
     #[test]
     fn stop_payloads_split_below_the_notify_limit_and_parse_back() {
-        let ids: Vec<i64> = (1_000_000_000..1_000_002_000).collect();
-        let payloads = stop_payloads(&ids);
+        let tries: Vec<(i64, i32)> = (1_000_000_000..1_000_002_000).map(|i| (i, 7)).collect();
+        let payloads = stop_payloads(&tries);
         assert!(payloads.len() > 1);
         assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
-        let back: Vec<i64> = payloads.iter().flat_map(|p| parse_stop(p)).collect();
-        assert_eq!(back, ids);
+        let back: Vec<(i64, i32)> = payloads.iter().flat_map(|p| parse_stop(p)).collect();
+        assert_eq!(back, tries);
+        assert_eq!(parse_stop("5:1,junk,6:x,7:2"), [(5, 1), (7, 2)]);
         assert!(stop_payloads(&[]).is_empty());
     }
 }
