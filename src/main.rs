@@ -78,8 +78,11 @@ enum Command {
     Dags(cmd::dags::DagsCommand),
     /// Create a manual run of a DAG.
     Trigger(cmd::runs::TriggerArgs),
-    /// Runs of a DAG, or the task instances of one run.
+    /// Runs of a DAG, or the task instances of one run; `runs mark` sets a run's state.
     Runs(cmd::runs::RunsArgs),
+    /// Task instances: `tasks mark` sets their state by hand.
+    #[command(subcommand)]
+    Tasks(cmd::tasks::TasksCommand),
     /// Every try of one task across runs.
     History(cmd::runs::HistoryArgs),
     /// The log of a task's try.
@@ -141,6 +144,7 @@ async fn main() -> ExitCode {
             cmd::rerun_on_transient("logs", async || cmd::runs::logs(&g, a.clone()).await).await
         }
         Command::Clear(a) => cmd::runs::clear(&g, a).await,
+        Command::Tasks(c) => cmd::tasks::run(&g, c).await,
         Command::Backfill(a) => cmd::backfill::run(&g, a).await,
         Command::Pools(c) => cmd::pools::run(&g, c).await,
     };

@@ -138,7 +138,10 @@ async fn every_route_answers_401_without_credentials() {
         ("GET", "/api/v2/dags/d/dagRuns"),
         ("POST", "/api/v2/dags/d/dagRuns"),
         ("GET", "/api/v2/dags/d/dagRuns/x"),
+        ("PATCH", "/api/v2/dags/d/dagRuns/x"),
         ("GET", "/api/v2/dags/d/dagRuns/x/taskInstances"),
+        ("PATCH", "/api/v2/dags/d/dagRuns/x/taskInstances/a"),
+        ("PATCH", "/api/v2/dags/d/dagRuns/x/taskInstances/a/dry_run"),
         ("GET", "/api/v2/dags/~/dagRuns/~/taskInstances"),
         ("GET", "/api/v2/dags/d/dagRuns/x/taskInstances/a"),
         ("GET", "/api/v2/dags/d/dagRuns/x/taskInstances/a/tries"),
@@ -1214,7 +1217,16 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("GET", "/api/v2/dags/{dag_id}/dagRuns"),
         ("POST", "/api/v2/dags/{dag_id}/dagRuns"),
         ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"),
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"),
         ("GET", TIS),
+        (
+            "PATCH",
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
+        ),
+        (
+            "PATCH",
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run",
+        ),
         (
             "GET",
             "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
@@ -2073,7 +2085,10 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
     let path = "/api/v2/dags/{dag_id}/dagRuns";
     let day = |d: u32| format!("2024-01-{d:02}T00:00:00Z");
     for (body, field) in [
-        (json!({"logical_date": day(1), "note": "hi"}), "note"),
+        (
+            json!({"logical_date": day(1), "note": "x".repeat(1001)}),
+            "note",
+        ),
         (
             json!({"logical_date": day(1), "partition_key": "k"}),
             "partition_key",
@@ -2115,12 +2130,13 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
             Some(
                 json!({"logical_date": day(1), "dag_run_id": "manual__2024-01-01T00:00:00+00:00",
                         "data_interval_start": day(1), "data_interval_end": day(2),
-                        "run_after": day(2), "note": null, "partition_key": null, "conf": null}),
+                        "run_after": day(2), "note": "kept", "partition_key": null, "conf": null}),
             ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{run}");
     assert_eq!(run["dag_run_id"], "manual__2024-01-01T00:00:00+00:00");
+    assert_eq!(run["note"], "kept");
 
     // Backfills: d's own limit is 16.
     let bf = "/api/v2/backfills";

@@ -74,6 +74,12 @@ pub enum EngineError {
         dag_tasks: Vec<String>,
         task_instances: Vec<String>,
     },
+    /// Marking would change nothing: every selected task instance is in that state already.
+    #[error("task `{task_id}` is already in state {state} (nothing to mark)")]
+    MarkUnchanged { task_id: String, state: String },
+    /// A note longer than Airflow allows (1000 characters).
+    #[error("a note may have at most {max} characters; this one has {len}")]
+    NoteTooLong { len: usize, max: usize },
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -102,10 +108,12 @@ impl EngineError {
             EngineError::RunExists { .. }
             | EngineError::ClearWhileRunning(_)
             | EngineError::PoolExists(_)
-            | EngineError::PoolInUse { .. } => ErrorKind::Conflict,
+            | EngineError::PoolInUse { .. }
+            | EngineError::MarkUnchanged { .. } => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable
+            | EngineError::NoteTooLong { .. }
             | EngineError::VersionUnreadable { .. }
             | EngineError::Conf(_)
             | EngineError::Backfill(_) => ErrorKind::Invalid,

@@ -115,6 +115,8 @@ pub enum TryOutcome {
     TimedOut,
     /// The worker running it stopped heart-beating.
     Zombie,
+    /// Its task instance was marked (success, failed or skipped) while it ran: stopped.
+    Marked,
 }
 
 impl TryOutcome {
@@ -124,6 +126,7 @@ impl TryOutcome {
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
             Self::Zombie => "zombie",
+            Self::Marked => "marked",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod pipeline;
 pub mod pools;
 pub mod runs;
 pub mod serve;
+pub mod tasks;
 pub mod web;
 
 use std::process::ExitCode;

@@ -1,9 +1,9 @@
-//! `upiflow trigger | runs | history | logs | clear`
+//! `upiflow trigger | runs | runs mark | history | logs | clear`
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use upiflow_engine::dag::parse_datetime_in;
 use upiflow_engine::ops::{self, Trigger};
 use upiflow_engine::state::RunState;
@@ -73,20 +73,93 @@ pub async fn trigger(g: &Global, a: TriggerArgs) -> Result<ExitCode> {
     })
 }
 
+/// `upiflow runs DAG_ID [RUN_ID]` lists; `upiflow runs mark ...` marks. A DAG named `mark`
+/// is listed with `upiflow runs -- mark`.
 #[derive(Args, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct RunsArgs {
-    pub dag_id: String,
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    #[arg(required = true)]
+    pub dag_id: Option<String>,
     /// Show the task instances of this run instead.
     pub run_id: Option<String>,
     #[arg(long, default_value_t = 25)]
     pub limit: i64,
 }
 
+#[derive(Subcommand, Clone)]
+pub enum RunsCommand {
+    /// Set a run to success (every task instance not in success becomes success), failed
+    /// (running ones fail, unfinished ones are skipped) or queued (it starts again within the
+    /// DAG's limits), as Airflow 3's "mark". Running tries it changes are stopped.
+    Mark(RunMarkArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct RunMarkArgs {
+    pub dag_id: String,
+    pub run_id: String,
+    /// success, failed or queued.
+    #[arg(long)]
+    pub state: String,
+    /// A note to keep on the run (Airflow 3's note).
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+async fn mark_run(g: &Global, a: RunMarkArgs) -> Result<ExitCode> {
+    use upiflow_engine::lifecycle::mark::{self, RunMark};
+    let Some(state) = RunMark::parse(&a.state) else {
+        bail!(
+            "--state `{}` is not a state a run may be marked with (success, failed, queued)",
+            a.state
+        );
+    };
+    if let Some(n) = &a.note {
+        mark::check_note(n)?;
+    }
+    let pool = connect(g).await?;
+    let by = super::tasks::who();
+    let changed = mark::mark_run(
+        &pool,
+        &VersionCache::new(),
+        &a.dag_id,
+        &a.run_id,
+        state,
+        &by,
+    )
+    .await?;
+    if let Some(n) = &a.note {
+        mark::set_run_note(&pool, &a.dag_id, &a.run_id, Some(n), &by).await?;
+    }
+    let mut conn = pool.acquire().await?;
+    let run = store_runs::get(&mut conn, &a.dag_id, &a.run_id).await?;
+    println!(
+        "marked run {} of {} {}: it is {} now; {} task instance(s) changed",
+        run.run_id,
+        run.dag_id,
+        state.state(),
+        run.state,
+        changed.len()
+    );
+    if !changed.is_empty() {
+        super::tasks::print_marked(&changed);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn runs(g: &Global, a: RunsArgs) -> Result<ExitCode> {
+    if let Some(RunsCommand::Mark(m)) = a.command {
+        return mark_run(g, m).await;
+    }
+    let Some(dag_id) = a.dag_id else {
+        bail!("name a DAG: upiflow runs DAG_ID [RUN_ID]");
+    };
     let pool = connect(g).await?;
     let mut conn = pool.acquire().await?;
     if let Some(run_id) = a.run_id {
-        let run = store_runs::get(&mut conn, &a.dag_id, &run_id).await?;
+        let run = store_runs::get(&mut conn, &dag_id, &run_id).await?;
         println!(
             "{} {} {} {}",
             run.run_id,
@@ -97,7 +170,7 @@ pub async fn runs(g: &Global, a: RunsArgs) -> Result<ExitCode> {
         print_tis(&upiflow_engine::store::task_views::for_run(&mut conn, run.id).await?);
         return Ok(ExitCode::SUCCESS);
     }
-    let rows = store_runs::list(&mut conn, &a.dag_id, a.limit, 0).await?;
+    let rows = store_runs::list(&mut conn, &dag_id, a.limit, 0).await?;
     let mut t = table(&[
         "run_id",
         "type",

@@ -1,5 +1,7 @@
 //! A worker: a claim loop with bounded concurrency, woken by its own completions, by
 //! `LISTEN upiflow_wake` from other processes, by the next due retry, or by a slow poll.
+//! `LISTEN upiflow_stop` stops local tries whose task instances were marked at once; the
+//! heartbeat's check of its tries is the fallback.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -62,6 +64,9 @@ fn hostname() -> String {
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into())
 }
+
+/// The tries this worker runs: by task instance id, the try number and what stops it.
+type Cancels = std::sync::Mutex<HashMap<i64, (i32, CancellationToken)>>;
 
 /// A worker process (or one of several in a process).
 pub struct Worker {
@@ -132,7 +137,15 @@ impl Worker {
             self.wake.clone(),
             background.clone(),
         ));
-        let cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>> = Default::default();
+        let cancels: Arc<Cancels> = Default::default();
+        let stops = {
+            let cancels = cancels.clone();
+            tokio::spawn(store::mark::relay_stops(
+                self.pool.clone(),
+                Arc::new(move |tries: Vec<(i64, i32)>| stop_local(&cancels, &tries)),
+                background.clone(),
+            ))
+        };
         let heart = tokio::spawn(heartbeat(
             self.pool.clone(),
             self.cfg.clone(),
@@ -151,6 +164,7 @@ impl Worker {
 
         background.cancel();
         let _ = listener.await;
+        let _ = stops.await;
         let _ = heart.await;
         let _ = reaper.await;
         // Saying so lets others retry what this worker leaves at once; if it cannot be said,
@@ -167,11 +181,7 @@ impl Worker {
         result
     }
 
-    async fn claim_loop(
-        &self,
-        shutdown: &CancellationToken,
-        cancels: &std::sync::Mutex<HashMap<i64, CancellationToken>>,
-    ) -> Result<()> {
+    async fn claim_loop(&self, shutdown: &CancellationToken, cancels: &Cancels) -> Result<()> {
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut done: Vec<Finished> = Vec::new();
         let mut stopping = false;
@@ -228,7 +238,7 @@ impl Worker {
                             cancels
                                 .lock()
                                 .expect("cancel map poisoned")
-                                .insert(c.id, token.clone());
+                                .insert(c.id, (c.try_number, token.clone()));
                             running.spawn(execute(
                                 c,
                                 dag,
@@ -266,7 +276,7 @@ impl Worker {
                 }
                 _ = async { tokio::time::sleep_until(grace_deadline.expect("set")).await }, if grace_deadline.is_some() => {
                     tracing::warn!(running = running.len(), "grace period over; stopping running tries");
-                    for token in cancels.lock().expect("cancel map poisoned").values() {
+                    for (_, token) in cancels.lock().expect("cancel map poisoned").values() {
                         token.cancel();
                     }
                     grace_deadline = None;
@@ -383,7 +393,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 async fn heartbeat(
     pool: PgPool,
     cfg: WorkerConfig,
-    cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
+    cancels: Arc<Cancels>,
     stop: CancellationToken,
 ) {
     let mut tick = Ticker::new(cfg.heartbeat);
@@ -399,7 +409,7 @@ async fn heartbeat(
         if let Ok(mine) = store::tis::still_running_on(&pool, &local, &cfg.worker_id).await {
             let map = cancels.lock().expect("cancel map poisoned");
             for id in local.iter().filter(|id| !mine.contains(id)) {
-                if let Some(token) = map.get(id) {
+                if let Some((_, token)) = map.get(id) {
                     tracing::warn!(ti = id, "this try was failed elsewhere; stopping it");
                     token.cancel();
                 }
@@ -408,7 +418,25 @@ async fn heartbeat(
     }
 }
 
-fn local_tries(cancels: &std::sync::Mutex<HashMap<i64, CancellationToken>>) -> Vec<i64> {
+/// Stops these local tries, `(task instance id, try number)` (they were marked elsewhere);
+/// a later try of the same task instance is left alone.
+fn stop_local(cancels: &Cancels, tries: &[(i64, i32)]) {
+    let map = cancels.lock().expect("cancel map poisoned");
+    for (id, try_number) in tries {
+        if let Some((n, token)) = map.get(id)
+            && n == try_number
+        {
+            tracing::info!(
+                ti = id,
+                try_number,
+                "this task instance was marked; stopping its try"
+            );
+            token.cancel();
+        }
+    }
+}
+
+fn local_tries(cancels: &Cancels) -> Vec<i64> {
     cancels
         .lock()
         .expect("cancel map poisoned")
@@ -424,7 +452,7 @@ async fn reap(
     pool: PgPool,
     cache: VersionCache,
     cfg: WorkerConfig,
-    cancels: Arc<std::sync::Mutex<HashMap<i64, CancellationToken>>>,
+    cancels: Arc<Cancels>,
     stop: CancellationToken,
 ) {
     let mut tick = Ticker::new(cfg.heartbeat);

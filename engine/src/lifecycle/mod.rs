@@ -9,6 +9,7 @@
 //!   `max_active_runs` and a backfill's own limit.
 //! - [`reap`]: failing (so retrying) the tries of dead workers and a worker's lost claims.
 //! - [`clear`]: putting task instances back to run again, with a fresh allowance of retries.
+//! - [`mark`]: setting task instances or a run to a state by hand (stopping marked tries).
 //!
 //! It composes `crate::store` statements into transactions; the store decides nothing. The
 //! executor (`crate::executor`) runs task bodies and reports their [`TryEnd`]; the scheduler
@@ -17,6 +18,7 @@
 pub mod claim;
 pub mod clear;
 pub mod finish;
+pub mod mark;
 pub mod reap;
 pub mod retry;
 pub mod rules;

@@ -19,6 +19,7 @@ pub mod dags;
 pub mod filters;
 pub mod grid;
 pub mod logs;
+pub mod mark;
 pub mod metrics;
 pub mod missed;
 pub mod pools;

@@ -25,13 +25,19 @@ pub struct TiRow {
     pub queued_at: Option<DateTime<Utc>>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
+    /// The pool it takes `pool_slots` of while it runs, and its effective priority weight.
+    pub pool: String,
+    pub pool_slots: i32,
+    pub priority_weight: i32,
+    /// A user's note on it (Airflow 3's task instance note).
+    pub note: Option<String>,
 }
 
 /// The task instances of one run, in creation order.
 pub async fn for_run(conn: &mut PgConnection, run_pk: i64) -> Result<Vec<TiRow>> {
     Ok(sqlx::query_as(
         "SELECT id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, next_retry_at,
-                worker, queued_at, start_date, end_date
+                worker, queued_at, start_date, end_date, pool, pool_slots, priority_weight, note
          FROM task_instances WHERE run_pk = $1 ORDER BY id",
     )
     .bind(run_pk)
@@ -98,6 +104,12 @@ pub struct TiDetail {
     /// When the run could start: the end of its data interval.
     pub run_after: DateTime<Utc>,
     pub dag_hash: String,
+    /// The pool it takes `pool_slots` of while it runs, and its effective priority weight.
+    pub pool: String,
+    pub pool_slots: i32,
+    pub priority_weight: i32,
+    /// A user's note on it (Airflow 3's task instance note).
+    pub note: Option<String>,
 }
 
 /// Which task instances to list. Every filter is optional; all are bound parameters.
@@ -214,7 +226,7 @@ pub async fn search(
         "SELECT ti.id, ti.run_pk, ti.dag_id, ti.run_id, ti.task_id, ti.state, ti.try_number,
                 ti.max_tries, ti.next_retry_at, ti.worker, w.hostname, w.pid, ti.queued_at,
                 ti.start_date, ti.end_date, r.logical_date, r.data_interval_end AS run_after,
-                r.dag_hash",
+                r.dag_hash, ti.pool, ti.pool_slots, ti.priority_weight, ti.note",
     );
     q.push(TI_FROM);
     push_ti_filter(&mut q, f);
@@ -307,7 +319,7 @@ pub async fn task_instance(
 ) -> Result<Option<TiRow>> {
     Ok(sqlx::query_as(
         "SELECT id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, next_retry_at,
-                worker, queued_at, start_date, end_date
+                worker, queued_at, start_date, end_date, pool, pool_slots, priority_weight, note
          FROM task_instances WHERE run_pk = $1 AND task_id = $2",
     )
     .bind(run_pk)

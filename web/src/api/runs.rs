@@ -1,4 +1,5 @@
-//! `GET|POST /api/v2/dags/{dag_id}/dagRuns`, `GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}`.
+//! `GET|POST /api/v2/dags/{dag_id}/dagRuns`, `GET|PATCH /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}`
+//! (the PATCH marks the run and sets its note, as Airflow 3's `patch_dag_run`).
 
 use axum::Json;
 use axum::extract::State;
@@ -23,7 +24,7 @@ use crate::error::ApiError;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, trigger))
-        .routes(routes!(one))
+        .routes(routes!(one, patch_run))
 }
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -79,7 +80,11 @@ pub struct DagRunResponse {
     partition_date: Option<DateTime<Utc>>,
 }
 
-fn to_response(r: &RunRow, version: Option<&DagVersionResponse>) -> DagRunResponse {
+fn to_response(
+    r: &RunRow,
+    version: Option<&DagVersionResponse>,
+    note: Option<String>,
+) -> DagRunResponse {
     use upiflow_engine::{RunState as S, RunType as T};
     let (run_type, triggered_by) = match r.run_type {
         T::Manual => (DagRunType::Manual, DagRunTriggeredByType::RestApi),
@@ -108,7 +113,7 @@ fn to_response(r: &RunRow, version: Option<&DagVersionResponse>) -> DagRunRespon
         triggered_by: Some(triggered_by),
         triggering_user_name: None,
         conf: Some(r.conf.clone()),
-        note: None,
+        note,
         dag_versions: version.cloned().into_iter().collect(),
         bundle_version: None,
         dag_display_name: r.dag_id.clone(),
@@ -126,9 +131,17 @@ async fn responses(
         .map(|r| (r.dag_id.clone(), r.dag_hash.clone()))
         .collect();
     let versions = models::dag_versions(conn, &wanted).await?;
+    let pks: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut notes = upiflow_engine::store::mark::run_notes(conn, &pks).await?;
     Ok(rows
         .iter()
-        .map(|r| to_response(r, versions.get(&(r.dag_id.clone(), r.dag_hash.clone()))))
+        .map(|r| {
+            to_response(
+                r,
+                versions.get(&(r.dag_id.clone(), r.dag_hash.clone())),
+                notes.remove(&r.id),
+            )
+        })
         .collect())
 }
 
@@ -366,7 +379,7 @@ async fn one(
 /// Airflow 3's `TriggerDAGRunPostBody`. upiflow derives a run's id and data interval from
 /// its logical date: `dag_run_id`, `data_interval_start`/`_end` are accepted only when they
 /// are what upiflow would give anyway; `run_after` only when not in the future (the run may
-/// start at once); `note` and `partition_key` only as `null`.
+/// start at once); `partition_key` only as `null`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TriggerDAGRunPostBody)]
@@ -388,8 +401,9 @@ struct TriggerBody {
     /// Only a time that has passed: runs start as soon as the DAG has room.
     #[serde(default)]
     run_after: Option<DateTime<Utc>>,
-    /// Only `null`: upiflow keeps no notes.
+    /// A note on the run (at most 1000 characters).
     #[serde(default)]
+    #[schema(max_length = 1000)]
     note: Option<String>,
     /// Only `null`: upiflow has no partitioned runs.
     #[serde(default)]
@@ -399,8 +413,9 @@ struct TriggerBody {
 /// Refuses what the trigger body asks that upiflow would not do.
 fn check_trigger(dag: &upiflow_engine::Dag, body: &TriggerBody) -> Result<(), ApiError> {
     let refuse = |field: &str, why: String| Err(ApiError::Unprocessable(format!("{field}: {why}")));
-    if body.note.is_some() {
-        return refuse("note", "upiflow keeps no notes on runs; send null".into());
+    if let Some(n) = &body.note {
+        upiflow_engine::lifecycle::mark::check_note(n)
+            .map_err(|e| ApiError::Unprocessable(format!("note: {e}")))?;
     }
     if body.partition_key.is_some() {
         return refuse(
@@ -465,7 +480,7 @@ fn check_trigger(dag: &upiflow_engine::Dag, body: &TriggerBody) -> Result<(), Ap
         (status = 422, body = HTTPValidationError)))]
 async fn trigger(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(user): Admin,
     Ids(dag_id): Ids<String>,
     _: NoQuery,
     Body(body): Body<TriggerBody>,
@@ -478,7 +493,133 @@ async fn trigger(
         ..Trigger::default()
     };
     let run = ops::trigger(&s.pool, &s.cache, &dag, &req).await?;
+    if let Some(n) = &body.note {
+        upiflow_engine::lifecycle::mark::set_run_note(
+            &s.pool,
+            &run.dag_id,
+            &run.run_id,
+            Some(n),
+            &user.username,
+        )
+        .await?;
+    }
     let mut conn = s.pool.acquire().await?;
+    let mut out = responses(&mut conn, std::slice::from_ref(&run)).await?;
+    Ok(Json(out.remove(0)))
+}
+
+/// For a body field where absent and `null` differ: present (even as `null`) is `Some`.
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// The fields a PATCH changes, as Airflow decides them: those present in the body, and with
+/// an `update_mask` (repeatable or comma-separated) only those it names too. A mask naming a
+/// field the body type does not have is refused.
+pub(super) fn update_mask<'a>(
+    q: &mut Query,
+    present: &[&'a str],
+    fields: &[&str],
+) -> Result<Vec<&'a str>, ApiError> {
+    let mask = q.all_split("update_mask");
+    if let Some(bad) = mask.iter().find(|m| !fields.contains(&m.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "update_mask: `{bad}` is not a field that can be updated ({})",
+            fields.join(", ")
+        )));
+    }
+    Ok(present
+        .iter()
+        .copied()
+        .filter(|f| mask.is_empty() || mask.iter().any(|m| m == f))
+        .collect())
+}
+
+/// Airflow 3's `DAGRunPatchBody`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DAGRunPatchBody)]
+struct DagRunPatchBody {
+    /// `queued`, `success` or `failed`; `null` changes nothing.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DagRunPatchStates>)]
+    state: Option<Option<String>>,
+    /// At most 1000 characters; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 1000)]
+    note: Option<Option<String>>,
+}
+
+/// The states a run may be set to.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(as = DAGRunPatchStates)]
+#[serde(rename_all = "snake_case")]
+enum DagRunPatchStates {
+    Queued,
+    Success,
+    Failed,
+}
+
+/// Marks a run (admin): `success` sets every task instance not in success to success,
+/// `failed` fails its running task instances (stopping their tries) and skips the
+/// unfinished ones, `queued` puts it back in the queue; and sets its note.
+#[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}", tag = "DagRun",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path),
+        ("update_mask" = Option<Vec<String>>, Query,
+            description = "Only these fields of the body (state, note)")),
+    request_body = DagRunPatchBody,
+    responses((status = 200, body = DagRunResponse),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn patch_run(
+    State(s): State<AppState>,
+    Admin(user): Admin,
+    Ids((dag_id, run_id)): Ids<(String, String)>,
+    mut q: Query,
+    Body(body): Body<DagRunPatchBody>,
+) -> Result<Json<DagRunResponse>, ApiError> {
+    use upiflow_engine::lifecycle::mark::{self, RunMark};
+    let mut given = Vec::new();
+    if body.state.is_some() {
+        given.push("state");
+    }
+    if body.note.is_some() {
+        given.push("note");
+    }
+    let fields = update_mask(&mut q, &given, &["state", "note"])?;
+    q.finish(&[] as &[(&str, &str)])?;
+    let state = match body.state.flatten().filter(|_| fields.contains(&"state")) {
+        None => None,
+        Some(v) => Some(RunMark::parse(&v).ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "state: Input should be 'queued', 'success' or 'failed', not '{v}'"
+            ))
+        })?),
+    };
+    let note = body.note.filter(|_| fields.contains(&"note"));
+    if let Some(Some(n)) = &note {
+        mark::check_note(n).map_err(|e| ApiError::Unprocessable(format!("note: {e}")))?;
+    }
+    {
+        let mut conn = s.pool.acquire().await?;
+        find_run(&mut conn, &dag_id, &run_id).await?;
+    }
+    if let Some(state) = state {
+        mark::mark_run(&s.pool, &s.cache, &dag_id, &run_id, state, &user.username).await?;
+    }
+    if let Some(n) = &note {
+        mark::set_run_note(&s.pool, &dag_id, &run_id, n.as_deref(), &user.username).await?;
+    }
+    let mut conn = s.pool.acquire().await?;
+    let run = find_run(&mut conn, &dag_id, &run_id).await?;
     let mut out = responses(&mut conn, std::slice::from_ref(&run)).await?;
     Ok(Json(out.remove(0)))
 }

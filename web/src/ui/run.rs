@@ -1,6 +1,7 @@
 //! `/dags/{dag_id}/runs/{run_id}`: a run's state, interval and conf, its task instances and a
 //! gantt chart of them; admins clear tasks from here
-//! (`POST /dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear`).
+//! (`POST /dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear`) and mark the run success,
+//! failed or queued (`POST /dags/{dag_id}/runs/{run_id}/mark`).
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
             post(clear),
         )
+        .route("/dags/{dag_id}/runs/{run_id}/mark", post(mark_run))
 }
 
 /// The run, or a 404 that names what is missing.
@@ -63,6 +65,8 @@ pub(super) fn ti_state(t: &TiRow) -> &'static str {
 struct RunQuery {
     /// Task ids just cleared (shown once after the redirect).
     cleared: Option<String>,
+    /// The state the run was just marked with (shown once after the redirect).
+    marked: Option<String>,
 }
 
 async fn run_page(
@@ -145,6 +149,12 @@ async fn run_page(
         return Ok(region);
     }
     let here = run_url(&dag_id, &run.run_id);
+    let run_note = {
+        let mut conn = s.pool.acquire().await?;
+        upiflow_engine::store::mark::run_notes(&mut conn, &[run.id])
+            .await?
+            .remove(&run.id)
+    };
     let conf = serde_json::to_string_pretty(&run.conf).unwrap_or_else(|_| run.conf.to_string());
     Ok(page(
         &format!("{dag_id} · {run_id}"),
@@ -153,6 +163,26 @@ async fn run_page(
         html! {
             (header(&user, &row, &latest, Tab::None, &here))
             h2.run-title { "Run " span.run-id { (run.run_id) } }
+            @if let Some(m) = q.marked.as_deref().filter(|m| !m.is_empty()) {
+                p.notice role="status" id="marked" { "Marked the run " (m) "." }
+            }
+            @if user.is_admin() {
+                form.toolbar.mark-form id="run-mark" method="post" action={ (here) "/mark" }
+                    data-confirm={ "Change the state of run " (run.run_id) "?" } {
+                    (csrf_field(&user))
+                    button.secondary type="submit" name="state" value="success"
+                        disabled[run.state == upiflow_engine::RunState::Success] { "Mark success" }
+                    " "
+                    button.secondary type="submit" name="state" value="failed"
+                        disabled[run.state == upiflow_engine::RunState::Failed] { "Mark failed" }
+                    " "
+                    button.secondary type="submit" name="state" value="queued"
+                        disabled[run.state == upiflow_engine::RunState::Queued] { "Mark queued" }
+                }
+            }
+            @if let Some(note) = run_note.as_deref() {
+                p.note id="run-note" { "Note: " (note) }
+            }
             @if let Some(c) = q.cleared.as_deref().filter(|c| !c.is_empty()) {
                 p.notice role="status" id="cleared" { "Cleared: " (c) ". They run again as soon as their upstreams allow." }
             }
@@ -188,5 +218,33 @@ async fn clear(
     Ok(Redirect::to(&with_query(
         &run_url(&dag_id, &run_id),
         &[("cleared", cleared.join(", "))],
+    )))
+}
+
+#[derive(Deserialize)]
+struct MarkRunForm {
+    /// success, failed or queued.
+    state: String,
+}
+
+async fn mark_run(
+    State(s): State<AppState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    AdminForm(user, f): AdminForm<MarkRunForm>,
+) -> Result<impl IntoResponse, UiError> {
+    use upiflow_engine::lifecycle::mark::{self, RunMark};
+    let state = RunMark::parse(&f.state).ok_or_else(|| {
+        UiError::BadRequest(format!(
+            "`{}` is not a state a run may be marked with (success, failed, queued)",
+            f.state
+        ))
+    })?;
+    let changed =
+        mark::mark_run(&s.pool, &s.cache, &dag_id, &run_id, state, &user.username).await?;
+    tracing::info!(user = %user.username, %dag_id, %run_id, state = %state.state(),
+        changed = changed.len(), "run marked from the UI");
+    Ok(Redirect::to(&with_query(
+        &run_url(&dag_id, &run_id),
+        &[("marked", state.state().to_string())],
     )))
 }

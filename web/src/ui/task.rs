@@ -1,10 +1,13 @@
-//! `/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`: a task instance, its tries and the log of
-//! one try (`?try=N`, default the latest), each stream in its own colour.
+//! `/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`: a task instance (with its pool, slots and
+//! priority weight), its tries and the log of one try (`?try=N`, default the latest), each
+//! stream in its own colour; admins mark it success, failed or skipped from here
+//! (`POST .../tasks/{task_id}/mark`).
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde::Deserialize;
 use upiflow_engine::state::TaskState;
@@ -16,14 +19,19 @@ use super::extract::{UiQuery, wants_fragment};
 use super::format::{duration_text, ts, ts_opt};
 use super::links::{run_url, ti_url, with_query};
 use super::run::load_run;
-use super::{Nav, UiError, UiUser, csrf_field, page};
+use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
-        get(task_page),
-    )
+    Router::new()
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(task_page),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(mark_task),
+        )
 }
 
 /// Most log lines shown on the page (a runaway task can write millions).
@@ -33,6 +41,8 @@ const MAX_LOG_LINES: i64 = 50_000;
 struct TaskQuery {
     #[serde(rename = "try")]
     try_number: Option<i32>,
+    /// What was just marked (shown once after the redirect).
+    marked: Option<String>,
 }
 
 async fn task_page(
@@ -87,6 +97,10 @@ async fn task_page(
                 div { dt { "Started" } dd { (ts_opt(ti.start_date)) } }
                 div { dt { "Ended" } dd { (ts_opt(ti.end_date)) } }
                 div { dt { "Duration" } dd { (duration_text(ti.start_date, ti.end_date)) } }
+                div { dt { "Pool" } dd id="ti-pool" { (ti.pool) } }
+                div { dt { "Pool slots" } dd id="ti-pool-slots" { (ti.pool_slots) } }
+                div { dt { "Priority weight" } dd id="ti-priority" { (ti.priority_weight) } }
+                @if let Some(n) = &ti.note { div { dt { "Note" } dd id="ti-note" { (n) } } }
                 @if let Some(n) = ti.next_retry_at { div { dt { "Next try at" } dd { (ts(n)) } } }
             }
         }
@@ -158,7 +172,27 @@ async fn task_page(
                     }
                 }
             }
+            @if let Some(m) = q.marked.as_deref().filter(|m| !m.is_empty()) {
+                p.notice role="status" id="marked" { "Marked: " (m) "." }
+            }
             @if user.is_admin() {
+                form.toolbar.mark-form id="ti-mark" method="post" action={ (here_base) "/mark" }
+                    data-confirm={ "Change the state of " (task_id) "?" } {
+                    (csrf_field(&user))
+                    label.inline { input type="checkbox" name="upstream" value="on"; " upstream" }
+                    label.inline { input type="checkbox" name="downstream" value="on"; " downstream" }
+                    label.inline { input type="checkbox" name="past" value="on"; " past" }
+                    label.inline { input type="checkbox" name="future" value="on"; " future" }
+                    " "
+                    button.secondary type="submit" name="state" value="success"
+                        disabled[st == "success"] { "Mark success" }
+                    " "
+                    button.secondary type="submit" name="state" value="failed"
+                        disabled[st == "failed"] { "Mark failed" }
+                    " "
+                    button.secondary type="submit" name="state" value="skipped"
+                        disabled[st == "skipped"] { "Mark skipped" }
+                }
                 form.toolbar.clear-form method="post" action={ (here_base) "/clear" }
                     data-confirm={ "Clear " (task_id) " so it runs again?" } {
                     (csrf_field(&user))
@@ -173,4 +207,62 @@ async fn task_page(
             }
         },
     ))
+}
+
+#[derive(Deserialize)]
+struct MarkForm {
+    /// success, failed or skipped.
+    state: String,
+    /// Checkboxes: present when ticked.
+    upstream: Option<String>,
+    downstream: Option<String>,
+    past: Option<String>,
+    future: Option<String>,
+}
+
+fn ticked(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|v| !v.is_empty())
+}
+
+async fn mark_task(
+    State(s): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    AdminForm(user, f): AdminForm<MarkForm>,
+) -> Result<impl IntoResponse, UiError> {
+    use upiflow_engine::lifecycle::mark::{self, MarkTasks, TiMark};
+    let state = TiMark::parse(&f.state).ok_or_else(|| {
+        UiError::BadRequest(format!(
+            "`{}` is not a state a task instance may be marked with (success, failed, skipped)",
+            f.state
+        ))
+    })?;
+    let req = MarkTasks {
+        dag_id: &dag_id,
+        run_id: &run_id,
+        task_id: &task_id,
+        state,
+        upstream: ticked(&f.upstream),
+        downstream: ticked(&f.downstream),
+        past: ticked(&f.past),
+        future: ticked(&f.future),
+        dry_run: false,
+        by: &user.username,
+    };
+    let changed = mark::mark_tasks(&s.pool, &s.cache, &req).await?;
+    tracing::info!(user = %user.username, %dag_id, %run_id, %task_id, state = %state.state(),
+        changed = changed.len(), "task instances marked from the UI");
+    let what: Vec<String> = changed
+        .iter()
+        .map(|m| {
+            if m.run_id == run_id {
+                m.task_id.clone()
+            } else {
+                format!("{} ({})", m.task_id, m.run_id)
+            }
+        })
+        .collect();
+    Ok(Redirect::to(&with_query(
+        &ti_url(&dag_id, &run_id, &task_id),
+        &[("marked", format!("{} {}", what.join(", "), state.state()))],
+    )))
 }

@@ -1,13 +1,15 @@
 //! Task instances of runs, their tries and logs, and clearing, as in Airflow 3:
 //! `GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances[/{task_id}]` ([`list`]),
 //! `.../{task_id}/tries` ([`tries`]), `.../{task_id}/logs/{n}` ([`logs`], its continuation
-//! token in [`log_token`]) and `POST /api/v2/dags/{dag_id}/clearTaskInstances` ([`clear`]).
+//! token in [`log_token`]), `POST /api/v2/dags/{dag_id}/clearTaskInstances` ([`clear`]) and
+//! `PATCH .../taskInstances/{task_id}[/dry_run]` ([`mark`]).
 //! This module holds what they share: the response shapes and the lookups.
 
 mod clear;
 mod list;
 mod log_token;
 mod logs;
+mod mark;
 mod tries;
 
 use std::collections::{BTreeSet, HashMap};
@@ -30,14 +32,15 @@ use crate::error::ApiError;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list::list))
-        .routes(routes!(list::one))
+        .routes(routes!(list::one, mark::patch))
         .routes(routes!(tries::tries))
         .routes(routes!(logs::logs))
         .routes(routes!(clear::clear))
+        .routes(routes!(mark::patch_dry_run))
 }
 
-/// Airflow's `TaskInstanceResponse`. upiflow has no pools, queues, priorities, mapped tasks,
-/// executors or triggers: those fields hold Airflow's defaults or `null`.
+/// Airflow's `TaskInstanceResponse`. upiflow has no queues, mapped tasks, executors or
+/// triggers: those fields hold Airflow's defaults or `null`.
 #[derive(Serialize, ToSchema)]
 pub struct TaskInstanceResponse {
     /// A UUID standing for upiflow's numeric id.
@@ -152,10 +155,10 @@ fn ti_response(t: &TiDetail, cx: &Context) -> TaskInstanceResponse {
         dag_display_name: t.dag_id.clone(),
         hostname: t.hostname.clone(),
         unixname: None,
-        pool: "default_pool".into(),
-        pool_slots: 1,
+        pool: t.pool.clone(),
+        pool_slots: t.pool_slots,
         queue: Some("default".into()),
-        priority_weight: None,
+        priority_weight: Some(t.priority_weight),
         operator: kind.clone(),
         operator_name: kind,
         queued_when: t.queued_at,
@@ -163,7 +166,7 @@ fn ti_response(t: &TiDetail, cx: &Context) -> TaskInstanceResponse {
         pid: t.pid,
         executor: None,
         executor_config: "{}".into(),
-        note: None,
+        note: t.note.clone(),
         rendered_map_index: None,
         rendered_fields: json!({}),
         trigger: None,

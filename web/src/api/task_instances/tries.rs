@@ -62,6 +62,9 @@ fn try_state(ti: &TiDetail, t: &TryDetail) -> Option<TaskInstanceState> {
         Some(TryOutcome::Failed | TryOutcome::TimedOut | TryOutcome::Zombie) => {
             Some(TaskInstanceState::Failed)
         }
+        // Stopped by a mark: the latest try shows the state it was marked with.
+        Some(TryOutcome::Marked) if t.try_number == ti.try_number => ti.state.map(Into::into),
+        Some(TryOutcome::Marked) => Some(TaskInstanceState::Failed),
         // Not ended: the current try, in the task instance's state.
         None if t.try_number == ti.try_number => ti.state.map(Into::into),
         None => None,
