@@ -161,7 +161,8 @@ async fn overlapping_backfills_racing_the_catch_up_never_fail_a_command_nor_doub
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_task_sql_never_starves_the_heartbeat_of_its_worker() {
     let db = fresh_db().await;
-    let mut toml = String::from("dag_id = \"slow\"\nschedule = \"none\"\n");
+    // 32 at once in one run: above Airflow's default per-run max_active_tasks (16).
+    let mut toml = String::from("dag_id = \"slow\"\nschedule = \"none\"\nmax_active_tasks = 32\n");
     for i in 0..32 {
         toml.push_str(&format!(
             "[[tasks]]\nid = \"t{i}\"\nkind = \"sql\"\nsql = \"sql/sleep.sql\"\n"
