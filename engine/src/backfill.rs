@@ -234,6 +234,7 @@ async fn start_once(
     for run_pk in to_reset {
         reset_run(&mut tx, cache, run_pk, backfill.id).await?;
     }
+    backfills::mark_yielding(&mut tx, backfill.id).await?;
     crate::lifecycle::run::start_queued(&mut tx, cache, &dag.dag_id).await?;
     store::notify_wake(&mut tx).await?;
     tx.commit().await?;

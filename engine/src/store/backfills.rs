@@ -178,6 +178,21 @@ pub async fn attach_run(conn: &mut PgConnection, run_pk: i64, backfill_id: i64) 
     Ok(())
 }
 
+/// Gives the task instances of the backfill's runs its `yield_to_scheduled` (kept on each
+/// task instance, `task_instances.yields`, so the claim orders by an index).
+pub async fn mark_yielding(conn: &mut PgConnection, backfill_id: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE task_instances ti SET yields = b.yield_to_scheduled
+         FROM dag_runs r JOIN backfills b ON b.id = r.backfill_id
+         WHERE r.backfill_id = $1 AND ti.run_pk = r.id
+           AND ti.yields IS DISTINCT FROM b.yield_to_scheduled",
+    )
+    .bind(backfill_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Puts a (locked) run back in the queue as a run of the backfill `backfill_id`.
 pub async fn requeue_run(conn: &mut PgConnection, run_pk: i64, backfill_id: i64) -> Result<()> {
     sqlx::query(

@@ -85,8 +85,9 @@ pub async fn create(
         .collect();
     sqlx::query(
         "INSERT INTO task_instances (run_pk, dag_id, run_id, task_id, max_tries, pool,
-                                     pool_slots, priority_weight, max_active_tis_per_dag)
-         SELECT $1, $2, $3, t, m, p, s, w, c
+                                     pool_slots, priority_weight, max_active_tis_per_dag,
+                                     logical_date)
+         SELECT $1, $2, $3, t, m, p, s, w, c, $10
          FROM UNNEST($4::text[], $5::int[], $6::text[], $7::int[], $8::int[], $9::int[])
               AS u(t, m, p, s, w, c)",
     )
@@ -99,6 +100,7 @@ pub async fn create(
     .bind(&slots)
     .bind(&weights)
     .bind(&caps)
+    .bind(run.logical_date)
     .execute(&mut *conn)
     .await?;
     Ok(Some(run))

@@ -93,7 +93,8 @@ pub struct Exclude {
 /// Up to `limit` runnable task instances (scheduled, or up for retry and due) of running
 /// runs of unpaused DAGs, best first: runs of a backfill that yields to scheduled runs after
 /// all others, then higher effective `priority_weight`, then older logical date (Airflow's
-/// order), then creation order.
+/// order), then creation order. The order is the `task_instances_claim_order` index's, so
+/// the scan stops at `limit`.
 pub async fn candidates(
     conn: &mut PgConnection,
     exclude: &Exclude,
@@ -105,14 +106,14 @@ pub async fn candidates(
          FROM task_instances ti
          JOIN dag_runs r ON r.id = ti.run_pk AND r.state = 'running'
          JOIN dags d ON d.dag_id = r.dag_id AND NOT d.is_paused
-         LEFT JOIN backfills b ON b.id = r.backfill_id
-         WHERE (ti.state = 'scheduled'
-                OR (ti.state = 'up_for_retry' AND ti.next_retry_at <= now()))
+         WHERE ti.state IN ('scheduled', 'up_for_retry')
+           -- Only a retry has a due time (scheduled rows have none); written so, the
+           -- planner estimates the runnable rows well and walks the claim-order index.
+           AND (ti.next_retry_at IS NULL OR ti.next_retry_at <= now())
            AND ti.pool <> ALL($1) AND ti.run_pk <> ALL($2) AND ti.id <> ALL($5)
            AND NOT EXISTS (SELECT 1 FROM UNNEST($3::text[], $4::text[]) AS x(dag_id, task_id)
                            WHERE x.dag_id = ti.dag_id AND x.task_id = ti.task_id)
-         ORDER BY coalesce(b.yield_to_scheduled, false), ti.priority_weight DESC,
-                  r.logical_date, ti.id
+         ORDER BY ti.yields, ti.priority_weight DESC, ti.logical_date, ti.id
          LIMIT $6",
     )
     .bind(&exclude.pools)
