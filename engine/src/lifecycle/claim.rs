@@ -7,7 +7,7 @@
 //! effective `priority_weight` first, then the older logical date, except that the runs of a
 //! backfill come after every other run's (unless the backfill does not yield), so a long
 //! backfill never delays today's scheduled run. Claims serialise on the pool rows
-//! (`store::tis::lock_pools`), which is what makes the counts exact across workers; the
+//! (`store::tis::begin_claim`), which is what makes the counts exact across workers; the
 //! choice itself is [`choose`], the same greedy walk as Airflow's scheduler makes over its
 //! candidates, and candidates of starved pools, runs and tasks are left out of the query so
 //! lower-ranked work that fits is found.
@@ -35,22 +35,24 @@ pub async fn claim(
     worker: &str,
     limit: usize,
 ) -> Result<Vec<(Claimed, Option<Arc<Dag>>)>> {
-    let mut tx = pool.begin().await?;
-    let pools = tis::lock_pools(&mut tx).await?;
-    let mut room = Room::new(&pools, &tis::running_use(&mut tx).await?);
+    let mut tx = tis::begin_claim(pool).await?;
+    let fetch = (limit.max(8) * 2) as i64;
+    let view = tis::claim_view(&mut tx, fetch).await?;
+    let mut room = Room::new(&view.pools, &view.running);
+    let mut found = view.candidates;
     let mut chosen: Vec<i64> = Vec::new();
     let mut seen: Vec<i64> = Vec::new();
-    let fetch = (limit.max(8) * 2) as i64;
-    for _ in 0..PASSES {
-        let mut exclude = room.starved();
-        exclude.seen = seen.clone();
-        let found = tis::candidates(&mut tx, &exclude, fetch).await?;
+    for pass in 1..=PASSES {
         let exhausted = (found.len() as i64) < fetch;
         seen.extend(found.iter().map(|c| c.id));
         chosen.extend(choose(&mut room, &found, limit - chosen.len()));
-        if exhausted || chosen.len() == limit {
+        if exhausted || chosen.len() == limit || pass == PASSES {
             break;
         }
+        // Look again past what did not fit, leaving out what is full now.
+        let mut exclude = room.starved();
+        exclude.seen = seen.clone();
+        found = tis::candidates(&mut tx, &exclude, fetch).await?;
     }
     let claimed = if chosen.is_empty() {
         Vec::new()

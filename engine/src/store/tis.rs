@@ -1,5 +1,5 @@
-//! The statements of a task instance's lifecycle: claiming with `FOR UPDATE SKIP LOCKED`,
-//! recording outcomes, finding lost tries, deciding waiting instances, resetting. SQL and row
+//! The statements of a task instance's lifecycle: claiming (inside the pool rows' critical
+//! section), recording outcomes, finding lost tries, deciding waiting instances, resetting. SQL and row
 //! types only: every decision (which state, which delay, what to clear) is made by
 //! `crate::lifecycle`, which composes these into transactions.
 
@@ -30,16 +30,98 @@ pub struct Claimed {
     pub dag_hash: String,
 }
 
-/// Locks every pool row and returns `(name, slots)`: the claim's critical section (as
+/// Opens the claim's transaction holding every pool row locked: the critical section (as
 /// Airflow's scheduler locks its pool rows), so concurrent claims see each other's tries and
-/// a pool is never oversubscribed. Nothing else waits for task instances while holding a
-/// pool row, so this cannot close a lock cycle.
-pub async fn lock_pools(conn: &mut PgConnection) -> Result<Vec<(String, i32)>> {
-    Ok(
-        sqlx::query_as("SELECT name, slots FROM pools ORDER BY name FOR UPDATE")
-            .fetch_all(conn)
-            .await?,
+/// a pool is never oversubscribed. `BEGIN` and the lock go in one round trip. Nothing else
+/// waits for task instances while holding a pool row, so this cannot close a lock cycle.
+pub async fn begin_claim(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    Ok(pool
+        .begin_with("BEGIN; SELECT 1 FROM pools ORDER BY name FOR UPDATE")
+        .await?)
+}
+
+/// Every pool's size, what running tries hold and the best `limit` candidates, read in one
+/// statement (one snapshot, taken after the pool rows were locked).
+#[derive(Debug, Clone, Default)]
+pub struct ClaimView {
+    pub pools: Vec<(String, i32)>,
+    pub running: Vec<RunningUse>,
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(FromRow)]
+struct ViewRow {
+    kind: i32,
+    rank: i64,
+    id: i64,
+    pool: String,
+    slots: i64,
+    run_pk: i64,
+    dag_id: String,
+    task_id: String,
+    count: i64,
+    cap: Option<i32>,
+    max_active_tasks: i32,
+}
+
+/// The first look of a claim ([`ClaimView`]); later looks, past candidates that did not
+/// fit, use [`candidates`].
+pub async fn claim_view(conn: &mut PgConnection, limit: i64) -> Result<ClaimView> {
+    let rows: Vec<ViewRow> = sqlx::query_as(
+        "SELECT 0 AS kind, 0::int8 AS rank, 0::int8 AS id, name AS pool, slots::int8 AS slots,
+                0::int8 AS run_pk, '' AS dag_id, '' AS task_id, 0::int8 AS count,
+                NULL::int4 AS cap, 0 AS max_active_tasks
+         FROM pools
+         UNION ALL
+         SELECT 1, 0, 0, pool, sum(pool_slots)::int8, run_pk, dag_id, task_id, count(*), NULL, 0
+         FROM task_instances WHERE state = 'running'
+         GROUP BY pool, run_pk, dag_id, task_id
+         UNION ALL
+         SELECT 2, row_number() OVER (), c.* FROM (
+            SELECT ti.id, ti.pool, ti.pool_slots::int8, ti.run_pk, ti.dag_id, ti.task_id, 0::int8,
+                   ti.max_active_tis_per_dag, d.max_active_tasks
+            FROM task_instances ti
+            JOIN dag_runs r ON r.id = ti.run_pk AND r.state = 'running'
+            JOIN dags d ON d.dag_id = r.dag_id AND NOT d.is_paused
+            WHERE ti.state IN ('scheduled', 'up_for_retry')
+              AND (ti.next_retry_at IS NULL OR ti.next_retry_at <= now())
+            ORDER BY ti.yields, ti.priority_weight DESC, ti.logical_date, ti.id
+            LIMIT $1) c",
     )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    let mut view = ClaimView::default();
+    let mut ranked = Vec::new();
+    for r in rows {
+        match r.kind {
+            0 => view.pools.push((r.pool, r.slots as i32)),
+            1 => view.running.push(RunningUse {
+                pool: r.pool,
+                run_pk: r.run_pk,
+                dag_id: r.dag_id,
+                task_id: r.task_id,
+                slots: r.slots,
+                count: r.count,
+            }),
+            _ => ranked.push((
+                r.rank,
+                Candidate {
+                    id: r.id,
+                    pool: r.pool,
+                    pool_slots: r.slots as i32,
+                    run_pk: r.run_pk,
+                    dag_id: r.dag_id,
+                    task_id: r.task_id,
+                    max_active_tis_per_dag: r.cap,
+                    max_active_tasks: r.max_active_tasks,
+                },
+            )),
+        }
+    }
+    ranked.sort_by_key(|(rank, _)| *rank);
+    view.candidates = ranked.into_iter().map(|(_, c)| c).collect();
+    Ok(view)
 }
 
 /// What running task instances hold, grouped by pool, run and task.
@@ -52,17 +134,6 @@ pub struct RunningUse {
     /// Pool slots they take.
     pub slots: i64,
     pub count: i64,
-}
-
-/// The pool slots, run counts and task counts that running task instances hold now.
-pub async fn running_use(conn: &mut PgConnection) -> Result<Vec<RunningUse>> {
-    Ok(sqlx::query_as(
-        "SELECT pool, run_pk, dag_id, task_id, sum(pool_slots)::int8 AS slots, count(*) AS count
-         FROM task_instances WHERE state = 'running'
-         GROUP BY pool, run_pk, dag_id, task_id",
-    )
-    .fetch_all(conn)
-    .await?)
 }
 
 /// A runnable task instance the claim may take, with the limits that apply to it.
