@@ -35,7 +35,9 @@ pub async fn claim(
     worker: &str,
     limit: usize,
 ) -> Result<Vec<(Claimed, Option<Arc<Dag>>)>> {
-    let mut tx = tis::begin_claim(pool).await?;
+    // One connection for the claim and the version lookups after it (each acquire pings).
+    let mut conn = pool.acquire().await?;
+    let mut tx = tis::begin_claim(&mut conn).await?;
     let fetch = (limit.max(8) * 2) as i64;
     let view = tis::claim_view(&mut tx, fetch).await?;
     let mut room = Room::new(&view.pools, &view.running);
@@ -60,7 +62,6 @@ pub async fn claim(
         tis::claim_ids(&mut tx, worker, &chosen).await?
     };
     tx.commit().await?;
-    let mut conn = pool.acquire().await?;
     let mut out = Vec::with_capacity(claimed.len());
     for c in claimed {
         let dag = match cache.get(&mut conn, &c.dag_id, &c.dag_hash).await {

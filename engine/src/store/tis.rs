@@ -34,8 +34,9 @@ pub struct Claimed {
 /// Airflow's scheduler locks its pool rows), so concurrent claims see each other's tries and
 /// a pool is never oversubscribed. `BEGIN` and the lock go in one round trip. Nothing else
 /// waits for task instances while holding a pool row, so this cannot close a lock cycle.
-pub async fn begin_claim(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-    Ok(pool
+pub async fn begin_claim(conn: &mut PgConnection) -> Result<sqlx::Transaction<'_, sqlx::Postgres>> {
+    use sqlx::Connection;
+    Ok(conn
         .begin_with("BEGIN; SELECT 1 FROM pools ORDER BY name FOR UPDATE")
         .await?)
 }
