@@ -23,13 +23,12 @@ ALTER TABLE task_instances
     ADD COLUMN max_active_tis_per_dag integer CHECK (max_active_tis_per_dag >= 1);
 -- The claim's order, kept on the row so the claim walks an index and stops at its limit
 -- instead of sorting every runnable row: whether the run belongs to a backfill that yields to
--- scheduled runs, the effective weight, the run's logical date.
+-- scheduled runs, the effective weight, the run's logical date (set by `runs::create`).
 ALTER TABLE task_instances
     ADD COLUMN yields       boolean NOT NULL DEFAULT false,
     ADD COLUMN logical_date timestamptz;
 UPDATE task_instances ti SET logical_date = r.logical_date, yields = r.backfill_id IS NOT NULL
 FROM dag_runs r WHERE r.id = ti.run_pk;
-ALTER TABLE task_instances ALTER COLUMN logical_date SET NOT NULL;
 CREATE INDEX task_instances_claim_order
     ON task_instances (yields, priority_weight DESC, logical_date, id)
     WHERE state IN ('scheduled', 'up_for_retry');
