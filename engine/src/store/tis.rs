@@ -3,6 +3,7 @@
 //! types only: every decision (which state, which delay, what to clear) is made by
 //! `crate::lifecycle`, which composes these into transactions.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -68,30 +69,10 @@ struct ViewRow {
 /// The first look of a claim ([`ClaimView`]); later looks, past candidates that did not
 /// fit, use [`candidates`].
 pub async fn claim_view(conn: &mut PgConnection, limit: i64) -> Result<ClaimView> {
-    let rows: Vec<ViewRow> = sqlx::query_as(
-        "SELECT 0 AS kind, 0::int8 AS rank, 0::int8 AS id, name AS pool, slots::int8 AS slots,
-                0::int8 AS run_pk, '' AS dag_id, '' AS task_id, 0::int8 AS count,
-                NULL::int4 AS cap, 0 AS max_active_tasks
-         FROM pools
-         UNION ALL
-         SELECT 1, 0, 0, pool, sum(pool_slots)::int8, run_pk, dag_id, task_id, count(*), NULL, 0
-         FROM task_instances WHERE state = 'running'
-         GROUP BY pool, run_pk, dag_id, task_id
-         UNION ALL
-         SELECT 2, row_number() OVER (), c.* FROM (
-            SELECT ti.id, ti.pool, ti.pool_slots::int8, ti.run_pk, ti.dag_id, ti.task_id, 0::int8,
-                   ti.max_active_tis_per_dag, d.max_active_tasks
-            FROM task_instances ti
-            JOIN dag_runs r ON r.id = ti.run_pk AND r.state = 'running'
-            JOIN dags d ON d.dag_id = r.dag_id AND NOT d.is_paused
-            WHERE ti.state IN ('scheduled', 'up_for_retry')
-              AND (ti.next_retry_at IS NULL OR ti.next_retry_at <= now())
-            ORDER BY ti.yields, ti.priority_weight DESC, ti.logical_date, ti.id
-            LIMIT $1) c",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+    let rows: Vec<ViewRow> = sqlx::query_as(&CLAIM_VIEW_SQL)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
     let mut view = ClaimView::default();
     let mut ranked = Vec::new();
     for r in rows {
@@ -137,6 +118,54 @@ pub struct RunningUse {
     pub count: i64,
 }
 
+/// The task instances a claim may take, with the limits that apply to each: runnable ones
+/// (scheduled, or up for retry and due) of running runs of unpaused DAGs. Only a retry has a
+/// due time (scheduled rows have none); written so, the planner estimates the runnable rows
+/// well and walks the `task_instances_claim_order` index.
+const CANDIDATE_COLUMNS_FROM: &str = "ti.id, ti.pool, ti.pool_slots, ti.run_pk, ti.dag_id,
+        ti.task_id, ti.max_active_tis_per_dag, d.max_active_tasks
+     FROM task_instances ti
+     JOIN dag_runs r ON r.id = ti.run_pk AND r.state = 'running'
+     JOIN dags d ON d.dag_id = r.dag_id AND NOT d.is_paused
+     WHERE ti.state IN ('scheduled', 'up_for_retry')
+       AND (ti.next_retry_at IS NULL OR ti.next_retry_at <= now())";
+
+/// The claim's order, the `task_instances_claim_order` index's: runs of a backfill that
+/// yields to scheduled runs after all others, then higher effective `priority_weight`, then
+/// older logical date (Airflow's order), then creation order.
+const CLAIM_ORDER: &str = "ORDER BY ti.yields, ti.priority_weight DESC, ti.logical_date, ti.id";
+
+/// [`claim_view`]'s statement: pool sizes (kind 0), running use (kind 1) and the first
+/// `$1` candidates in claim order (kind 2, ranked), in one row shape.
+static CLAIM_VIEW_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT 0 AS kind, 0::int8 AS rank, 0::int8 AS id, name AS pool, slots::int8 AS slots,
+                0::int8 AS run_pk, '' AS dag_id, '' AS task_id, 0::int8 AS count,
+                NULL::int4 AS cap, 0 AS max_active_tasks
+         FROM pools
+         UNION ALL
+         SELECT 1, 0, 0, pool, sum(pool_slots)::int8, run_pk, dag_id, task_id, count(*), NULL, 0
+         FROM task_instances WHERE state = 'running'
+         GROUP BY pool, run_pk, dag_id, task_id
+         UNION ALL
+         SELECT 2, row_number() OVER (), c.id, c.pool, c.pool_slots::int8, c.run_pk, c.dag_id,
+                c.task_id, 0, c.max_active_tis_per_dag, c.max_active_tasks
+         FROM (SELECT {CANDIDATE_COLUMNS_FROM} {CLAIM_ORDER} LIMIT $1) c"
+    )
+});
+
+/// [`candidates`]' statement: candidates past starved pools, runs and tasks and those seen.
+static CANDIDATES_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {CANDIDATE_COLUMNS_FROM}
+           AND ti.pool <> ALL($1) AND ti.run_pk <> ALL($2) AND ti.id <> ALL($5)
+           AND NOT EXISTS (SELECT 1 FROM UNNEST($3::text[], $4::text[]) AS x(dag_id, task_id)
+                           WHERE x.dag_id = ti.dag_id AND x.task_id = ti.task_id)
+         {CLAIM_ORDER}
+         LIMIT $6"
+    )
+});
+
 /// A runnable task instance the claim may take, with the limits that apply to it.
 #[derive(Debug, Clone, FromRow)]
 pub struct Candidate {
@@ -162,40 +191,22 @@ pub struct Exclude {
     pub seen: Vec<i64>,
 }
 
-/// Up to `limit` runnable task instances (scheduled, or up for retry and due) of running
-/// runs of unpaused DAGs, best first: runs of a backfill that yields to scheduled runs after
-/// all others, then higher effective `priority_weight`, then older logical date (Airflow's
-/// order), then creation order. The order is the `task_instances_claim_order` index's, so
-/// the scan stops at `limit`.
+/// Up to `limit` candidates (`CANDIDATE_COLUMNS_FROM`) in claim order (`CLAIM_ORDER`), past
+/// what `exclude` leaves out; the scan walks the claim-order index and stops at `limit`.
 pub async fn candidates(
     conn: &mut PgConnection,
     exclude: &Exclude,
     limit: i64,
 ) -> Result<Vec<Candidate>> {
-    Ok(sqlx::query_as(
-        "SELECT ti.id, ti.pool, ti.pool_slots, ti.run_pk, ti.dag_id, ti.task_id,
-                ti.max_active_tis_per_dag, d.max_active_tasks
-         FROM task_instances ti
-         JOIN dag_runs r ON r.id = ti.run_pk AND r.state = 'running'
-         JOIN dags d ON d.dag_id = r.dag_id AND NOT d.is_paused
-         WHERE ti.state IN ('scheduled', 'up_for_retry')
-           -- Only a retry has a due time (scheduled rows have none); written so, the
-           -- planner estimates the runnable rows well and walks the claim-order index.
-           AND (ti.next_retry_at IS NULL OR ti.next_retry_at <= now())
-           AND ti.pool <> ALL($1) AND ti.run_pk <> ALL($2) AND ti.id <> ALL($5)
-           AND NOT EXISTS (SELECT 1 FROM UNNEST($3::text[], $4::text[]) AS x(dag_id, task_id)
-                           WHERE x.dag_id = ti.dag_id AND x.task_id = ti.task_id)
-         ORDER BY ti.yields, ti.priority_weight DESC, ti.logical_date, ti.id
-         LIMIT $6",
-    )
-    .bind(&exclude.pools)
-    .bind(&exclude.runs)
-    .bind(&exclude.task_dags)
-    .bind(&exclude.task_ids)
-    .bind(&exclude.seen)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?)
+    Ok(sqlx::query_as(&CANDIDATES_SQL)
+        .bind(&exclude.pools)
+        .bind(&exclude.runs)
+        .bind(&exclude.task_dags)
+        .bind(&exclude.task_ids)
+        .bind(&exclude.seen)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
 }
 
 /// Takes the task instances `ids` for `worker` where they are still runnable, and opens a
