@@ -21,7 +21,7 @@ use crate::lifecycle::run;
 use crate::state::{RunState, TaskState};
 use crate::store::dags::VersionCache;
 use crate::store::mark::{self, MarkCandidate};
-use crate::store::{self, runs};
+use crate::store::{self, dags, runs};
 
 /// The most characters a note may have (Airflow's limit).
 pub const MAX_NOTE: usize = 1000;
@@ -146,7 +146,7 @@ async fn mark_tasks_once(
     m: &MarkTasks<'_>,
 ) -> Result<Vec<Marked>> {
     let mut tx = pool.begin().await?;
-    if !mark::dag_exists(&mut tx, m.dag_id).await? {
+    if dags::get(&mut tx, m.dag_id).await?.is_none() {
         return Err(EngineError::DagNotFound(m.dag_id.into()));
     }
     let run = runs::get(&mut tx, m.dag_id, m.run_id).await?;
@@ -289,7 +289,10 @@ async fn mark_run_once(
 ) -> Result<Vec<Marked>> {
     let mut tx = pool.begin().await?;
     // Lock order: the DAG row, then its run rows.
-    if !mark::lock_dag(&mut tx, dag_id).await? {
+    if runs::lock_dag_for_start(&mut tx, dag_id, false)
+        .await?
+        .is_none()
+    {
         return Err(EngineError::DagNotFound(dag_id.into()));
     }
     let run = runs::get(&mut tx, dag_id, run_id).await?;

@@ -21,28 +21,6 @@ pub const STOP_CHANNEL: &str = "upiflow_stop";
 /// Largest NOTIFY payload we send (Postgres allows just under 8000 bytes).
 const MAX_PAYLOAD: usize = 7000;
 
-/// Whether the DAG `dag_id` is known.
-pub async fn dag_exists(conn: &mut PgConnection, dag_id: &str) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1)")
-            .bind(dag_id)
-            .fetch_one(conn)
-            .await?,
-    )
-}
-
-/// Locks the DAG row (taken before any of its run rows, the one lock order); `false` if
-/// there is no such DAG.
-pub async fn lock_dag(conn: &mut PgConnection, dag_id: &str) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar::<_, i32>("SELECT 1 FROM dags WHERE dag_id = $1 FOR UPDATE")
-            .bind(dag_id)
-            .fetch_optional(conn)
-            .await?
-            .is_some(),
-    )
-}
-
 /// Primary keys of the runs of `dag_id` whose logical date lies in `[from, to]` (an open end
 /// when `None`), in id order.
 pub async fn runs_between(
