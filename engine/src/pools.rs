@@ -19,11 +19,7 @@ const NAMED: usize = 10;
 
 /// Refuses a name the pools table would not hold.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = (1..=256).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
+    if crate::dag::valid_pool_name(name) {
         Ok(())
     } else {
         Err(EngineError::PoolNameInvalid(name.to_string()))

@@ -516,7 +516,7 @@ struct Resolved {
     max_active_tis_per_dag: Option<u32>,
 }
 
-/// What a pool may be called (the `pools.name` check).
+/// What a pool may be called (the `pools.name` check), in DAG files and `crate::pools`.
 pub(crate) fn valid_pool_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 256

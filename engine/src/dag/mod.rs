@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+pub(crate) use load::valid_pool_name;
 pub use load::{DagError, Folder, load_dag_file, load_dag_str, load_folder, parse_datetime_in};
 pub use pools::check_pools;
 pub use problem::{DateError, DurationError, IndexError, KeyPlace, Problem};
