@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use common::*;
 use upiflow_engine::backfill::{self, Request};
+use upiflow_engine::lifecycle;
 use upiflow_engine::ops::{self, Trigger};
 use upiflow_engine::scheduler::{Scheduler, SchedulerConfig};
 use upiflow_engine::state::RunState;
@@ -28,9 +29,10 @@ impl Drop for Procs {
     }
 }
 
-fn worker_process(url: &str, concurrency: usize) -> tokio::process::Child {
+fn worker_process(url: &str, concurrency: usize, poll: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_upiflow"))
         .args(["worker", "--concurrency", &concurrency.to_string()])
+        .args(["--poll-interval", poll])
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -131,7 +133,13 @@ async fn four_worker_processes_never_run_more_tries_of_a_pool_than_its_three_slo
         &sleepers("p", 60, "0.3", "pool = \"api\"", "max_active_tasks = 100"),
     )]);
     let dag = load(&dir, "p.toml");
-    let _procs = Procs((0..4).map(|_| worker_process(&db.url, 32)).collect());
+    // A worker that frees a slot and has room takes the next task itself at once, so the
+    // others look for work every 20 ms: they race it for every freed slot.
+    let _procs = Procs(
+        (0..4)
+            .map(|_| worker_process(&db.url, 32, "20ms"))
+            .collect(),
+    );
     // Let every worker register, so the claims really race.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let run = trigger_at(&db, &dag, day(1)).await;
@@ -562,4 +570,100 @@ async fn unknown_pools_and_oversized_pool_slots_are_errors_with_their_lines() {
         .unwrap();
     assert_eq!(runs, 0);
     let _ = Path::new("");
+}
+
+/// `(task_id, state)` of a run's task instances, by task id.
+async fn states(db: &TestDb, run_pk: i64) -> Vec<(String, Option<String>)> {
+    sqlx::query_as(
+        "SELECT task_id, state::text FROM task_instances WHERE run_pk = $1 ORDER BY task_id",
+    )
+    .bind(run_pk)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
+fn succeeded(c: &upiflow_engine::store::tis::Claimed, worker: &str) -> lifecycle::Finished {
+    lifecycle::Finished {
+        ti_id: c.id,
+        run_pk: c.run_pk,
+        dag_id: c.dag_id.clone(),
+        dag_hash: c.dag_hash.clone(),
+        task_id: c.task_id.clone(),
+        try_id: c.try_id,
+        try_number: c.try_number,
+        max_tries: c.max_tries,
+        worker: worker.into(),
+        end: lifecycle::TryEnd::Succeeded,
+    }
+}
+
+#[tokio::test]
+async fn a_finish_claims_what_it_made_runnable_in_the_same_transaction() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[(
+        "chain.toml",
+        "dag_id = \"chain\"\n\
+         [[tasks]]\nid = \"a\"\nkind = \"noop\"\n\
+         [[tasks]]\nid = \"b\"\nkind = \"noop\"\nupstream = [\"a\"]\n\
+         [[tasks]]\nid = \"c\"\nkind = \"noop\"\nupstream = [\"b\"]\n",
+    )]);
+    let dag = load(&dir, "chain.toml");
+    let run_pk = trigger_at(&db, &dag, day(1)).await;
+    let cache = VersionCache::new();
+    let first = lifecycle::claim::claim(&db.pool, &cache, "w", 4)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = first
+        .tries
+        .iter()
+        .map(|(c, _)| c.task_id.as_str())
+        .collect();
+    assert_eq!(ids, ["a"]);
+
+    let mut wake = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .unwrap();
+    wake.listen(upiflow_engine::store::WAKE_CHANNEL)
+        .await
+        .unwrap();
+
+    // a's outcome makes b runnable, and the same transaction hands b to this worker.
+    let done = [succeeded(&first.tries[0].0, "w")];
+    let (res, claim) = lifecycle::finish_and_claim(&db.pool, &cache, &done, "w", 4)
+        .await
+        .unwrap();
+    assert_eq!((res.recorded, res.scheduled), (1, 1));
+    let ids: Vec<&str> = claim
+        .tries
+        .iter()
+        .map(|(c, _)| c.task_id.as_str())
+        .collect();
+    assert_eq!(ids, ["b"]);
+    assert!(claim.tries[0].1.is_some(), "b comes with its DAG version");
+    let s = |t: &str, st: Option<&str>| (t.to_string(), st.map(String::from));
+    assert_eq!(
+        states(&db, run_pk).await,
+        [
+            s("a", Some("success")),
+            s("b", Some("running")),
+            s("c", None)
+        ]
+    );
+    // It took everything runnable (fewer than it could hold), so nobody else is woken.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), wake.recv()).await;
+    assert!(quiet.is_err(), "no wake-up expected, got {quiet:?}");
+
+    // With no room to claim, c is left scheduled for any worker, and workers are woken.
+    let done = [succeeded(&claim.tries[0].0, "w")];
+    let (res, claim) = lifecycle::finish_and_claim(&db.pool, &cache, &done, "w", 0)
+        .await
+        .unwrap();
+    assert_eq!((res.recorded, res.scheduled), (1, 1));
+    assert!(claim.tries.is_empty());
+    assert_eq!(states(&db, run_pk).await[2], s("c", Some("scheduled")));
+    tokio::time::timeout(Duration::from_secs(5), wake.recv())
+        .await
+        .expect("workers are woken for c")
+        .unwrap();
 }

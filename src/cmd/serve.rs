@@ -42,6 +42,20 @@ pub struct WorkerArgs {
     /// How often a worker proves it is alive.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
+    /// How often an idle worker looks for work when no wake-up arrives (runs, finished
+    /// upstream tasks and retries wake it at once; this bounds how late it notices anything
+    /// else, such as a pool slot another worker freed).
+    #[arg(long, default_value = "1s", value_parser = positive_duration)]
+    pub poll_interval: Duration,
+}
+
+/// A duration greater than zero (a zero poll interval would spin).
+fn positive_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
 }
 
 impl WorkerArgs {
@@ -50,6 +64,7 @@ impl WorkerArgs {
             concurrency: self.concurrency.max(1),
             zombie_threshold: self.zombie_threshold,
             heartbeat: self.heartbeat,
+            poll: self.poll_interval,
             ..WorkerConfig::default()
         }
     }

@@ -194,10 +194,27 @@ impl Worker {
             while let Some(res) = running.try_join_next() {
                 done.push(res.expect("try futures catch their own panics"));
             }
+            let free = if stopping {
+                0
+            } else {
+                self.cfg.concurrency.saturating_sub(running.len())
+            };
+            // Outcomes are recorded with a claim of the downstream they made runnable, in one
+            // transaction; other runnable work is claimed on its own.
+            let mut claims = Vec::new();
+            let mut more = true;
             if !done.is_empty() {
                 self.logs.flush().await;
-                match lifecycle::finish_batch(&self.pool, &self.cache, &done).await {
-                    Ok(res) => {
+                match lifecycle::finish_and_claim(
+                    &self.pool,
+                    &self.cache,
+                    &done,
+                    &self.cfg.worker_id,
+                    free,
+                )
+                .await
+                {
+                    Ok((res, claim)) => {
                         if res.stale > 0 {
                             tracing::warn!(
                                 stale = res.stale,
@@ -210,6 +227,8 @@ impl Worker {
                         }
                         done.clear();
                         backoff::backoff::Backoff::reset(&mut db_backoff);
+                        more = claim.left;
+                        claims.push(claim);
                     }
                     Err(error) => {
                         // Keep the outcomes and try again: the tries stay `running` in the
@@ -222,34 +241,13 @@ impl Worker {
                     }
                 }
             }
-            if stopping && running.is_empty() {
-                return Ok(());
-            }
-            let free = self.cfg.concurrency.saturating_sub(running.len());
-            let mut claimed_all = false;
-            if !stopping && free > 0 {
-                match lifecycle::claim::claim(&self.pool, &self.cache, &self.cfg.worker_id, free)
+            let taken: usize = claims.iter().map(|c| c.tries.len()).sum();
+            let room = free - taken;
+            if more && room > 0 {
+                match lifecycle::claim::claim(&self.pool, &self.cache, &self.cfg.worker_id, room)
                     .await
                 {
-                    Ok(claimed) => {
-                        claimed_all = claimed.len() == free;
-                        for (c, dag) in claimed {
-                            let token = CancellationToken::new();
-                            cancels
-                                .lock()
-                                .expect("cancel map poisoned")
-                                .insert(c.id, (c.try_number, token.clone()));
-                            running.spawn(execute(
-                                c,
-                                dag,
-                                self.registry.clone(),
-                                self.task_pool.clone(),
-                                self.logs.clone(),
-                                self.cfg.worker_id.clone(),
-                                token,
-                            ));
-                        }
-                    }
+                    Ok(claim) => claims.push(claim),
                     Err(error) => {
                         let wait = backoff::backoff::Backoff::next_backoff(&mut db_backoff)
                             .unwrap_or(Duration::from_secs(5));
@@ -259,14 +257,34 @@ impl Worker {
                     }
                 }
             }
+            if stopping && running.is_empty() {
+                return Ok(());
+            }
+            let mut next_retry = None;
+            let taken: usize = claims.iter().map(|c| c.tries.len()).sum();
+            let claimed_all = free > 0 && taken == free;
+            for claim in claims {
+                next_retry = next_retry.or(claim.next_retry_in);
+                for (c, dag) in claim.tries {
+                    let token = CancellationToken::new();
+                    cancels
+                        .lock()
+                        .expect("cancel map poisoned")
+                        .insert(c.id, (c.try_number, token.clone()));
+                    running.spawn(execute(
+                        c,
+                        dag,
+                        self.registry.clone(),
+                        self.task_pool.clone(),
+                        self.logs.clone(),
+                        self.cfg.worker_id.clone(),
+                        token,
+                    ));
+                }
+            }
             if claimed_all && running.len() < self.cfg.concurrency {
                 continue;
             }
-            let next_retry = if stopping {
-                None
-            } else {
-                lifecycle::claim::next_retry_in(&self.pool).await
-            };
             let idle = next_retry.unwrap_or(self.cfg.poll).min(self.cfg.poll);
             tokio::select! {
                 _ = shutdown.cancelled(), if !stopping => {

@@ -12,11 +12,11 @@
 //! candidates, and candidates of starved pools, runs and tasks are left out of the query so
 //! lower-ranked work that fits is found.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::dag::Dag;
 use crate::error::Result;
@@ -26,45 +26,108 @@ use crate::store::tis::{self, Candidate, Claimed, Exclude, RunningUse};
 /// How many times a claim looks again past candidates that did not fit.
 const PASSES: usize = 4;
 
-/// Claims up to `limit` runnable task instances for `worker`, each with its DAG version, or
-/// `None` where the version cannot be loaded (the try is then failed and recorded, never the
-/// worker).
+/// What a claim took, and when to look again for a retry.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// Each claimed task instance with its DAG version, or `None` where the version cannot
+    /// be loaded (the try is then failed and recorded, never the worker).
+    pub tries: Vec<(Claimed, Option<Arc<Dag>>)>,
+    /// Until the earliest retry that is not due yet, if one is pending (a little after it,
+    /// so the retry is due when the worker looks).
+    pub next_retry_in: Option<Duration>,
+    /// Whether runnable work this claim did not take may fit: a claim limited to a
+    /// finish's downstream stopped at other work (or took all it could hold).
+    pub left: bool,
+}
+
+/// What [`claim_locked`] took.
+pub(crate) struct Taken {
+    pub claimed: Vec<Claimed>,
+    pub next_retry_in: Option<Duration>,
+    pub left: bool,
+}
+
+/// Claims up to `limit` runnable task instances for `worker`, in a transaction of its own.
 pub async fn claim(
     pool: &PgPool,
     cache: &VersionCache,
     worker: &str,
     limit: usize,
-) -> Result<Vec<(Claimed, Option<Arc<Dag>>)>> {
+) -> Result<Claim> {
     // One connection for the claim and the version lookups after it (each acquire pings).
     let mut conn = pool.acquire().await?;
     let mut tx = tis::begin_claim(&mut conn).await?;
+    let taken = claim_locked(&mut tx, worker, limit, None).await?;
+    tx.commit().await?;
+    Ok(Claim {
+        tries: with_versions(&mut conn, cache, taken.claimed).await,
+        next_retry_in: taken.next_retry_in,
+        left: taken.left,
+    })
+}
+
+/// The claim itself, inside a transaction that opened with [`tis::begin_claim`]: the first
+/// look, the greedy choice, more looks past what did not fit, and the update. With `only`,
+/// it takes only those task instances, and stops at the first other candidate that fits
+/// (so it never takes lower-ranked work over it).
+pub(crate) async fn claim_locked(
+    tx: &mut PgConnection,
+    worker: &str,
+    limit: usize,
+    only: Option<&HashSet<(i64, String)>>,
+) -> Result<Taken> {
+    if limit == 0 {
+        return Ok(Taken {
+            claimed: Vec::new(),
+            next_retry_in: None,
+            left: true,
+        });
+    }
     let fetch = (limit.max(8) * 2) as i64;
-    let view = tis::claim_view(&mut tx, fetch).await?;
+    let view = tis::claim_view(tx, fetch).await?;
+    let next_retry_in = view
+        .next_retry_ms
+        .map(|ms| Duration::from_millis(ms.max(0) as u64 + 5));
     let mut room = Room::new(&view.pools, &view.running);
     let mut found = view.candidates;
     let mut chosen: Vec<i64> = Vec::new();
     let mut seen: Vec<i64> = Vec::new();
+    let mut left = false;
     for pass in 1..=PASSES {
         let exhausted = (found.len() as i64) < fetch;
         seen.extend(found.iter().map(|c| c.id));
-        chosen.extend(choose(&mut room, &found, limit - chosen.len()));
-        if exhausted || chosen.len() == limit || pass == PASSES {
+        let walk = choose(&mut room, &found, limit - chosen.len(), only);
+        chosen.extend(walk.ids);
+        left |= walk.stopped;
+        if exhausted || left || chosen.len() == limit || pass == PASSES {
             break;
         }
         // Look again past what did not fit, leaving out what is full now.
         let mut exclude = room.starved();
         exclude.seen = seen.clone();
-        found = tis::candidates(&mut tx, &exclude, fetch).await?;
+        found = tis::candidates(tx, &exclude, fetch).await?;
     }
     let claimed = if chosen.is_empty() {
         Vec::new()
     } else {
-        tis::claim_ids(&mut tx, worker, &chosen).await?
+        tis::claim_ids(tx, worker, &chosen).await?
     };
-    tx.commit().await?;
+    Ok(Taken {
+        left: left || claimed.len() == limit,
+        claimed,
+        next_retry_in,
+    })
+}
+
+/// Loads the DAG version of each claimed task instance (after the claim committed).
+pub(crate) async fn with_versions(
+    conn: &mut PgConnection,
+    cache: &VersionCache,
+    claimed: Vec<Claimed>,
+) -> Vec<(Claimed, Option<Arc<Dag>>)> {
     let mut out = Vec::with_capacity(claimed.len());
     for c in claimed {
-        let dag = match cache.get(&mut conn, &c.dag_id, &c.dag_hash).await {
+        let dag = match cache.get(conn, &c.dag_id, &c.dag_hash).await {
             Ok(d) => Some(d),
             Err(error) => {
                 tracing::error!(%error, dag_id = %c.dag_id, "cannot load DAG version");
@@ -73,7 +136,7 @@ pub async fn claim(
         };
         out.push((c, dag));
     }
-    Ok(out)
+    out
 }
 
 /// What is free now: open slots per pool, running task instances per run and per task.
@@ -133,8 +196,8 @@ impl Room {
         ex
     }
 
-    /// Whether `c` fits now; if so, takes its room.
-    fn take(&mut self, c: &Candidate) -> bool {
+    /// Whether `c` fits now (and notes the limits it carries).
+    fn fits(&mut self, c: &Candidate) -> bool {
         let task = (c.dag_id.clone(), c.task_id.clone());
         self.run_caps
             .insert(c.run_pk, i64::from(c.max_active_tasks));
@@ -146,39 +209,57 @@ impl Room {
         let open = self.open.get(&c.pool).copied().unwrap_or(0);
         let run = self.per_run.get(&c.run_pk).copied().unwrap_or(0);
         let of_task = self.per_task.get(&task).copied().unwrap_or(0);
-        if i64::from(c.pool_slots) > open
-            || run >= i64::from(c.max_active_tasks)
-            || c.max_active_tis_per_dag
-                .is_some_and(|cap| of_task >= i64::from(cap))
-        {
-            return false;
-        }
+        i64::from(c.pool_slots) <= open
+            && run < i64::from(c.max_active_tasks)
+            && c.max_active_tis_per_dag
+                .is_none_or(|cap| of_task < i64::from(cap))
+    }
+
+    /// Takes the room of `c` (which fits).
+    fn take(&mut self, c: &Candidate) {
         *self.open.entry(c.pool.clone()).or_insert(0) -= i64::from(c.pool_slots);
         *self.per_run.entry(c.run_pk).or_insert(0) += 1;
-        *self.per_task.entry(task).or_insert(0) += 1;
-        true
+        *self
+            .per_task
+            .entry((c.dag_id.clone(), c.task_id.clone()))
+            .or_insert(0) += 1;
     }
 }
 
-/// Walks `candidates` (best first) and takes each that fits, up to `limit`.
-pub(crate) fn choose(room: &mut Room, candidates: &[Candidate], limit: usize) -> Vec<i64> {
-    let mut out = Vec::new();
+/// What a walk over candidates took, and whether it stopped at one it may not take.
+pub(crate) struct Walk {
+    pub ids: Vec<i64>,
+    pub stopped: bool,
+}
+
+/// Walks `candidates` (best first) and takes each that fits, up to `limit`; with `only`,
+/// it stops at the first fitting candidate outside it.
+pub(crate) fn choose(
+    room: &mut Room,
+    candidates: &[Candidate],
+    limit: usize,
+    only: Option<&HashSet<(i64, String)>>,
+) -> Walk {
+    let mut walk = Walk {
+        ids: Vec::new(),
+        stopped: false,
+    };
     for c in candidates {
-        if out.len() == limit {
+        if walk.ids.len() == limit {
             break;
         }
-        if room.take(c) {
-            out.push(c.id);
+        let allowed = only.is_none_or(|o| o.contains(&(c.run_pk, c.task_id.clone())));
+        if !room.fits(c) {
+            continue;
         }
+        if !allowed {
+            walk.stopped = true;
+            break;
+        }
+        room.take(c);
+        walk.ids.push(c.id);
     }
-    out
-}
-
-/// Time until the earliest due retry, if one is pending (a little after it, so the retry is
-/// due when the worker looks).
-pub async fn next_retry_in(pool: &PgPool) -> Option<Duration> {
-    let secs = tis::next_retry_in(pool).await.ok().flatten();
-    secs.map(|s| Duration::from_secs_f64(s) + Duration::from_millis(5))
+    walk
 }
 
 #[cfg(test)]
@@ -206,7 +287,7 @@ mod tests {
             cand(2, "p", 2, 1, "b"),
             cand(3, "p", 1, 1, "c"),
         ];
-        assert_eq!(choose(&mut room, &cs, 10), vec![1, 3]);
+        assert_eq!(choose(&mut room, &cs, 10, None).ids, vec![1, 3]);
         assert_eq!(room.starved().pools, vec!["p".to_string()]);
     }
 
@@ -226,7 +307,7 @@ mod tests {
         let mut b = cand(3, "p", 1, 1, "b");
         b.max_active_tasks = 1;
         let c = cand(4, "p", 1, 2, "c");
-        assert_eq!(choose(&mut room, &[a2, b, c], 10), vec![4]);
+        assert_eq!(choose(&mut room, &[a2, b, c], 10, None).ids, vec![4]);
         let ex = room.starved();
         assert_eq!(ex.runs, vec![1]);
         assert_eq!(ex.task_ids, vec!["a".to_string()]);
@@ -235,6 +316,30 @@ mod tests {
     #[test]
     fn an_unknown_pool_has_no_slots() {
         let mut room = Room::new(&[("p".into(), 5)], &[]);
-        assert!(choose(&mut room, &[cand(1, "nope", 1, 1, "a")], 10).is_empty());
+        assert!(
+            choose(&mut room, &[cand(1, "nope", 1, 1, "a")], 10, None)
+                .ids
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_downstream_claim_takes_only_its_own_and_never_jumps_ahead_of_other_work() {
+        let only: HashSet<(i64, String)> = [(1, "next".to_string())].into();
+        // The downstream is the best candidate that fits: taken; the walk stops at the next.
+        let mut room = Room::new(&[("p".into(), 5)], &[]);
+        let cs = [cand(1, "p", 1, 1, "next"), cand(2, "p", 1, 2, "other")];
+        let walk = choose(&mut room, &cs, 10, Some(&only));
+        assert_eq!((walk.ids, walk.stopped), (vec![1], true));
+        // Better work elsewhere fits: the downstream is left for the usual claim.
+        let mut room = Room::new(&[("p".into(), 5)], &[]);
+        let cs = [cand(2, "p", 1, 2, "other"), cand(1, "p", 1, 1, "next")];
+        let walk = choose(&mut room, &cs, 10, Some(&only));
+        assert_eq!((walk.ids, walk.stopped), (vec![], true));
+        // Better work that does not fit (its pool is full) does not hold the downstream back.
+        let mut room = Room::new(&[("p".into(), 5), ("full".into(), 0)], &[]);
+        let cs = [cand(2, "full", 1, 2, "other"), cand(1, "p", 1, 1, "next")];
+        let walk = choose(&mut room, &cs, 10, Some(&only));
+        assert_eq!((walk.ids, walk.stopped), (vec![1], false));
     }
 }

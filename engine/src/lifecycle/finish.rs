@@ -7,6 +7,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::dag::Dag;
 use crate::error::Result;
+use crate::lifecycle::claim::{self, Claim};
 use crate::lifecycle::{retry, run};
 use crate::state::{RunState, TaskState, TryOutcome};
 use crate::store::dags::VersionCache;
@@ -91,6 +92,8 @@ pub struct BatchResult {
     /// Tries whose outcome was dropped: the try had been failed by someone else meanwhile.
     pub stale: usize,
     pub scheduled: usize,
+    /// The task instances the outcomes made runnable (a finished task's downstream), by run.
+    pub downstream: HashSet<(i64, String)>,
     pub finished_runs: Vec<(i64, RunState)>,
 }
 
@@ -120,19 +123,81 @@ pub async fn finish_batch(
     cache: &VersionCache,
     batch: &[Finished],
 ) -> Result<BatchResult> {
+    if batch.is_empty() {
+        return Ok(BatchResult::default());
+    }
+    let mut tx = pool.begin().await?;
+    let out = record(&mut tx, cache, batch).await?;
+    if out.scheduled > 0 || !out.finished_runs.is_empty() {
+        store::notify_wake(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// [`finish_batch`], and in the same transaction a claim for `worker` (up to `limit`) of
+/// what the outcomes made runnable: a chain's next task starts without a wake-up and a
+/// claim of its own. This is Airflow's "mini scheduler" (`schedule_after_task_execution`),
+/// which schedules a finished task's downstream in the finishing session; here it also takes
+/// them, within every pool and limit and only while each is the best runnable candidate, so
+/// priority holds. Other runnable work is left to the usual claim, which every woken worker
+/// races for ([`Claim::left`] says whether any fitted). Only a finish with downstream to
+/// take enters the claim's critical section (the pool rows, [`tis::lock_pools`]), after
+/// recording: finishes of independent tasks never wait for one another there.
+pub async fn finish_and_claim(
+    pool: &PgPool,
+    cache: &VersionCache,
+    batch: &[Finished],
+    worker: &str,
+    limit: usize,
+) -> Result<(BatchResult, Claim)> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let out = record(&mut tx, cache, batch).await?;
+    let taken = if out.downstream.is_empty() || limit == 0 {
+        claim::Taken {
+            claimed: Vec::new(),
+            next_retry_in: None,
+            left: true,
+        }
+    } else {
+        tis::lock_pools(&mut tx).await?;
+        claim::claim_locked(&mut tx, worker, limit, Some(&out.downstream)).await?
+    };
+    // Others are woken for a finished run and for downstream this claim did not take.
+    if !out.finished_runs.is_empty() || out.scheduled > taken.claimed.len() {
+        store::notify_wake(&mut tx).await?;
+    }
+    tx.commit().await?;
+    let tries = claim::with_versions(&mut conn, cache, taken.claimed).await;
+    Ok((
+        out,
+        Claim {
+            tries,
+            next_retry_in: taken.next_retry_in,
+            left: taken.left,
+        },
+    ))
+}
+
+/// The recording itself, in the caller's transaction (which wakes others if needed).
+async fn record(
+    tx: &mut PgConnection,
+    cache: &VersionCache,
+    batch: &[Finished],
+) -> Result<BatchResult> {
     let mut out = BatchResult::default();
     if batch.is_empty() {
         return Ok(out);
     }
-    let mut tx = pool.begin().await?;
     let mut run_ids: Vec<i64> = batch.iter().map(|f| f.run_pk).collect();
     run_ids.sort_unstable();
     run_ids.dedup();
-    runs::lock_runs(&mut tx, &run_ids).await?;
+    runs::lock_runs(tx, &run_ids).await?;
 
     let mut rows = Vec::with_capacity(batch.len());
     for f in batch {
-        let dag = cache.get(&mut tx, &f.dag_id, &f.dag_hash).await?;
+        let dag = cache.get(tx, &f.dag_id, &f.dag_hash).await?;
         let (state, delay) = next_state(&dag, f);
         rows.push(NewTiState {
             ti_id: f.ti_id,
@@ -142,7 +207,7 @@ pub async fn finish_batch(
             retry_in: delay.as_secs_f64(),
         });
     }
-    let updated = tis::record_outcomes(&mut tx, &rows).await?;
+    let updated = tis::record_outcomes(tx, &rows).await?;
     out.recorded = updated.len();
     out.stale = batch.len() - updated.len();
 
@@ -157,14 +222,13 @@ pub async fn finish_batch(
         .zip(&errors)
         .map(|(f, e)| (f.try_id, f.end.outcome(), e.as_deref()))
         .collect();
-    tis::close_tries(&mut tx, &closed).await?;
+    tis::close_tries(tx, &closed).await?;
 
     let mut touched: BTreeMap<i64, (&str, &str)> = BTreeMap::new();
     for f in &recorded {
         touched.insert(f.run_pk, (&f.dag_id, &f.dag_hash));
     }
-    settle_all(&mut tx, cache, &touched, &mut out).await?;
-    tx.commit().await?;
+    settle_runs(tx, cache, &touched, &mut out).await?;
     Ok(out)
 }
 
@@ -177,14 +241,31 @@ pub(crate) async fn settle_all(
     touched: &BTreeMap<i64, (&str, &str)>,
     out: &mut BatchResult,
 ) -> Result<()> {
+    settle_runs(tx, cache, touched, out).await?;
+    if out.scheduled > 0 || !out.finished_runs.is_empty() {
+        store::notify_wake(tx).await?;
+    }
+    Ok(())
+}
+
+/// [`settle_all`] without the wake-up.
+async fn settle_runs(
+    tx: &mut PgConnection,
+    cache: &VersionCache,
+    touched: &BTreeMap<i64, (&str, &str)>,
+    out: &mut BatchResult,
+) -> Result<()> {
     let mut dags_with_free_slot = Vec::new();
     for (&run_pk, &(dag_id, hash)) in touched {
         let dag = cache.get(tx, dag_id, hash).await?;
         let run::Settled {
             scheduled,
+            scheduled_tasks,
             finished,
         } = run::settle(tx, run_pk, &dag).await?;
         out.scheduled += scheduled;
+        out.downstream
+            .extend(scheduled_tasks.into_iter().map(|t| (run_pk, t)));
         if let Some(state) = finished {
             out.finished_runs.push((run_pk, state));
             dags_with_free_slot.push(dag_id);
@@ -196,9 +277,6 @@ pub(crate) async fn settle_all(
         if run::start_queued_if_unlocked(tx, cache, dag_id).await? > 0 {
             out.scheduled += 1;
         }
-    }
-    if out.scheduled > 0 || !out.finished_runs.is_empty() {
-        store::notify_wake(tx).await?;
     }
     Ok(())
 }

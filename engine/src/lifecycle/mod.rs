@@ -3,7 +3,8 @@
 //! - [`claim`]: which task instances a worker takes (runnable ones of running runs of
 //!   unpaused DAGs), opening a try for each.
 //! - [`finish`]: how a try ended ([`TryEnd`]), and what follows for its task instance:
-//!   success, a retry after a delay ([`retry`]) or failure; then the run is settled.
+//!   success, a retry after a delay ([`retry`]) or failure; then the run is settled, and a
+//!   worker claims what became runnable in the same transaction ([`finish_and_claim`]).
 //! - [`run`]: settling a run (trigger rules, [`rules`], decide its waiting task instances;
 //!   the run finishes when every instance is final) and starting queued runs within
 //!   `max_active_runs` and a backfill's own limit.
@@ -24,4 +25,4 @@ pub mod retry;
 pub mod rules;
 pub mod run;
 
-pub use finish::{BatchResult, Finished, TryEnd, finish_batch};
+pub use finish::{BatchResult, Finished, TryEnd, finish_and_claim, finish_batch};

@@ -59,10 +59,12 @@ async fn start_queued_locking(
 }
 
 /// What settling a run changed.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Settled {
     /// Task instances that became runnable.
     pub scheduled: usize,
+    /// Their task ids.
+    pub scheduled_tasks: Vec<String>,
     /// Set when the run just reached its final state.
     pub finished: Option<RunState>,
 }
@@ -75,10 +77,12 @@ pub async fn settle(conn: &mut PgConnection, run_pk: i64, dag: &Dag) -> Result<S
     let decisions = rules::evaluate(dag, &states);
     let mut out = Settled::default();
     if !decisions.is_empty() {
-        out.scheduled = decisions
+        out.scheduled_tasks = decisions
             .iter()
             .filter(|(_, s)| *s == TaskState::Scheduled)
-            .count();
+            .map(|(id, _)| id.clone())
+            .collect();
+        out.scheduled = out.scheduled_tasks.len();
         let pairs: Vec<(&str, TaskState)> =
             decisions.iter().map(|(id, s)| (id.as_str(), *s)).collect();
         tis::decide_waiting(conn, run_pk, &pairs).await?;

@@ -33,13 +33,24 @@ pub struct Claimed {
 
 /// Opens the claim's transaction holding every pool row locked: the critical section (as
 /// Airflow's scheduler locks its pool rows), so concurrent claims see each other's tries and
-/// a pool is never oversubscribed. `BEGIN` and the lock go in one round trip. Nothing else
-/// waits for task instances while holding a pool row, so this cannot close a lock cycle.
+/// a pool is never oversubscribed. `BEGIN` and the lock go in one round trip. A claim
+/// never waits for rows a transaction without the pool rows holds: it only updates runnable
+/// task instances, which finishing, settling, starting runs, marking and clearing do not lock
+/// while they wait for pool rows (only a finish that claims takes them, after its own rows:
+/// [`lock_pools`]). So the pool rows cannot close a lock cycle.
 pub async fn begin_claim(conn: &mut PgConnection) -> Result<sqlx::Transaction<'_, sqlx::Postgres>> {
     use sqlx::Connection;
     Ok(conn
         .begin_with("BEGIN; SELECT 1 FROM pools ORDER BY name FOR UPDATE")
         .await?)
+}
+
+/// Takes the claim's critical section inside a transaction that is already open.
+pub async fn lock_pools(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT 1 FROM pools ORDER BY name FOR UPDATE")
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Every pool's size, what running tries hold and the best `limit` candidates, read in one
@@ -49,6 +60,8 @@ pub struct ClaimView {
     pub pools: Vec<(String, i32)>,
     pub running: Vec<RunningUse>,
     pub candidates: Vec<Candidate>,
+    /// Milliseconds until the earliest retry that is not due yet, if one is pending.
+    pub next_retry_ms: Option<i64>,
 }
 
 #[derive(FromRow)]
@@ -78,6 +91,7 @@ pub async fn claim_view(conn: &mut PgConnection, limit: i64) -> Result<ClaimView
     for r in rows {
         match r.kind {
             0 => view.pools.push((r.pool, r.slots as i32)),
+            3 => view.next_retry_ms = Some(r.rank),
             1 => view.running.push(RunningUse {
                 pool: r.pool,
                 run_pk: r.run_pk,
@@ -135,8 +149,9 @@ const CANDIDATE_COLUMNS_FROM: &str = "ti.id, ti.pool, ti.pool_slots, ti.run_pk, 
 /// older logical date (Airflow's order), then creation order.
 const CLAIM_ORDER: &str = "ORDER BY ti.yields, ti.priority_weight DESC, ti.logical_date, ti.id";
 
-/// [`claim_view`]'s statement: pool sizes (kind 0), running use (kind 1) and the first
-/// `$1` candidates in claim order (kind 2, ranked), in one row shape.
+/// [`claim_view`]'s statement: pool sizes (kind 0), running use (kind 1), the first `$1`
+/// candidates in claim order (kind 2, ranked) and, as its rank, the milliseconds until the
+/// earliest retry that is not due yet (kind 3, if any), in one row shape.
 static CLAIM_VIEW_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT 0 AS kind, 0::int8 AS rank, 0::int8 AS id, name AS pool, slots::int8 AS slots,
@@ -150,7 +165,12 @@ static CLAIM_VIEW_SQL: LazyLock<String> = LazyLock::new(|| {
          UNION ALL
          SELECT 2, row_number() OVER (), c.id, c.pool, c.pool_slots::int8, c.run_pk, c.dag_id,
                 c.task_id, 0, c.max_active_tis_per_dag, c.max_active_tasks
-         FROM (SELECT {CANDIDATE_COLUMNS_FROM} {CLAIM_ORDER} LIMIT $1) c"
+         FROM (SELECT {CANDIDATE_COLUMNS_FROM} {CLAIM_ORDER} LIMIT $1) c
+         UNION ALL
+         SELECT 3, ceil(EXTRACT(EPOCH FROM min(next_retry_at) - now()) * 1000)::int8, 0, '', 0,
+                0, '', '', 0, NULL, 0
+         FROM task_instances WHERE state = 'up_for_retry' AND next_retry_at > now()
+         HAVING min(next_retry_at) IS NOT NULL"
     )
 });
 
@@ -362,16 +382,6 @@ pub async fn still_running_on(pool: &PgPool, ids: &[i64], worker: &str) -> Resul
     .bind(ids)
     .bind(worker)
     .fetch_all(pool)
-    .await?)
-}
-
-/// Seconds until the earliest due retry of any task instance, if one is pending.
-pub async fn next_retry_in(pool: &PgPool) -> Result<Option<f64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT GREATEST(0, EXTRACT(EPOCH FROM min(next_retry_at) - now()))::float8
-         FROM task_instances WHERE state = 'up_for_retry'",
-    )
-    .fetch_one(pool)
     .await?)
 }
 
