@@ -80,6 +80,42 @@ pub enum EngineError {
     /// A note longer than Airflow allows (1000 characters).
     #[error("a note may have at most {max} characters; this one has {len}")]
     NoteTooLong { len: usize, max: usize },
+    // --- connections, variables and secrets (#12, "secrets" part) ---
+    #[error(
+        "connection id `{0}` must be 1-250 characters of letters, digits and `_ - . : / \\ # ! ( )`"
+    )]
+    ConnIdInvalid(String),
+    #[error("connection `{conn_id}`: invalid URI: {reason}")]
+    ConnUriInvalid { conn_id: String, reason: String },
+    #[error("connection `{conn_id}`: {reason}")]
+    ConnInvalid { conn_id: String, reason: String },
+    #[error("connection `{conn_id}` (type `{conn_type}`): {reason}")]
+    ConnUnsupported {
+        conn_id: String,
+        conn_type: String,
+        reason: String,
+    },
+    #[error("no connection `{0}`")]
+    ConnectionNotFound(String),
+    #[error("connection `{0}` already exists")]
+    ConnectionExists(String),
+    #[error("variable key `{0}` must be 1-250 characters, without control characters")]
+    VariableKeyInvalid(String),
+    #[error("no variable `{0}`")]
+    VariableNotFound(String),
+    /// The Fernet key text is unusable (never carries the key itself).
+    #[error("UPIFLOW_FERNET_KEY: {0}")]
+    FernetKeyInvalid(String),
+    /// A stored value does not decrypt with any configured key.
+    #[error("cannot decrypt {0}: the Fernet key does not match (UPIFLOW_FERNET_KEY must list the key it was encrypted with)")]
+    DecryptFailed(String),
+    /// A stored value is encrypted and no key is configured.
+    #[error("cannot decrypt {0}: it is encrypted and no Fernet key is configured (set UPIFLOW_FERNET_KEY)")]
+    FernetKeyMissing(String),
+    /// An import file (connections or variables) that cannot be imported; nothing was written.
+    #[error("{0} (nothing was imported)")]
+    ImportInvalid(String),
+    // --- end of the secrets part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -104,19 +140,32 @@ impl EngineError {
             | EngineError::RunPkNotFound(_)
             | EngineError::TaskNotFound { .. }
             | EngineError::BackfillNotFound(_)
-            | EngineError::PoolNotFound(_) => ErrorKind::NotFound,
+            | EngineError::PoolNotFound(_)
+            | EngineError::ConnectionNotFound(_)
+            | EngineError::VariableNotFound(_) => ErrorKind::NotFound,
             EngineError::RunExists { .. }
             | EngineError::ClearWhileRunning(_)
             | EngineError::PoolExists(_)
             | EngineError::PoolInUse { .. }
-            | EngineError::MarkUnchanged { .. } => ErrorKind::Conflict,
+            | EngineError::MarkUnchanged { .. }
+            | EngineError::ConnectionExists(_) => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable
             | EngineError::NoteTooLong { .. }
             | EngineError::VersionUnreadable { .. }
             | EngineError::Conf(_)
-            | EngineError::Backfill(_) => ErrorKind::Invalid,
+            | EngineError::Backfill(_)
+            | EngineError::ConnIdInvalid(_)
+            | EngineError::ConnUriInvalid { .. }
+            | EngineError::ConnInvalid { .. }
+            | EngineError::ConnUnsupported { .. }
+            | EngineError::VariableKeyInvalid(_)
+            | EngineError::ImportInvalid(_) => ErrorKind::Invalid,
+            // A configuration problem of the deployment, not of the request.
+            EngineError::FernetKeyInvalid(_)
+            | EngineError::DecryptFailed(_)
+            | EngineError::FernetKeyMissing(_) => ErrorKind::Internal,
             EngineError::Cluster(c) => c.kind(),
             EngineError::Db(e) => db_kind(e),
             EngineError::Migrate(_) if self.is_transient() => ErrorKind::Unavailable,

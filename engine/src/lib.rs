@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod ops;
 pub mod pools;
 pub mod product;
+pub mod secrets;
 pub mod store;
 
 pub use error::{EngineError, ErrorKind};

@@ -1,0 +1,183 @@
+//! Connections and variables (Airflow's), as tasks see them: the environment first
+//! (`UPIFLOW_CONN_<ID>`, then `AIRFLOW_CONN_<ID>`; `UPIFLOW_VAR_<KEY>`, then
+//! `AIRFLOW_VAR_<KEY>`), then the database, where passwords, extras and variable values are
+//! encrypted with Fernet (`UPIFLOW_FERNET_KEY`, a comma-separated key list as Airflow's
+//! `MultiFernet`). Also which values are secret and how text is masked ([`mask`]).
+//!
+//! The module owns the rules for what may be stored (ids, ports, extras) and the encryption;
+//! `crate::store::secrets` holds the SQL only and sees ciphertext.
+
+mod connection;
+pub mod crypt;
+pub mod mask;
+
+pub use connection::{CONN_ID_MAX_LEN, Connection, check_conn_id, valid_conn_id};
+pub use crypt::{FERNET_KEY_ENV, KeyRing};
+pub use mask::{Masker, is_sensitive_key};
+
+use sqlx::PgPool;
+
+use crate::error::{EngineError, Result};
+
+/// Environment prefixes of connections, upiflow's first (Airflow's `AIRFLOW_CONN_`).
+pub const CONN_ENV_PREFIXES: [&str; 2] = ["UPIFLOW_CONN_", "AIRFLOW_CONN_"];
+/// Environment prefixes of variables, upiflow's first (Airflow's `AIRFLOW_VAR_`).
+pub const VAR_ENV_PREFIXES: [&str; 2] = ["UPIFLOW_VAR_", "AIRFLOW_VAR_"];
+
+/// The first set variable of `prefixes` + `name` upper-cased (Airflow's rule) in `env`, and
+/// the variable's name.
+fn env_lookup(
+    env: &dyn Fn(&str) -> Option<String>,
+    prefixes: &[&str],
+    name: &str,
+) -> Option<(String, String)> {
+    let upper = name.to_uppercase();
+    prefixes.iter().find_map(|p| {
+        let var = format!("{p}{upper}");
+        env(&var).map(|v| (var, v))
+    })
+}
+
+fn process_env(var: &str) -> Option<String> {
+    std::env::var(var).ok()
+}
+
+/// The connection the environment defines for `conn_id`, if any (an error if its value does
+/// not parse: a misconfigured override must not fall through to the database silently).
+pub fn connection_from_env(conn_id: &str) -> Result<Option<Connection>> {
+    connection_in(&process_env, conn_id)
+}
+
+fn connection_in(
+    env: &dyn Fn(&str) -> Option<String>,
+    conn_id: &str,
+) -> Result<Option<Connection>> {
+    let Some((var, value)) = env_lookup(env, &CONN_ENV_PREFIXES, conn_id) else {
+        return Ok(None);
+    };
+    Connection::from_env_value(conn_id, &value)
+        .map(Some)
+        .map_err(|e| EngineError::ConnInvalid {
+            conn_id: conn_id.to_string(),
+            reason: format!("environment variable {var}: {e}"),
+        })
+}
+
+/// The variable the environment defines for `key`, if any.
+pub fn variable_from_env(key: &str) -> Option<String> {
+    env_lookup(&process_env, &VAR_ENV_PREFIXES, key).map(|(_, v)| v)
+}
+
+/// Connections and variables as tasks see them (see the module doc). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Secrets {
+    pool: PgPool,
+    keys: Option<KeyRing>,
+}
+
+impl Secrets {
+    /// `fernet_key`: the comma-separated key list, `None` (or blank) when no key is configured
+    /// (values are then stored unencrypted and flagged so, as Airflow does).
+    pub fn new(pool: PgPool, fernet_key: Option<String>) -> Result<Secrets> {
+        let keys = match fernet_key.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(list) => Some(KeyRing::parse(list)?),
+        };
+        Ok(Secrets { pool, keys })
+    }
+
+    /// Reads the key list from `UPIFLOW_FERNET_KEY`.
+    pub fn from_env(pool: PgPool) -> Result<Secrets> {
+        Secrets::new(pool, std::env::var(FERNET_KEY_ENV).ok())
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The configured keys, if any.
+    pub fn keys(&self) -> Option<&KeyRing> {
+        self.keys.as_ref()
+    }
+
+    /// Whether a connection exists in the environment (for validate without a database).
+    pub fn connection_in_env(conn_id: &str) -> bool {
+        env_lookup(&process_env, &CONN_ENV_PREFIXES, conn_id).is_some()
+    }
+
+    /// The connection: from the environment if it defines one, else from the database.
+    ///
+    /// (This first version looks at the environment only; the database store follows.)
+    pub async fn connection(&self, conn_id: &str) -> Result<Option<Connection>> {
+        check_conn_id(conn_id)?;
+        connection_from_env(conn_id)
+    }
+
+    /// The variable's text (JSON values as text): from the environment if it defines one,
+    /// else from the database.
+    ///
+    /// (This first version looks at the environment only; the database store follows.)
+    pub async fn variable(&self, key: &str) -> Result<Option<String>> {
+        Ok(variable_from_env(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn upiflow_conn_wins_over_airflow_conn_and_ids_are_upper_cased() {
+        let e = env(&[
+            ("AIRFLOW_CONN_A", "postgres://a@h1/db"),
+            ("AIRFLOW_CONN_MY_B", "postgres://b@h2/db"),
+            (
+                "UPIFLOW_CONN_MY_B",
+                r#"{"conn_type": "http", "host": "h3"}"#,
+            ),
+        ]);
+        let a = connection_in(&e, "a").unwrap().unwrap();
+        assert_eq!(
+            (a.login.as_deref(), a.host.as_deref()),
+            (Some("a"), Some("h1"))
+        );
+        assert_eq!(a.conn_id, "a");
+        let b = connection_in(&e, "My_b").unwrap().unwrap();
+        assert_eq!(
+            (b.conn_type.as_str(), b.host.as_deref()),
+            ("http", Some("h3"))
+        );
+        assert!(connection_in(&e, "none").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_malformed_environment_connection_is_an_error_naming_the_variable() {
+        let e = env(&[("AIRFLOW_CONN_BAD", "postgres://u:p@h:notaport/db")]);
+        let err = connection_in(&e, "bad").unwrap_err();
+        assert!(err.to_string().contains("AIRFLOW_CONN_BAD"), "{err}");
+        assert!(err.to_string().contains("notaport"), "{err}");
+    }
+
+    #[test]
+    fn variables_come_from_upiflow_var_then_airflow_var() {
+        let e = env(&[
+            ("AIRFLOW_VAR_V", "airflow"),
+            ("UPIFLOW_VAR_W", "upiflow"),
+            ("AIRFLOW_VAR_W", "airflow"),
+        ]);
+        let get = |k| env_lookup(&e, &VAR_ENV_PREFIXES, k).map(|(_, v)| v);
+        assert_eq!(get("v").as_deref(), Some("airflow"));
+        assert_eq!(get("w").as_deref(), Some("upiflow"));
+        assert_eq!(get("x"), None);
+    }
+}
