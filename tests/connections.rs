@@ -844,3 +844,99 @@ async fn bad_connection_input_is_a_clear_error_and_writes_nothing() {
         Some("the warehouse")
     );
 }
+
+#[tokio::test]
+async fn the_engine_lists_pages_patches_and_refuses_duplicates() {
+    use upiflow_engine::ErrorKind;
+    use upiflow_engine::secrets::{ConnOrder, Connection, VarOrder};
+    use upiflow_engine::store::filters::TextMatch;
+
+    let db = fresh_db().await;
+    let s = Secrets::new(db.pool.clone(), Some(KeyRing::generate_key())).unwrap();
+    for (id, t) in [
+        ("pg_a", "postgres"),
+        ("pg_b", "postgres"),
+        ("http_a", "http"),
+        ("http_b", "http"),
+        ("s3", "aws"),
+    ] {
+        let c = Connection::from_uri(id, &format!("{t}://u:pw-{id}@h-{id}:1000/db")).unwrap();
+        s.add_connection(&c).await.unwrap();
+    }
+    let dup = Connection::from_uri("pg_a", "postgres://h").unwrap();
+    let e = s.add_connection(&dup).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+
+    let m = [TextMatch::Substring(vec!["_A".into()])];
+    let (page, total) = s.list_connections(&m, &[], 10, 0).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|c| c.connection.conn_id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["http_a", "pg_a"], 2));
+    let order = [(ConnOrder::ConnType, true)];
+    let (page, total) = s.list_connections(&[], &order, 2, 1).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|c| c.connection.conn_id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["pg_b", "http_a"], 5));
+    assert_eq!(page[0].connection.password.as_deref(), Some("pw-pg_b"));
+    assert_eq!(s.count_connections().await.unwrap(), 5);
+
+    // A patch changes what it is told to, in one transaction, with the rules applied.
+    let patched = s
+        .patch_connection("pg_a", &|c| {
+            c.port = Some(6543);
+            c.password = None;
+            c.description = Some("patched".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(patched.connection.port, Some(6543));
+    assert_eq!(patched.connection.password, None);
+    assert_eq!(patched.connection.host.as_deref(), Some("h-pg_a"));
+    let e = s
+        .patch_connection("pg_a", &|c| {
+            c.port = Some(0);
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    assert_eq!(
+        s.get_connection("pg_a").await.unwrap().connection.port,
+        Some(6543)
+    );
+    let e = s.patch_connection("nope", &|_| Ok(())).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let e = s.delete_connection("nope").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+
+    for k in ["alpha", "beta", "gamma_token"] {
+        s.add_variable(k, &format!("v-{k}"), None).await.unwrap();
+    }
+    let e = s.add_variable("alpha", "x", None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let v = s
+        .patch_variable("beta", &|val, d| {
+            val.push_str("-2");
+            *d = Some("described".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.val.as_str(), v.description.as_deref()),
+        ("v-beta-2", Some("described"))
+    );
+    let (page, total) = s
+        .list_variables(
+            &[TextMatch::Prefix(vec!["g".into()])],
+            &[(VarOrder::Key, true)],
+            10,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!((page.len(), total), (1, 1));
+    assert_eq!(page[0].val, "v-gamma_token");
+    assert_eq!(s.count_variables().await.unwrap(), 3);
+    let e = s.set_variable("", "x", None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+}
