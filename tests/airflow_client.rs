@@ -132,3 +132,53 @@ async fn airflows_python_client_manages_pools() {
         "Airflow's client failed on pools:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
 }
+
+/// Connections and variables through the client (`tests/airflow_client/connections.py`): create,
+/// refusals, get with the password redacted, patch (a redacted password sent back keeps the
+/// stored one), test against this Postgres and a closed port, list, delete; variables with a
+/// sensitive key redacted.
+#[tokio::test]
+async fn airflows_python_client_manages_connections_and_variables() {
+    let db = fresh_db().await;
+    auth::create_user(&db.pool, "airflow", "airflow-password", Role::Admin)
+        .await
+        .unwrap();
+    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(upiflow_web::serve(listener, state, async move {
+        s.cancelled().await
+    }));
+    // The connection under test is this test's own database (the dev cluster trusts it).
+    let pg = url::Url::parse(&db.url).unwrap();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/connections.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(python())
+            .arg(&script)
+            .env("UPIFLOW_URL", &url)
+            .env("UPIFLOW_USER", "airflow")
+            .env("UPIFLOW_PASSWORD", "airflow-password")
+            .env("PG_HOST", pg.host_str().unwrap())
+            .env("PG_PORT", pg.port().unwrap_or(5432).to_string())
+            .env("PG_USER", pg.username())
+            .env("PG_DB", pg.path().trim_start_matches('/'))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client script finishes")
+    .expect("python runs");
+    stop.cancel();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "Airflow's client failed on connections and variables:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+}

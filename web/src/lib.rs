@@ -37,6 +37,8 @@ pub struct AppState {
     /// The product plugged into the web (the binary registers the UPI pipeline's): its
     /// dashboard page and its families in `/metrics`. `None`: neither.
     pub product: Option<Arc<dyn Product>>,
+    /// Connections and variables, decrypted with the process's Fernet key.
+    pub secrets: upiflow_engine::secrets::Secrets,
 }
 
 impl AppState {
@@ -46,7 +48,9 @@ impl AppState {
         })
         .await?;
         let token_key = Arc::new(key);
+        let secrets = upiflow_engine::secrets::Secrets::from_env(pool.clone())?;
         Ok(Self {
+            secrets,
             pool,
             cache: VersionCache::new(),
             token_key,

@@ -12,6 +12,7 @@ pub mod crypt;
 mod db;
 pub mod mask;
 mod probe;
+pub mod redact;
 
 pub use crate::store::secrets::{ConnOrder, VarOrder};
 pub use connection::{CONN_ID_MAX_LEN, Connection, check_conn_id, valid_conn_id};

@@ -3,12 +3,14 @@
 //! document lists exactly the routes served.
 
 mod backfills;
+mod connections;
 mod dags;
 pub mod models;
 mod pools;
 pub mod query;
 mod runs;
 mod task_instances;
+mod variables;
 
 use std::sync::OnceLock;
 
@@ -94,6 +96,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(task_instances::router())
         .merge(backfills::router())
         .merge(pools::router())
+        .merge(connections::router())
+        .merge(variables::router())
 }
 
 /// The API's routes.

@@ -14,6 +14,16 @@ fn seg(s: &str) -> String {
     out
 }
 
+/// A connection's actions (`/connections/{id}/...`).
+pub(super) fn connection_url(conn_id: &str, action: &str) -> String {
+    format!("/connections/{}/{action}", seg(conn_id))
+}
+
+/// A variable's delete action.
+pub(super) fn variable_delete_url(key: &str) -> String {
+    format!("/variables/{}/delete", seg(key))
+}
+
 /// A DAG's grid page.
 pub(super) fn dag_url(dag_id: &str) -> String {
     format!("/dags/{}", seg(dag_id))

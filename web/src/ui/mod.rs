@@ -28,6 +28,7 @@ mod missed;
 mod panels;
 mod pools;
 mod run;
+mod secrets;
 pub mod session;
 mod task;
 mod trigger;
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .merge(backfill::router())
         .merge(missed::router())
         .merge(pools::router())
+        .merge(secrets::router())
 }
 
 /// What went wrong, as a page (or, for a missing session, a redirect to the login page): the
@@ -111,6 +113,8 @@ pub enum Nav {
     Dags,
     Backfills,
     Pools,
+    Connections,
+    Variables,
     Payments,
     None,
 }
@@ -154,6 +158,8 @@ pub fn page(title: &str, user: &UiUser, nav: Nav, body: Markup) -> Markup {
                         (item(Nav::Dags, "/", "DAGs"))
                         (item(Nav::Backfills, "/backfills", "Backfills"))
                         (item(Nav::Pools, "/pools", "Pools"))
+                        (item(Nav::Connections, "/connections", "Connections"))
+                        (item(Nav::Variables, "/variables", "Variables"))
                         @if let Some((path, title)) = user.dashboard {
                             (item(Nav::Payments, &format!("/{path}"), title))
                         }

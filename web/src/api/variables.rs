@@ -1,0 +1,303 @@
+//! `GET|POST /api/v2/variables`, `GET|PATCH|DELETE /api/v2/variables/{variable_key}`, as in
+//! Airflow 3, on upiflow's variables (`upiflow_engine::secrets`). The value of a variable
+//! whose key is sensitive (Airflow's list: `password`, `secret`, `token`, `api_key`, ...) reads
+//! `***`, and so do sensitive keys inside a JSON object value (Airflow's redaction).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use upiflow_engine::EngineError;
+use upiflow_engine::secrets::{StoredVariable, VarOrder, redact};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::models::{HTTPExceptionResponse, HTTPValidationError};
+use super::query::{NoQuery, Query};
+use super::{Body, Ids};
+use crate::AppState;
+use crate::auth::{Admin, Viewer};
+use crate::error::ApiError;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(one, patch, delete))
+}
+
+/// Airflow's `VariableResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct VariableResponse {
+    key: String,
+    /// The stored text, redacted where the key (or a key inside a JSON object) is sensitive.
+    value: Option<String>,
+    description: Option<String>,
+    is_encrypted: bool,
+    /// Always `null`: upiflow has no multi-team mode.
+    team_name: Option<String>,
+}
+
+fn to_response(v: StoredVariable) -> VariableResponse {
+    VariableResponse {
+        value: Some(redact::variable(&v.key, &v.val)),
+        key: v.key,
+        description: v.description,
+        is_encrypted: v.is_encrypted,
+        team_name: None,
+    }
+}
+
+/// Airflow's `VariableCollectionResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct VariableCollectionResponse {
+    variables: Vec<VariableResponse>,
+    total_entries: i64,
+}
+
+fn not_found(key: &str) -> ApiError {
+    ApiError::NotFound(format!("The Variable with key: `{key}` was not found"))
+}
+
+fn var_error(key: &str, e: EngineError) -> ApiError {
+    match e {
+        EngineError::VariableNotFound(_) => not_found(key),
+        EngineError::VariableExists(_) => {
+            ApiError::Conflict(format!("The Variable with key: `{key}` already exists"))
+        }
+        e if e.kind() == upiflow_engine::ErrorKind::Invalid => {
+            ApiError::Unprocessable(e.to_string())
+        }
+        e => e.into(),
+    }
+}
+
+/// Query parameters of the variable list (for the document; [`list`] reads them one by one).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+struct VariableListQuery {
+    /// At most this many entries (0 to 1000).
+    #[param(default = 50, minimum = 0, maximum = 1000)]
+    limit: Option<i64>,
+    #[param(default = 0, minimum = 0)]
+    offset: Option<i64>,
+    /// Sort keys (repeat the parameter), `-` first for descending: `key` (the default),
+    /// `description`, `is_encrypted`.
+    order_by: Option<Vec<String>>,
+    /// Case-insensitive substring (`%` and `_` are wildcards, `|` separates alternatives,
+    /// `~` matches all).
+    variable_key_pattern: Option<String>,
+    /// Case-sensitive prefix (`|` separates alternatives, `~` matches all).
+    variable_key_prefix_pattern: Option<String>,
+}
+
+fn var_order(v: &str) -> Result<(VarOrder, bool), ApiError> {
+    let (desc, key) = match v.strip_prefix('-') {
+        Some(k) => (true, k),
+        None => (false, v),
+    };
+    let order = match key {
+        "key" => VarOrder::Key,
+        "description" => VarOrder::Description,
+        "is_encrypted" => VarOrder::IsEncrypted,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model (upiflow sorts variables by key, description or is_encrypted; they have no id, and values are not sorted so their order reveals nothing)"
+            )));
+        }
+    };
+    Ok((order, desc))
+}
+
+/// Stored variables, by key unless `order_by` says otherwise.
+#[utoipa::path(get, path = "/api/v2/variables", tag = "Variable",
+    params(VariableListQuery),
+    responses((status = 200, body = VariableCollectionResponse),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn list(
+    State(s): State<AppState>,
+    _: Viewer,
+    mut q: Query,
+) -> Result<Json<VariableCollectionResponse>, ApiError> {
+    let (limit, offset) = q.page()?;
+    let mut order = Vec::new();
+    for v in q.all_split("order_by") {
+        order.push(var_order(&v)?);
+    }
+    let matches = q.patterns("variable_key")?;
+    q.finish::<&str>(&[])?;
+    let (rows, total) = s
+        .secrets
+        .list_variables(&matches, &order, limit, offset)
+        .await?;
+    Ok(Json(VariableCollectionResponse {
+        variables: rows.into_iter().map(to_response).collect(),
+        total_entries: total,
+    }))
+}
+
+/// One stored variable.
+#[utoipa::path(get, path = "/api/v2/variables/{variable_key}", tag = "Variable",
+    params(("variable_key" = String, Path)),
+    responses((status = 200, body = VariableResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn one(
+    State(s): State<AppState>,
+    _: Viewer,
+    Ids(key): Ids<String>,
+    _: NoQuery,
+) -> Result<Json<VariableResponse>, ApiError> {
+    let found = s
+        .secrets
+        .stored_variable(&key)
+        .await
+        .map_err(|e| var_error(&key, e))?;
+    Ok(Json(to_response(found.ok_or_else(|| not_found(&key))?)))
+}
+
+/// Airflow's `VariableBody`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct VariableBody {
+    /// 1-250 characters.
+    key: String,
+    /// A string is stored as it is; any other JSON value as its JSON text.
+    #[schema(value_type = Object)]
+    value: Value,
+    #[serde(default)]
+    description: Option<String>,
+    /// Only `null`: upiflow has no multi-team mode.
+    #[serde(default)]
+    team_name: Option<String>,
+}
+
+impl VariableBody {
+    fn checked(&self) -> Result<(), ApiError> {
+        if self.team_name.is_some() {
+            return Err(ApiError::Unprocessable(
+                "team_name cannot be set: upiflow has no multi-team mode".into(),
+            ));
+        }
+        upiflow_engine::secrets::check_var_key(&self.key)
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))
+    }
+
+    /// The text stored for `value`.
+    fn text(&self) -> String {
+        match &self.value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Creates a variable (admin); a 409 if one of that key is stored.
+#[utoipa::path(post, path = "/api/v2/variables", tag = "Variable",
+    request_body = VariableBody,
+    responses((status = 201, body = VariableResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn create(
+    State(s): State<AppState>,
+    _: Admin,
+    _: NoQuery,
+    Body(b): Body<VariableBody>,
+) -> Result<(StatusCode, Json<VariableResponse>), ApiError> {
+    b.checked()?;
+    let stored = s
+        .secrets
+        .add_variable(&b.key, &b.text(), b.description.as_deref())
+        .await
+        .map_err(|e| var_error(&b.key, e))?;
+    Ok((StatusCode::CREATED, Json(to_response(stored))))
+}
+
+const FIELDS: [&str; 2] = ["value", "description"];
+
+/// Changes a variable (admin): its value and description, or with `update_mask` only those
+/// it names. A value of `***` (what a sensitive one reads) keeps the stored value.
+#[utoipa::path(patch, path = "/api/v2/variables/{variable_key}", tag = "Variable",
+    params(("variable_key" = String, Path),
+        ("update_mask" = Option<Vec<String>>, Query,
+            description = "Fields to change: value, description")),
+    request_body = VariableBody,
+    responses((status = 200, body = VariableResponse),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn patch(
+    State(s): State<AppState>,
+    _: Admin,
+    Ids(key): Ids<String>,
+    mut q: Query,
+    Body(b): Body<VariableBody>,
+) -> Result<Json<VariableResponse>, ApiError> {
+    let mask: Vec<String> = q
+        .all_split("update_mask")
+        .into_iter()
+        .map(|f| f.trim().to_string())
+        .collect();
+    q.finish::<&str>(&[])?;
+    if b.key != key {
+        return Err(ApiError::BadRequest(
+            "Invalid body, key from request body doesn't match uri parameter".into(),
+        ));
+    }
+    if let Some(bad) = mask
+        .iter()
+        .find(|f| !FIELDS.contains(&f.as_str()) && f.as_str() != "key")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "update_mask: `{bad}` is not a field of a variable ({})",
+            FIELDS.join(", ")
+        )));
+    }
+    b.checked()?;
+    let wanted = |field: &str| mask.is_empty() || mask.iter().any(|f| f == field);
+    let text = b.text();
+    let stored = s
+        .secrets
+        .patch_variable(&key, &|val, description| {
+            if wanted("value") && text != redact::MASK {
+                *val = text.clone();
+            }
+            if wanted("description") {
+                *description = b.description.clone();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| var_error(&key, e))?;
+    Ok(Json(to_response(stored)))
+}
+
+/// Deletes a stored variable (admin).
+#[utoipa::path(delete, path = "/api/v2/variables/{variable_key}", tag = "Variable",
+    params(("variable_key" = String, Path)),
+    responses((status = 204, description = "Deleted"),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn delete(
+    State(s): State<AppState>,
+    _: Admin,
+    Ids(key): Ids<String>,
+    _: NoQuery,
+) -> Result<StatusCode, ApiError> {
+    s.secrets
+        .delete_variable(&key)
+        .await
+        .map_err(|e| var_error(&key, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
