@@ -1247,6 +1247,17 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("GET", "/api/v2/pools/{pool_name}"),
         ("PATCH", "/api/v2/pools/{pool_name}"),
         ("DELETE", "/api/v2/pools/{pool_name}"),
+        ("GET", "/api/v2/connections"),
+        ("POST", "/api/v2/connections"),
+        ("POST", "/api/v2/connections/test"),
+        ("GET", "/api/v2/connections/{connection_id}"),
+        ("PATCH", "/api/v2/connections/{connection_id}"),
+        ("DELETE", "/api/v2/connections/{connection_id}"),
+        ("GET", "/api/v2/variables"),
+        ("POST", "/api/v2/variables"),
+        ("GET", "/api/v2/variables/{variable_key}"),
+        ("PATCH", "/api/v2/variables/{variable_key}"),
+        ("DELETE", "/api/v2/variables/{variable_key}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
