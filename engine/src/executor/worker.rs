@@ -15,10 +15,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::kind::{Registry, TaskContext, TaskError};
 use crate::lifecycle::{self, Finished, TryEnd};
 use crate::logs::LogWriter;
+use crate::secrets::Secrets;
 use crate::store::dags::VersionCache;
 use crate::store::tis::Claimed;
 use crate::store::{self, workers};
@@ -78,6 +79,10 @@ pub struct Worker {
     registry: Registry,
     cache: VersionCache,
     logs: LogWriter,
+    /// Handed to every try; built from the environment (`UPIFLOW_FERNET_KEY`) unless given.
+    secrets: Result<Secrets, Arc<EngineError>>,
+    /// Texts no try's log may show (the Fernet keys).
+    hidden: Arc<Vec<String>>,
     cfg: WorkerConfig,
     wake: Arc<Notify>,
 }
@@ -97,6 +102,8 @@ impl Worker {
             );
         Self {
             logs: LogWriter::start(pool.clone()),
+            secrets: Secrets::from_env(pool.clone()).map_err(Arc::new),
+            hidden: Arc::new(fernet_keys()),
             task_pool,
             pool,
             registry,
@@ -104,6 +111,13 @@ impl Worker {
             cfg,
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Uses `secrets` for connections and variables instead of the ones built from the
+    /// environment.
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = Ok(secrets);
+        self
     }
 
     /// A handle that wakes this worker (for schedulers in the same process).
@@ -275,7 +289,11 @@ impl Worker {
                         c,
                         dag,
                         self.registry.clone(),
-                        self.task_pool.clone(),
+                        Given {
+                            pool: self.task_pool.clone(),
+                            secrets: self.secrets.clone(),
+                            hidden: self.hidden.clone(),
+                        },
                         self.logs.clone(),
                         self.cfg.worker_id.clone(),
                         token,
@@ -309,17 +327,34 @@ impl Worker {
     }
 }
 
+/// What a worker hands each try's body.
+struct Given {
+    /// `TaskContext::pool`.
+    pool: PgPool,
+    secrets: Result<Secrets, Arc<EngineError>>,
+    /// Texts masked in the try's log whatever the body does.
+    hidden: Arc<Vec<String>>,
+}
+
 /// Runs one try and says how it ended; never panics.
 async fn execute(
     c: Claimed,
     dag: Option<Arc<crate::dag::Dag>>,
     registry: Registry,
-    pool: PgPool,
+    given: Given,
     logs: LogWriter,
     worker: String,
     cancel: CancellationToken,
 ) -> Finished {
+    let Given {
+        pool,
+        secrets,
+        hidden,
+    } = given;
     let log = logs.for_try(c.try_id);
+    for text in hidden.iter() {
+        log.hide(text);
+    }
     let finished = |end| Finished {
         ti_id: c.id,
         run_pk: c.run_pk,
@@ -350,6 +385,17 @@ async fn execute(
             retryable: true,
         });
     };
+    let secrets = match secrets {
+        Ok(secrets) => secrets,
+        // The environment is wrong for every try: retryable, so fixing it and restarting
+        // the worker lets the task go on.
+        Err(e) => {
+            return finished(TryEnd::Failed {
+                error: format!("this worker cannot read connections and variables: {e}"),
+                retryable: true,
+            });
+        }
+    };
     let mut params = dag.params.clone();
     if let serde_json::Value::Object(conf) = &c.conf {
         params.extend(conf.clone());
@@ -366,6 +412,7 @@ async fn execute(
         ds: c.logical_date.with_timezone(&dag.tz()).date_naive(),
         params,
         pool,
+        secrets,
         log: log.clone(),
     };
     log.info(format!(
@@ -387,6 +434,15 @@ async fn execute(
         },
         _ = cancel.cancelled() => TryEnd::Stopped,
     };
+    // The error is stored beside the log: the same secrets are masked in it.
+    let end = match end {
+        TryEnd::Failed { error, retryable } => TryEnd::Failed {
+            error: log.mask(error),
+            retryable,
+        },
+        TryEnd::Panicked(message) => TryEnd::Panicked(log.mask(message)),
+        end => end,
+    };
     let elapsed = started.elapsed();
     match end.error() {
         None => log.info(format!("succeeded in {elapsed:.2?}")).await,
@@ -396,6 +452,17 @@ async fn execute(
         }
     }
     finished(end)
+}
+
+/// The Fernet keys' texts (`UPIFLOW_FERNET_KEY`, comma-separated), masked in every try's log.
+fn fernet_keys() -> Vec<String> {
+    std::env::var("UPIFLOW_FERNET_KEY")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
