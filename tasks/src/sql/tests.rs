@@ -165,9 +165,13 @@ async fn run_values_are_typed_after_their_source() {
         (Param::Params("o".into()), Bind::Jsonb(json!({"k": "v"}))),
     ];
     for (param, expected) in cases {
-        assert_eq!(Bind::resolve(&param, &ctx), Ok(expected), "{param}");
+        assert_eq!(
+            Bind::resolve(&param, &ctx, &Default::default()),
+            Ok(expected),
+            "{param}"
+        );
     }
-    let huge = Bind::resolve(&Param::Params("huge".into()), &ctx);
+    let huge = Bind::resolve(&Param::Params("huge".into()), &ctx, &Default::default());
     assert!(matches!(huge, Err(TaskError::Fatal(_))), "{huge:?}");
 }
 
