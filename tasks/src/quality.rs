@@ -169,6 +169,11 @@ impl TaskKind for QualityKind {
                 return Err([config.err(), conn.err()].into_iter().flatten().collect());
             }
         };
+        for arg in config.checks.iter().flat_map(|c| &c.params) {
+            if let Arg::Run(Param::Var(key)) = arg {
+                ctx.uses_variable("checks", key);
+            }
+        }
         Ok(serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))?)
     }
 

@@ -172,6 +172,11 @@ impl TaskKind for SqlKind {
                 return Err([config.err(), conn.err()].into_iter().flatten().collect());
             }
         };
+        for param in config.statements.iter().flat_map(|s| &s.params) {
+            if let Param::Var(key) = param {
+                ctx.uses_variable("sql", key);
+            }
+        }
         Ok(serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))?)
     }
 
