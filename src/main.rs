@@ -94,12 +94,23 @@ enum Command {
     /// Create, resize, list and delete pools.
     #[command(subcommand)]
     Pools(cmd::pools::PoolsCommand),
+    /// Connections to other systems (Airflow's), encrypted at rest.
+    #[command(subcommand)]
+    Connections(cmd::secrets::ConnectionsCommand),
+    /// Variables (Airflow's), encrypted at rest.
+    #[command(subcommand)]
+    Variables(cmd::secrets::VariablesCommand),
 }
 
 #[derive(Subcommand)]
 enum DbCommand {
     /// Apply the database migrations.
     Migrate,
+    /// Re-encrypt every connection and variable with the first key of UPIFLOW_FERNET_KEY
+    /// (set it to NEW_KEY,OLD_KEY first), as `airflow rotate-fernet-key`.
+    RotateKey,
+    /// Print a new Fernet key (for UPIFLOW_FERNET_KEY).
+    GenerateKey,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -120,11 +131,17 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.log_format);
     let g = cli.global;
+    if let Err(e) = cmd::secrets::configure_key(&g) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Standalone(a) => cmd::serve::standalone(&g, a).await,
         Command::Scheduler => cmd::serve::scheduler(&g).await,
         Command::Worker(a) => cmd::serve::worker(&g, a).await,
         Command::Db(DbCommand::Migrate) => cmd::db_migrate(&g).await,
+        Command::Db(DbCommand::RotateKey) => cmd::secrets::rotate_key(&g).await,
+        Command::Db(DbCommand::GenerateKey) => cmd::secrets::generate_key(),
         Command::Ingest(a) => cmd::pipeline::ingest(&g, a).await,
         Command::Web(a) => cmd::web::web(&g, a).await,
         Command::Users(c) => cmd::web::users(&g, c).await,
@@ -147,6 +164,8 @@ async fn main() -> ExitCode {
         Command::Tasks(c) => cmd::tasks::run(&g, c).await,
         Command::Backfill(a) => cmd::backfill::run(&g, a).await,
         Command::Pools(c) => cmd::pools::run(&g, c).await,
+        Command::Connections(c) => cmd::secrets::connections(&g, c).await,
+        Command::Variables(c) => cmd::secrets::variables(&g, c).await,
     };
     match result {
         Ok(code) => code,

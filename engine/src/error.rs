@@ -103,6 +103,8 @@ pub enum EngineError {
     VariableKeyInvalid(String),
     #[error("no variable `{0}`")]
     VariableNotFound(String),
+    #[error("variable `{0}` already exists")]
+    VariableExists(String),
     /// The Fernet key text is unusable (never carries the key itself).
     #[error("UPIFLOW_FERNET_KEY: {0}")]
     FernetKeyInvalid(String),
@@ -148,7 +150,8 @@ impl EngineError {
             | EngineError::PoolExists(_)
             | EngineError::PoolInUse { .. }
             | EngineError::MarkUnchanged { .. }
-            | EngineError::ConnectionExists(_) => ErrorKind::Conflict,
+            | EngineError::ConnectionExists(_)
+            | EngineError::VariableExists(_) => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable

@@ -5,6 +5,7 @@ pub mod dags;
 pub mod pipeline;
 pub mod pools;
 pub mod runs;
+pub mod secrets;
 pub mod serve;
 pub mod tasks;
 pub mod web;

@@ -117,7 +117,13 @@ pub async fn standalone(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
             Some(c)
         }
     };
-    let result = serve_all(&g, a).await;
+    let result = match super::secrets::ensure_standalone_key(&g.data_dir) {
+        Ok(said) => {
+            eprintln!("upiflow standalone: {said}");
+            serve_all(&g, a).await
+        }
+        Err(e) => Err(e),
+    };
     if let Some(c) = cluster {
         let _ = std::fs::remove_file(g.data_dir.join(URL_FILE));
         if let Err(e) = c.stop().await {

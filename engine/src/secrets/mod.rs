@@ -9,10 +9,15 @@
 
 mod connection;
 pub mod crypt;
+mod db;
 pub mod mask;
 
+pub use crate::store::secrets::{ConnOrder, VarOrder};
 pub use connection::{CONN_ID_MAX_LEN, Connection, check_conn_id, valid_conn_id};
 pub use crypt::{FERNET_KEY_ENV, KeyRing};
+pub use db::{
+    Imported, OnExisting, Rotated, StoredConnection, StoredVariable, VAR_KEY_MAX_LEN, check_var_key,
+};
 pub use mask::{Masker, is_sensitive_key};
 
 use sqlx::PgPool;
@@ -68,6 +73,23 @@ pub fn variable_from_env(key: &str) -> Option<String> {
     env_lookup(&process_env, &VAR_ENV_PREFIXES, key).map(|(_, v)| v)
 }
 
+static PROCESS_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the key list [`Secrets::from_env`] uses when `UPIFLOW_FERNET_KEY` is unset (the
+/// binary's way to pass standalone's generated key to every part of the process without
+/// changing its environment). The first call wins; whether this one did.
+pub fn set_process_key(list: String) -> bool {
+    PROCESS_KEY.set(list).is_ok()
+}
+
+/// The key list in effect: `UPIFLOW_FERNET_KEY` if set and not blank, else the process key.
+pub fn configured_key() -> Option<String> {
+    std::env::var(FERNET_KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .or_else(|| PROCESS_KEY.get().cloned())
+}
+
 /// Connections and variables as tasks see them (see the module doc). Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Secrets {
@@ -86,9 +108,11 @@ impl Secrets {
         Ok(Secrets { pool, keys })
     }
 
-    /// Reads the key list from `UPIFLOW_FERNET_KEY`.
+    /// Reads the key list from `UPIFLOW_FERNET_KEY`, or when that is unset or blank, the
+    /// key the binary set for the process with [`set_process_key`] (standalone's generated
+    /// key), so every part of one process encrypts alike.
     pub fn from_env(pool: PgPool) -> Result<Secrets> {
-        Secrets::new(pool, std::env::var(FERNET_KEY_ENV).ok())
+        Secrets::new(pool, configured_key())
     }
 
     /// The database pool.
@@ -106,20 +130,24 @@ impl Secrets {
         env_lookup(&process_env, &CONN_ENV_PREFIXES, conn_id).is_some()
     }
 
-    /// The connection: from the environment if it defines one, else from the database.
-    ///
-    /// (This first version looks at the environment only; the database store follows.)
+    /// The connection: from the environment if it defines one, else from the database
+    /// (decrypted).
     pub async fn connection(&self, conn_id: &str) -> Result<Option<Connection>> {
         check_conn_id(conn_id)?;
-        connection_from_env(conn_id)
+        if let Some(c) = connection_from_env(conn_id)? {
+            return Ok(Some(c));
+        }
+        self.db_connection(conn_id).await
     }
 
     /// The variable's text (JSON values as text): from the environment if it defines one,
-    /// else from the database.
-    ///
-    /// (This first version looks at the environment only; the database store follows.)
+    /// else from the database (decrypted).
     pub async fn variable(&self, key: &str) -> Result<Option<String>> {
-        Ok(variable_from_env(key))
+        check_var_key(key)?;
+        if let Some(v) = variable_from_env(key) {
+            return Ok(Some(v));
+        }
+        Ok(self.stored_variable(key).await?.map(|v| v.val))
     }
 }
 

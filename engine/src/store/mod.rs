@@ -25,6 +25,7 @@ pub mod missed;
 pub mod pools;
 pub mod runs;
 pub mod scheduling;
+pub mod secrets;
 pub mod task_views;
 pub mod tis;
 pub mod users;
