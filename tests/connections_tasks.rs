@@ -340,6 +340,52 @@ async fn a_command_gets_params_ds_variables_and_connections_and_secrets_are_mask
     assert_eq!(leaked, 0);
 }
 
+const STORED_DAG: &str = r#"
+dag_id = "stored"
+[[tasks]]
+id = "say"
+kind = "command"
+command = ["sh", "-c", "echo \"{{ var.region }} {{ var.json.limits.max }} {{ conn.reporting.login }}@{{ conn.reporting.host }}/{{ conn.reporting.schema }}\"; echo \"pw=$PW secret=$S key=$UPIFLOW_FERNET_KEY\""]
+env = { PW = "{{ conn.reporting.password }}", S = "{{ var.api_secret }}" }
+"#;
+
+#[tokio::test]
+async fn variables_and_connections_stored_encrypted_reach_templates_and_stay_masked() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[("stored.toml", STORED_DAG)]);
+    let key = upiflow(&db.url, &dir, &[], &["db", "generate-key"]);
+    assert!(key.status.success(), "{}", text(&key.stderr));
+    let key = text(&key.stdout).trim().to_string();
+    let env = [("UPIFLOW_FERNET_KEY", key.clone())];
+    for args in [
+        &[
+            "connections",
+            "add",
+            "reporting",
+            "--uri",
+            "postgres://rep:Db-Stored-Pw@reporting.example:5433/rpt",
+        ][..],
+        &["variables", "set", "region", "north"],
+        &["variables", "set", "limits", r#"{"max": 42}"#],
+        &["variables", "set", "api_secret", "very-secret-value"],
+    ] {
+        let out = cli(&db.url, &dir, &env, args).await;
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    // The worker passes its own environment (the key included) to the command: the key is
+    // masked too.
+    let _worker = WorkerProcess::start(&db.url, &dir, &env);
+    let out = cli(&db.url, &dir, &[], &["trigger", "stored", "--wait"]).await;
+    let run = last_run(&db.pool, "stored").await;
+    let log = logs(&db.url, &dir, "stored", &run, "say").await;
+    assert_eq!(out.status.code(), Some(0), "{}\n{log}", text(&out.stderr));
+    assert!(log.contains("north 42 rep@reporting.example/rpt"), "{log}");
+    assert!(log.contains("pw=*** secret=*** key=***"), "{log}");
+    for secret in ["Db-Stored-Pw", "very-secret-value", key.as_str()] {
+        assert!(!log.contains(secret), "{secret} in {log}");
+    }
+}
+
 #[tokio::test]
 async fn an_undefined_name_at_run_time_fails_the_try_at_once_with_a_clear_error() {
     let db = fresh_db().await;

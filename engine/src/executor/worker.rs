@@ -454,9 +454,10 @@ async fn execute(
     finished(end)
 }
 
-/// The Fernet keys' texts (`UPIFLOW_FERNET_KEY`, comma-separated), masked in every try's log.
+/// The Fernet keys' texts (`UPIFLOW_FERNET_KEY` or standalone's generated key list,
+/// comma-separated), masked in every try's log.
 fn fernet_keys() -> Vec<String> {
-    std::env::var("UPIFLOW_FERNET_KEY")
+    crate::secrets::configured_key()
         .unwrap_or_default()
         .split(',')
         .map(str::trim)
