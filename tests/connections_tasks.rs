@@ -395,11 +395,22 @@ async fn an_undefined_name_at_run_time_fails_the_try_at_once_with_a_clear_error(
             "dag_id = \"undef\"\n[defaults]\nretries = 3\nretry_delay = \"1s\"\n\
          [[tasks]]\nid = \"a\"\nkind = \"command\"\ncommand = [\"echo\", \"{{ params.nope }}\"]\n\
          [[tasks]]\nid = \"b\"\nkind = \"command\"\ncommand = [\"echo\", \"{{ var.not_set_anywhere }}\"]\n\
-         [[tasks]]\nid = \"c\"\nkind = \"sql\"\nconn = \"no_such_conn\"\nsql = \"x.sql\"\n",
+         [[tasks]]\nid = \"c\"\nkind = \"sql\"\nconn = \"no_such_conn\"\nsql = \"x.sql\"\n\
+         [[tasks]]\nid = \"d\"\nkind = \"sql\"\nconn = \"broken\"\nsql = \"x.sql\"\n\
+         [[tasks]]\nid = \"e\"\nkind = \"quality\"\nconn = \"web\"\n\
+         checks = [{ test = \"row_count\", table = \"t\", min = 1 }]\n",
         ),
         ("x.sql", "SELECT 1"),
     ]);
-    let _worker = WorkerProcess::start(&db.url, &dir, &[]);
+    // A malformed URI in the environment, and a connection that is not a database.
+    let env = [
+        (
+            "AIRFLOW_CONN_BROKEN",
+            "postgres://u:p@h:notaport/db".to_string(),
+        ),
+        ("UPIFLOW_CONN_WEB", "http://example.com/x".to_string()),
+    ];
+    let _worker = WorkerProcess::start(&db.url, &dir, &env);
     let out = cli(&db.url, &dir, &[], &["trigger", "undef", "--wait"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let run = last_run(&db.pool, "undef").await;
@@ -414,7 +425,11 @@ async fn an_undefined_name_at_run_time_fails_the_try_at_once_with_a_clear_error(
     .expect("tries");
     // One try each: no retry can define a name.
     let tasks: Vec<(&str, i32)> = tries.iter().map(|(t, n, _)| (t.as_str(), *n)).collect();
-    assert_eq!(tasks, [("a", 1), ("b", 1), ("c", 1)], "{tries:?}");
+    assert_eq!(
+        tasks,
+        [("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)],
+        "{tries:?}"
+    );
     assert!(
         tries[0].2.contains("template `command[1]`") && tries[0].2.contains("undefined"),
         "{tries:?}"
@@ -429,6 +444,16 @@ async fn an_undefined_name_at_run_time_fails_the_try_at_once_with_a_clear_error(
         tries[2]
             .2
             .contains("connection `no_such_conn` does not exist"),
+        "{tries:?}"
+    );
+    assert!(
+        tries[3].2.contains("AIRFLOW_CONN_BROKEN") && tries[3].2.contains("notaport"),
+        "{tries:?}"
+    );
+    assert!(
+        tries[4]
+            .2
+            .contains("connection `web` cannot be used as a Postgres database"),
         "{tries:?}"
     );
 }
