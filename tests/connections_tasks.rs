@@ -522,3 +522,20 @@ fn unknown_connections_and_variables_are_reported_at_their_line_when_checked() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_worker_with_an_unusable_fernet_key_refuses_to_start_without_showing_it() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[]);
+    let out = cli(
+        &db.url,
+        &dir,
+        &[("UPIFLOW_FERNET_KEY", "not-a-fernet-key-at-all".to_string())],
+        &["worker", "--heartbeat", "200ms"],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("UPIFLOW_FERNET_KEY"), "{err}");
+    assert!(!err.contains("not-a-fernet-key-at-all"), "{err}");
+}

@@ -80,7 +80,9 @@ pub struct Worker {
     cache: VersionCache,
     logs: LogWriter,
     /// Handed to every try; built from the environment (`UPIFLOW_FERNET_KEY`) unless given.
-    secrets: Result<Secrets, Arc<EngineError>>,
+    secrets: Option<Secrets>,
+    /// Why the environment's could not be built: `run` fails with it at once.
+    secrets_error: Option<EngineError>,
     /// Texts no try's log may show (the Fernet keys).
     hidden: Arc<Vec<String>>,
     cfg: WorkerConfig,
@@ -100,9 +102,14 @@ impl Worker {
                     .clone()
                     .disable_statement_logging(),
             );
+        let (secrets, secrets_error) = match Secrets::from_env(pool.clone()) {
+            Ok(secrets) => (Some(secrets), None),
+            Err(error) => (None, Some(error)),
+        };
         Self {
             logs: LogWriter::start(pool.clone()),
-            secrets: Secrets::from_env(pool.clone()).map_err(Arc::new),
+            secrets,
+            secrets_error,
             hidden: Arc::new(fernet_keys()),
             task_pool,
             pool,
@@ -116,7 +123,8 @@ impl Worker {
     /// Uses `secrets` for connections and variables instead of the ones built from the
     /// environment.
     pub fn with_secrets(mut self, secrets: Secrets) -> Self {
-        self.secrets = Ok(secrets);
+        self.secrets = Some(secrets);
+        self.secrets_error = None;
         self
     }
 
@@ -132,7 +140,12 @@ impl Worker {
     /// Runs until `shutdown` is cancelled, then lets running tries finish (within the grace
     /// period) and records them.
     #[tracing::instrument(skip_all, fields(worker = %self.cfg.worker_id), err)]
-    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        // A worker that cannot read connections and variables (a bad UPIFLOW_FERNET_KEY)
+        // refuses to start rather than failing every try.
+        if let Some(error) = self.secrets_error.take() {
+            return Err(error);
+        }
         let host = hostname();
         crate::transient::retry("register worker", || {
             workers::register(
@@ -291,7 +304,7 @@ impl Worker {
                         self.registry.clone(),
                         Given {
                             pool: self.task_pool.clone(),
-                            secrets: self.secrets.clone(),
+                            secrets: self.secrets.clone().expect("set when there is no error"),
                             hidden: self.hidden.clone(),
                         },
                         self.logs.clone(),
@@ -331,7 +344,7 @@ impl Worker {
 struct Given {
     /// `TaskContext::pool`.
     pool: PgPool,
-    secrets: Result<Secrets, Arc<EngineError>>,
+    secrets: Secrets,
     /// Texts masked in the try's log whatever the body does.
     hidden: Arc<Vec<String>>,
 }
@@ -384,17 +397,6 @@ async fn execute(
             error: format!("this worker has no task kind `{}`", task.kind),
             retryable: true,
         });
-    };
-    let secrets = match secrets {
-        Ok(secrets) => secrets,
-        // The environment is wrong for every try: retryable, so fixing it and restarting
-        // the worker lets the task go on.
-        Err(e) => {
-            return finished(TryEnd::Failed {
-                error: format!("this worker cannot read connections and variables: {e}"),
-                retryable: true,
-            });
-        }
     };
     let mut params = dag.params.clone();
     if let serde_json::Value::Object(conf) = &c.conf {
