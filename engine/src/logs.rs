@@ -179,3 +179,25 @@ async fn store_lines(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_secret_hidden_through_one_clone_is_masked_in_every_clone_of_that_try_only() {
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/nothing")
+            .expect("a lazy pool needs no server");
+        let writer = LogWriter::start(pool);
+        let log = writer.for_try(1);
+        let clone = log.clone();
+        log.hide("hunter22");
+        log.hide("ab"); // too short to mask, as Airflow
+        assert_eq!(clone.mask("pw=hunter22; ab".into()), "pw=***; ab");
+        let other_try = writer.for_try(2);
+        assert_eq!(other_try.mask("pw=hunter22".into()), "pw=hunter22");
+    }
+}
