@@ -109,10 +109,14 @@ pub enum EngineError {
     #[error("UPIFLOW_FERNET_KEY: {0}")]
     FernetKeyInvalid(String),
     /// A stored value does not decrypt with any configured key.
-    #[error("cannot decrypt {0}: the Fernet key does not match (UPIFLOW_FERNET_KEY must list the key it was encrypted with)")]
+    #[error(
+        "cannot decrypt {0}: the Fernet key does not match (UPIFLOW_FERNET_KEY must list the key it was encrypted with)"
+    )]
     DecryptFailed(String),
     /// A stored value is encrypted and no key is configured.
-    #[error("cannot decrypt {0}: it is encrypted and no Fernet key is configured (set UPIFLOW_FERNET_KEY)")]
+    #[error(
+        "cannot decrypt {0}: it is encrypted and no Fernet key is configured (set UPIFLOW_FERNET_KEY)"
+    )]
     FernetKeyMissing(String),
     /// An import file (connections or variables) that cannot be imported; nothing was written.
     #[error("{0} (nothing was imported)")]

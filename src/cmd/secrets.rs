@@ -15,7 +15,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 use upiflow_engine::secrets::{
     self, Connection, FERNET_KEY_ENV, KeyRing, Masker, OnExisting, Secrets, StoredConnection,
-    is_sensitive_key,
+    is_sensitive_key, masker_of,
 };
 
 use super::{connect, table};
@@ -272,23 +272,6 @@ fn masked_extra(extra: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-/// A masker of a connection's secrets: the password and extra values under sensitive keys.
-fn masker_of(c: &Connection) -> Masker {
-    let mut m = Masker::default();
-    if let Some(p) = &c.password {
-        m.add(p);
-    }
-    for (k, v) in &c.extra {
-        if is_sensitive_key(k) {
-            match v {
-                Value::String(s) => m.add(s),
-                other => m.add(&other.to_string()),
-            }
-        }
-    }
-    m
-}
-
 fn masked_json(c: &Connection) -> Value {
     let mut v = c.to_json();
     if c.password.is_some() {
@@ -489,6 +472,9 @@ async fn get(g: &Global, conn_id: &str, show_password: bool, output: Output) -> 
         t.add_row(vec![k.to_string(), v]);
     }
     println!("{t}");
+    if !show_password && c.password.is_some() {
+        eprintln!("(the password is masked; --show-password shows it)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -497,49 +483,13 @@ async fn test(g: &Global, conn_id: &str, timeout: Duration) -> Result<ExitCode> 
         Some(c) => c,
         None => open(g).await?.get_connection(conn_id).await?.connection,
     };
-    let masker = masker_of(&c);
-    if c.conn_type != "postgres" {
-        eprintln!(
-            "connection {conn_id}: testing is not supported for connections of type `{}` (only Postgres-protocol connections, type `postgres`)",
-            c.conn_type
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    let url = c.postgres_url()?;
-    let target = format!(
-        "{}:{}/{}",
-        c.host.as_deref().unwrap_or_default(),
-        c.port.unwrap_or(5432),
-        c.schema.as_deref().unwrap_or_default()
-    );
-    let attempt = async {
-        use sqlx::Connection as _;
-        let mut pg = sqlx::PgConnection::connect(&url).await?;
-        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut pg).await?;
-        let _ = pg.close().await;
-        Ok::<i32, sqlx::Error>(one)
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(1)) => {
-            println!("connection {conn_id}: ok (SELECT 1 on {target})");
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Ok(n)) => {
-            eprintln!("connection {conn_id}: failed: SELECT 1 on {target} returned {n}");
-            Ok(ExitCode::FAILURE)
-        }
-        Ok(Err(e)) => {
-            let msg = masker.mask(&e.to_string()).into_owned();
-            eprintln!("connection {conn_id}: failed: cannot reach {target}: {msg}");
-            Ok(ExitCode::FAILURE)
-        }
-        Err(_) => {
-            eprintln!(
-                "connection {conn_id}: failed: no answer from {target} within {}",
-                humantime::format_duration(timeout)
-            );
-            Ok(ExitCode::FAILURE)
-        }
+    let r = c.test(timeout).await;
+    if r.status {
+        println!("connection {conn_id}: {}", r.message);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("connection {conn_id}: failed: {}", r.message);
+        Ok(ExitCode::FAILURE)
     }
 }
 

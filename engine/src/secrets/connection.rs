@@ -313,6 +313,14 @@ impl Connection {
                 return Err(invalid(conn_id, format!("unknown field `{k}`")));
             }
         }
+        if let Some(id) = o.get("conn_id").filter(|v| !v.is_null())
+            && id.as_str() != Some(conn_id)
+        {
+            return Err(invalid(
+                conn_id,
+                format!("the entry's `conn_id` {id} is not `{conn_id}`"),
+            ));
+        }
         let conn_type = text("conn_type")?
             .map(|t| normalize_conn_type(&t))
             .ok_or_else(|| invalid(conn_id, "`conn_type` is required"))?;
@@ -723,12 +731,18 @@ mod tests {
         assert_eq!(c.port, Some(5432));
         assert_eq!(c.extra.get("sslmode"), Some(&json!("disable")));
         assert_eq!(Connection::from_json("w", &c.to_json()).unwrap(), c);
+        let same_id = serde_json::json!({"conn_type": "http", "conn_id": "w"});
+        assert_eq!(
+            Connection::from_json("w", &same_id).unwrap().conn_type,
+            "http"
+        );
         for (v, says) in [
             (r#"{"host": "h"}"#, "`conn_type` is required"),
             (r#"{"conn_type": "x", "port": 70000}"#, "port 70000"),
             (r#"{"conn_type": "x", "extra": "[1]"}"#, "JSON object"),
             (r#"{"conn_type": "x", "hots": "h"}"#, "unknown field `hots`"),
             (r#"{"conn_type": "x""#, "does not parse"),
+            (r#"{"conn_type": "x", "conn_id": "other"}"#, "is not `w`"),
         ] {
             let e = Connection::from_env_value("w", v).unwrap_err();
             assert!(e.to_string().contains(says), "{v}: {e}");

@@ -17,6 +17,8 @@ pub struct KeyRing {
     multi: Arc<MultiFernet>,
     /// How many keys `multi` holds.
     count: usize,
+    /// The keys' text, for masking them ([`super::Secrets::mask_keys`]).
+    raw: Arc<Vec<String>>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -50,6 +52,7 @@ impl KeyRing {
             fernets.push(f);
         }
         Ok(KeyRing {
+            raw: Arc::new(keys.iter().map(|k| k.to_string()).collect()),
             count: fernets.len(),
             multi: Arc::new(MultiFernet::new(fernets)),
         })
@@ -58,6 +61,11 @@ impl KeyRing {
     /// A new random key, as text for `UPIFLOW_FERNET_KEY`.
     pub fn generate_key() -> String {
         Fernet::generate_key()
+    }
+
+    /// The keys' text.
+    pub(crate) fn raw(&self) -> &[String] {
+        &self.raw
     }
 
     /// How many keys the ring holds.

@@ -11,6 +11,7 @@ mod connection;
 pub mod crypt;
 mod db;
 pub mod mask;
+mod probe;
 
 pub use crate::store::secrets::{ConnOrder, VarOrder};
 pub use connection::{CONN_ID_MAX_LEN, Connection, check_conn_id, valid_conn_id};
@@ -19,6 +20,7 @@ pub use db::{
     Imported, OnExisting, Rotated, StoredConnection, StoredVariable, VAR_KEY_MAX_LEN, check_var_key,
 };
 pub use mask::{Masker, is_sensitive_key};
+pub use probe::{TestResult, masker_of};
 
 use sqlx::PgPool;
 
@@ -125,6 +127,15 @@ impl Secrets {
         self.keys.as_ref()
     }
 
+    /// Registers the configured Fernet keys with `masker` (a key must never show in a log).
+    pub fn mask_keys(&self, masker: &mut Masker) {
+        if let Some(k) = &self.keys {
+            for key in k.raw() {
+                masker.add(key);
+            }
+        }
+    }
+
     /// Whether a connection exists in the environment (for validate without a database).
     pub fn connection_in_env(conn_id: &str) -> bool {
         env_lookup(&process_env, &CONN_ENV_PREFIXES, conn_id).is_some()
@@ -207,5 +218,20 @@ mod tests {
         assert_eq!(get("v").as_deref(), Some("airflow"));
         assert_eq!(get("w").as_deref(), Some("upiflow"));
         assert_eq!(get("x"), None);
+    }
+
+    #[tokio::test]
+    async fn the_fernet_keys_are_masked_and_untestable_types_say_so() {
+        let key = KeyRing::generate_key();
+        let pool = PgPool::connect_lazy("postgres://u@localhost/db").unwrap();
+        let s = Secrets::new(pool, Some(format!(" {key} ,"))).unwrap();
+        let mut m = Masker::default();
+        s.mask_keys(&mut m);
+        assert_eq!(m.mask(&format!("k={key}")), "k=***");
+        let r = Connection::from_uri("h", "http://h")
+            .unwrap()
+            .test(std::time::Duration::from_secs(1))
+            .await;
+        assert!(!r.status && r.message.contains("not supported"), "{r:?}");
     }
 }
