@@ -1,6 +1,7 @@
 //! The seam between the engine and the task kinds: the engine runs any `TaskKind` it is
 //! given through a `Registry`, and knows none of them itself.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 
 use crate::logs::TaskLog;
+use crate::secrets::Secrets;
 
 /// Where a task is declared, for kinds that resolve files relative to the DAG file.
 pub struct PrepareCtx<'a> {
@@ -18,6 +20,34 @@ pub struct PrepareCtx<'a> {
     pub task_id: &'a str,
     /// The folder holding the DAG file.
     pub dag_dir: &'a Path,
+    /// What the task names outside its DAG, with the key naming it, as `prepare` reports it
+    /// ([`PrepareCtx::uses`]): whether those exist is only known where the database is
+    /// (`dags validate`), not while a file is read.
+    pub references: &'a RefCell<Vec<(String, Reference)>>,
+}
+
+impl PrepareCtx<'_> {
+    /// Records that the task's `key` names `reference`.
+    pub fn uses(&self, key: &str, reference: Reference) {
+        self.references
+            .borrow_mut()
+            .push((key.to_string(), reference));
+    }
+
+    pub fn uses_connection(&self, key: &str, conn_id: &str) {
+        self.uses(key, Reference::Connection(conn_id.to_string()));
+    }
+
+    pub fn uses_variable(&self, key: &str, name: &str) {
+        self.uses(key, Reference::Variable(name.to_string()));
+    }
+}
+
+/// A connection or variable a task names (`conn = "ID"`, `{{ var.NAME }}`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reference {
+    Connection(String),
+    Variable(String),
 }
 
 /// A kind-specific key that is wrong, and why.
@@ -78,6 +108,9 @@ pub struct TaskContext {
     pub params: Map<String, Value>,
     /// The orchestrator's database, which is also the warehouse (`DATABASE_URL`).
     pub pool: PgPool,
+    /// Connections and variables (environment first, then the database). A kind that
+    /// reveals a secret through them hides it in `log` ([`TaskLog::hide`]).
+    pub secrets: Secrets,
     pub log: TaskLog,
 }
 

@@ -10,7 +10,7 @@ pub mod schedule;
 pub mod state;
 
 pub use dag::{Dag, DagError, TaskDef};
-pub use kind::{PrepareCtx, PrepareError, Registry, TaskContext, TaskError, TaskKind};
+pub use kind::{PrepareCtx, PrepareError, Reference, Registry, TaskContext, TaskError, TaskKind};
 pub use state::{RunState, RunType, TaskState, TriggerRule, TryOutcome};
 pub mod cluster;
 pub mod conf;

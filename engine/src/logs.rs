@@ -1,12 +1,15 @@
 //! Log lines of tries: tasks write through a `TaskLog`, one writer per process stores them
 //! in batches, and a flush before a try is recorded as finished keeps logs and outcome in step.
 
+use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::secrets::mask::Masker;
 pub use crate::state::LogStream;
 
 enum Msg {
@@ -19,11 +22,16 @@ enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
-/// A try's log: cheap to clone, lines are stored asynchronously in order.
+/// A try's log: cheap to clone, lines are stored asynchronously in order. Every secret
+/// the try was given ([`TaskLog::hide`]) is replaced by `***` in each line before it is
+/// stored, whoever wrote it (the kind, or a program's stdout/stderr).
 #[derive(Clone)]
 pub struct TaskLog {
     try_id: i64,
     tx: mpsc::Sender<Msg>,
+    /// Shared by the clones of one try's log, so a secret a kind looks up is masked in
+    /// lines written through any of them.
+    masker: Arc<RwLock<Masker>>,
 }
 
 impl TaskLog {
@@ -32,7 +40,7 @@ impl TaskLog {
             try_id: self.try_id,
             at: Utc::now(),
             stream,
-            text: text.into(),
+            text: self.mask(text.into()),
         };
         // The writer only goes away at shutdown; a line lost then has nowhere to go anyway.
         let _ = self.tx.send(msg).await;
@@ -44,6 +52,26 @@ impl TaskLog {
 
     pub fn try_id(&self) -> i64 {
         self.try_id
+    }
+
+    /// Masks `secret` in every line written from now on (values shorter than 3 characters
+    /// are not masked, as Airflow).
+    pub fn hide(&self, secret: &str) {
+        self.masker
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(secret);
+    }
+
+    /// `text` with every hidden secret replaced by `***` (for texts stored beside the log,
+    /// such as the try's error).
+    pub fn mask(&self, text: String) -> String {
+        let masker = self.masker.read().unwrap_or_else(|p| p.into_inner());
+        let masked = match masker.mask(&text) {
+            Cow::Owned(masked) => Some(masked),
+            Cow::Borrowed(_) => None,
+        };
+        masked.unwrap_or(text)
     }
 }
 
@@ -67,6 +95,7 @@ impl LogWriter {
         TaskLog {
             try_id,
             tx: self.tx.clone(),
+            masker: Arc::default(),
         }
     }
 
@@ -148,5 +177,27 @@ async fn store_lines(
         {
             tracing::error!(%error, try_id = ids[i], at = %ats[i], stream = streams[i].as_str(), line = %texts[i], "could not store a task log line");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_secret_hidden_through_one_clone_is_masked_in_every_clone_of_that_try_only() {
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/nothing")
+            .expect("a lazy pool needs no server");
+        let writer = LogWriter::start(pool);
+        let log = writer.for_try(1);
+        let clone = log.clone();
+        log.hide("hunter22");
+        log.hide("ab"); // too short to mask, as Airflow
+        assert_eq!(clone.mask("pw=hunter22; ab".into()), "pw=***; ab");
+        let other_try = writer.for_try(2);
+        assert_eq!(other_try.mask("pw=hunter22".into()), "pw=hunter22");
     }
 }

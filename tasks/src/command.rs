@@ -2,6 +2,10 @@
 //! "..."]`), streams its stdout and stderr into the try's log line by line, and fails the try
 //! (retryably) on a non-zero exit. The program runs in its own process group, which is killed
 //! whole when the try is abandoned (timeouts drop the run future).
+//!
+//! The argv, the env values and `cwd` are templates (`{{ ds }}`, `{{ params.x }}`,
+//! `{{ var.x }}`, `{{ conn.ID.host }}`, see [`crate::template`]), parsed when the DAG is read
+//! and rendered per try; the secrets they reveal are masked in the try's log.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -18,6 +22,7 @@ use upiflow_engine::logs::LogStream;
 use upiflow_engine::{PrepareCtx, PrepareError, TaskContext, TaskError, TaskKind};
 
 use crate::keys::{self, KeySpec};
+use crate::template::{self, Refs};
 
 mod output;
 
@@ -35,8 +40,12 @@ pub struct CommandConfig {
     pub command: Vec<String>,
     /// Variables added to the worker's environment.
     pub env: BTreeMap<String, String>,
-    /// The working directory, absolute (resolved when the DAG was parsed).
+    /// The working directory, absolute (resolved when the DAG was parsed), or, when it is a
+    /// template, the template, resolved per try against `cwd_base`.
     pub cwd: String,
+    /// The DAG's folder (absolute) when `cwd` is a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd_base: Option<String>,
 }
 
 /// The keys as written in the DAG file.
@@ -91,22 +100,39 @@ impl TaskKind for CommandKind {
         // Each key is checked on its own, so all of their problems show at once.
         let command = check_command(&keys.command);
         let env = check_env(&keys.env);
-        let cwd = resolve_cwd(ctx, keys.cwd.as_deref());
-        let (cwd, problems) = match (command, env, cwd) {
+        let templated_cwd = keys.cwd.as_deref().filter(|c| template::is_template(c));
+        let cwd = match templated_cwd {
+            Some(t) => resolve_cwd(ctx, None).map(|base| (t.to_string(), Some(base))),
+            None => resolve_cwd(ctx, keys.cwd.as_deref()).map(|cwd| (cwd, None)),
+        };
+        let mut refs = Refs::default();
+        let templates = check_templates(&keys, &mut refs);
+        let ((cwd, cwd_base), mut problems) = match (command, env, cwd) {
             (Ok(()), Ok(()), Ok(cwd)) => (cwd, Vec::new()),
             (command, env, cwd) => (
-                String::new(),
+                (String::new(), None),
                 [command.err(), env.err(), cwd.err()]
                     .into_iter()
                     .flatten()
                     .collect(),
             ),
         };
+        problems.extend(templates);
+        for conn_id in &refs.connections {
+            ctx.uses_connection(
+                template_key(&keys, |t| t.contains(conn_id.as_str())),
+                conn_id,
+            );
+        }
+        for key in &refs.variables {
+            ctx.uses_variable(template_key(&keys, |t| t.contains(key.as_str())), key);
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
         let config = CommandConfig {
             cwd,
+            cwd_base,
             command: keys.command,
             env: keys.env,
         };
@@ -120,6 +146,48 @@ impl TaskKind for CommandKind {
     ) -> BoxFuture<'a, Result<(), TaskError>> {
         Box::pin(execute(ctx, config))
     }
+}
+
+/// The templates of a task by name (`command[2]`, `env.NAME`, `cwd`) and the key each is in.
+fn templates(keys: &Keys) -> Vec<(&'static str, String, &str)> {
+    let command = keys
+        .command
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ("command", format!("command[{i}]"), a.as_str()));
+    let env = keys
+        .env
+        .iter()
+        .map(|(n, v)| ("env", format!("env.{n}"), v.as_str()));
+    let cwd = keys
+        .cwd
+        .iter()
+        .map(|c| ("cwd", "cwd".to_string(), c.as_str()));
+    command
+        .chain(env)
+        .chain(cwd)
+        .filter(|(_, _, t)| template::is_template(t))
+        .collect()
+}
+
+/// Parses every template, so a syntax error or an unknown name shows when the DAG is read.
+fn check_templates(keys: &Keys, refs: &mut Refs) -> Vec<PrepareError> {
+    templates(keys)
+        .into_iter()
+        .filter_map(|(key, name, text)| {
+            template::check(&name, text, refs)
+                .err()
+                .map(|m| PrepareError::at(key, m))
+        })
+        .collect()
+}
+
+/// The key of the first template that mentions a name, for the line of a problem with it.
+fn template_key(keys: &Keys, mentions: impl Fn(&str) -> bool) -> &'static str {
+    templates(keys)
+        .into_iter()
+        .find(|(_, _, t)| mentions(t))
+        .map_or("command", |(key, _, _)| key)
 }
 
 fn check_command(command: &[String]) -> Result<(), PrepareError> {
@@ -207,11 +275,17 @@ fn upiflow_env(ctx: &TaskContext) -> impl Iterator<Item = (&'static str, String)
 async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
     let config: CommandConfig = serde_json::from_value(config.clone())
         .map_err(|e| TaskError::Fatal(format!("invalid command task config: {e}")))?;
+    let config = render(ctx, config).await?;
     let Some((program, args)) = config.command.split_first() else {
         return Err(TaskError::Fatal(
             "invalid command task config: empty command".into(),
         ));
     };
+    if program.is_empty() {
+        return Err(TaskError::Fatal(
+            "the program (`command[0]`) rendered to an empty string".into(),
+        ));
+    }
     // The group's leader is a dead man's switch: it reads a pipe from this process, and if
     // the pipe closes without `done` (this worker was SIGKILLed or crashed) it kills the
     // whole group, so no command outlives its worker and still runs when the reaper has
@@ -268,6 +342,48 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
         ))
         .await;
     Ok(())
+}
+
+/// The config with every template rendered for this try; the secrets the templates looked
+/// up are hidden in the try's log before anything is written.
+async fn render(ctx: &TaskContext, mut config: CommandConfig) -> Result<CommandConfig, TaskError> {
+    let mut slots: Vec<&mut String> = Vec::new();
+    let mut sources = Vec::new();
+    for (i, arg) in config.command.iter_mut().enumerate() {
+        if template::is_template(arg) {
+            sources.push((format!("command[{i}]"), arg.clone()));
+            slots.push(arg);
+        }
+    }
+    for (name, value) in config.env.iter_mut() {
+        if template::is_template(value) {
+            sources.push((format!("env.{name}"), value.clone()));
+            slots.push(value);
+        }
+    }
+    if config.cwd_base.is_some() {
+        sources.push(("cwd".to_string(), config.cwd.clone()));
+        slots.push(&mut config.cwd);
+    }
+    let rendered = template::render(ctx, sources).await?;
+    for secret in &rendered.secrets {
+        ctx.log.hide(secret);
+    }
+    for (slot, text) in slots.into_iter().zip(rendered.texts) {
+        if text.contains('\0') {
+            return Err(TaskError::Fatal(format!(
+                "a template rendered `{text}`, which contains a NUL character"
+            )));
+        }
+        *slot = text;
+    }
+    if let Some(base) = config.cwd_base.take() {
+        config.cwd = std::path::Path::new(&base)
+            .join(&config.cwd)
+            .to_string_lossy()
+            .into_owned();
+    }
+    Ok(config)
 }
 
 /// Tells the dead man's switch that the command ended here, and reaps it.

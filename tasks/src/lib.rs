@@ -11,11 +11,13 @@
 //! `upiflow_engine::product`). Only it names the UPI tables.
 
 pub mod command;
+mod database;
 mod keys;
 pub mod noop;
 pub mod quality;
 pub mod sql;
 pub mod sql_params;
+pub mod template;
 #[cfg(test)]
 mod testing;
 pub mod upi;

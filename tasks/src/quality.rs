@@ -5,7 +5,8 @@
 //!
 //! Every check's SQL is built when the DAG is parsed and stored in the config, so a run
 //! executes what its DAG version declared. Identifiers are validated and quoted; values and
-//! the run's parameters are always bind parameters.
+//! the run's parameters are always bind parameters. `conn = "ID"` checks that connection's
+//! Postgres-protocol database instead of the orchestrator's.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ mod values;
 
 pub use error::{CheckError, FilterError, QualityError};
 
-use crate::sql::bind::{Bind, describe};
+use crate::sql::bind::{Bind, Variables, describe};
 
 /// `kind = "quality"`.
 pub struct QualityKind;
@@ -36,6 +37,9 @@ pub struct QualityKind;
 pub struct QualityConfig {
     /// Never empty; run in this order.
     pub checks: Vec<PreparedCheck>,
+    /// The connection whose database is checked; `None`: the orchestrator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<String>,
 }
 
 /// One check with its query ready to run.
@@ -109,12 +113,12 @@ pub enum Arg {
 
 impl Arg {
     /// The value this argument has in a run.
-    fn resolve(&self, ctx: &TaskContext) -> Result<Bind, TaskError> {
+    fn resolve(&self, ctx: &TaskContext, vars: &Variables) -> Result<Bind, TaskError> {
         Ok(match self {
             Arg::Fixed(Fixed::TextArray(values)) => Bind::TextArray(values.clone()),
             // Cast in the SQL (`$n::numeric`), so the text keeps every digit.
             Arg::Fixed(Fixed::Number(text)) => Bind::Text(text.clone()),
-            Arg::Run(param) => Bind::resolve(param, ctx)?,
+            Arg::Run(param) => Bind::resolve(param, ctx, vars)?,
         })
     }
 }
@@ -134,12 +138,16 @@ pub enum Fixed {
 #[serde(deny_unknown_fields)]
 struct Keys {
     checks: Vec<toml::Value>,
+    conn: Option<String>,
 }
 
-const SPEC: &[KeySpec] = &[KeySpec {
-    name: "checks",
-    expects: "an array of tables such as { test = \"not_null\", table = \"t\", column = \"c\" }",
-}];
+const SPEC: &[KeySpec] = &[
+    KeySpec {
+        name: "checks",
+        expects: "an array of tables such as { test = \"not_null\", table = \"t\", column = \"c\" }",
+    },
+    crate::sql::CONN_SPEC,
+];
 
 impl TaskKind for QualityKind {
     fn name(&self) -> &'static str {
@@ -147,17 +155,25 @@ impl TaskKind for QualityKind {
     }
 
     fn keys(&self) -> &'static [&'static str] {
-        &["checks"]
+        &["checks", "conn"]
     }
 
-    fn prepare(
-        &self,
-        _ctx: &PrepareCtx<'_>,
-        keys: toml::Table,
-    ) -> Result<Value, Vec<PrepareError>> {
+    fn prepare(&self, ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, Vec<PrepareError>> {
         let keys: Keys = keys::parse(keys, SPEC)?;
+        let conn = crate::sql::check_conn(ctx, keys.conn);
         let config =
-            prepare_checks(keys.checks).map_err(|e| PrepareError::at("checks", e.to_string()))?;
+            prepare_checks(keys.checks).map_err(|e| PrepareError::at("checks", e.to_string()));
+        let config = match (config, conn) {
+            (Ok(config), Ok(conn)) => QualityConfig { conn, ..config },
+            (config, conn) => {
+                return Err([config.err(), conn.err()].into_iter().flatten().collect());
+            }
+        };
+        for arg in config.checks.iter().flat_map(|c| &c.params) {
+            if let Arg::Run(Param::Var(key)) = arg {
+                ctx.uses_variable("checks", key);
+            }
+        }
         Ok(serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))?)
     }
 
@@ -187,7 +203,10 @@ fn prepare_checks(checks: Vec<toml::Value>) -> Result<QualityConfig, QualityErro
         }
         prepared.push(built);
     }
-    Ok(QualityConfig { checks: prepared })
+    Ok(QualityConfig {
+        checks: prepared,
+        conn: None,
+    })
 }
 
 /// "1 row" / "12 rows".
@@ -200,20 +219,35 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
     let config: QualityConfig = serde_json::from_value(config.clone())
         .map_err(|e| TaskError::Fatal(format!("invalid quality task config: {e}")))?;
     // Resolved before touching the database, so a missing param fails at once.
+    let used: Vec<&Param> = config
+        .checks
+        .iter()
+        .flat_map(|c| &c.params)
+        .filter_map(|a| match a {
+            Arg::Run(p) => Some(p),
+            Arg::Fixed(_) => None,
+        })
+        .collect();
+    let vars = Variables::load(ctx, used).await?;
     let binds = config
         .checks
         .iter()
-        .map(|c| c.params.iter().map(|a| a.resolve(ctx)).collect())
+        .map(|c| c.params.iter().map(|a| a.resolve(ctx, &vars)).collect())
         .collect::<Result<Vec<Vec<Bind>>, TaskError>>()?;
     let total = config.checks.len();
+    let target = crate::database::shown(config.conn.as_deref());
+    let pool = crate::database::pool(ctx, config.conn.as_deref()).await?;
     ctx.log
         .line(
             LogStream::System,
-            format!("running {total} quality check(s) in one read-only transaction"),
+            format!("running {total} quality check(s) in one read-only transaction on {target}"),
         )
         .await;
-    let mut tx = ctx.pool.begin().await.map_err(|e| {
-        TaskError::Retryable(format!("could not begin a transaction: {}", describe(&e)))
+    let mut tx = pool.begin().await.map_err(|e| {
+        TaskError::Retryable(format!(
+            "could not begin a transaction on {target}: {}",
+            describe(&e)
+        ))
     })?;
     // One snapshot for every check, and a guard against a `where` that tries to write.
     sqlx::query("SET TRANSACTION READ ONLY")

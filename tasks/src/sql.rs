@@ -3,7 +3,8 @@
 //! `:data_interval_start`, `:params.NAME`, ...) sent as bind parameters, never spliced in.
 //!
 //! The file is read and checked when the DAG is parsed and its text is stored in the config,
-//! so a run executes the version it was created with.
+//! so a run executes the version it was created with. `conn = "ID"` runs it on that
+//! connection's Postgres-protocol database instead of the orchestrator's.
 
 use std::fmt;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use crate::sql_params;
 
 pub(crate) mod bind;
 
-use bind::{Bind, describe};
+use bind::{Bind, Variables, describe};
 
 /// `kind = "sql"`.
 pub struct SqlKind;
@@ -32,6 +33,9 @@ pub struct SqlConfig {
     pub path: String,
     /// Never empty.
     pub statements: Vec<SqlStatement>,
+    /// The connection whose database runs it; `None`: the orchestrator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<String>,
 }
 
 /// One statement, with its named parameters already made positional.
@@ -61,10 +65,11 @@ pub enum Param {
     RunId,
     /// `:params.NAME`, from the run's params; typed after its JSON value.
     Params(String),
+    /// `:var.NAME`, a variable's text, as `text`.
+    Var(String),
 }
 
-const KNOWN: &str =
-    ":data_interval_start, :data_interval_end, :logical_date, :ds, :run_id, :params.NAME";
+const KNOWN: &str = ":data_interval_start, :data_interval_end, :logical_date, :ds, :run_id, :params.NAME, :var.NAME";
 
 impl Param {
     pub fn parse(name: &str) -> Option<Self> {
@@ -74,11 +79,11 @@ impl Param {
             "logical_date" => Self::LogicalDate,
             "ds" => Self::Ds,
             "run_id" => Self::RunId,
-            _ => Self::Params(
-                name.strip_prefix("params.")
-                    .filter(|n| !n.is_empty())?
-                    .into(),
-            ),
+            _ => match name.split_once('.') {
+                Some(("params", n)) if !n.is_empty() => Self::Params(n.into()),
+                Some(("var", n)) if !n.is_empty() => Self::Var(n.into()),
+                _ => return None,
+            },
         })
     }
 }
@@ -92,6 +97,7 @@ impl fmt::Display for Param {
             Self::Ds => f.write_str("ds"),
             Self::RunId => f.write_str("run_id"),
             Self::Params(name) => write!(f, "params.{name}"),
+            Self::Var(name) => write!(f, "var.{name}"),
         }
     }
 }
@@ -114,12 +120,38 @@ impl From<Param> for String {
 #[serde(deny_unknown_fields)]
 struct Keys {
     sql: String,
+    conn: Option<String>,
 }
 
-const SPEC: &[KeySpec] = &[KeySpec {
-    name: "sql",
-    expects: "a string, the path of a .sql file relative to the DAG file",
-}];
+const SPEC: &[KeySpec] = &[
+    KeySpec {
+        name: "sql",
+        expects: "a string, the path of a .sql file relative to the DAG file",
+    },
+    CONN_SPEC,
+];
+
+/// `conn`, shared with the `quality` kind.
+pub(crate) const CONN_SPEC: KeySpec = KeySpec {
+    name: "conn",
+    expects: "a string, the id of a Postgres connection (`upiflow connections add ID --uri postgres://...`)",
+};
+
+/// Checks a `conn` key and records the connection it names (checked by `dags validate`).
+pub(crate) fn check_conn(
+    ctx: &PrepareCtx<'_>,
+    conn: Option<String>,
+) -> Result<Option<String>, PrepareError> {
+    let Some(conn) = conn else { return Ok(None) };
+    if conn.trim().is_empty() || conn.contains(char::is_whitespace) || conn.contains('\0') {
+        return Err(PrepareError::at(
+            "conn",
+            format!("`{conn}` is not a connection id (no spaces; e.g. \"warehouse\")"),
+        ));
+    }
+    ctx.uses_connection("conn", &conn);
+    Ok(Some(conn))
+}
 
 impl TaskKind for SqlKind {
     fn name(&self) -> &'static str {
@@ -127,12 +159,24 @@ impl TaskKind for SqlKind {
     }
 
     fn keys(&self) -> &'static [&'static str] {
-        &["sql"]
+        &["sql", "conn"]
     }
 
     fn prepare(&self, ctx: &PrepareCtx<'_>, keys: toml::Table) -> Result<Value, Vec<PrepareError>> {
         let keys: Keys = keys::parse(keys, SPEC)?;
-        let config = load(ctx, &keys.sql).map_err(|m| PrepareError::at("sql", m))?;
+        let conn = check_conn(ctx, keys.conn);
+        let config = load(ctx, &keys.sql).map_err(|m| PrepareError::at("sql", m));
+        let config = match (config, conn) {
+            (Ok(config), Ok(conn)) => SqlConfig { conn, ..config },
+            (config, conn) => {
+                return Err([config.err(), conn.err()].into_iter().flatten().collect());
+            }
+        };
+        for param in config.statements.iter().flat_map(|s| &s.params) {
+            if let Param::Var(key) = param {
+                ctx.uses_variable("sql", key);
+            }
+        }
         Ok(serde_json::to_value(config).map_err(|e| PrepareError::task(e.to_string()))?)
     }
 
@@ -185,6 +229,7 @@ fn load(ctx: &PrepareCtx<'_>, file: &str) -> Result<SqlConfig, String> {
     Ok(SqlConfig {
         path: shown,
         statements,
+        conn: None,
     })
 }
 
@@ -193,20 +238,34 @@ async fn execute(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
         .map_err(|e| TaskError::Fatal(format!("invalid sql task config: {e}")))?;
     // Every value is resolved before touching the database, so a missing param fails the
     // task at once instead of half-way through.
+    // Collected first: an iterator of closures held across the await makes the future not
+    // general enough for `BoxFuture`.
+    let used: Vec<&Param> = config.statements.iter().flat_map(|s| &s.params).collect();
+    let vars = Variables::load(ctx, used).await?;
     let binds = config
         .statements
         .iter()
-        .map(|s| s.params.iter().map(|p| Bind::resolve(p, ctx)).collect())
+        .map(|s| {
+            s.params
+                .iter()
+                .map(|p| Bind::resolve(p, ctx, &vars))
+                .collect()
+        })
         .collect::<Result<Vec<Vec<Bind>>, TaskError>>()?;
     let total = config.statements.len();
+    let target = crate::database::shown(config.conn.as_deref());
+    let pool = crate::database::pool(ctx, config.conn.as_deref()).await?;
     ctx.log
         .info(format!(
-            "running {total} statement(s) of {} in one transaction",
+            "running {total} statement(s) of {} in one transaction on {target}",
             config.path
         ))
         .await;
-    let mut tx = ctx.pool.begin().await.map_err(|e| {
-        TaskError::Retryable(format!("could not begin a transaction: {}", describe(&e)))
+    let mut tx = pool.begin().await.map_err(|e| {
+        TaskError::Retryable(format!(
+            "could not begin a transaction on {target}: {}",
+            describe(&e)
+        ))
     })?;
     for (i, (statement, binds)) in config.statements.iter().zip(binds).enumerate() {
         let number = i + 1;

@@ -259,13 +259,16 @@ impl Lexer {
         })
     }
 
-    /// `:name` or `:params.name`, replaced by its `$n`.
+    /// `:name`, `:params.name` or `:var.name`, replaced by its `$n`.
     fn param(&mut self) {
         self.code();
         let line = self.line;
         self.pos += 1; // the colon, which is not copied
         let mut name = self.ident();
-        if name == "params" && self.peek(0) == Some('.') && self.peek(1).is_some_and(ident_start) {
+        if (name == "params" || name == "var")
+            && self.peek(0) == Some('.')
+            && self.peek(1).is_some_and(ident_start)
+        {
             self.pos += 1;
             name.push('.');
             name.push_str(&self.ident());

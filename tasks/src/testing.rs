@@ -22,6 +22,8 @@ pub fn prepare_ctx(dag_dir: &Path) -> PrepareCtx<'_> {
         dag_id: "test_dag",
         task_id: "test_task",
         dag_dir,
+        // Leaked: a test's few references live as long as the test.
+        references: Box::leak(Box::default()),
     }
 }
 
@@ -60,6 +62,7 @@ pub fn task_context(params: Value) -> TaskContext {
         ds: NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
         params,
         log: LogWriter::start(pool.clone()).for_try(1),
+        secrets: upiflow_engine::secrets::Secrets::new(pool.clone(), None).expect("no key"),
         pool,
     }
 }

@@ -79,6 +79,7 @@ impl Db {
             dag_id: "d",
             task_id: "quality_checks",
             dag_dir: &dir,
+            references: &Default::default(),
         };
         let keys: toml::Table = format!("checks = [\n{checks}\n]").parse().expect("toml");
         let config = QualityKind.prepare(&prepare, keys).expect("valid checks");
@@ -95,6 +96,8 @@ impl Db {
             ds: NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
             params: Map::new(),
             pool: self.pool.clone(),
+            secrets: upiflow_engine::secrets::Secrets::new(self.pool.clone(), None)
+                .expect("no key"),
             log: self.writer.for_try(try_id),
         };
         let result = QualityKind.run(&ctx, &config).await;

@@ -39,6 +39,7 @@ fn context(pool: PgPool, params: Value) -> TaskContext {
         },
         // No migrations here, so log lines fail to be stored; the writer only reports that.
         log: LogWriter::start(pool.clone()).for_try(1),
+        secrets: upiflow_engine::secrets::Secrets::new(pool.clone(), None).expect("no key"),
         pool,
     }
 }
@@ -53,6 +54,7 @@ fn prepare(text: &str) -> Value {
         dag_id: "d",
         task_id: "t",
         dag_dir: Path::new(&dir),
+        references: &Default::default(),
     };
     let keys: toml::Table = "sql = \"sql/t.sql\"".parse().expect("toml");
     upiflow_tasks::SqlKind

@@ -15,8 +15,8 @@ use super::fields::{self, Ctx, join, unknown_keys};
 use super::locate::{Locator, Seg};
 use super::problem::{DateError, DurationError, KeyPlace, Problem};
 use super::{
-    DEFAULT_MAX_ACTIVE_TASKS, DEFAULT_POOL, Dag, PoolLines, RetryPolicy, TaskDef, build_graph,
-    find_cycles,
+    DEFAULT_MAX_ACTIVE_TASKS, DEFAULT_POOL, Dag, PoolLines, RetryPolicy, TaskDef, TaskReference,
+    build_graph, find_cycles,
 };
 use crate::kind::{PrepareCtx, Registry};
 use crate::schedule::{Schedule, parse_timezone};
@@ -245,6 +245,7 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
     let mut raw_tasks: Vec<RawTask<'_>> = Vec::with_capacity(entries.len());
     let mut tasks = Vec::with_capacity(entries.len());
     let mut pool_lines = HashMap::new();
+    let mut references = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let at = [Key("tasks"), Index(i)];
         let Some(t) = entry.as_table() else {
@@ -366,12 +367,22 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
                     .filter(|(k, _)| own.contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
+                let used = std::cell::RefCell::new(Vec::new());
                 let pcx = PrepareCtx {
                     dag_id: dag_id.unwrap_or_default(),
                     task_id: id.unwrap_or_default(),
                     dag_dir: &dag_dir,
+                    references: &used,
                 };
-                match kind.prepare(&pcx, keys) {
+                let prepared = kind.prepare(&pcx, keys);
+                for (key, reference) in used.into_inner() {
+                    references.push(TaskReference {
+                        task: name.clone(),
+                        line: cx.loc.line(&join(&at, &key)),
+                        reference,
+                    });
+                }
+                match prepared {
                     Ok(v) => v,
                     Err(problems) => {
                         for e in problems {
@@ -475,6 +486,7 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
         tasks,
         fileloc: cx.file.display().to_string(),
         pool_lines,
+        references,
         index: Default::default(),
     };
     match dag.indexed() {

@@ -6,6 +6,7 @@ mod load;
 mod locate;
 mod pools;
 mod problem;
+mod references;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub(crate) use load::valid_pool_name;
 pub use load::{DagError, Folder, load_dag_file, load_dag_str, load_folder, parse_datetime_in};
 pub use pools::check_pools;
 pub use problem::{DateError, DurationError, IndexError, KeyPlace, Problem};
+pub use references::{TaskReference, check_references};
 
 use crate::schedule::Schedule;
 use crate::state::{TriggerRule, WeightRule};
@@ -130,6 +132,10 @@ pub struct Dag {
     /// DAG just read from its file), so checks against the database's pools name the line.
     #[serde(skip)]
     pub(crate) pool_lines: HashMap<String, PoolLines>,
+    /// The connections and variables its tasks name, at their lines (known only for a DAG
+    /// just read from its file), for [`Folder::check_references`].
+    #[serde(skip)]
+    pub(crate) references: Vec<references::TaskReference>,
     #[serde(skip)]
     index: Index,
 }

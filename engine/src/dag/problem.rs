@@ -135,6 +135,12 @@ pub enum Problem {
         key: Option<String>,
         message: String,
     },
+    /// A connection a task names that neither the database nor the environment has.
+    #[error("task `{task}`: connection `{conn_id}` does not exist (add it with `upiflow connections add {conn_id} --uri URI`, or set UPIFLOW_CONN_{})", conn_id.to_uppercase())]
+    UnknownConnection { task: String, conn_id: String },
+    /// A variable a task's template names that neither the database nor the environment has.
+    #[error("task `{task}`: variable `{key}` does not exist (set it with `upiflow variables set {key} VALUE`, or UPIFLOW_VAR_{})", key.to_uppercase())]
+    UnknownVariable { task: String, key: String },
     /// A definition that passed validation but could not be indexed.
     #[error(transparent)]
     Index(#[from] IndexError),

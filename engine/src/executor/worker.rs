@@ -15,10 +15,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::kind::{Registry, TaskContext, TaskError};
 use crate::lifecycle::{self, Finished, TryEnd};
 use crate::logs::LogWriter;
+use crate::secrets::Secrets;
 use crate::store::dags::VersionCache;
 use crate::store::tis::Claimed;
 use crate::store::{self, workers};
@@ -78,6 +79,12 @@ pub struct Worker {
     registry: Registry,
     cache: VersionCache,
     logs: LogWriter,
+    /// Handed to every try; built from the environment (`UPIFLOW_FERNET_KEY`) unless given.
+    secrets: Option<Secrets>,
+    /// Why the environment's could not be built: `run` fails with it at once.
+    secrets_error: Option<EngineError>,
+    /// Texts no try's log may show (the Fernet keys).
+    hidden: Arc<Vec<String>>,
     cfg: WorkerConfig,
     wake: Arc<Notify>,
 }
@@ -95,8 +102,15 @@ impl Worker {
                     .clone()
                     .disable_statement_logging(),
             );
+        let (secrets, secrets_error) = match Secrets::from_env(pool.clone()) {
+            Ok(secrets) => (Some(secrets), None),
+            Err(error) => (None, Some(error)),
+        };
         Self {
             logs: LogWriter::start(pool.clone()),
+            secrets,
+            secrets_error,
+            hidden: Arc::new(fernet_keys()),
             task_pool,
             pool,
             registry,
@@ -104,6 +118,14 @@ impl Worker {
             cfg,
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Uses `secrets` for connections and variables instead of the ones built from the
+    /// environment.
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = Some(secrets);
+        self.secrets_error = None;
+        self
     }
 
     /// A handle that wakes this worker (for schedulers in the same process).
@@ -118,7 +140,12 @@ impl Worker {
     /// Runs until `shutdown` is cancelled, then lets running tries finish (within the grace
     /// period) and records them.
     #[tracing::instrument(skip_all, fields(worker = %self.cfg.worker_id), err)]
-    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        // A worker that cannot read connections and variables (a bad UPIFLOW_FERNET_KEY)
+        // refuses to start rather than failing every try.
+        if let Some(error) = self.secrets_error.take() {
+            return Err(error);
+        }
         let host = hostname();
         crate::transient::retry("register worker", || {
             workers::register(
@@ -275,7 +302,11 @@ impl Worker {
                         c,
                         dag,
                         self.registry.clone(),
-                        self.task_pool.clone(),
+                        Given {
+                            pool: self.task_pool.clone(),
+                            secrets: self.secrets.clone().expect("set when there is no error"),
+                            hidden: self.hidden.clone(),
+                        },
                         self.logs.clone(),
                         self.cfg.worker_id.clone(),
                         token,
@@ -309,17 +340,34 @@ impl Worker {
     }
 }
 
+/// What a worker hands each try's body.
+struct Given {
+    /// `TaskContext::pool`.
+    pool: PgPool,
+    secrets: Secrets,
+    /// Texts masked in the try's log whatever the body does.
+    hidden: Arc<Vec<String>>,
+}
+
 /// Runs one try and says how it ended; never panics.
 async fn execute(
     c: Claimed,
     dag: Option<Arc<crate::dag::Dag>>,
     registry: Registry,
-    pool: PgPool,
+    given: Given,
     logs: LogWriter,
     worker: String,
     cancel: CancellationToken,
 ) -> Finished {
+    let Given {
+        pool,
+        secrets,
+        hidden,
+    } = given;
     let log = logs.for_try(c.try_id);
+    for text in hidden.iter() {
+        log.hide(text);
+    }
     let finished = |end| Finished {
         ti_id: c.id,
         run_pk: c.run_pk,
@@ -366,6 +414,7 @@ async fn execute(
         ds: c.logical_date.with_timezone(&dag.tz()).date_naive(),
         params,
         pool,
+        secrets,
         log: log.clone(),
     };
     log.info(format!(
@@ -387,6 +436,15 @@ async fn execute(
         },
         _ = cancel.cancelled() => TryEnd::Stopped,
     };
+    // The error is stored beside the log: the same secrets are masked in it.
+    let end = match end {
+        TryEnd::Failed { error, retryable } => TryEnd::Failed {
+            error: log.mask(error),
+            retryable,
+        },
+        TryEnd::Panicked(message) => TryEnd::Panicked(log.mask(message)),
+        end => end,
+    };
     let elapsed = started.elapsed();
     match end.error() {
         None => log.info(format!("succeeded in {elapsed:.2?}")).await,
@@ -396,6 +454,18 @@ async fn execute(
         }
     }
     finished(end)
+}
+
+/// The Fernet keys' texts (`UPIFLOW_FERNET_KEY` or standalone's generated key list,
+/// comma-separated), masked in every try's log.
+fn fernet_keys() -> Vec<String> {
+    crate::secrets::configured_key()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {

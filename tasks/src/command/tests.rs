@@ -12,6 +12,7 @@ use tokio::io::BufReader;
 use super::output::{MAX_LINE_BYTES, next_line};
 use super::*;
 use crate::testing::{only, prepare_ctx, scratch_dir, table, task_context};
+use upiflow_engine::Reference;
 
 fn prepare(dir: &Path, text: &str) -> Result<Value, PrepareError> {
     CommandKind
@@ -223,4 +224,67 @@ async fn an_overlong_line_is_cut_into_pieces() {
     assert_eq!(first.map(|l| l.len()), Some(MAX_LINE_BYTES as usize));
     let second = next_line(&mut reader, &mut buf).await.expect("reads");
     assert_eq!(second.map(|l| l.len()), Some(10));
+}
+
+#[test]
+fn templates_are_parsed_at_prepare_and_their_references_recorded() {
+    let dir = scratch_dir();
+    let ctx = prepare_ctx(&dir);
+    let config = CommandKind
+        .prepare(
+            &ctx,
+            table(
+                "command = [\"echo\", \"{{ ds }} {{ conn.wh.host }}\"]\nenv = { R = \"{{ var.region }}\" }",
+            ),
+        )
+        .expect("valid");
+    // Stored as written: rendered per try.
+    assert_eq!(config["command"][1], json!("{{ ds }} {{ conn.wh.host }}"));
+    let refs = ctx.references.borrow().clone();
+    assert_eq!(
+        refs,
+        [
+            ("command".to_string(), Reference::Connection("wh".into())),
+            ("env".to_string(), Reference::Variable("region".into())),
+        ]
+    );
+}
+
+#[test]
+fn every_bad_template_is_reported_at_its_key() {
+    let dir = scratch_dir();
+    let problems = CommandKind
+        .prepare(
+            &prepare_ctx(&dir),
+            table(
+                "command = [\"echo\", \"{{ ds \"]\nenv = { A = \"{% if %}\", B = \"{{ nope }}\" }",
+            ),
+        )
+        .expect_err("refused");
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref()).collect();
+    assert_eq!(
+        keys,
+        [Some("command"), Some("env"), Some("env")],
+        "{problems:?}"
+    );
+    assert!(problems[0].message.contains("command[1]"), "{problems:?}");
+    assert!(problems[2].message.contains("`nope`"), "{problems:?}");
+}
+
+#[tokio::test]
+async fn a_templated_cwd_is_rendered_against_the_dag_folder() {
+    let dir = scratch_dir();
+    std::fs::create_dir(dir.join("2024-01-02")).expect("mkdir");
+    let config = CommandKind
+        .prepare(
+            &prepare_ctx(&dir),
+            table("command = [\"sh\", \"-c\", \"test \\\"$(basename $(pwd))\\\" = {{ ds }}\"]\ncwd = \"{{ ds }}\""),
+        )
+        .expect("valid");
+    assert_eq!(config["cwd"], json!("{{ ds }}"));
+    let ctx = task_context(json!({}));
+    CommandKind
+        .run(&ctx, &config)
+        .await
+        .expect("runs in the rendered folder");
 }

@@ -1,10 +1,13 @@
 //! The values `sql` and `quality` tasks bind for one run, each sent with its Postgres type,
 //! and how database errors are told.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use sqlx::Arguments;
 use sqlx::postgres::{PgArguments, PgDatabaseError};
+use upiflow_engine::secrets::mask::is_sensitive_key;
 use upiflow_engine::{TaskContext, TaskError};
 
 use super::Param;
@@ -23,9 +26,56 @@ pub(crate) enum Bind {
     Jsonb(Value),
 }
 
+/// The variables (`:var.NAME`) a task's statements use, read once per try.
+#[derive(Debug, Default)]
+pub(crate) struct Variables(HashMap<String, String>);
+
+impl Variables {
+    /// Reads every variable among `params`. A missing one fails the try at once (no retry
+    /// creates it); a sensitive one is hidden in the try's log.
+    pub(crate) async fn load<'a>(
+        ctx: &TaskContext,
+        params: impl IntoIterator<Item = &'a Param>,
+    ) -> Result<Self, TaskError> {
+        let mut out = HashMap::new();
+        for param in params {
+            let Param::Var(key) = param else { continue };
+            if out.contains_key(key) {
+                continue;
+            }
+            let value = ctx.secrets.variable(key).await.map_err(|e| {
+                crate::database::lookup_error(format!("could not read variable `{key}`: {e}"), &e)
+            })?;
+            let Some(value) = value else {
+                return Err(TaskError::Fatal(format!(
+                    "`:var.{key}` is used, but variable `{key}` does not exist (`upiflow variables set {key} VALUE`, or UPIFLOW_VAR_{})",
+                    key.to_uppercase()
+                )));
+            };
+            if is_sensitive_key(key) {
+                ctx.log.hide(&value);
+            }
+            out.insert(key.clone(), value);
+        }
+        Ok(Self(out))
+    }
+}
+
 impl Bind {
-    pub(crate) fn resolve(param: &Param, ctx: &TaskContext) -> Result<Self, TaskError> {
+    pub(crate) fn resolve(
+        param: &Param,
+        ctx: &TaskContext,
+        vars: &Variables,
+    ) -> Result<Self, TaskError> {
         Ok(match param {
+            Param::Var(key) => match vars.0.get(key) {
+                Some(value) => Self::Text(value.clone()),
+                None => {
+                    return Err(TaskError::Fatal(format!(
+                        "`:var.{key}` was not read before binding"
+                    )));
+                }
+            },
             Param::DataIntervalStart => Self::Timestamp(ctx.data_interval_start),
             Param::DataIntervalEnd => Self::Timestamp(ctx.data_interval_end),
             Param::LogicalDate => Self::Timestamp(ctx.logical_date),

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::testing::{only, prepare_ctx, scratch_dir, table, task_context};
+use upiflow_engine::Reference;
 
 fn prepare_file(dir: &Path, text: &str) -> Result<Value, PrepareError> {
     std::fs::create_dir_all(dir.join("sql")).expect("mkdir");
@@ -130,11 +131,12 @@ fn param_names_round_trip_and_unknown_ones_do_not_parse() {
         "ds",
         "run_id",
         "params.x",
+        "var.region",
     ] {
         let param = Param::parse(name).expect(name);
         assert_eq!(param.to_string(), name);
     }
-    for name in ["params", "params.", "foo", "dss"] {
+    for name in ["params", "params.", "var", "var.", "foo", "dss", "foo.x"] {
         assert_eq!(Param::parse(name), None, "{name}");
     }
     assert!(serde_json::from_value::<Param>(json!("nope")).is_err());
@@ -165,9 +167,13 @@ async fn run_values_are_typed_after_their_source() {
         (Param::Params("o".into()), Bind::Jsonb(json!({"k": "v"}))),
     ];
     for (param, expected) in cases {
-        assert_eq!(Bind::resolve(&param, &ctx), Ok(expected), "{param}");
+        assert_eq!(
+            Bind::resolve(&param, &ctx, &Default::default()),
+            Ok(expected),
+            "{param}"
+        );
     }
-    let huge = Bind::resolve(&Param::Params("huge".into()), &ctx);
+    let huge = Bind::resolve(&Param::Params("huge".into()), &ctx, &Default::default());
     assert!(matches!(huge, Err(TaskError::Fatal(_))), "{huge:?}");
 }
 
@@ -205,4 +211,49 @@ async fn a_malformed_config_is_fatal() {
     let config = json!({"path": "x.sql", "statements": [statement]});
     let result = SqlKind.run(&ctx, &config).await;
     assert!(matches!(result, Err(TaskError::Fatal(_))), "{result:?}");
+}
+
+#[test]
+fn var_parameters_are_bound_and_recorded_for_validate() {
+    let dir = scratch_dir();
+    std::fs::write(dir.join("v.sql"), "SELECT :var.region, :ds, :var.region").expect("write");
+    let ctx = prepare_ctx(&dir);
+    let value = SqlKind
+        .prepare(&ctx, table("sql = \"v.sql\"\nconn = \"warehouse\""))
+        .expect("valid");
+    let config: SqlConfig = serde_json::from_value(value).expect("reads back");
+    assert_eq!(config.conn.as_deref(), Some("warehouse"));
+    assert_eq!(config.statements[0].sql, "SELECT $1, $2, $1");
+    assert_eq!(
+        config.statements[0].params,
+        [Param::Var("region".into()), Param::Ds]
+    );
+    let refs = ctx.references.borrow().clone();
+    assert_eq!(
+        refs,
+        [
+            (
+                "conn".to_string(),
+                Reference::Connection("warehouse".into())
+            ),
+            ("sql".to_string(), Reference::Variable("region".into())),
+        ]
+    );
+}
+
+#[test]
+fn a_conn_that_is_not_an_id_is_refused_at_conn() {
+    let dir = scratch_dir();
+    std::fs::write(dir.join("v.sql"), "SELECT 1").expect("write");
+    for conn in ["", "two words"] {
+        let err = SqlKind
+            .prepare(
+                &prepare_ctx(&dir),
+                table(&format!("sql = \"v.sql\"\nconn = \"{conn}\"")),
+            )
+            .map_err(only)
+            .expect_err("refused");
+        assert_eq!(err.key.as_deref(), Some("conn"), "{err:?}");
+        assert!(err.message.contains("is not a connection id"), "{err:?}");
+    }
 }

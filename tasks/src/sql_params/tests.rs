@@ -101,6 +101,13 @@ fn params_prefix_takes_one_dotted_name_others_do_not() {
 }
 
 #[test]
+fn var_prefix_takes_one_dotted_name() {
+    let s = one("SELECT :var.region, :var.region::text, :var");
+    assert_eq!(s.sql, "SELECT $1, $1::text, $2");
+    assert_eq!(names(&s), ["var.region", "var"]);
+}
+
+#[test]
 fn assignment_and_lone_colons_are_not_parameters() {
     let s = one("SELECT f(a := 1), ':' || 'x', arr[1:2]");
     assert_eq!(s.sql, "SELECT f(a := 1), ':' || 'x', arr[1:2]");
