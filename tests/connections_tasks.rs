@@ -539,3 +539,74 @@ async fn a_worker_with_an_unusable_fernet_key_refuses_to_start_without_showing_i
     assert!(err.contains("UPIFLOW_FERNET_KEY"), "{err}");
     assert!(!err.contains("not-a-fernet-key-at-all"), "{err}");
 }
+
+#[tokio::test]
+async fn dags_validate_checks_connections_and_variables_in_the_database_and_the_environment() {
+    let db = fresh_db().await;
+    let dir = dags_dir(&[
+        (
+            "refs.toml",
+            "dag_id = \"refs\"\n\
+             [[tasks]]\nid = \"load\"\nkind = \"sql\"\nsql = \"x.sql\"\nconn = \"warehouse\"\n\
+             [[tasks]]\nid = \"say\"\nkind = \"command\"\n\
+             command = [\"echo\", \"{{ conn.reporting.host }} {{ var.region }}\"]\n",
+        ),
+        ("x.sql", "SELECT 1"),
+    ]);
+    let out = cli(&db.url, &dir, &[], &["dags", "validate"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    for missing in [
+        "refs.toml:6: task `load`: connection `warehouse` does not exist",
+        "refs.toml:10: task `say`: connection `reporting` does not exist",
+        "refs.toml:10: task `say`: variable `region` does not exist",
+    ] {
+        assert!(err.contains(missing), "{missing} in {err}");
+    }
+    // Stored ones and the environment's count; then the folder is valid.
+    let add = cli(
+        &db.url,
+        &dir,
+        &[],
+        &[
+            "connections",
+            "add",
+            "warehouse",
+            "--uri",
+            "postgres://u@h:5432/d",
+        ],
+    )
+    .await;
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    let set = cli(
+        &db.url,
+        &dir,
+        &[],
+        &["variables", "set", "region", "ap-south-1"],
+    )
+    .await;
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let env = [(
+        "AIRFLOW_CONN_REPORTING",
+        "http://reports.internal".to_string(),
+    )];
+    let out = cli(&db.url, &dir, &env, &["dags", "validate"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 DAG(s) valid"));
+    // Without a database, what the environment does not supply is named as not checked.
+    let out = Command::new(env!("CARGO_BIN_EXE_upiflow"))
+        .args(["dags", "validate"])
+        .env_remove("DATABASE_URL")
+        .env("UPIFLOW_DAGS_FOLDER", &dir)
+        .env("UPIFLOW_HOME", dir.join(".upiflow"))
+        .env("AIRFLOW_CONN_REPORTING", "http://reports.internal")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run upiflow");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("note: connection warehouse, variable region not checked: no database"),
+        "{err}"
+    );
+}

@@ -60,6 +60,26 @@ async fn validate(g: &Global, path: Option<PathBuf>) -> Result<ExitCode> {
         let mut conn = pool.acquire().await?;
         let pools = upiflow_engine::store::pools::sizes(&mut conn).await?;
         folder.check_pools(&pools);
+        // Connections and variables named by tasks: the database's, or the environment's.
+        use upiflow_engine::store::secrets as stored;
+        let conns: std::collections::BTreeSet<String> = stored::all_connections(&mut conn, false)
+            .await?
+            .into_iter()
+            .map(|c| c.conn_id)
+            .collect();
+        let vars: std::collections::BTreeSet<String> = stored::all_variables(&mut conn, false)
+            .await?
+            .into_iter()
+            .map(|v| v.key)
+            .collect();
+        folder.check_references(|r| match r {
+            upiflow_engine::Reference::Connection(id) => {
+                conns.contains(id) || upiflow_engine::secrets::Secrets::connection_in_env(id)
+            }
+            upiflow_engine::Reference::Variable(key) => {
+                vars.contains(key) || upiflow_engine::secrets::variable_from_env(key).is_some()
+            }
+        });
     } else {
         let named: std::collections::BTreeSet<&str> = folder
             .dags
@@ -71,6 +91,31 @@ async fn validate(g: &Global, path: Option<PathBuf>) -> Result<ExitCode> {
             eprintln!(
                 "note: pools {} not checked: no database (set DATABASE_URL to check them)",
                 named.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+        // Connections and variables the environment supplies are known without a database.
+        let unchecked: std::collections::BTreeSet<String> = folder
+            .dags
+            .iter()
+            .flat_map(|d| d.references().iter())
+            .filter_map(|r| match &r.reference {
+                upiflow_engine::Reference::Connection(id)
+                    if !upiflow_engine::secrets::Secrets::connection_in_env(id) =>
+                {
+                    Some(format!("connection {id}"))
+                }
+                upiflow_engine::Reference::Variable(key)
+                    if upiflow_engine::secrets::variable_from_env(key).is_none() =>
+                {
+                    Some(format!("variable {key}"))
+                }
+                _ => None,
+            })
+            .collect();
+        if !unchecked.is_empty() {
+            eprintln!(
+                "note: {} not checked: no database (set DATABASE_URL to check them)",
+                unchecked.into_iter().collect::<Vec<_>>().join(", ")
             );
         }
     }
