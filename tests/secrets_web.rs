@@ -373,6 +373,29 @@ async fn the_variables_api_redacts_sensitive_keys_and_refuses_bad_bodies() {
             .as_deref(),
         Some("tok-77")
     );
+    // A patch that leaves the description out keeps it.
+    let (st, v) = a
+        .call(
+            "PATCH",
+            "/api/v2/variables/partner_token",
+            ADMIN,
+            Some(json!({"key": "partner_token", "value": "tok-78"})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["description"].clone()),
+        (StatusCode::OK, json!("from the partner")),
+        "{v}"
+    );
+    assert_eq!(
+        a.state
+            .secrets
+            .variable("partner_token")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("tok-78")
+    );
     let (_, list) = a
         .call("GET", "/api/v2/variables?order_by=-key", VIEWER, None)
         .await;
@@ -383,7 +406,7 @@ async fn the_variables_api_redacts_sensitive_keys_and_refuses_bad_bodies() {
         .map(|v| v["key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["partner_token", "limits"]);
-    assert!(!list.to_string().contains("tok-77") && !list.to_string().contains("s-1"));
+    assert!(!list.to_string().contains("tok-78") && !list.to_string().contains("s-1"));
     for (method, uri, body, want) in [
         (
             "POST",

@@ -170,11 +170,20 @@ struct VariableBody {
     /// A string is stored as it is; any other JSON value as its JSON text.
     #[schema(value_type = Object)]
     value: Value,
-    #[serde(default)]
-    description: Option<String>,
+    /// In a patch, left out: kept; `null`: removed.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
     /// Only `null`: upiflow has no multi-team mode.
     #[serde(default)]
     team_name: Option<String>,
+}
+
+/// A field that may be left out, given as `null` or given a value.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl VariableBody {
@@ -214,7 +223,11 @@ async fn create(
     b.checked()?;
     let stored = s
         .secrets
-        .add_variable(&b.key, &b.text(), b.description.as_deref())
+        .add_variable(
+            &b.key,
+            &b.text(),
+            b.description.clone().flatten().as_deref(),
+        )
         .await
         .map_err(|e| var_error(&b.key, e))?;
     Ok((StatusCode::CREATED, Json(to_response(stored))))
@@ -222,8 +235,9 @@ async fn create(
 
 const FIELDS: [&str; 2] = ["value", "description"];
 
-/// Changes a variable (admin): its value and description, or with `update_mask` only those
-/// it names. A value of `***` (what a sensitive one reads) keeps the stored value.
+/// Changes a variable (admin): its value and the description if the body gives one, or with
+/// `update_mask` only those it names. A value of `***` (what a sensitive one reads) keeps the
+/// stored value.
 #[utoipa::path(patch, path = "/api/v2/variables/{variable_key}", tag = "Variable",
     params(("variable_key" = String, Path),
         ("update_mask" = Option<Vec<String>>, Query,
@@ -271,8 +285,8 @@ async fn patch(
             if wanted("value") && text != redact::MASK {
                 *val = text.clone();
             }
-            if wanted("description") {
-                *description = b.description.clone();
+            if wanted("description") && b.description.is_some() {
+                *description = b.description.clone().flatten();
             }
             Ok(())
         })
