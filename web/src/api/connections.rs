@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
+use super::runs::{present, update_mask};
 use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
@@ -124,24 +125,15 @@ struct ConnectionListQuery {
     connection_id_prefix_pattern: Option<String>,
 }
 
-fn conn_order(v: &str) -> Result<(ConnOrder, bool), ApiError> {
-    let (desc, key) = match v.strip_prefix('-') {
-        Some(k) => (true, k),
-        None => (false, v),
-    };
-    let order = match key {
-        "connection_id" | "conn_id" => ConnOrder::ConnId,
-        "conn_type" => ConnOrder::ConnType,
-        "description" => ConnOrder::Description,
-        "host" => ConnOrder::Host,
-        "port" => ConnOrder::Port,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model (upiflow sorts connections by connection_id, conn_type, description, host or port; they have no id)"
-            )));
-        }
-    };
-    Ok((order, desc))
+fn conn_order(key: &str) -> Option<ConnOrder> {
+    match key {
+        "connection_id" | "conn_id" => Some(ConnOrder::ConnId),
+        "conn_type" => Some(ConnOrder::ConnType),
+        "description" => Some(ConnOrder::Description),
+        "host" => Some(ConnOrder::Host),
+        "port" => Some(ConnOrder::Port),
+        _ => None,
+    }
 }
 
 /// Stored connections (not those only in the environment, as in Airflow), by id unless
@@ -158,10 +150,7 @@ async fn list(
     mut q: Query,
 ) -> Result<Json<ConnectionCollectionResponse>, ApiError> {
     let (limit, offset) = q.page()?;
-    let mut order = Vec::new();
-    for v in q.all_split("order_by") {
-        order.push(conn_order(&v)?);
-    }
+    let order = q.order_by(conn_order, " (upiflow sorts connections by connection_id, conn_type, description, host or port; they have no id)")?;
     let matches = q.patterns("connection_id")?;
     q.finish::<&str>(&[])?;
     let (rows, total) = s
@@ -232,14 +221,9 @@ struct ConnectionBody {
     team_name: Option<Option<String>>,
 }
 
-/// A field that may be left out, given as `null` or given a value.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-const FIELDS: [&str; 8] = [
+/// What `update_mask` may name (the id is never changed).
+const FIELDS: [&str; 9] = [
+    "connection_id",
     "conn_type",
     "description",
     "host",
@@ -302,37 +286,53 @@ impl ConnectionBody {
         Ok(())
     }
 
-    /// Applies the fields `wanted` says to `c`, merging `***` with what `c` holds.
-    fn apply(
-        &self,
-        c: &mut Connection,
-        wanted: &dyn Fn(&str, bool) -> bool,
-    ) -> Result<(), ApiError> {
-        if wanted("conn_type", true) {
+    /// The fields the body gives (`conn_type` always).
+    fn given(&self) -> Vec<&'static str> {
+        let mut out = vec!["conn_type"];
+        for (field, given) in [
+            ("description", self.description.is_some()),
+            ("host", self.host.is_some()),
+            ("login", self.login.is_some()),
+            ("schema", self.schema.is_some()),
+            ("port", self.port.is_some()),
+            ("password", self.password.is_some()),
+            ("extra", self.extra.is_some()),
+        ] {
+            if given {
+                out.push(field);
+            }
+        }
+        out
+    }
+
+    /// Applies `fields` of the body to `c`, merging `***` with what `c` holds.
+    fn apply(&self, c: &mut Connection, fields: &[&str]) -> Result<(), ApiError> {
+        let wanted = |f: &str| fields.contains(&f);
+        if wanted("conn_type") {
             c.conn_type = self.conn_type.clone();
         }
-        if wanted("description", self.description.is_some()) {
+        if wanted("description") {
             c.description = self.description.clone().flatten();
         }
-        if wanted("host", self.host.is_some()) {
+        if wanted("host") {
             c.host = self.host.clone().flatten();
         }
-        if wanted("login", self.login.is_some()) {
+        if wanted("login") {
             c.login = self.login.clone().flatten();
         }
-        if wanted("schema", self.schema.is_some()) {
+        if wanted("schema") {
             c.schema = self.schema.clone().flatten();
         }
-        if wanted("port", self.port.is_some()) {
+        if wanted("port") {
             c.port = port_of(self.port.flatten())?;
         }
-        if wanted("password", self.password.is_some()) {
+        if wanted("password") {
             c.password = match self.password.clone().flatten() {
                 Some(p) if p == redact::MASK => c.password.take(),
                 p => p,
             };
         }
-        if wanted("extra", self.extra.is_some()) {
+        if wanted("extra") {
             c.extra = match self.extra.clone().flatten() {
                 None => Map::new(),
                 Some(text) => redact::merge_extra(parse_extra(&text)?, &c.extra),
@@ -347,7 +347,7 @@ impl ConnectionBody {
             conn_id: self.connection_id.clone(),
             ..Connection::default()
         };
-        self.apply(&mut c, &|_, given| given)?;
+        self.apply(&mut c, &self.given())?;
         // Nothing stored to merge a `***` with: it is the password itself.
         if self.password.clone().flatten().as_deref() == Some(redact::MASK) {
             c.password = Some(redact::MASK.to_string());
@@ -401,36 +401,21 @@ async fn patch(
     mut q: Query,
     Body(b): Body<ConnectionBody>,
 ) -> Result<Json<ConnectionResponse>, ApiError> {
-    let mask: Vec<String> = q
-        .all_split("update_mask")
-        .into_iter()
-        .map(|f| f.trim().to_string())
-        .collect();
+    let fields = update_mask(&mut q, &b.given(), &FIELDS)?;
     q.finish::<&str>(&[])?;
     if b.connection_id != id {
         return Err(ApiError::BadRequest(
             "The connection_id in the request body does not match the URL parameter".into(),
         ));
     }
-    if let Some(bad) = mask
-        .iter()
-        .find(|f| !FIELDS.contains(&f.as_str()) && f.as_str() != "connection_id")
-    {
-        return Err(ApiError::BadRequest(format!(
-            "update_mask: `{bad}` is not a field of a connection ({})",
-            FIELDS.join(", ")
-        )));
-    }
     b.checked()?;
-    let wanted =
-        |field: &str, given: bool| given && (mask.is_empty() || mask.iter().any(|f| f == field));
     // The body is checked before the database is touched, so a bad field is a 422 and
     // nothing is written.
-    b.apply(&mut Connection::default(), &wanted)?;
+    b.apply(&mut Connection::default(), &fields)?;
     let stored = s
         .secrets
         .patch_connection(&id, &|c| {
-            b.apply(c, &wanted).map_err(|e| EngineError::ConnInvalid {
+            b.apply(c, &fields).map_err(|e| EngineError::ConnInvalid {
                 conn_id: c.conn_id.clone(),
                 reason: e.to_string(),
             })
@@ -488,7 +473,7 @@ async fn test(
         .map_err(|e| conn_error(&b.connection_id, e))?;
     let c = match known {
         Some(mut c) => {
-            b.apply(&mut c, &|_, given| given)?;
+            b.apply(&mut c, &b.given())?;
             c
         }
         None => b.connection()?,

@@ -202,23 +202,14 @@ const DAG_LIST_UNSUPPORTED: &[(&str, &str)] = &[
     ),
 ];
 
-fn dag_order(v: &str) -> Result<(DagOrder, bool), ApiError> {
-    let (desc, key) = match v.strip_prefix('-') {
-        Some(k) => (true, k),
-        None => (false, v),
-    };
-    let col = match key {
-        "dag_id" | "dag_display_name" => DagOrder::DagId,
-        "next_dagrun" => DagOrder::NextDagrun,
-        "last_run_state" => DagOrder::LastRunState,
-        "last_run_start_date" => DagOrder::LastRunStartDate,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model"
-            )));
-        }
-    };
-    Ok((col, desc))
+fn dag_order(key: &str) -> Option<DagOrder> {
+    match key {
+        "dag_id" | "dag_display_name" => Some(DagOrder::DagId),
+        "next_dagrun" => Some(DagOrder::NextDagrun),
+        "last_run_state" => Some(DagOrder::LastRunState),
+        "last_run_start_date" => Some(DagOrder::LastRunStartDate),
+        _ => None,
+    }
 }
 
 fn run_state(key: &str, v: &str) -> Result<upiflow_engine::RunState, ApiError> {
@@ -295,10 +286,7 @@ async fn list(
     mut q: Query,
 ) -> Result<Json<DagCollectionResponse>, ApiError> {
     let (limit, offset) = q.page()?;
-    let mut order = Vec::new();
-    for v in q.all_split("order_by") {
-        order.push(dag_order(&v)?);
-    }
+    let order = q.order_by(dag_order, "")?;
     let filter = read_filter(&mut q)?;
     q.finish(DAG_LIST_UNSUPPORTED)?;
     let mut conn = s.pool.acquire().await?;

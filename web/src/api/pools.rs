@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use upiflow_engine::store::pools::{self as store_pools, PoolOrder, PoolUsage};
 use upiflow_engine::{EngineError, ErrorKind, pools};
 use utoipa::{IntoParams, ToSchema};
@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
+use super::runs::present;
 use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
@@ -107,16 +108,10 @@ struct PoolListQuery {
     pool_name_prefix_pattern: Option<String>,
 }
 
-fn pool_order(v: &str) -> Result<(PoolOrder, bool), ApiError> {
-    let (desc, key) = match v.strip_prefix('-') {
-        Some(k) => (true, k),
-        None => (false, v),
-    };
+fn pool_order(key: &str) -> Option<PoolOrder> {
     match key {
-        "name" | "pool" => Ok((PoolOrder::Name, desc)),
-        other => Err(ApiError::BadRequest(format!(
-            "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model (upiflow sorts pools by `name`; they have no id)"
-        ))),
+        "name" | "pool" => Some(PoolOrder::Name),
+        _ => None,
     }
 }
 
@@ -132,10 +127,10 @@ async fn list(
     mut q: Query,
 ) -> Result<Json<PoolCollectionResponse>, ApiError> {
     let (limit, offset) = q.page()?;
-    let mut order = Vec::new();
-    for v in q.all_split("order_by") {
-        order.push(pool_order(&v)?);
-    }
+    let order = q.order_by(
+        pool_order,
+        " (upiflow sorts pools by `name`; they have no id)",
+    )?;
     let matches = q.patterns("pool_name")?;
     q.finish::<&str>(&[])?;
     let mut conn = s.pool.acquire().await?;
@@ -228,14 +223,6 @@ async fn create(
         tracing::warn!(user = %user.username, pool = %b.name, warning = %w, "pool created smaller than a task needs");
     }
     Ok((StatusCode::CREATED, Json(to_response(changed.pool))))
-}
-
-/// A field that may be left out, given as `null` or given a value: `None`, `Some(None)`,
-/// `Some(Some(v))`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Airflow's `PoolPatchBody`: the fields given change (or, with `update_mask`, those named).

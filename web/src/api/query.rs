@@ -58,6 +58,29 @@ impl Query {
             .collect()
     }
 
+    /// The sort keys of `order_by` (repeatable or comma-separated), each one `key` knows,
+    /// `-` first for descending. An unknown one is a 400 in Airflow's words, `hint` after them.
+    pub fn order_by<T>(
+        &mut self,
+        key: impl Fn(&str) -> Option<T>,
+        hint: &str,
+    ) -> Result<Vec<(T, bool)>, ApiError> {
+        self.all_split("order_by")
+            .iter()
+            .map(|v| {
+                let (desc, name) = match v.strip_prefix('-') {
+                    Some(k) => (true, k),
+                    None => (false, v.as_str()),
+                };
+                key(name).map(|k| (k, desc)).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "order_by: ordering with '{name}' is disallowed or the attribute does not exist on the model{hint}"
+                    ))
+                })
+            })
+            .collect()
+    }
+
     /// The value of a parameter given at most once.
     pub fn one(&mut self, key: &str) -> Result<Option<String>, ApiError> {
         let mut values = self.all(key);

@@ -242,28 +242,19 @@ fn run_list_unsupported() -> Vec<(String, &'static str)> {
     out
 }
 
-fn run_order(v: &str) -> Result<(RunOrder, bool), ApiError> {
-    let (desc, key) = match v.strip_prefix('-') {
-        Some(k) => (true, k),
-        None => (false, v),
-    };
-    let order = match key {
-        "id" => RunOrder::Id,
-        "state" => RunOrder::State,
-        "dag_id" => RunOrder::DagId,
-        "run_id" | "dag_run_id" => RunOrder::RunId,
-        "logical_date" => RunOrder::LogicalDate,
-        "run_after" => RunOrder::RunAfter,
-        "start_date" => RunOrder::StartDate,
-        "end_date" => RunOrder::EndDate,
-        "duration" => RunOrder::Duration,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model"
-            )));
-        }
-    };
-    Ok((order, desc))
+fn run_order(key: &str) -> Option<RunOrder> {
+    match key {
+        "id" => Some(RunOrder::Id),
+        "state" => Some(RunOrder::State),
+        "dag_id" => Some(RunOrder::DagId),
+        "run_id" | "dag_run_id" => Some(RunOrder::RunId),
+        "logical_date" => Some(RunOrder::LogicalDate),
+        "run_after" => Some(RunOrder::RunAfter),
+        "start_date" => Some(RunOrder::StartDate),
+        "end_date" => Some(RunOrder::EndDate),
+        "duration" => Some(RunOrder::Duration),
+        _ => None,
+    }
 }
 
 fn run_type(v: &str) -> Result<upiflow_engine::RunType, ApiError> {
@@ -296,10 +287,7 @@ async fn list(
     mut q: Query,
 ) -> Result<Json<DagRunCollectionResponse>, ApiError> {
     let (limit, offset) = q.page()?;
-    let mut order = Vec::new();
-    for v in q.all_split("order_by") {
-        order.push(run_order(&v)?);
-    }
+    let order = q.order_by(run_order, "")?;
     let mut f = RunFilter {
         states: super::dags::run_states(&mut q, "state")?,
         dag_id_matches: q.patterns("dag_id")?,

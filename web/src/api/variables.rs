@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
+use super::runs::{present, update_mask};
 use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
@@ -93,22 +94,13 @@ struct VariableListQuery {
     variable_key_prefix_pattern: Option<String>,
 }
 
-fn var_order(v: &str) -> Result<(VarOrder, bool), ApiError> {
-    let (desc, key) = match v.strip_prefix('-') {
-        Some(k) => (true, k),
-        None => (false, v),
-    };
-    let order = match key {
-        "key" => VarOrder::Key,
-        "description" => VarOrder::Description,
-        "is_encrypted" => VarOrder::IsEncrypted,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "order_by: ordering with '{other}' is disallowed or the attribute does not exist on the model (upiflow sorts variables by key, description or is_encrypted; they have no id, and values are not sorted so their order reveals nothing)"
-            )));
-        }
-    };
-    Ok((order, desc))
+fn var_order(key: &str) -> Option<VarOrder> {
+    match key {
+        "key" => Some(VarOrder::Key),
+        "description" => Some(VarOrder::Description),
+        "is_encrypted" => Some(VarOrder::IsEncrypted),
+        _ => None,
+    }
 }
 
 /// Stored variables, by key unless `order_by` says otherwise.
@@ -124,10 +116,7 @@ async fn list(
     mut q: Query,
 ) -> Result<Json<VariableCollectionResponse>, ApiError> {
     let (limit, offset) = q.page()?;
-    let mut order = Vec::new();
-    for v in q.all_split("order_by") {
-        order.push(var_order(&v)?);
-    }
+    let order = q.order_by(var_order, " (upiflow sorts variables by key, description or is_encrypted; they have no id, and values are not sorted so their order reveals nothing)")?;
     let matches = q.patterns("variable_key")?;
     q.finish::<&str>(&[])?;
     let (rows, total) = s
@@ -179,13 +168,6 @@ struct VariableBody {
     team_name: Option<String>,
 }
 
-/// A field that may be left out, given as `null` or given a value.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 impl VariableBody {
     fn checked(&self) -> Result<(), ApiError> {
         if self.team_name.is_some() {
@@ -233,7 +215,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(to_response(stored))))
 }
 
-const FIELDS: [&str; 2] = ["value", "description"];
+/// What `update_mask` may name (the key is never changed).
+const FIELDS: [&str; 3] = ["key", "value", "description"];
 
 /// Changes a variable (admin): its value and the description if the body gives one, or with
 /// `update_mask` only those it names. A value of `***` (what a sensitive one reads) keeps the
@@ -256,36 +239,27 @@ async fn patch(
     mut q: Query,
     Body(b): Body<VariableBody>,
 ) -> Result<Json<VariableResponse>, ApiError> {
-    let mask: Vec<String> = q
-        .all_split("update_mask")
-        .into_iter()
-        .map(|f| f.trim().to_string())
-        .collect();
+    let given: &[&str] = if b.description.is_some() {
+        &["value", "description"]
+    } else {
+        &["value"]
+    };
+    let fields = update_mask(&mut q, given, &FIELDS)?;
     q.finish::<&str>(&[])?;
     if b.key != key {
         return Err(ApiError::BadRequest(
             "Invalid body, key from request body doesn't match uri parameter".into(),
         ));
     }
-    if let Some(bad) = mask
-        .iter()
-        .find(|f| !FIELDS.contains(&f.as_str()) && f.as_str() != "key")
-    {
-        return Err(ApiError::BadRequest(format!(
-            "update_mask: `{bad}` is not a field of a variable ({})",
-            FIELDS.join(", ")
-        )));
-    }
     b.checked()?;
-    let wanted = |field: &str| mask.is_empty() || mask.iter().any(|f| f == field);
     let text = b.text();
     let stored = s
         .secrets
         .patch_variable(&key, &|val, description| {
-            if wanted("value") && text != redact::MASK {
+            if fields.contains(&"value") && text != redact::MASK {
                 *val = text.clone();
             }
-            if wanted("description") && b.description.is_some() {
+            if fields.contains(&"description") {
                 *description = b.description.clone().flatten();
             }
             Ok(())
