@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::kind::{Registry, TaskContext, TaskError};
 use crate::lifecycle::{self, Finished, TryEnd};
 use crate::logs::LogWriter;
@@ -80,11 +80,8 @@ pub struct Worker {
     cache: VersionCache,
     logs: LogWriter,
     /// Handed to every try; built from the environment (`UPIFLOW_FERNET_KEY`) unless given.
-    secrets: Option<Secrets>,
-    /// Why the environment's could not be built: `run` fails with it at once.
-    secrets_error: Option<EngineError>,
-    /// Texts no try's log may show (the Fernet keys).
-    hidden: Arc<Vec<String>>,
+    /// An error (a bad key) makes `run` fail at once.
+    secrets: Result<Secrets>,
     cfg: WorkerConfig,
     wake: Arc<Notify>,
 }
@@ -102,15 +99,9 @@ impl Worker {
                     .clone()
                     .disable_statement_logging(),
             );
-        let (secrets, secrets_error) = match Secrets::from_env(pool.clone()) {
-            Ok(secrets) => (Some(secrets), None),
-            Err(error) => (None, Some(error)),
-        };
         Self {
             logs: LogWriter::start(pool.clone()),
-            secrets,
-            secrets_error,
-            hidden: Arc::new(fernet_keys()),
+            secrets: Secrets::from_env(pool.clone()),
             task_pool,
             pool,
             registry,
@@ -123,8 +114,7 @@ impl Worker {
     /// Uses `secrets` for connections and variables instead of the ones built from the
     /// environment.
     pub fn with_secrets(mut self, secrets: Secrets) -> Self {
-        self.secrets = Some(secrets);
-        self.secrets_error = None;
+        self.secrets = Ok(secrets);
         self
     }
 
@@ -140,12 +130,13 @@ impl Worker {
     /// Runs until `shutdown` is cancelled, then lets running tries finish (within the grace
     /// period) and records them.
     #[tracing::instrument(skip_all, fields(worker = %self.cfg.worker_id), err)]
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         // A worker that cannot read connections and variables (a bad UPIFLOW_FERNET_KEY)
         // refuses to start rather than failing every try.
-        if let Some(error) = self.secrets_error.take() {
-            return Err(error);
-        }
+        let secrets = match &self.secrets {
+            Ok(s) => s.clone(),
+            Err(_) => return self.secrets.map(|_| ()),
+        };
         let host = hostname();
         crate::transient::retry("register worker", || {
             workers::register(
@@ -187,7 +178,7 @@ impl Worker {
             background.clone(),
         ));
 
-        let result = self.claim_loop(&shutdown, &cancels).await;
+        let result = self.claim_loop(&shutdown, &cancels, &secrets).await;
 
         background.cancel();
         let _ = listener.await;
@@ -208,7 +199,12 @@ impl Worker {
         result
     }
 
-    async fn claim_loop(&self, shutdown: &CancellationToken, cancels: &Cancels) -> Result<()> {
+    async fn claim_loop(
+        &self,
+        shutdown: &CancellationToken,
+        cancels: &Cancels,
+        secrets: &Secrets,
+    ) -> Result<()> {
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut done: Vec<Finished> = Vec::new();
         let mut stopping = false;
@@ -229,6 +225,7 @@ impl Worker {
             // Outcomes are recorded with a claim of the downstream they made runnable, in one
             // transaction; other runnable work is claimed on its own.
             let mut claims = Vec::new();
+            let mut taken = 0;
             let mut more = true;
             if !done.is_empty() {
                 self.logs.flush().await;
@@ -255,6 +252,7 @@ impl Worker {
                         done.clear();
                         backoff::backoff::Backoff::reset(&mut db_backoff);
                         more = claim.left;
+                        taken += claim.tries.len();
                         claims.push(claim);
                     }
                     Err(error) => {
@@ -268,13 +266,15 @@ impl Worker {
                     }
                 }
             }
-            let taken: usize = claims.iter().map(|c| c.tries.len()).sum();
             let room = free - taken;
             if more && room > 0 {
                 match lifecycle::claim::claim(&self.pool, &self.cache, &self.cfg.worker_id, room)
                     .await
                 {
-                    Ok(claim) => claims.push(claim),
+                    Ok(claim) => {
+                        taken += claim.tries.len();
+                        claims.push(claim);
+                    }
                     Err(error) => {
                         let wait = backoff::backoff::Backoff::next_backoff(&mut db_backoff)
                             .unwrap_or(Duration::from_secs(5));
@@ -288,7 +288,6 @@ impl Worker {
                 return Ok(());
             }
             let mut next_retry = None;
-            let taken: usize = claims.iter().map(|c| c.tries.len()).sum();
             let claimed_all = free > 0 && taken == free;
             for claim in claims {
                 next_retry = next_retry.or(claim.next_retry_in);
@@ -304,8 +303,7 @@ impl Worker {
                         self.registry.clone(),
                         Given {
                             pool: self.task_pool.clone(),
-                            secrets: self.secrets.clone().expect("set when there is no error"),
-                            hidden: self.hidden.clone(),
+                            secrets: secrets.clone(),
                         },
                         self.logs.clone(),
                         self.cfg.worker_id.clone(),
@@ -345,8 +343,6 @@ struct Given {
     /// `TaskContext::pool`.
     pool: PgPool,
     secrets: Secrets,
-    /// Texts masked in the try's log whatever the body does.
-    hidden: Arc<Vec<String>>,
 }
 
 /// Runs one try and says how it ended; never panics.
@@ -359,14 +355,11 @@ async fn execute(
     worker: String,
     cancel: CancellationToken,
 ) -> Finished {
-    let Given {
-        pool,
-        secrets,
-        hidden,
-    } = given;
+    let Given { pool, secrets } = given;
     let log = logs.for_try(c.try_id);
-    for text in hidden.iter() {
-        log.hide(text);
+    // The Fernet keys never show in a try's log, whatever the body does.
+    for key in secrets.keys().map(|k| k.raw()).unwrap_or_default() {
+        log.hide(key);
     }
     let finished = |end| Finished {
         ti_id: c.id,
@@ -454,18 +447,6 @@ async fn execute(
         }
     }
     finished(end)
-}
-
-/// The Fernet keys' texts (`UPIFLOW_FERNET_KEY` or standalone's generated key list,
-/// comma-separated), masked in every try's log.
-fn fernet_keys() -> Vec<String> {
-    crate::secrets::configured_key()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {

@@ -40,11 +40,47 @@ pub struct Claim {
     pub left: bool,
 }
 
-/// What [`claim_locked`] took.
+/// What [`claim_locked`] took, before the DAG versions are loaded.
 pub(crate) struct Taken {
     pub claimed: Vec<Claimed>,
     pub next_retry_in: Option<Duration>,
     pub left: bool,
+}
+
+impl Taken {
+    /// A claim that did not look (no room, or nothing to look for): others may fit.
+    pub(crate) fn nothing() -> Self {
+        Taken {
+            claimed: Vec::new(),
+            next_retry_in: None,
+            left: true,
+        }
+    }
+
+    /// The [`Claim`], with the DAG version of each claimed task instance (loaded after the
+    /// claim committed).
+    pub(crate) async fn with_versions(
+        self,
+        conn: &mut PgConnection,
+        cache: &VersionCache,
+    ) -> Claim {
+        let mut tries = Vec::with_capacity(self.claimed.len());
+        for c in self.claimed {
+            let dag = match cache.get(conn, &c.dag_id, &c.dag_hash).await {
+                Ok(d) => Some(d),
+                Err(error) => {
+                    tracing::error!(%error, dag_id = %c.dag_id, "cannot load DAG version");
+                    None
+                }
+            };
+            tries.push((c, dag));
+        }
+        Claim {
+            tries,
+            next_retry_in: self.next_retry_in,
+            left: self.left,
+        }
+    }
 }
 
 /// Claims up to `limit` runnable task instances for `worker`, in a transaction of its own.
@@ -59,11 +95,7 @@ pub async fn claim(
     let mut tx = tis::begin_claim(&mut conn).await?;
     let taken = claim_locked(&mut tx, worker, limit, None).await?;
     tx.commit().await?;
-    Ok(Claim {
-        tries: with_versions(&mut conn, cache, taken.claimed).await,
-        next_retry_in: taken.next_retry_in,
-        left: taken.left,
-    })
+    Ok(taken.with_versions(&mut conn, cache).await)
 }
 
 /// The claim itself, inside a transaction that opened with [`tis::begin_claim`]: the first
@@ -77,11 +109,7 @@ pub(crate) async fn claim_locked(
     only: Option<&HashSet<(i64, String)>>,
 ) -> Result<Taken> {
     if limit == 0 {
-        return Ok(Taken {
-            claimed: Vec::new(),
-            next_retry_in: None,
-            left: true,
-        });
+        return Ok(Taken::nothing());
     }
     let fetch = (limit.max(8) * 2) as i64;
     let view = tis::claim_view(tx, fetch).await?;
@@ -117,26 +145,6 @@ pub(crate) async fn claim_locked(
         claimed,
         next_retry_in,
     })
-}
-
-/// Loads the DAG version of each claimed task instance (after the claim committed).
-pub(crate) async fn with_versions(
-    conn: &mut PgConnection,
-    cache: &VersionCache,
-    claimed: Vec<Claimed>,
-) -> Vec<(Claimed, Option<Arc<Dag>>)> {
-    let mut out = Vec::with_capacity(claimed.len());
-    for c in claimed {
-        let dag = match cache.get(conn, &c.dag_id, &c.dag_hash).await {
-            Ok(d) => Some(d),
-            Err(error) => {
-                tracing::error!(%error, dag_id = %c.dag_id, "cannot load DAG version");
-                None
-            }
-        };
-        out.push((c, dag));
-    }
-    out
 }
 
 /// What is free now: open slots per pool, running task instances per run and per task.
@@ -248,11 +256,10 @@ pub(crate) fn choose(
         if walk.ids.len() == limit {
             break;
         }
-        let allowed = only.is_none_or(|o| o.contains(&(c.run_pk, c.task_id.clone())));
         if !room.fits(c) {
             continue;
         }
-        if !allowed {
+        if only.is_some_and(|o| !o.contains(&(c.run_pk, c.task_id.clone()))) {
             walk.stopped = true;
             break;
         }

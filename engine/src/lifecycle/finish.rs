@@ -155,11 +155,7 @@ pub async fn finish_and_claim(
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let out = record(&mut tx, cache, batch).await?;
     let taken = if out.downstream.is_empty() || limit == 0 {
-        claim::Taken {
-            claimed: Vec::new(),
-            next_retry_in: None,
-            left: true,
-        }
+        claim::Taken::nothing()
     } else {
         tis::lock_pools(&mut tx).await?;
         claim::claim_locked(&mut tx, worker, limit, Some(&out.downstream)).await?
@@ -169,15 +165,7 @@ pub async fn finish_and_claim(
         store::notify_wake(&mut tx).await?;
     }
     tx.commit().await?;
-    let tries = claim::with_versions(&mut conn, cache, taken.claimed).await;
-    Ok((
-        out,
-        Claim {
-            tries,
-            next_retry_in: taken.next_retry_in,
-            left: taken.left,
-        },
-    ))
+    Ok((out, taken.with_versions(&mut conn, cache).await))
 }
 
 /// The recording itself, in the caller's transaction (which wakes others if needed).

@@ -40,16 +40,15 @@ pub struct Claimed {
 /// [`lock_pools`]). So the pool rows cannot close a lock cycle.
 pub async fn begin_claim(conn: &mut PgConnection) -> Result<sqlx::Transaction<'_, sqlx::Postgres>> {
     use sqlx::Connection;
-    Ok(conn
-        .begin_with("BEGIN; SELECT 1 FROM pools ORDER BY name FOR UPDATE")
-        .await?)
+    Ok(conn.begin_with(format!("BEGIN; {LOCK_POOLS}")).await?)
 }
+
+/// The claim's critical section: every pool row, locked in name order.
+const LOCK_POOLS: &str = "SELECT 1 FROM pools ORDER BY name FOR UPDATE";
 
 /// Takes the claim's critical section inside a transaction that is already open.
 pub async fn lock_pools(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT 1 FROM pools ORDER BY name FOR UPDATE")
-        .execute(conn)
-        .await?;
+    sqlx::query(LOCK_POOLS).execute(conn).await?;
     Ok(())
 }
 
