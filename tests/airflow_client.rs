@@ -28,6 +28,46 @@ fn python() -> PathBuf {
     venv
 }
 
+/// Serves upiflow's web on a free local port until the script ends, runs
+/// `tests/airflow_client/SCRIPT` with the client's environment (`UPIFLOW_URL`, the `airflow`
+/// admin, and `env`) and fails with its output unless it printed `ok` last.
+async fn run_client_script(db: &TestDb, script: &str, env: &[(&str, String)], within: Duration) {
+    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(upiflow_web::serve(listener, state, async move {
+        s.cancelled().await
+    }));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/airflow_client")
+        .join(script);
+    let out = tokio::time::timeout(
+        within,
+        tokio::process::Command::new(python())
+            .arg(&path)
+            .env("UPIFLOW_URL", &url)
+            .env("UPIFLOW_USER", "airflow")
+            .env("UPIFLOW_PASSWORD", "airflow-password")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client script finishes")
+    .expect("python runs");
+    stop.cancel();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "Airflow's client failed ({script}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn airflows_python_client_drives_upiflow() {
     let db = fresh_db().await;
@@ -58,38 +98,9 @@ async fn airflows_python_client_drives_upiflow() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
-    let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let s = stop.clone();
-    tokio::spawn(upiflow_web::serve(listener, state, async move {
-        s.cancelled().await
-    }));
-
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/check.py");
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new(python())
-            .arg(&script)
-            .env("UPIFLOW_URL", &url)
-            .env("UPIFLOW_USER", "airflow")
-            .env("UPIFLOW_PASSWORD", "airflow-password")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the client script finishes")
-    .expect("python runs");
+    run_client_script(&db, "check.py", &[], Duration::from_secs(240)).await;
     stop.cancel();
     worker_stop.cancel();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "Airflow's client failed against upiflow:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
 }
 
 /// Pools through the client (`tests/airflow_client/pools.py`): create, duplicate, get,
@@ -100,37 +111,7 @@ async fn airflows_python_client_manages_pools() {
     auth::create_user(&db.pool, "airflow", "airflow-password", Role::Admin)
         .await
         .unwrap();
-    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
-    let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(upiflow_web::serve(listener, state, async move {
-        s.cancelled().await
-    }));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/pools.py");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(python())
-            .arg(&script)
-            .env("UPIFLOW_URL", &url)
-            .env("UPIFLOW_USER", "airflow")
-            .env("UPIFLOW_PASSWORD", "airflow-password")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the client script finishes")
-    .expect("python runs");
-    stop.cancel();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "Airflow's client failed on pools:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    run_client_script(&db, "pools.py", &[], Duration::from_secs(120)).await;
 }
 
 /// Connections and variables through the client (`tests/airflow_client/connections.py`): create,
@@ -143,42 +124,13 @@ async fn airflows_python_client_manages_connections_and_variables() {
     auth::create_user(&db.pool, "airflow", "airflow-password", Role::Admin)
         .await
         .unwrap();
-    let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
-    let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(upiflow_web::serve(listener, state, async move {
-        s.cancelled().await
-    }));
     // The connection under test is this test's own database (the dev cluster trusts it).
     let pg = url::Url::parse(&db.url).unwrap();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/connections.py");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(python())
-            .arg(&script)
-            .env("UPIFLOW_URL", &url)
-            .env("UPIFLOW_USER", "airflow")
-            .env("UPIFLOW_PASSWORD", "airflow-password")
-            .env("PG_HOST", pg.host_str().unwrap())
-            .env("PG_PORT", pg.port().unwrap_or(5432).to_string())
-            .env("PG_USER", pg.username())
-            .env("PG_DB", pg.path().trim_start_matches('/'))
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the client script finishes")
-    .expect("python runs");
-    stop.cancel();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "Airflow's client failed on connections and variables:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    let env = [
+        ("PG_HOST", pg.host_str().unwrap().to_string()),
+        ("PG_PORT", pg.port().unwrap_or(5432).to_string()),
+        ("PG_USER", pg.username().to_string()),
+        ("PG_DB", pg.path().trim_start_matches('/').to_string()),
+    ];
+    run_client_script(&db, "connections.py", &env, Duration::from_secs(120)).await;
 }

@@ -111,6 +111,16 @@ impl App {
         .await
     }
 
+    /// A variable as tasks read it (decrypted).
+    async fn var(&self, key: &str) -> Option<String> {
+        self.state.secrets.variable(key).await.unwrap()
+    }
+
+    /// A connection as tasks read it (decrypted).
+    async fn conn(&self, id: &str) -> Option<upiflow_engine::secrets::Connection> {
+        self.state.secrets.connection(id).await.unwrap()
+    }
+
     async fn csrf(&self, cookie: &str) -> String {
         let (status, body) = self.get_page("/connections", cookie).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -174,13 +184,7 @@ async fn the_connections_api_redacts_merges_and_refuses_as_airflow() {
         .call("PATCH", "/api/v2/connections/warehouse", ADMIN, Some(back))
         .await;
     assert_eq!(st, StatusCode::OK, "{patched}");
-    let stored = a
-        .state
-        .secrets
-        .connection("warehouse")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = a.conn("warehouse").await.unwrap();
     assert_eq!(stored.password.as_deref(), Some(PASSWORD));
     assert_eq!(stored.extra["api_key"], json!("k-42"));
     assert_eq!(stored.description.as_deref(), Some("the warehouse"));
@@ -339,15 +343,7 @@ async fn the_variables_api_redacts_sensitive_keys_and_refuses_bad_bodies() {
         serde_json::from_str::<Value>(v["value"].as_str().unwrap()).unwrap(),
         json!({"max": 5, "secret": "***"})
     );
-    assert_eq!(
-        a.state
-            .secrets
-            .variable("partner_token")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("tok-77")
-    );
+    assert_eq!(a.var("partner_token").await.as_deref(), Some("tok-77"));
     // `***` sent back keeps the value; the description changes.
     let (st, v) = a
         .call(
@@ -364,15 +360,7 @@ async fn the_variables_api_redacts_sensitive_keys_and_refuses_bad_bodies() {
         (StatusCode::OK, json!("from the partner")),
         "{v}"
     );
-    assert_eq!(
-        a.state
-            .secrets
-            .variable("partner_token")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("tok-77")
-    );
+    assert_eq!(a.var("partner_token").await.as_deref(), Some("tok-77"));
     // A patch that leaves the description out keeps it.
     let (st, v) = a
         .call(
@@ -387,15 +375,7 @@ async fn the_variables_api_redacts_sensitive_keys_and_refuses_bad_bodies() {
         (StatusCode::OK, json!("from the partner")),
         "{v}"
     );
-    assert_eq!(
-        a.state
-            .secrets
-            .variable("partner_token")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("tok-78")
-    );
+    assert_eq!(a.var("partner_token").await.as_deref(), Some("tok-78"));
     let (_, list) = a
         .call("GET", "/api/v2/variables?order_by=-key", VIEWER, None)
         .await;
@@ -505,14 +485,7 @@ async fn the_connections_and_variables_pages_show_no_secret_and_their_forms_need
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        a.state
-            .secrets
-            .connection("broken")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(a.conn("broken").await.is_none());
     // Without the CSRF token, or as a viewer: refused, nothing written.
     let (st, _) = a
         .post_form(
@@ -531,7 +504,7 @@ async fn the_connections_and_variables_pages_show_no_secret_and_their_forms_need
         )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    assert!(a.state.secrets.connection("x").await.unwrap().is_none());
+    assert!(a.conn("x").await.is_none());
 
     // The test button reports the failure (a closed port) without the password.
     let (st, body) = a
@@ -563,15 +536,7 @@ async fn the_connections_and_variables_pages_show_no_secret_and_their_forms_need
         body.contains("data-var=\"s3_secret\"") && !body.contains("very-private"),
         "{body}"
     );
-    assert_eq!(
-        a.state
-            .secrets
-            .variable("s3_secret")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("very-private")
-    );
+    assert_eq!(a.var("s3_secret").await.as_deref(), Some("very-private"));
     let (st, _) = a
         .post_form(
             "/variables/s3_secret/delete",
@@ -588,20 +553,6 @@ async fn the_connections_and_variables_pages_show_no_secret_and_their_forms_need
         )
         .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
-    assert!(
-        a.state
-            .secrets
-            .connection("warehouse")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        a.state
-            .secrets
-            .variable("s3_secret")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(a.conn("warehouse").await.is_none());
+    assert!(a.var("s3_secret").await.is_none());
 }
