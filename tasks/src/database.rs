@@ -33,8 +33,8 @@ pub(crate) fn shown(conn: Option<&str>) -> String {
     }
 }
 
-/// The pool for `conn`, `None` being the orchestrator's database. The connection's password
-/// is hidden in the try's log before anything can show it.
+/// The pool for `conn`, `None` being the orchestrator's database. The connection's secrets
+/// are hidden in the try's log before anything can show them.
 pub(crate) async fn pool(ctx: &TaskContext, conn: Option<&str>) -> Result<PgPool, TaskError> {
     let Some(conn_id) = conn else {
         return Ok(ctx.pool.clone());
@@ -50,8 +50,8 @@ pub(crate) async fn pool(ctx: &TaskContext, conn: Option<&str>) -> Result<PgPool
                 conn_id.to_uppercase()
             ))
         })?;
-    if let Some(password) = &connection.password {
-        ctx.log.hide(password);
+    for text in connection.secret_texts() {
+        ctx.log.hide(&text);
     }
     let url = connection.postgres_url().map_err(|e| {
         TaskError::Fatal(format!(

@@ -311,15 +311,8 @@ impl Lookups {
         }
         match self.handle.block_on(self.secrets.connection(conn_id)) {
             Ok(conn) => {
-                if let Some(c) = &conn {
-                    if let Some(p) = &c.password {
-                        self.secret(p);
-                    }
-                    for (k, v) in &c.extra {
-                        if let (true, Value::String(s)) = (is_sensitive_key(k), v) {
-                            self.secret(s);
-                        }
-                    }
+                for text in conn.iter().flat_map(Connection::secret_texts) {
+                    self.secret(&text);
                 }
                 if conn.is_none() && required {
                     self.fail(Failure::Invalid(missing_connection(conn_id)));

@@ -16,24 +16,31 @@ pub struct TestResult {
     pub message: String,
 }
 
-/// A masker of a connection's secrets: its password and extra values under sensitive keys.
+/// A masker of a connection's secrets ([`Connection::secret_texts`]).
 pub fn masker_of(c: &Connection) -> Masker {
     let mut m = Masker::default();
-    if let Some(p) = &c.password {
-        m.add(p);
-    }
-    for (k, v) in &c.extra {
-        if is_sensitive_key(k) {
-            match v {
-                serde_json::Value::String(s) => m.add(s),
-                other => m.add(&other.to_string()),
-            }
-        }
+    for text in c.secret_texts() {
+        m.add(&text);
     }
     m
 }
 
 impl Connection {
+    /// What must never show of this connection: its password and the values of extras under
+    /// sensitive keys (a value that is not a string as its JSON text).
+    pub fn secret_texts(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.password.iter().cloned().collect();
+        for (k, v) in &self.extra {
+            if is_sensitive_key(k) {
+                out.push(match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+            }
+        }
+        out
+    }
+
     /// Opens the connection and runs `SELECT 1`, waiting at most `timeout`. A type that
     /// cannot be tested (anything but `postgres`) is a failed test that says so.
     pub async fn test(&self, timeout: Duration) -> TestResult {
