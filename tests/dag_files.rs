@@ -140,8 +140,8 @@ fn every_mistake_of_a_file_is_reported_in_one_pass_with_its_line() {
     let path = Path::new("tests/fixtures/many_mistakes.toml");
     let errs = load_dag_file(path, &upiflow_tasks::registry()).expect_err("invalid");
     let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
-    let top = "known keys: dag_id, description, schedule, timezone, start_date, end_date, catchup, max_active_runs, max_active_tasks, tags, defaults, params, tasks";
-    let task = "known keys: id, kind, upstream, trigger_rule, retries, retry_delay, retry_exponential_backoff, max_retry_delay, timeout, pool, pool_slots, priority_weight, weight_rule, max_active_tis_per_dag";
+    let top = "known keys: dag_id, description, schedule, timezone, start_date, end_date, catchup, max_active_runs, max_active_tasks, tags, defaults, params, tasks, notifiers, on_failure, on_success, on_deadline_miss, deadline";
+    let task = "known keys: id, kind, upstream, trigger_rule, retries, retry_delay, retry_exponential_backoff, max_retry_delay, timeout, pool, pool_slots, priority_weight, weight_rule, max_active_tis_per_dag, on_failure, on_retry, on_success";
     let want: Vec<(usize, String)> = vec![
         (2, format!("unknown key `shedule` at the top level (did you mean `schedule`? {top})")),
         (3, "cron expression `0 24 * * *`: the hour field `24` is out of range 0-23".into()),
@@ -149,7 +149,7 @@ fn every_mistake_of_a_file_is_reported_in_one_pass_with_its_line() {
         (5, "start_date: `2024-13-01` is not a date (expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or RFC 3339)".into()),
         (6, format!("unknown key `owner` at the top level ({top})")),
         (9, "bad duration for `retry_delay`: `5 parsecs`: unknown time unit \"parsecs\", supported units: ns, us/\u{b5}s, ms, sec, min, hours, days, weeks, months, years (and few variations) (write e.g. \"30s\", \"5m\", \"1h 30m\")".into()),
-        (10, "unknown key `retires` in [defaults] (did you mean `retries`? known keys: retries, retry_delay, retry_exponential_backoff, max_retry_delay, timeout, pool, pool_slots, priority_weight, weight_rule, max_active_tis_per_dag)".into()),
+        (10, "unknown key `retires` in [defaults] (did you mean `retries`? known keys: retries, retry_delay, retry_exponential_backoff, max_retry_delay, timeout, pool, pool_slots, priority_weight, weight_rule, max_active_tis_per_dag, on_failure, on_retry, on_success)".into()),
         (13, "task `extract`: missing key `sql` (a string, the path of a .sql file relative to the DAG file)".into()),
         (19, "task `transform` lists unknown upstream `nowhere`".into()),
         (20, "unknown trigger rule `sometimes` (expected one of all_success, all_done, all_failed, one_success, one_failed, none_failed)".into()),

@@ -17,6 +17,7 @@ pub mod conf;
 pub mod error;
 pub mod executor;
 pub mod lifecycle;
+pub mod notify;
 pub mod ops;
 pub mod pools;
 pub mod product;

@@ -80,6 +80,12 @@ impl Scheduler {
             self.wake.clone(),
             shutdown.clone(),
         ));
+        // Every scheduler delivers notifications (rows are claimed with SKIP LOCKED).
+        let delivery = tokio::spawn(crate::notify::deliver::run(
+            self.pool.clone(),
+            crate::notify::deliver::DeliveryConfig::from_env(),
+            shutdown.clone(),
+        ));
         let mut last_parse: Option<Instant> = None;
         // Names this scheduler in `scheduler_loops` (read by the web's /metrics).
         let loop_id = format!(
@@ -116,6 +122,7 @@ impl Scheduler {
             }
         }
         let _ = listener.await;
+        let _ = delivery.await;
         tracing::info!("scheduler stopped");
         Ok(())
     }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::fields::{self, Ctx, join, unknown_keys};
 use super::locate::{Locator, Seg};
+use super::notifiers::{self, Available, Found, SharedNotifiers, nearest_notifiers_file};
 use super::problem::{DateError, DurationError, KeyPlace, Problem};
 use super::{
     DEFAULT_MAX_ACTIVE_TASKS, DEFAULT_POOL, Dag, PoolLines, RetryPolicy, TaskDef, TaskReference,
@@ -60,6 +61,11 @@ const DAG_KEYS: &[&str] = &[
     "defaults",
     "params",
     "tasks",
+    "notifiers",
+    "on_failure",
+    "on_success",
+    "on_deadline_miss",
+    "deadline",
 ];
 
 /// Keys of `[defaults]`, which any task may override.
@@ -74,6 +80,9 @@ const OVERRIDE_KEYS: &[&str] = &[
     "priority_weight",
     "weight_rule",
     "max_active_tis_per_dag",
+    "on_failure",
+    "on_retry",
+    "on_success",
 ];
 
 /// Keys every task has, besides [`OVERRIDE_KEYS`] and its kind's own.
@@ -81,8 +90,19 @@ const TASK_KEYS: &[&str] = &["id", "kind", "upstream", "trigger_rule"];
 
 const DEFAULT_MAX_ACTIVE_RUNS: u32 = 16;
 
-/// Loads and validates one DAG file.
+/// Loads and validates one DAG file, with the shared notifiers of the nearest
+/// `notifiers.toml` at or above its folder.
 pub fn load_dag_file(path: &Path, registry: &Registry) -> Result<Dag, Vec<DagError>> {
+    let shared = nearest_notifiers_file(&folder_of(path), None)
+        .map(|f| notifiers::load_notifiers_file(&f).0);
+    load_dag_file_with(path, registry, shared.as_ref())
+}
+
+fn load_dag_file_with(
+    path: &Path,
+    registry: &Registry,
+    shared: Option<&SharedNotifiers>,
+) -> Result<Dag, Vec<DagError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![DagError::new(
             path.to_path_buf(),
@@ -92,11 +112,22 @@ pub fn load_dag_file(path: &Path, registry: &Registry) -> Result<Dag, Vec<DagErr
             },
         )]
     })?;
-    load_dag_str(path, &text, registry)
+    load_dag_str_with(path, &text, registry, shared)
 }
 
-/// Loads and validates DAG text as if read from `path` (relative files resolve next to it).
+/// Loads and validates DAG text as if read from `path` (relative files resolve next to it),
+/// without shared notifiers.
 pub fn load_dag_str(path: &Path, text: &str, registry: &Registry) -> Result<Dag, Vec<DagError>> {
+    load_dag_str_with(path, text, registry, None)
+}
+
+/// [`load_dag_str`] with the shared notifiers of a `notifiers.toml`.
+pub fn load_dag_str_with(
+    path: &Path,
+    text: &str,
+    registry: &Registry,
+    shared: Option<&SharedNotifiers>,
+) -> Result<Dag, Vec<DagError>> {
     let mut cx = Ctx {
         file: path,
         loc: Locator::new(text),
@@ -116,7 +147,7 @@ pub fn load_dag_str(path: &Path, text: &str, registry: &Registry) -> Result<Dag,
             )]);
         }
     };
-    let dag = validate(&mut cx, &doc, registry);
+    let dag = validate(&mut cx, &doc, registry, shared);
     match dag {
         Some(dag) if cx.errors.is_empty() => Ok(dag),
         _ => {
@@ -153,9 +184,76 @@ struct RawTask<'t> {
     upstream: Vec<&'t str>,
 }
 
-fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<Dag> {
+/// A notifier name written in an `on_*` key, at its line.
+struct NameUse {
+    line: usize,
+    key: &'static str,
+    name: String,
+}
+
+/// The `on_*` key `key` of `table` (at `at`): its names, each use recorded with its line.
+fn notifier_names(
+    cx: &mut Ctx<'_>,
+    at: &[Seg<'_>],
+    table: &toml::Table,
+    key: &'static str,
+    uses: &mut Vec<NameUse>,
+) -> Option<Vec<String>> {
+    let names = fields::strings(cx, at, table, key)?;
+    for (i, name) in names.iter().enumerate() {
+        let mut path = join(at, key);
+        path.push(Seg::Index(i));
+        if names[..i].contains(name) {
+            cx.err(
+                &path,
+                Problem::DuplicateNotifierName {
+                    key: key.to_string(),
+                    name: name.to_string(),
+                },
+            );
+        }
+        uses.push(NameUse {
+            line: cx.loc.line(&path),
+            key,
+            name: name.to_string(),
+        });
+    }
+    let mut out: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    out.dedup();
+    Some(out)
+}
+
+fn validate(
+    cx: &mut Ctx<'_>,
+    doc: &toml::Table,
+    registry: &Registry,
+    shared: Option<&SharedNotifiers>,
+) -> Option<Dag> {
     use Seg::{Index, Key};
-    unknown_keys(cx, &[], doc, DAG_KEYS, KeyPlace::TopLevel);
+    if doc.contains_key("on_retry") {
+        cx.err(&[Key("on_retry")], Problem::OnRetryAtTopLevel);
+        let rest: toml::Table = doc
+            .iter()
+            .filter(|(k, _)| *k != "on_retry")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        unknown_keys(cx, &[], &rest, DAG_KEYS, KeyPlace::TopLevel);
+    } else {
+        unknown_keys(cx, &[], doc, DAG_KEYS, KeyPlace::TopLevel);
+    }
+    let mut uses: Vec<NameUse> = Vec::new();
+    let own_notifiers = notifiers::parse(cx, doc);
+    let dag_on_failure = notifier_names(cx, &[], doc, "on_failure", &mut uses).unwrap_or_default();
+    let dag_on_success = notifier_names(cx, &[], doc, "on_success", &mut uses).unwrap_or_default();
+    let on_deadline_miss =
+        notifier_names(cx, &[], doc, "on_deadline_miss", &mut uses).unwrap_or_default();
+    let deadline = notifiers::deadline(cx, doc);
+    if doc.contains_key("on_deadline_miss") && !doc.contains_key("deadline") {
+        cx.err(
+            &[Key("on_deadline_miss")],
+            Problem::DeadlineMissWithoutDeadline,
+        );
+    }
     let dag_id = match doc.get("dag_id") {
         None => {
             cx.err(&[], Problem::MissingDagId);
@@ -211,7 +309,7 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
         OVERRIDE_KEYS,
         KeyPlace::Defaults,
     );
-    let defaults = resolve_overrides(cx, &[Key("defaults")], defaults_table, None);
+    let defaults = resolve_overrides(cx, &[Key("defaults")], defaults_table, None, &mut uses);
     let params: Map<String, Value> = fields::table(cx, &[], doc, "params", "[params]")
         .unwrap_or(&empty)
         .iter()
@@ -324,7 +422,7 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
                 );
             }
         }
-        let resolved = resolve_overrides(cx, &at, t, Some(&defaults));
+        let resolved = resolve_overrides(cx, &at, t, Some(&defaults), &mut uses);
         let kind = kind_name.and_then(|k| match registry.get(k) {
             Some(kind) => Some(kind),
             None => {
@@ -378,6 +476,8 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
                 for (key, reference) in used.into_inner() {
                     references.push(TaskReference {
                         task: name.clone(),
+                        notifier: None,
+                        file: None,
                         line: cx.loc.line(&join(&at, &key)),
                         reference,
                     });
@@ -433,6 +533,9 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
                 priority_weight: resolved.priority_weight.unwrap_or(1),
                 weight_rule: resolved.weight_rule.unwrap_or_default(),
                 max_active_tis_per_dag: resolved.max_active_tis_per_dag,
+                on_failure: resolved.on_failure.unwrap_or_default(),
+                on_retry: resolved.on_retry.unwrap_or_default(),
+                on_success: resolved.on_success.unwrap_or_default(),
             });
         }
     }
@@ -468,10 +571,51 @@ fn validate(cx: &mut Ctx<'_>, doc: &toml::Table, registry: &Registry) -> Option<
         );
     }
 
+    // Every notifier name against the DAG's own notifiers and the shared ones.
+    let available = Available {
+        own: &own_notifiers,
+        shared,
+    };
+    let mut used: BTreeMap<String, super::Notifier> = BTreeMap::new();
+    for u in &uses {
+        let found = available.find(&u.name);
+        match &found {
+            Found::Own(n) | Found::Shared(n, _) => {
+                if !used.contains_key(&n.name) {
+                    references.extend(available.references(&found));
+                    used.insert(n.name.clone(), (*n).clone());
+                }
+            }
+            Found::Broken { shared_file } => cx.errors.push(DagError::new(
+                cx.file.to_path_buf(),
+                u.line,
+                Problem::BrokenNotifier {
+                    key: u.key.to_string(),
+                    name: u.name.clone(),
+                    file: shared_file.map(Path::to_path_buf),
+                },
+            )),
+            Found::Unknown => cx.errors.push(DagError::new(
+                cx.file.to_path_buf(),
+                u.line,
+                Problem::UnknownNotifier {
+                    key: u.key.to_string(),
+                    name: u.name.clone(),
+                    known: available.names(),
+                },
+            )),
+        }
+    }
+
     if !cx.errors.is_empty() {
         return None;
     }
     let dag = Dag {
+        notifiers: used.into_values().collect(),
+        on_failure: dag_on_failure,
+        on_success: dag_on_success,
+        on_deadline_miss,
+        deadline,
         dag_id: dag_id?.to_string(),
         description: description.map(str::to_string),
         schedule: schedule_text.to_string(),
@@ -526,6 +670,9 @@ struct Resolved {
     priority_weight: Option<i32>,
     weight_rule: Option<WeightRule>,
     max_active_tis_per_dag: Option<u32>,
+    on_failure: Option<Vec<String>>,
+    on_retry: Option<Vec<String>>,
+    on_success: Option<Vec<String>>,
 }
 
 /// What a pool may be called (the `pools.name` check), in DAG files and `crate::pools`.
@@ -542,6 +689,7 @@ fn resolve_overrides(
     at: &[Seg<'_>],
     table: &toml::Table,
     base: Option<&Resolved>,
+    uses: &mut Vec<NameUse>,
 ) -> Resolved {
     let dur = |cx: &mut Ctx<'_>, key: &'static str| -> Option<Duration> {
         let v = table.get(key)?;
@@ -593,6 +741,9 @@ fn resolve_overrides(
         rule
     });
     let max_active_tis_per_dag = fields::count(cx, at, table, "max_active_tis_per_dag", 1);
+    let on_failure = notifier_names(cx, at, table, "on_failure", uses);
+    let on_retry = notifier_names(cx, at, table, "on_retry", uses);
+    let on_success = notifier_names(cx, at, table, "on_success", uses);
     let default = RetryPolicy::default();
     let b = base.map(|b| &b.retry).unwrap_or(&default);
     Resolved {
@@ -609,11 +760,14 @@ fn resolve_overrides(
             max_retry_delay: max_retry_delay.or(b.max_retry_delay),
         },
         timeout: timeout.or(base.and_then(|b| b.timeout)),
+        on_failure: on_failure.or_else(|| base.and_then(|b| b.on_failure.clone())),
+        on_retry: on_retry.or_else(|| base.and_then(|b| b.on_retry.clone())),
+        on_success: on_success.or_else(|| base.and_then(|b| b.on_success.clone())),
     }
 }
 
 /// A humantime string (`30s`, `1h 30m`) or a whole number of seconds.
-fn parse_duration(v: &toml::Value) -> Result<Duration, DurationError> {
+pub(super) fn parse_duration(v: &toml::Value) -> Result<Duration, DurationError> {
     match v {
         toml::Value::String(s) => {
             humantime::parse_duration(s).map_err(|e| DurationError::Unparsable {
@@ -710,9 +864,22 @@ pub fn load_folder(dir: &Path, registry: &Registry) -> Folder {
     collect_toml(dir, &mut files);
     files.sort();
     let mut out = Folder::default();
+    // Shared notifiers: each notifiers.toml read once, its problems reported at its lines.
+    let mut shared: HashMap<PathBuf, SharedNotifiers> = HashMap::new();
+    let (notifier_files, dag_files): (Vec<PathBuf>, Vec<PathBuf>) =
+        files.into_iter().partition(|f| {
+            f.file_name()
+                .is_some_and(|n| n == notifiers::NOTIFIERS_FILE)
+        });
+    for f in notifier_files {
+        let (notifiers, errors) = notifiers::load_notifiers_file(&f);
+        out.errors.extend(errors);
+        shared.insert(f, notifiers);
+    }
     let mut owners: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for file in files {
-        match load_dag_file(&file, registry) {
+    for file in dag_files {
+        let nearest = nearest_notifiers_file(&folder_of(&file), Some(dir));
+        match load_dag_file_with(&file, registry, nearest.and_then(|n| shared.get(&n))) {
             Ok(dag) => {
                 if let Some(first) = owners.get(&dag.dag_id) {
                     out.errors.push(DagError::new(

@@ -4,6 +4,7 @@
 mod fields;
 mod load;
 mod locate;
+mod notifiers;
 mod pools;
 mod problem;
 mod references;
@@ -20,6 +21,10 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use load::valid_pool_name;
 pub use load::{DagError, Folder, load_dag_file, load_dag_str, load_folder, parse_datetime_in};
+pub use notifiers::{
+    Deadline, DeadlineReference, EmailTls, HEADER_CONN_FIELDS, HeaderPart, NOTIFIERS_FILE,
+    Notifier, NotifierSpec, SharedNotifiers, header_parts, load_notifiers_file,
+};
 pub use pools::check_pools;
 pub use problem::{DateError, DurationError, IndexError, KeyPlace, Problem};
 pub use references::{TaskReference, check_references};
@@ -78,6 +83,15 @@ pub struct TaskDef {
     /// At most this many of its task instances run at once, across all runs of the DAG.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_active_tis_per_dag: Option<u32>,
+    /// Notifiers told when a try fails with no retries left (Airflow's `on_failure_callback`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+    /// Notifiers told when a try fails and the task will be retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_retry: Vec<String>,
+    /// Notifiers told when a try succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
 }
 
 fn default_pool() -> String {
@@ -126,6 +140,24 @@ pub struct Dag {
     pub tags: Vec<String>,
     pub params: Map<String, Value>,
     pub tasks: Vec<TaskDef>,
+    /// The notifiers its `on_*` keys name (its own `[[notifiers]]` and the shared ones of
+    /// `notifiers.toml`), resolved when the file is read so a run's stored version carries
+    /// the definitions it delivers with. Left out of the serialised form when empty, so DAGs
+    /// without notifiers keep their version hash (as are the keys below).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifiers: Vec<Notifier>,
+    /// Notifiers told when a run finishes failed (Airflow's DAG `on_failure_callback`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+    /// Notifiers told when a run finishes successfully.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
+    /// Notifiers told when a run is not finished by its [`Dag::deadline`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_deadline_miss: Vec<String>,
+    /// When a run must be finished by (Airflow 3.1's deadline alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
     /// The file it was read from.
     pub fileloc: String,
     /// Where in its file each task's `pool` and `pool_slots` are written (known only for a
@@ -159,6 +191,29 @@ struct Index {
 }
 
 impl Dag {
+    /// The time a run must be finished by: its deadline's reference time plus the interval
+    /// (`None` for a DAG without a deadline).
+    pub fn deadline_at(
+        &self,
+        logical_date: DateTime<Utc>,
+        data_interval_end: DateTime<Utc>,
+        queued_at: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let d = self.deadline.as_ref()?;
+        let base = match d.reference {
+            DeadlineReference::DataIntervalEnd => data_interval_end,
+            DeadlineReference::LogicalDate => logical_date,
+            DeadlineReference::QueuedAt => queued_at,
+        };
+        let interval = chrono::Duration::from_std(d.interval).ok()?;
+        base.checked_add_signed(interval)
+    }
+
+    /// The notifier named `name` of those its keys name.
+    pub fn notifier(&self, name: &str) -> Option<&Notifier> {
+        self.notifiers.iter().find(|n| n.name == name)
+    }
+
     /// Rebuilds the derived lookups; called after loading or deserialising.
     pub(crate) fn indexed(mut self) -> Result<Self, IndexError> {
         let by_id: HashMap<String, usize> = self

@@ -141,6 +141,76 @@ pub enum Problem {
     /// A variable a task's template names that neither the database nor the environment has.
     #[error("task `{task}`: variable `{key}` does not exist (set it with `upiflow variables set {key} VALUE`, or UPIFLOW_VAR_{})", key.to_uppercase())]
     UnknownVariable { task: String, key: String },
+    // --- notifiers and deadlines (#13, "notify" part) ---
+    #[error("`notifiers` must be an array of tables (write each under [[notifiers]]), not {found}")]
+    NotifiersNotArray { found: String },
+    #[error("notifier {number} must be a table ([[notifiers]] with name, kind, ...), not {found}")]
+    NotifierNotTable { number: usize, found: String },
+    #[error("notifier {number} has no `name` (e.g. name = \"oncall\")")]
+    NotifierWithoutName { number: usize },
+    #[error("notifier name `{name}` must be 1-250 characters of letters, digits, `_`, `-` or `.`")]
+    InvalidNotifierName { name: String },
+    #[error("duplicate notifier name `{name}` (first defined at line {first_line})")]
+    DuplicateNotifier { name: String, first_line: usize },
+    #[error("notifier `{notifier}` has no `kind` (one of webhook, email, command)")]
+    NotifierWithoutKind { notifier: String },
+    #[error("unknown notifier kind `{kind}` (known kinds: webhook, email, command)")]
+    UnknownNotifierKind { kind: String },
+    #[error("notifier `{notifier}` of kind `{kind}` needs `{key}`")]
+    NotifierMissingKey {
+        notifier: String,
+        kind: String,
+        key: String,
+    },
+    #[error("notifier `{notifier}`: webhook url `{url}` must be an http(s) URL: {why}")]
+    WebhookUrl {
+        notifier: String,
+        url: String,
+        why: String,
+    },
+    /// Any other bad value of a notifier's key; the message says which and why.
+    #[error("notifier `{notifier}`: {message}")]
+    NotifierKey { notifier: String, message: String },
+    #[error(
+        "`{key}` names unknown notifier `{name}` ({})",
+        if known.is_empty() { "no notifiers are defined: add a [[notifiers]] table here or in notifiers.toml".to_string() } else { format!("known notifiers: {}", known.join(", ")) }
+    )]
+    UnknownNotifier {
+        key: String,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error("`{key}` names notifier `{name}`, whose definition{} has errors", file.as_ref().map(|f| format!(" in {}", f.display())).unwrap_or_default())]
+    BrokenNotifier {
+        key: String,
+        name: String,
+        file: Option<PathBuf>,
+    },
+    #[error("`{key}` lists notifier `{name}` twice")]
+    DuplicateNotifierName { key: String, name: String },
+    #[error(
+        "`on_retry` at the top level: a run is not retried, its tasks are (put on_retry in [defaults] to apply it to every task)"
+    )]
+    OnRetryAtTopLevel,
+    #[error(
+        "`on_deadline_miss` needs a `deadline` (e.g. deadline = {{ reference = \"data_interval_end\", interval = \"2h\" }})"
+    )]
+    DeadlineMissWithoutDeadline,
+    #[error(
+        "deadline needs `{key}` (e.g. deadline = {{ reference = \"data_interval_end\", interval = \"2h\" }})"
+    )]
+    DeadlineMissing { key: &'static str },
+    #[error(
+        "unknown deadline reference `{value}` (expected one of {})",
+        crate::dag::DeadlineReference::ALL.map(|(n, _)| n).join(", ")
+    )]
+    UnknownDeadlineReference { value: String },
+    #[error("deadline `interval` must be more than zero")]
+    DeadlineNotPositive,
+    /// A connection a notifier names that neither the database nor the environment has.
+    #[error("notifier `{notifier}`: connection `{conn_id}` does not exist (add it with `upiflow connections add {conn_id} --uri URI`, or set UPIFLOW_CONN_{})", conn_id.to_uppercase())]
+    NotifierUnknownConnection { notifier: String, conn_id: String },
+    // --- end of the notify part ---
     /// A definition that passed validation but could not be indexed.
     #[error(transparent)]
     Index(#[from] IndexError),
@@ -151,7 +221,17 @@ pub enum Problem {
 pub enum KeyPlace {
     TopLevel,
     Defaults,
-    Task { task: String, kind: String },
+    Task {
+        task: String,
+        kind: String,
+    },
+    /// The top level of a `notifiers.toml`.
+    NotifiersFile,
+    Notifier {
+        notifier: String,
+        kind: String,
+    },
+    Deadline,
 }
 
 impl std::fmt::Display for KeyPlace {
@@ -160,6 +240,11 @@ impl std::fmt::Display for KeyPlace {
             Self::TopLevel => f.write_str("at the top level"),
             Self::Defaults => f.write_str("in [defaults]"),
             Self::Task { task, kind } => write!(f, "in task `{task}` of kind `{kind}`"),
+            Self::NotifiersFile => f.write_str("in notifiers.toml (it holds only [[notifiers]])"),
+            Self::Notifier { notifier, kind } => {
+                write!(f, "in notifier `{notifier}` of kind `{kind}`")
+            }
+            Self::Deadline => f.write_str("in `deadline`"),
         }
     }
 }
@@ -233,7 +318,12 @@ mod tests {
                         "tags",
                         "defaults",
                         "params",
-                        "tasks"
+                        "tasks",
+                        "notifiers",
+                        "on_failure",
+                        "on_success",
+                        "on_deadline_miss",
+                        "deadline"
                     ]
                     .map(String::from)
                     .to_vec(),

@@ -11,7 +11,12 @@ use crate::kind::Reference;
 /// A connection or variable a task names, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskReference {
+    /// The task naming it (empty when a notifier does).
     pub task: String,
+    /// The notifier naming it, if a notifier does.
+    pub notifier: Option<String>,
+    /// The file of the naming key when it is not the DAG's own (a shared notifier's).
+    pub file: Option<PathBuf>,
     /// The line of the key naming it.
     pub line: usize,
     pub reference: Reference,
@@ -34,6 +39,12 @@ pub fn check_references(dag: &Dag, exists: impl Fn(&Reference) -> bool) -> Vec<D
             continue;
         }
         let problem = match &r.reference {
+            Reference::Connection(conn_id) if r.notifier.is_some() => {
+                Problem::NotifierUnknownConnection {
+                    notifier: r.notifier.clone().unwrap_or_default(),
+                    conn_id: conn_id.clone(),
+                }
+            }
             Reference::Connection(conn_id) => Problem::UnknownConnection {
                 task: r.task.clone(),
                 conn_id: conn_id.clone(),
@@ -43,7 +54,8 @@ pub fn check_references(dag: &Dag, exists: impl Fn(&Reference) -> bool) -> Vec<D
                 key: key.clone(),
             },
         };
-        let error = DagError::new(file.clone(), r.line.max(1), problem);
+        let file = r.file.clone().unwrap_or_else(|| file.clone());
+        let error = DagError::new(file, r.line.max(1), problem);
         if !out.contains(&error) {
             out.push(error);
         }

@@ -1,6 +1,6 @@
 //! How a try ended, and what follows: the one place a retry is decided.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
@@ -9,6 +9,7 @@ use crate::dag::Dag;
 use crate::error::Result;
 use crate::lifecycle::claim::{self, Claim};
 use crate::lifecycle::{retry, run};
+use crate::notify;
 use crate::state::{RunState, TaskState, TryOutcome};
 use crate::store::dags::VersionCache;
 use crate::store::tis::{self, NewTiState};
@@ -184,9 +185,11 @@ async fn record(
     runs::lock_runs(tx, &run_ids).await?;
 
     let mut rows = Vec::with_capacity(batch.len());
+    let mut decided = HashMap::with_capacity(batch.len());
     for f in batch {
         let dag = cache.get(tx, &f.dag_id, &f.dag_hash).await?;
         let (state, delay) = next_state(&dag, f);
+        decided.insert(f.ti_id, state);
         rows.push(NewTiState {
             ti_id: f.ti_id,
             try_number: f.try_number,
@@ -211,6 +214,7 @@ async fn record(
         .map(|(f, e)| (f.try_id, f.end.outcome(), e.as_deref()))
         .collect();
     tis::close_tries(tx, &closed).await?;
+    enqueue_notifications(tx, cache, &recorded, &errors, &decided).await?;
 
     let mut touched: BTreeMap<i64, (&str, &str)> = BTreeMap::new();
     for f in &recorded {
@@ -218,6 +222,43 @@ async fn record(
     }
     settle_runs(tx, cache, &touched, &mut out).await?;
     Ok(out)
+}
+
+/// The task-level notifications (on_success / on_retry / on_failure) of the recorded tries,
+/// in the recording transaction. Runs are read only for tasks that name notifiers.
+async fn enqueue_notifications(
+    tx: &mut PgConnection,
+    cache: &VersionCache,
+    recorded: &[&Finished],
+    errors: &[Option<String>],
+    decided: &HashMap<i64, TaskState>,
+) -> Result<()> {
+    let mut by_run: BTreeMap<i64, Vec<(&Finished, &Option<String>)>> = BTreeMap::new();
+    for (f, e) in recorded.iter().zip(errors) {
+        by_run.entry(f.run_pk).or_default().push((f, e));
+    }
+    for (run_pk, tries) in by_run {
+        let (first, _) = tries[0];
+        let dag = cache.get(tx, &first.dag_id, &first.dag_hash).await?;
+        let outcomes: Vec<notify::TaskOutcome<'_>> = tries
+            .iter()
+            .filter_map(|(f, e)| {
+                Some(notify::TaskOutcome {
+                    ti_id: f.ti_id,
+                    task_id: &f.task_id,
+                    try_number: f.try_number,
+                    state: *decided.get(&f.ti_id)?,
+                    error: e.as_deref(),
+                })
+            })
+            .collect();
+        if !notify::task_events_wanted(&dag, &outcomes) {
+            continue;
+        }
+        let run = runs::get_by_pk(tx, run_pk).await?;
+        notify::enqueue_task_events(tx, &dag, &run, &outcomes).await?;
+    }
+    Ok(())
 }
 
 /// Settles every touched run (locked by the caller), starts queued runs of DAGs where a run

@@ -94,6 +94,8 @@ pub async fn settle(conn: &mut PgConnection, run_pk: i64, dag: &Dag) -> Result<S
         && runs::finish_if_running(conn, run_pk, final_state).await?
     {
         out.finished = Some(final_state);
+        // The DAG's on_failure / on_success, in the transaction that finished the run.
+        crate::notify::run_finished(conn, dag, run_pk, final_state).await?;
     }
     Ok(out)
 }

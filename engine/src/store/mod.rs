@@ -22,6 +22,7 @@ pub mod logs;
 pub mod mark;
 pub mod metrics;
 pub mod missed;
+pub mod notifications;
 pub mod pools;
 pub mod runs;
 pub mod scheduling;
@@ -73,10 +74,20 @@ pub async fn notify_wake(conn: &mut sqlx::PgConnection) -> Result<()> {
 /// Relays `NOTIFY upiflow_wake` from any process to `wake` until `stop`; reconnects after
 /// errors (callers also poll, so a lost connection only slows them down).
 pub async fn relay_wakeups(pool: PgPool, wake: Arc<Notify>, stop: CancellationToken) {
+    relay(pool, WAKE_CHANNEL, wake, stop).await
+}
+
+/// Relays `NOTIFY channel` from any process to `wake` until `stop` (as [`relay_wakeups`]).
+pub async fn relay(
+    pool: PgPool,
+    channel: &'static str,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
     loop {
         let connect = async {
             let mut l = PgListener::connect_with(&pool).await?;
-            l.listen(WAKE_CHANNEL).await?;
+            l.listen(channel).await?;
             Ok::<_, sqlx::Error>(l)
         };
         let mut listener = tokio::select! {
