@@ -56,6 +56,8 @@ pub struct Pass {
     pub created: usize,
     pub missed: usize,
     pub started: usize,
+    /// Runs found unfinished past their deadline (and notified).
+    pub late: usize,
 }
 
 impl Scheduler {
@@ -212,6 +214,7 @@ impl Scheduler {
             })
             .await?;
         }
+        pass.late = lifecycle::deadline::fire_missed(&self.pool, &self.cache, now).await?;
         crate::transient::retry("close finished backfills", || {
             crate::backfill::close_finished(&self.pool)
         })

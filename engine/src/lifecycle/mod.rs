@@ -11,6 +11,7 @@
 //! - [`reap`]: failing (so retrying) the tries of dead workers and a worker's lost claims.
 //! - [`clear`]: putting task instances back to run again, with a fresh allowance of retries.
 //! - [`mark`]: setting task instances or a run to a state by hand (stopping marked tries).
+//! - [`deadline`]: marking runs unfinished past their deadline late, once, and notifying.
 //!
 //! It composes `crate::store` statements into transactions; the store decides nothing. The
 //! executor (`crate::executor`) runs task bodies and reports their [`TryEnd`]; the scheduler
@@ -18,6 +19,7 @@
 
 pub mod claim;
 pub mod clear;
+pub mod deadline;
 pub mod finish;
 pub mod mark;
 pub mod reap;

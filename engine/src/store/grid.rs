@@ -18,6 +18,8 @@ pub struct GridRun {
     pub logical_date: DateTime<Utc>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
+    /// Missed its deadline (as `RunRow::is_late`).
+    pub late: bool,
 }
 
 /// A task instance, as a cell of the grid.
@@ -38,7 +40,8 @@ pub async fn runs(
     offset: i64,
 ) -> Result<Vec<GridRun>> {
     Ok(sqlx::query_as(
-        "SELECT id, run_id, state, run_type, logical_date, start_date, end_date
+        "SELECT id, run_id, state, run_type, logical_date, start_date, end_date,
+                deadline_missed_at IS NOT NULL OR coalesce(end_date > deadline_at, false) AS late
          FROM dag_runs WHERE dag_id = $1 ORDER BY logical_date DESC LIMIT $2 OFFSET $3",
     )
     .bind(dag_id)

@@ -27,6 +27,18 @@ pub struct RunRow {
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
     pub backfill_id: Option<i64>,
+    /// When the run must be finished by (the DAG's `deadline`, fixed at creation).
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// When a scheduler found the run unfinished past its deadline (set once).
+    pub deadline_missed_at: Option<DateTime<Utc>>,
+}
+
+impl RunRow {
+    /// Whether the run missed its deadline: noticed unfinished past it, or finished after it.
+    pub fn is_late(&self) -> bool {
+        self.deadline_missed_at.is_some()
+            || matches!((self.deadline_at, self.end_date), (Some(d), Some(e)) if e > d)
+    }
 }
 
 /// What a new run covers.
@@ -64,7 +76,15 @@ pub async fn create(
     .bind(hash)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(run) = run else { return Ok(None) };
+    let Some(mut run) = run else { return Ok(None) };
+    if let Some(at) = dag.deadline_at(run.logical_date, run.data_interval_end, run.queued_at) {
+        sqlx::query("UPDATE dag_runs SET deadline_at = $2 WHERE id = $1")
+            .bind(run.id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        run.deadline_at = Some(at);
+    }
     let ids: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
     let max_tries: Vec<i32> = dag
         .tasks

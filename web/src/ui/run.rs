@@ -92,7 +92,16 @@ async fn run_page(
     let region = html! {
         section.card id="run-summary" data-run=(run.run_id) data-state=(run.state.as_str()) {
             dl.facts {
-                div { dt { "State" } dd { (state_badge(run.state.as_str())) } }
+                div { dt { "State" } dd {
+                    (state_badge(run.state.as_str()))
+                    @if run.is_late() { " " span.state.state-late id="run-late" title="the run was not finished by its deadline" { "late" } }
+                } }
+                @if let Some(d) = run.deadline_at {
+                    div { dt { "Deadline" } dd data-deadline=(d.to_rfc3339()) {
+                        (ts(d))
+                        @if let Some(m) = run.deadline_missed_at { span.muted { " · missed, noticed " (ts(m)) } }
+                    } }
+                }
                 div { dt { "Type" } dd { (run.run_type.as_str()) } }
                 div { dt { "Logical date" } dd { (ts(run.logical_date)) } }
                 div { dt { "Data interval" } dd { (ts(run.data_interval_start)) " → " (ts(run.data_interval_end)) } }
