@@ -128,12 +128,14 @@ fn part(url: &str, dags: &Path, args: &[&str], env: &[(&str, &str)]) -> tokio::p
         .expect("start upiflow")
 }
 
-/// A scheduler and a worker for `dags`, retrying deliveries fast.
+/// Two schedulers (both deliver: each notification is claimed by one) and a worker for
+/// `dags`, retrying deliveries fast.
 fn cluster(url: &str, dags: &Path, env: &[(&str, &str)]) -> Procs {
     let mut env = env.to_vec();
     env.push(("UPIFLOW_NOTIFY_BACKOFF", "200ms"));
     env.push(("UPIFLOW_BASE_URL", "http://upiflow.test:8080/"));
     Procs(vec![
+        part(url, dags, &["scheduler"], &env),
         part(url, dags, &["scheduler"], &env),
         part(
             url,
@@ -590,12 +592,15 @@ fn qp_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'=' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        if b[i] == b'='
+            && let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
