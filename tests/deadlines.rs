@@ -166,6 +166,48 @@ async fn a_run_past_its_deadline_fires_once_across_a_restart_and_with_two_schedu
     worker.cancel();
 }
 
+/// No scheduler is watching at the deadline and the run finishes after it: the finishing
+/// transaction records it late and enqueues the notification, which a scheduler started later
+/// delivers, once.
+#[tokio::test]
+async fn a_run_finishing_after_its_deadline_unwatched_is_late_all_the_same() {
+    let db = fresh_db().await;
+    let out = out_file();
+    let dir = dags_dir(&[("unwatched.toml", &dag_text("unwatched", "1s", 2, &out))]);
+    let dag = load(&dir, "unwatched.toml");
+    let (worker, _) = spawn_worker(&db.pool, fast_worker("deadline"));
+    let run = ops::trigger(&db.pool, &VersionCache::new(), &dag, &Trigger::default())
+        .await
+        .unwrap();
+    let state = tokio::time::timeout(
+        Duration::from_secs(30),
+        ops::wait_until_done(&db.pool, run.id, Duration::from_millis(50)),
+    )
+    .await
+    .expect("finishes")
+    .unwrap();
+    assert_eq!(state, RunState::Success);
+    let mut c = db.pool.acquire().await.unwrap();
+    let after = runs::get_by_pk(&mut c, run.id).await.unwrap();
+    drop(c);
+    assert_eq!(
+        after.deadline_missed_at, after.end_date,
+        "recorded late when it finished"
+    );
+    assert!(after.end_date.unwrap() > after.deadline_at.unwrap());
+    let sched = scheduler(&db.pool, &dir);
+    wait_for("the notification", Duration::from_secs(20), async || {
+        !received(&out).is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = received(&out);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["event"], "on_deadline_miss");
+    sched.cancel();
+    worker.cancel();
+}
+
 #[tokio::test]
 async fn a_run_finishing_in_time_fires_none_and_is_not_late() {
     let db = fresh_db().await;

@@ -2,10 +2,14 @@
 //! (computed from the DAG's `deadline` when the run was created) is marked late once and its
 //! DAG's `on_deadline_miss` notifiers are enqueued in the same transaction, so a scheduler
 //! restart or a second scheduler never fires it twice, and no miss is lost. A run that
-//! finishes first is never late (as Airflow prunes a finished run's pending deadlines).
+//! finishes after its deadline before any scheduler noticed is recorded late by the
+//! transaction that finishes it ([`finished_late`]); a run that finishes in time is never
+//! late (as Airflow prunes a finished run's pending deadlines and keeps passed ones).
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+
+use crate::dag::Dag;
 
 use crate::error::Result;
 use crate::notify::{self, NotifyEvent};
@@ -43,4 +47,19 @@ pub async fn fire_missed(pool: &PgPool, cache: &VersionCache, now: DateTime<Utc>
             return Ok(total);
         }
     }
+}
+
+/// For a run the caller just finished (its row locked): if it ended after its deadline and no
+/// scheduler had noticed, records it late and enqueues `on_deadline_miss` in the same
+/// transaction. Costs nothing for DAGs without a deadline.
+pub async fn finished_late(conn: &mut PgConnection, dag: &Dag, run_pk: i64) -> Result<bool> {
+    if dag.deadline.is_none() {
+        return Ok(false);
+    }
+    let Some(run) = deadlines::set_missed_if_finished_late(conn, run_pk).await? else {
+        return Ok(false);
+    };
+    notify::enqueue_run_event(conn, dag, &run, NotifyEvent::OnDeadlineMiss).await?;
+    tracing::warn!(dag_id = %run.dag_id, run_id = %run.run_id, "run finished after its deadline");
+    Ok(true)
 }

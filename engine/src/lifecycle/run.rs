@@ -96,6 +96,8 @@ pub async fn settle(conn: &mut PgConnection, run_pk: i64, dag: &Dag) -> Result<S
         out.finished = Some(final_state);
         // The DAG's on_failure / on_success, in the transaction that finished the run.
         crate::notify::run_finished(conn, dag, run_pk, final_state).await?;
+        // Finished after its deadline before any scheduler noticed: late all the same.
+        super::deadline::finished_late(conn, dag, run_pk).await?;
     }
     Ok(out)
 }

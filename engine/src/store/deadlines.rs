@@ -38,3 +38,19 @@ pub async fn set_missed(conn: &mut PgConnection, run_pk: i64, now: DateTime<Utc>
         .await?;
     Ok(())
 }
+
+/// Records, for a run that just finished (locked by the caller), that it finished after its
+/// deadline if no scheduler had noticed yet; returns the run if this call recorded it.
+pub async fn set_missed_if_finished_late(
+    conn: &mut PgConnection,
+    run_pk: i64,
+) -> Result<Option<RunRow>> {
+    Ok(sqlx::query_as(
+        "UPDATE dag_runs SET deadline_missed_at = end_date
+         WHERE id = $1 AND deadline_missed_at IS NULL AND end_date > deadline_at
+         RETURNING *",
+    )
+    .bind(run_pk)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
