@@ -16,6 +16,7 @@ pub mod dag_files;
 pub mod dag_list;
 pub mod dag_overview;
 pub mod dags;
+pub mod event_log;
 pub mod filters;
 pub mod grid;
 pub mod logs;
