@@ -131,12 +131,23 @@ pub async fn record(State(s): State<AppState>, mut req: Request, next: Next) -> 
 
 /// A copy of a small body (the rest of upiflow refuses larger ones anyway).
 async fn keep_body(req: Request) -> (Request, Option<axum::body::Bytes>) {
+    use axum::body::HttpBody;
+    let limit = crate::BODY_LIMIT;
+    // The length it declares, or (a body built in-process) the one it knows it has.
     let small = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n <= crate::BODY_LIMIT);
+        .map_or_else(
+            || {
+                req.body()
+                    .size_hint()
+                    .upper()
+                    .is_some_and(|n| n <= limit as u64)
+            },
+            |n| n <= limit,
+        );
     if !small {
         return (req, None);
     }
@@ -235,11 +246,11 @@ fn is_dry_run(route: &str) -> bool {
     route.ends_with("/dry_run")
 }
 
-/// The UI's path parameters under the API's names.
+/// The UI's path parameters and form fields under the API's names.
 fn param_name(k: &str) -> &str {
     match k {
         "name" => "pool_name",
-        "id" => "connection_id",
+        "id" | "conn_id" => "connection_id",
         "key" => "variable_key",
         "dag_run_id" => "run_id",
         other => other,
@@ -400,7 +411,7 @@ fn describe(
     });
     for (k, v) in body {
         if let Some(v) = keep(&name, k, v) {
-            extra.insert(k.clone(), v);
+            extra.insert(param_name(k).to_string(), v);
         }
     }
     extra.insert("method".into(), Value::String(method.as_str().into()));
