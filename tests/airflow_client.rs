@@ -134,3 +134,14 @@ async fn airflows_python_client_manages_connections_and_variables() {
     ];
     run_client_script(&db, "connections.py", &env, Duration::from_secs(120)).await;
 }
+
+/// The audit log through the client (`tests/airflow_client/event_logs.py`): changes made with
+/// the client read back with `EventLogApi` (filters, paging, order, one by id, refusals).
+#[tokio::test]
+async fn airflows_python_client_reads_the_event_log() {
+    let db = fresh_db().await;
+    auth::create_user(&db.pool, "airflow", "airflow-password", Role::Admin)
+        .await
+        .unwrap();
+    run_client_script(&db, "event_logs.py", &[], Duration::from_secs(120)).await;
+}

@@ -150,6 +150,8 @@ async fn every_route_answers_401_without_credentials() {
         ("POST", "/api/v2/backfills"),
         ("GET", "/api/v2/backfills/1"),
         ("GET", "/api/v2/openapi.json"),
+        ("GET", "/api/v2/eventLogs"),
+        ("GET", "/api/v2/eventLogs/1"),
     ] {
         let (status, body) = a.call(m, uri, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{m} {uri}");
@@ -1258,6 +1260,8 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("GET", "/api/v2/variables/{variable_key}"),
         ("PATCH", "/api/v2/variables/{variable_key}"),
         ("DELETE", "/api/v2/variables/{variable_key}"),
+        ("GET", "/api/v2/eventLogs"),
+        ("GET", "/api/v2/eventLogs/{event_log_id}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -1685,6 +1689,7 @@ async fn every_parameter_airflow_documents_is_implemented_or_refused_as_unsuppor
         ("get", TIS),
         ("get", &format!("{TIS}/{{task_id}}/tries")),
         ("get", &format!("{TIS}/{{task_id}}/logs/{{try_number}}")),
+        ("get", "/api/v2/eventLogs"),
     ] {
         let uri = path
             .replace("{dag_id}", "d")

@@ -12,6 +12,7 @@ pub mod state;
 pub use dag::{Dag, DagError, TaskDef};
 pub use kind::{PrepareCtx, PrepareError, Reference, Registry, TaskContext, TaskError, TaskKind};
 pub use state::{RunState, RunType, TaskState, TriggerRule, TryOutcome};
+pub mod audit;
 pub mod cluster;
 pub mod conf;
 pub mod error;

@@ -45,6 +45,16 @@ pub struct BackfillArgs {
 }
 
 pub async fn run(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
+    let audit = super::Audit::new("cli_create_backfill")
+        .dag(&a.dag_id)
+        .extra("from", a.from.clone().unwrap_or_default())
+        .extra("to", a.to.clone().unwrap_or_default())
+        .extra("missed", a.missed)
+        .extra("rerun_failed", a.rerun_failed);
+    audit.around(g, create(g, a)).await
+}
+
+async fn create(g: &Global, a: BackfillArgs) -> Result<ExitCode> {
     let dag = find_dag(g, &a.dag_id)?;
     let pool = connect(g).await?;
     super::check_dag_pools(&pool, &dag).await?;

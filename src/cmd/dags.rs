@@ -201,6 +201,19 @@ async fn list(g: &Global) -> Result<ExitCode> {
 }
 
 async fn set_paused(g: &Global, dag_id: &str, paused: bool) -> Result<ExitCode> {
+    let event = if paused {
+        "cli_dag_pause"
+    } else {
+        "cli_dag_unpause"
+    };
+    super::Audit::new(event)
+        .dag(dag_id)
+        .extra("is_paused", paused)
+        .around(g, do_set_paused(g, dag_id, paused))
+        .await
+}
+
+async fn do_set_paused(g: &Global, dag_id: &str, paused: bool) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let mut tx = pool.begin().await?;
     if store_dags::get(&mut tx, dag_id).await?.is_none() {

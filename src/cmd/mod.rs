@@ -11,6 +11,7 @@ pub mod tasks;
 pub mod web;
 
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use sqlx::PgPool;
@@ -79,9 +80,13 @@ pub async fn rerun_on_transient(
 }
 
 pub async fn db_migrate(g: &Global) -> Result<ExitCode> {
-    connect(g).await?;
-    println!("database is up to date");
-    Ok(ExitCode::SUCCESS)
+    Audit::new("cli_migratedb")
+        .around(g, async {
+            connect(g).await?;
+            println!("database is up to date");
+            Ok(ExitCode::SUCCESS)
+        })
+        .await
 }
 
 /// Reads one DAG from the DAGs folder, with every problem of its file if it is invalid.
@@ -157,5 +162,132 @@ pub fn fmt_duration(
     match (start, end) {
         (Some(s), Some(e)) => format!("{:.3}s", (e - s).num_milliseconds() as f64 / 1000.0),
         _ => String::new(),
+    }
+}
+
+/// The operating-system user running this command, as Airflow's CLI records it
+/// (`getpass.getuser()`: `LOGNAME`, `USER`, `LNAME`, `USERNAME`, then the password database).
+pub fn os_user() -> String {
+    for var in ["LOGNAME", "USER", "LNAME", "USERNAME"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v;
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// A changing command's audit-log row (`upiflow_engine::audit`), named as Airflow's CLI names
+/// its events (`cli_` and the command's function: `cli_dag_trigger`, `cli_task_clear`, ...).
+/// Build it from the arguments, run the command [`Audit::around`] it, and add what is only
+/// known afterwards (a run id) with [`Audit::note_run`].
+pub struct Audit(Mutex<upiflow_engine::audit::Event>);
+
+impl Audit {
+    pub fn new(event: &str) -> Self {
+        use upiflow_engine::audit::{Event, Outcome, Source};
+        let mut e = Event::new(event, Source::Cli, Outcome::Success);
+        e.owner = Some(os_user());
+        e.extra = Some(serde_json::Value::Object(serde_json::Map::new()));
+        Self(Mutex::new(e))
+    }
+
+    fn with(self, f: impl FnOnce(&mut upiflow_engine::audit::Event)) -> Self {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        self
+    }
+
+    pub fn dag(self, dag_id: &str) -> Self {
+        self.with(|e| e.dag_id = Some(dag_id.to_string()))
+    }
+
+    pub fn run(self, run_id: &str) -> Self {
+        self.with(|e| e.run_id = Some(run_id.to_string()))
+    }
+
+    pub fn task(self, task_id: &str) -> Self {
+        self.with(|e| e.task_id = Some(task_id.to_string()))
+    }
+
+    /// One more field of `extra` (never a secret: callers pass names, not values).
+    pub fn extra(self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.with(|e| set_extra(e, key, value.into()))
+    }
+
+    /// The run the command made or changed, once known.
+    pub fn note_run(&self, run_id: &str, logical_date: Option<chrono::DateTime<chrono::Utc>>) {
+        let mut e = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        e.run_id = Some(run_id.to_string());
+        e.logical_date = logical_date.or(e.logical_date);
+    }
+
+    /// Runs `body`, then records how it ended: `success` when it ran (whatever exit code it
+    /// chose, say `--wait` on a run that failed), `failed` with the error's text in `extra`.
+    /// A failure to record is a warning on stderr; the command's own result stands.
+    pub async fn around(
+        &self,
+        g: &Global,
+        body: impl Future<Output = Result<ExitCode>>,
+    ) -> Result<ExitCode> {
+        let result = body.await;
+        let mut e = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Err(err) = &result {
+            e.outcome = upiflow_engine::audit::Outcome::Failed;
+            set_extra(&mut e, "error", format!("{err:#}").into());
+        }
+        set_extra(&mut e, "host_name", host_name().into());
+        record_cli(g, &e).await;
+        result
+    }
+}
+
+fn set_extra(e: &mut upiflow_engine::audit::Event, key: &str, value: serde_json::Value) {
+    if let Some(serde_json::Value::Object(m)) = &mut e.extra {
+        m.insert(key.to_string(), value);
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// How long the CLI waits for the database to record its audit row.
+const RECORD_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn record_cli(g: &Global, e: &upiflow_engine::audit::Event) {
+    // No database at all: the command itself has said so, and there is nowhere to record.
+    let Ok(url) = database_url(g) else {
+        return;
+    };
+    let recorded = tokio::time::timeout(RECORD_WITHIN, async {
+        let pool = store::connect(&url, 1).await?;
+        upiflow_engine::audit::record(&pool, e).await
+    })
+    .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            let cause = std::error::Error::source(&err)
+                .map_or_else(|| err.to_string(), ToString::to_string);
+            tracing::warn!(event = %e.event, error = %cause, "could not record the audit event");
+        }
+        Err(_) => {
+            tracing::warn!(event = %e.event, "could not record the audit event in time");
+        }
     }
 }

@@ -40,6 +40,14 @@ pub async fn run(g: &Global, c: PoolsCommand) -> Result<ExitCode> {
 }
 
 async fn set(g: &Global, name: &str, slots: i64, description: Option<&str>) -> Result<ExitCode> {
+    super::Audit::new("cli_pool_set")
+        .extra("pool_name", name)
+        .extra("slots", slots)
+        .around(g, do_set(g, name, slots, description))
+        .await
+}
+
+async fn do_set(g: &Global, name: &str, slots: i64, description: Option<&str>) -> Result<ExitCode> {
     let db = connect(g).await?;
     let changed = pools::set(&db, name, slots, description).await?;
     for w in changed.warnings() {
@@ -70,8 +78,13 @@ async fn list(g: &Global) -> Result<ExitCode> {
 }
 
 async fn delete(g: &Global, name: &str) -> Result<ExitCode> {
-    let db = connect(g).await?;
-    pools::delete(&db, name).await?;
-    println!("pool {name} deleted");
-    Ok(ExitCode::SUCCESS)
+    super::Audit::new("cli_pool_delete")
+        .extra("pool_name", name)
+        .around(g, async {
+            let db = connect(g).await?;
+            pools::delete(&db, name).await?;
+            println!("pool {name} deleted");
+            Ok(ExitCode::SUCCESS)
+        })
+        .await
 }

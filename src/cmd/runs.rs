@@ -29,6 +29,15 @@ pub struct TriggerArgs {
 }
 
 pub async fn trigger(g: &Global, a: TriggerArgs) -> Result<ExitCode> {
+    let audit = super::Audit::new("cli_dag_trigger").dag(&a.dag_id);
+    let audit = match &a.logical_date {
+        Some(d) => audit.extra("logical_date", d.as_str()),
+        None => audit,
+    };
+    audit.around(g, do_trigger(g, a, &audit)).await
+}
+
+async fn do_trigger(g: &Global, a: TriggerArgs, audit: &super::Audit) -> Result<ExitCode> {
     let dag = find_dag(g, &a.dag_id)?;
     let conf = match &a.conf {
         None => serde_json::json!({}),
@@ -48,6 +57,7 @@ pub async fn trigger(g: &Global, a: TriggerArgs) -> Result<ExitCode> {
         ..Trigger::default()
     };
     let run = ops::trigger(&pool, &VersionCache::new(), &dag, &req).await?;
+    audit.note_run(&run.run_id, Some(run.logical_date));
     super::warn_if_not_current(&dag, &run.dag_hash);
     println!(
         "created run {} of {} (data interval {} .. {}), {}",
@@ -109,6 +119,15 @@ pub struct RunMarkArgs {
 }
 
 async fn mark_run(g: &Global, a: RunMarkArgs) -> Result<ExitCode> {
+    super::Audit::new("cli_dag_run_mark")
+        .dag(&a.dag_id)
+        .run(&a.run_id)
+        .extra("state", a.state.as_str())
+        .around(g, do_mark_run(g, a.clone()))
+        .await
+}
+
+async fn do_mark_run(g: &Global, a: RunMarkArgs) -> Result<ExitCode> {
     use upiflow_engine::lifecycle::mark::{self, RunMark};
     let Some(state) = RunMark::parse(&a.state) else {
         bail!(
@@ -300,16 +319,24 @@ pub struct ClearArgs {
 }
 
 pub async fn clear(g: &Global, a: ClearArgs) -> Result<ExitCode> {
-    let pool = connect(g).await?;
-    let cleared = upiflow_engine::lifecycle::clear::clear(
-        &pool,
-        &VersionCache::new(),
-        &a.dag_id,
-        &a.run_id,
-        &a.task_id,
-        a.downstream,
-    )
-    .await?;
-    println!("cleared {}: {}", cleared.len(), cleared.join(", "));
-    Ok(ExitCode::SUCCESS)
+    super::Audit::new("cli_task_clear")
+        .dag(&a.dag_id)
+        .run(&a.run_id)
+        .task(&a.task_id)
+        .extra("downstream", a.downstream)
+        .around(g, async {
+            let pool = connect(g).await?;
+            let cleared = upiflow_engine::lifecycle::clear::clear(
+                &pool,
+                &VersionCache::new(),
+                &a.dag_id,
+                &a.run_id,
+                &a.task_id,
+                a.downstream,
+            )
+            .await?;
+            println!("cleared {}: {}", cleared.len(), cleared.join(", "));
+            Ok(ExitCode::SUCCESS)
+        })
+        .await
 }

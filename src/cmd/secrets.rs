@@ -18,7 +18,7 @@ use upiflow_engine::secrets::{
     is_sensitive_key, masker_of,
 };
 
-use super::{connect, table};
+use super::{Audit, connect, table};
 use crate::Global;
 
 /// Standalone's key file in the data directory.
@@ -286,15 +286,21 @@ fn masked_json(c: &Connection) -> Value {
 pub async fn connections(g: &Global, c: ConnectionsCommand) -> Result<ExitCode> {
     match c {
         ConnectionsCommand::Add { conn_id, fields } => {
-            let conn = from_fields(&conn_id, *fields)?;
-            let s = open(g).await?;
-            let stored = s.add_connection(&conn).await?;
-            println!(
-                "connection {conn_id} added ({}): {}",
-                at_rest(&stored),
-                masker_of(&conn).mask(&conn.to_uri())
-            );
-            Ok(ExitCode::SUCCESS)
+            // The id only: the fields may carry the password.
+            let audit = Audit::new("cli_connections_add").extra("conn_id", conn_id.as_str());
+            audit
+                .around(g, async {
+                    let conn = from_fields(&conn_id, *fields)?;
+                    let s = open(g).await?;
+                    let stored = s.add_connection(&conn).await?;
+                    println!(
+                        "connection {conn_id} added ({}): {}",
+                        at_rest(&stored),
+                        masker_of(&conn).mask(&conn.to_uri())
+                    );
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
         }
         ConnectionsCommand::List { output } => {
             super::rerun_on_transient("connections list", async || list(g, output).await).await
@@ -310,22 +316,34 @@ pub async fn connections(g: &Global, c: ConnectionsCommand) -> Result<ExitCode> 
             .await
         }
         ConnectionsCommand::Delete { conn_id } => {
-            open(g).await?.delete_connection(&conn_id).await?;
-            println!("connection {conn_id} deleted");
-            Ok(ExitCode::SUCCESS)
+            let audit = Audit::new("cli_connections_delete").extra("conn_id", conn_id.as_str());
+            audit
+                .around(g, async {
+                    open(g).await?.delete_connection(&conn_id).await?;
+                    println!("connection {conn_id} deleted");
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
         }
         ConnectionsCommand::Test { conn_id, timeout } => test(g, &conn_id, timeout).await,
         ConnectionsCommand::Import { file, overwrite } => {
-            let text = read_import(&file)?;
-            let s = open(g).await?;
-            let on = if overwrite {
-                OnExisting::Overwrite
-            } else {
-                OnExisting::Skip
-            };
-            let done = s.import_connections(&text, on).await?;
-            report_import("connection", &done);
-            Ok(ExitCode::SUCCESS)
+            let audit = Audit::new("cli_connections_import")
+                .extra("file", file.display().to_string())
+                .extra("overwrite", overwrite);
+            audit
+                .around(g, async {
+                    let text = read_import(&file)?;
+                    let s = open(g).await?;
+                    let on = if overwrite {
+                        OnExisting::Overwrite
+                    } else {
+                        OnExisting::Skip
+                    };
+                    let done = s.import_connections(&text, on).await?;
+                    report_import("connection", &done);
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
         }
         ConnectionsCommand::Export { file } => {
             check_json_path(&file)?;
@@ -539,16 +557,22 @@ pub async fn variables(g: &Global, c: VariablesCommand) -> Result<ExitCode> {
             value,
             description,
         } => {
-            let s = open(g).await?;
-            let (v, created) = s.set_variable(&key, &value, description.as_deref()).await?;
-            let how = if v.is_encrypted {
-                "encrypted"
-            } else {
-                "stored unencrypted: no Fernet key is configured"
-            };
-            let verb = if created { "created" } else { "set" };
-            println!("variable {key} {verb} ({how})");
-            Ok(ExitCode::SUCCESS)
+            // The key only: values are never logged (Airflow masks them too).
+            let audit = Audit::new("cli_variables_set").extra("key", key.as_str());
+            audit
+                .around(g, async {
+                    let s = open(g).await?;
+                    let (v, created) = s.set_variable(&key, &value, description.as_deref()).await?;
+                    let how = if v.is_encrypted {
+                        "encrypted"
+                    } else {
+                        "stored unencrypted: no Fernet key is configured"
+                    };
+                    let verb = if created { "created" } else { "set" };
+                    println!("variable {key} {verb} ({how})");
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
         }
         VariablesCommand::Get {
             key,
@@ -577,23 +601,35 @@ pub async fn variables(g: &Global, c: VariablesCommand) -> Result<ExitCode> {
                 .await
         }
         VariablesCommand::Delete { key } => {
-            open(g).await?.delete_variable(&key).await?;
-            println!("variable {key} deleted");
-            Ok(ExitCode::SUCCESS)
+            let audit = Audit::new("cli_variables_delete").extra("key", key.as_str());
+            audit
+                .around(g, async {
+                    open(g).await?.delete_variable(&key).await?;
+                    println!("variable {key} deleted");
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
         }
         VariablesCommand::Import {
             file,
             action_on_existing_key,
         } => {
-            let text = read_import(&file)?;
             let on = match action_on_existing_key {
                 ExistingKey::Overwrite => OnExisting::Overwrite,
                 ExistingKey::Skip => OnExisting::Skip,
                 ExistingKey::Fail => OnExisting::Fail,
             };
-            let done = open(g).await?.import_variables(&text, on).await?;
-            report_import("variable", &done);
-            Ok(ExitCode::SUCCESS)
+            let audit = Audit::new("cli_variables_import")
+                .extra("file", file.display().to_string())
+                .extra("action_on_existing_key", format!("{on:?}").to_lowercase());
+            audit
+                .around(g, async {
+                    let text = read_import(&file)?;
+                    let done = open(g).await?.import_variables(&text, on).await?;
+                    report_import("variable", &done);
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
         }
         VariablesCommand::Export { file } => {
             check_json_path(&file)?;
@@ -642,13 +678,17 @@ async fn list_variables(g: &Global, output: Output) -> Result<ExitCode> {
 
 /// `upiflow db rotate-key`: re-encrypts everything with the first key of the list.
 pub async fn rotate_key(g: &Global) -> Result<ExitCode> {
-    let s = open(g).await?;
-    let done = s.rotate_key().await?;
-    println!(
-        "re-encrypted {} connection(s) and {} variable(s) with the first key of {FERNET_KEY_ENV} ({} value(s) were unencrypted before); the other keys can now be dropped from the list",
-        done.connections, done.variables, done.newly_encrypted
-    );
-    Ok(ExitCode::SUCCESS)
+    Audit::new("cli_rotate_fernet_key")
+        .around(g, async {
+            let s = open(g).await?;
+            let done = s.rotate_key().await?;
+            println!(
+                "re-encrypted {} connection(s) and {} variable(s) with the first key of {FERNET_KEY_ENV} ({} value(s) were unencrypted before); the other keys can now be dropped from the list",
+                done.connections, done.variables, done.newly_encrypted
+            );
+            Ok(ExitCode::SUCCESS)
+        })
+        .await
 }
 
 /// `upiflow db generate-key`: a new Fernet key for `UPIFLOW_FERNET_KEY`.

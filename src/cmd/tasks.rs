@@ -63,6 +63,21 @@ pub fn who() -> String {
 }
 
 async fn mark_tasks(g: &Global, a: MarkArgs) -> Result<ExitCode> {
+    super::Audit::new("cli_task_mark")
+        .dag(&a.dag_id)
+        .run(&a.run_id)
+        .task(&a.task_id)
+        .extra("state", a.state.as_str())
+        .extra("upstream", a.upstream)
+        .extra("downstream", a.downstream)
+        .extra("past", a.past)
+        .extra("future", a.future)
+        .extra("dry_run", a.dry_run)
+        .around(g, do_mark_tasks(g, a.clone()))
+        .await
+}
+
+async fn do_mark_tasks(g: &Global, a: MarkArgs) -> Result<ExitCode> {
     let Some(state) = TiMark::parse(&a.state) else {
         bail!(
             "--state `{}` is not a state a task instance may be marked with (success, failed, skipped)",

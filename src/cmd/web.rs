@@ -59,14 +59,21 @@ pub async fn users(g: &Global, c: UsersCommand) -> Result<ExitCode> {
         password,
         role,
     } = c;
-    let pool = connect(g).await?;
     let role = match role {
         RoleArg::Admin => Role::Admin,
         RoleArg::Viewer => Role::Viewer,
     };
-    auth::create_user(&pool, &username, &password, role)
+    // Never the password.
+    super::Audit::new("cli_users_create")
+        .extra("username", username.as_str())
+        .extra("role", format!("{role:?}").to_lowercase())
+        .around(g, async {
+            let pool = connect(g).await?;
+            auth::create_user(&pool, &username, &password, role)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            println!("user `{username}` saved");
+            Ok(ExitCode::SUCCESS)
+        })
         .await
-        .map_err(|e| anyhow!(e))?;
-    println!("user `{username}` saved");
-    Ok(ExitCode::SUCCESS)
 }

@@ -166,6 +166,7 @@ where
                 &Validation::default(),
             )
             .map_err(|_| ApiError::Unauthorized)?;
+            crate::audit::note_user(&parts.extensions, &data.claims.sub);
             return Ok(Viewer {
                 username: data.claims.sub,
                 role: data.claims.role,
@@ -177,9 +178,11 @@ where
                 .map_err(|_| ApiError::Unauthorized)?;
             let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
             let (user, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
-            let role = check_password(&state.pool, user, password)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
+            let Some(role) = check_password(&state.pool, user, password).await? else {
+                crate::audit::note_bad_basic(&parts.extensions, user);
+                return Err(ApiError::Unauthorized);
+            };
+            crate::audit::note_user(&parts.extensions, user);
             return Ok(Viewer {
                 username: user.to_string(),
                 role,

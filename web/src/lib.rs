@@ -5,7 +5,8 @@
 //!   against Airflow's OpenAPI document in the tests;
 //! - [`ui`]: the server-rendered web UI (maud): DAGs, grid, graph, runs, logs, trigger,
 //!   backfills, the missed-interval ledger, and the registered product's dashboard;
-//! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`metrics`]: `/metrics` in the Prometheus text format;
+//! - [`audit`]: the layers that write every change and sign-in to the audit log.
 //!
 //! Every route authenticates ([`auth`]); changing anything needs the admin role. Handlers
 //! translate requests and render answers: they read and write through
@@ -14,6 +15,7 @@
 //! [`AppState::with_product`]; the web names none of its tables.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod metrics;
@@ -78,9 +80,12 @@ pub fn app(state: AppState) -> Router {
         routes = routes.merge(ui::dashboard::router(p.dashboard()));
     }
     routes
+        .route_layer(axum::middleware::from_fn(audit::capture))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(axum::middleware::from_fn(retry::replay_transient))
+        // Outermost, so a replayed request is one audit row, written once it is answered.
+        .layer(axum::middleware::from_fn_with_state(state, audit::record))
 }
 
 /// Binds `bind`, with a message that names the address when it cannot.
@@ -100,7 +105,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "web UI and API listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

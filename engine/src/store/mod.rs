@@ -17,6 +17,7 @@ pub mod dag_list;
 pub mod dag_overview;
 pub mod dags;
 pub mod deadlines;
+pub mod event_log;
 pub mod filters;
 pub mod grid;
 pub mod logs;

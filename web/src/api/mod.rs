@@ -5,6 +5,7 @@
 mod backfills;
 mod connections;
 mod dags;
+mod event_logs;
 pub mod models;
 mod pools;
 pub mod query;
@@ -98,6 +99,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(pools::router())
         .merge(connections::router())
         .merge(variables::router())
+        .merge(event_logs::router())
 }
 
 /// The API's routes.

@@ -119,11 +119,13 @@ impl Query {
             .transpose()
     }
 
-    /// An RFC 3339 date-time.
+    /// An RFC 3339 date-time, or one whose offset has no colon (`+0000`), as Airflow's Python
+    /// client sends them (pydantic accepts both).
     pub fn date(&mut self, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.one(key)?
             .map(|v| {
                 DateTime::parse_from_rfc3339(&v)
+                    .or_else(|_| DateTime::parse_from_str(&v, "%Y-%m-%dT%H:%M:%S%.f%z"))
                     .map(|d| d.with_timezone(&Utc))
                     .map_err(|_| bad(key, &v, "an RFC 3339 date-time"))
             })
@@ -284,6 +286,13 @@ mod tests {
         assert!(q("").finish::<&str>(&[]).is_ok());
         assert!(q("limit=1&limit=2").page().is_err());
         assert!(q("paused=maybe").bool("paused").is_err());
+        // Airflow's Python client writes offsets without a colon.
+        let d = q("after=2026-12-01T20:19:08.785025%2B0000").date("after");
+        assert_eq!(
+            d.unwrap().unwrap().to_rfc3339(),
+            "2026-12-01T20:19:08.785025+00:00"
+        );
+        assert!(q("after=2026-12-01").date("after").is_err());
     }
 
     #[test]

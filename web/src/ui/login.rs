@@ -77,11 +77,12 @@ async fn login(
         .get(session::LOGIN_CSRF_COOKIE)
         .map(|c| c.value().to_string())
         .unwrap_or_default();
+    // Both refusals are failed sign-ins in the audit log (`crate::audit`).
     if !session::same_secret(&f.csrf, &twin) {
-        return Ok(Redirect::to(&again).into_response());
+        return Ok(super::refused(Redirect::to(&again).into_response()));
     }
     let Some(role) = auth::check_password(&s.pool, &f.username, &f.password).await? else {
-        return Ok(Redirect::to(&again).into_response());
+        return Ok(super::refused(Redirect::to(&again).into_response()));
     };
     let cookie = session::start(&s.token_key, &f.username, role)?;
     let jar = jar

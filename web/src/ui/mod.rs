@@ -15,6 +15,7 @@ mod badges;
 mod charts;
 mod dag_header;
 pub mod dashboard;
+mod events;
 mod extract;
 mod format;
 mod gantt;
@@ -56,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .merge(missed::router())
         .merge(pools::router())
         .merge(secrets::router())
+        .merge(events::router())
 }
 
 /// What went wrong, as a page (or, for a missing session, a redirect to the login page): the
@@ -65,9 +67,9 @@ pub type UiError = crate::error::HttpError<crate::error::Page>;
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            Self::LoginRequired(here) => return login_redirect(here),
+            Self::LoginRequired(here) => return refused(login_redirect(here)),
             // Code shared with the API refused the credentials: the UI's answer is the login.
-            Self::Unauthorized => return login_redirect("/"),
+            Self::Unauthorized => return refused(login_redirect("/")),
             // The UI has no 422 page: bad input is a 400, as a form expects.
             Self::Unprocessable(_) => StatusCode::BAD_REQUEST,
             Self::Unavailable(cause) => {
@@ -98,6 +100,12 @@ impl IntoResponse for UiError {
     }
 }
 
+/// A redirect that is a refusal, for the audit log (its status alone says success).
+pub(crate) fn refused(mut resp: Response) -> Response {
+    resp.extensions_mut().insert(crate::audit::Outcome::Refused);
+    resp
+}
+
 /// To the login page, coming back to `here` once logged in.
 fn login_redirect(here: &str) -> Response {
     let to = format!(
@@ -115,6 +123,7 @@ pub enum Nav {
     Pools,
     Connections,
     Variables,
+    Events,
     Payments,
     None,
 }
@@ -160,6 +169,7 @@ pub fn page(title: &str, user: &UiUser, nav: Nav, body: Markup) -> Markup {
                         (item(Nav::Pools, "/pools", "Pools"))
                         (item(Nav::Connections, "/connections", "Connections"))
                         (item(Nav::Variables, "/variables", "Variables"))
+                        (item(Nav::Events, "/events", "Audit log"))
                         @if let Some((path, title)) = user.dashboard {
                             (item(Nav::Payments, &format!("/{path}"), title))
                         }

@@ -132,6 +132,7 @@ where
             .get(SESSION_COOKIE)
             .and_then(|c| decode(&state.token_key, c.value()))
         {
+            crate::audit::note_user(&parts.extensions, &user.username);
             let dashboard = state.product.as_ref().map(|p| {
                 let d = p.dashboard();
                 (d.path, d.title)
