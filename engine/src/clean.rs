@@ -23,7 +23,9 @@
 //! connections, variables, users and the product's tables.
 //!
 //! Each batch is its own transaction, so a large clean never holds locks for long nor grows
-//! one huge transaction; rows another transaction holds are skipped, not waited for.
+//! one huge transaction; rows another transaction holds are skipped, not waited for. At the
+//! end the tables that lost rows are vacuumed and analysed (unlike Airflow), so reads of the
+//! newest runs do not walk past the deleted ones until autovacuum comes by.
 
 use std::num::NonZeroU32;
 
@@ -246,5 +248,12 @@ pub async fn clean(
         tracing::info!(table = t.name(), rows = total.rows, dependents = ?total.dependents, %cutoff, "cleaned");
         out.push(total);
     }
+    // Vacuum what changed, so reads are as fast at once as the smaller table allows.
+    let mut changed: Vec<&str> = Vec::new();
+    for r in out.iter().filter(|r| r.rows > 0) {
+        changed.push(r.table.name());
+        changed.extend(r.table.dependents());
+    }
+    crate::transient::retry("vacuum cleaned tables", || sql::vacuum(pool, &changed)).await?;
     Ok(out)
 }

@@ -30,7 +30,8 @@ Which rows go (Airflow's `airflow db clean` rules):
   backfills         by completed_at, only finished ones that no remaining run belongs to
   scheduler_loops   by last_loop_at
   workers           by heartbeat_at
-Rows younger than the cutoff always stay. Each batch is its own transaction.
+Rows younger than the cutoff always stay. Each batch is its own transaction; at the end
+the cleaned tables are vacuumed and analysed.
 Without --yes it asks for 'delete rows' on stdin, as Airflow does.";
 
 /// Delete history older than a cutoff (Airflow's `airflow db clean`).
