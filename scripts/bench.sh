@@ -16,3 +16,4 @@ cargo run --release --example bench_transforms
 cargo run --release --example bench_grid
 cargo run --release --example bench_dashboard
 cargo run --release --example bench_api
+cargo run --release --example bench_history

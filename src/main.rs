@@ -111,6 +111,8 @@ enum DbCommand {
     RotateKey,
     /// Print a new Fernet key (for UPIFLOW_FERNET_KEY).
     GenerateKey,
+    /// Delete history older than a cutoff, in batches (Airflow's `airflow db clean`).
+    Clean(cmd::clean::CleanArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -142,6 +144,7 @@ async fn main() -> ExitCode {
         Command::Db(DbCommand::Migrate) => cmd::db_migrate(&g).await,
         Command::Db(DbCommand::RotateKey) => cmd::secrets::rotate_key(&g).await,
         Command::Db(DbCommand::GenerateKey) => cmd::secrets::generate_key(),
+        Command::Db(DbCommand::Clean(a)) => cmd::clean::run(&g, a).await,
         Command::Ingest(a) => cmd::pipeline::ingest(&g, a).await,
         Command::Web(a) => cmd::web::web(&g, a).await,
         Command::Users(c) => cmd::web::users(&g, c).await,

@@ -122,6 +122,10 @@ pub enum EngineError {
     #[error("{0} (nothing was imported)")]
     ImportInvalid(String),
     // --- end of the secrets part ---
+    // --- db clean (#13, "clean" part) ---
+    #[error("no table `{name}` to clean; valid tables: {}", .valid.join(", "))]
+    CleanTableUnknown { name: String, valid: Vec<String> },
+    // --- end of the clean part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -168,7 +172,8 @@ impl EngineError {
             | EngineError::ConnInvalid { .. }
             | EngineError::ConnUnsupported { .. }
             | EngineError::VariableKeyInvalid(_)
-            | EngineError::ImportInvalid(_) => ErrorKind::Invalid,
+            | EngineError::ImportInvalid(_)
+            | EngineError::CleanTableUnknown { .. } => ErrorKind::Invalid,
             // A configuration problem of the deployment, not of the request.
             EngineError::FernetKeyInvalid(_)
             | EngineError::DecryptFailed(_)

@@ -27,6 +27,7 @@ pub mod store;
 
 pub use error::{EngineError, ErrorKind};
 pub mod backfill;
+pub mod clean;
 pub mod scheduler;
 pub mod timetable;
 pub mod transient;

@@ -1,6 +1,7 @@
 //! The commands' bodies; `main.rs` only parses and dispatches.
 
 pub mod backfill;
+pub mod clean;
 pub mod dags;
 pub mod pipeline;
 pub mod pools;

@@ -11,6 +11,7 @@
 
 pub mod backfill_list;
 pub mod backfills;
+pub mod clean;
 pub mod clear_targets;
 pub mod dag_files;
 pub mod dag_list;
