@@ -1,6 +1,6 @@
 //! `upiflow db clean` through the real binary on a real database: the dry run changes
 //! nothing, a clean deletes exactly the old finished runs (with their task instances, tries and
-//! logs) except the latest non-manual run of each DAG, `--tables` limits it, bad input changes
+//! logs) except the latest run and the latest non-manual run of each DAG, `--tables` limits it, bad input changes
 //! nothing, confirmation is asked as Airflow does, and batches delete everything.
 
 mod common;
@@ -54,16 +54,34 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Row counts per table; `event_log` without the audit rows `db clean` itself writes (checked
+/// by [`audited`]).
 async fn snapshot(pool: &PgPool) -> BTreeMap<&'static str, i64> {
     let mut out = BTreeMap::new();
     for t in TABLES {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {t}"))
+        let filter = if t == "event_log" {
+            " WHERE event <> 'cli_cleanup_tables'"
+        } else {
+            ""
+        };
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {t}{filter}"))
             .fetch_one(pool)
             .await
             .unwrap();
         out.insert(t, n);
     }
     out
+}
+
+/// The outcomes of the audit rows of `db clean`, oldest first.
+async fn audited(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT outcome FROM event_log WHERE event = 'cli_cleanup_tables' AND source = 'cli'
+         ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 /// Registers a DAG of two tasks; returns its version hash.
@@ -170,8 +188,8 @@ async fn fixture(pool: &PgPool) {
     ] {
         add_run(pool, "a", &a, id, ty, state, age, started, None).await;
     }
-    // b: all old; the backfill run is its latest non-manual run and is kept, although a
-    // manual run is newer (Airflow's keep-last ignores manual runs).
+    // b: all old; the manual run is its newest run and the backfill run its newest non-manual
+    // one (Airflow's keep-last ignores manual runs): both are kept.
     add_run(
         pool,
         "b",
@@ -212,7 +230,7 @@ async fn fixture(pool: &PgPool) {
         pool, "b", &b, "b_manual", "manual", "success", 35.0, true, None,
     )
     .await;
-    // c: only manual runs, all old: none is kept.
+    // c: only manual runs, all old: the newest (c_m2) is kept.
     add_run(pool, "c", &c, "c_m1", "manual", "success", 80.0, true, None).await;
     add_run(pool, "c", &c, "c_m2", "manual", "failed", 79.0, true, None).await;
     exec(
@@ -279,17 +297,17 @@ async fn dry_run_changes_nothing_and_prints_the_counts_per_table() {
         before,
         "a dry run changes nothing"
     );
-    // a: old1-3, oldfail, manual, marked; b: old1, old2, manual; c: both.
+    // a: old1-3, oldfail, manual, marked; b: old1, old2; c: c_m1.
     assert_eq!(
         row(&stdout, "dag_runs")[1..9],
         [
-            "11",
+            "9",
             "task_instances",
-            "22,",
+            "18,",
             "task_tries",
-            "22,",
+            "18,",
             "task_logs",
-            "44",
+            "36",
             "start_date"
         ]
     );
@@ -307,6 +325,10 @@ async fn dry_run_changes_nothing_and_prints_the_counts_per_table() {
     assert_eq!(row(&stdout, "scheduler_loops")[1], "1");
     assert_eq!(row(&stdout, "workers")[1], "1");
     assert!(stdout.contains("nothing was deleted"), "{stdout}");
+    assert!(
+        audited(&db.pool).await.is_empty(),
+        "a dry run is not audited"
+    );
 }
 
 #[tokio::test]
@@ -324,15 +346,23 @@ async fn clean_deletes_exactly_the_old_finished_runs_and_keeps_the_latest_and_th
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert_eq!(
         run_ids(&db.pool).await,
-        ["a_queued", "a_running", "a_young", "b_bf"],
-        "queued/running runs, the young run and b's latest non-manual run stay"
+        [
+            "a_queued",
+            "a_running",
+            "a_young",
+            "b_bf",
+            "b_manual",
+            "c_m2"
+        ],
+        "queued/running runs, the young run, each DAG's latest run and latest non-manual run stay"
     );
     let after = snapshot(&db.pool).await;
     // Each remaining run keeps its 2 instances, 2 tries and 4 log lines; nothing orphaned.
-    assert_eq!(after["task_instances"], 8);
-    assert_eq!(after["task_tries"], 8);
-    assert_eq!(after["task_logs"], 16);
+    assert_eq!(after["task_instances"], 12);
+    assert_eq!(after["task_tries"], 12);
+    assert_eq!(after["task_logs"], 24);
     assert_eq!(after["event_log"], 3, "the rows of 0, 10 and 20 days stay");
+    assert_eq!(audited(&db.pool).await, ["success"], "the clean is audited");
     let notifications: Vec<String> =
         sqlx::query_scalar("SELECT dedupe_key FROM notifications ORDER BY 1")
             .fetch_all(&db.pool)
@@ -370,13 +400,13 @@ async fn clean_deletes_exactly_the_old_finished_runs_and_keeps_the_latest_and_th
     assert_eq!(
         row(&stdout, "dag_runs")[1..8],
         [
-            "11",
+            "9",
             "task_instances",
-            "22,",
+            "18,",
             "task_tries",
-            "22,",
+            "18,",
             "task_logs",
-            "44"
+            "36"
         ]
     );
     // A second clean finds nothing.
@@ -442,7 +472,7 @@ async fn tables_limits_what_is_touched() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(run_ids(&db.pool).await.len(), 4);
+    assert_eq!(run_ids(&db.pool).await.len(), 6);
     assert_eq!(
         snapshot(&db.pool).await["notifications"],
         before["notifications"]
@@ -493,6 +523,11 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert_eq!(snapshot(&db.pool).await, before, "{args:?} changed rows");
     }
+    // Refused attempts are audited as failed, where they got as far as parsing (clap's own
+    // refusals never reach the command).
+    let audits = audited(&db.pool).await;
+    assert!(!audits.is_empty(), "failed cleans are audited");
+    assert!(audits.iter().all(|o| o == "failed"), "{audits:?}");
 }
 
 #[tokio::test]

@@ -5,9 +5,9 @@
 //! - `dag_runs` by the run's start (Airflow's recency column for `dag_run` is `start_date`;
 //!   a run that never started, e.g. marked while queued, counts from `queued_at` so it does not
 //!   stay forever). Only finished runs (`success`, `failed`) go: a queued or running run never
-//!   does. The newest run of each DAG among those that are not `manual` is kept (Airflow's
-//!   keep-last for `dag_run`, whose filter ignores manually triggered runs), however old, and so
-//!   is every run in the range of a backfill still running (it counts them to know when it is
+//!   does. The newest run of each DAG is kept, however old, and so is its newest run that is
+//!   not `manual` (Airflow's keep-last for `dag_run`, whose filter ignores manually triggered
+//!   runs: Airflow keeps only that one, the issue asks for the newest run), and so is every run in the range of a backfill still running (it counts them to know when it is
 //!   done). A run takes its task instances, their tries and log lines with it.
 //! - `event_log` by `dttm` (Airflow's `log`).
 //! - `notifications` by `created_at`, only delivered or given-up ones (Airflow cleans
@@ -88,7 +88,9 @@ impl Table {
     /// What is kept although it is old.
     pub fn keeps(self) -> &'static str {
         match self {
-            Table::DagRuns => "queued and running runs; the latest non-manual run of each DAG",
+            Table::DagRuns => {
+                "queued and running runs; the latest run and the latest non-manual run of each DAG"
+            }
             Table::Notifications => "notifications not yet delivered nor given up",
             Table::Backfills => "running backfills; backfills that still have runs",
             _ => "",

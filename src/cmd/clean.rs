@@ -21,9 +21,9 @@ Which rows go (Airflow's `airflow db clean` rules):
   dag_runs          by start_date (queued_at for a run that never started); only success and
                     failed runs, with their task_instances, task_tries and task_logs. Never a
                     queued or running run, nor a run in the range of a running backfill. The
-                    latest run of each DAG that is not a manual one (scheduled or backfill) is
-                    always kept, however old, as Airflow's keep-last, which ignores manually
-                    triggered runs: a DAG with only manual runs keeps none of its old ones.
+                    latest run of each DAG is always kept, however old, and so is its latest
+                    run that is not a manual one (scheduled or backfill), as Airflow's
+                    keep-last, which ignores manually triggered runs.
   event_log         by dttm
   notifications     by created_at, only delivered or given-up ones, with their attempts
   missed_intervals  by recorded_at
@@ -108,6 +108,24 @@ fn confirm(cutoff: DateTime<Utc>, tables: &[Table], total: u64) -> Result<bool> 
 }
 
 pub async fn run(g: &Global, a: CleanArgs) -> Result<ExitCode> {
+    // A dry run changes nothing, so it is not audited (as Airflow's dry runs).
+    if a.dry_run {
+        return clean(g, a).await;
+    }
+    let mut audit = super::Audit::new("cli_cleanup_tables");
+    if let Some(o) = a.older_than {
+        audit = audit.extra("older_than", humantime::format_duration(o).to_string());
+    }
+    if let Some(t) = &a.clean_before_timestamp {
+        audit = audit.extra("clean_before_timestamp", t.as_str());
+    }
+    if let Some(t) = &a.tables {
+        audit = audit.extra("tables", t.join(","));
+    }
+    audit.around(g, clean(g, a)).await
+}
+
+async fn clean(g: &Global, a: CleanArgs) -> Result<ExitCode> {
     // Everything the user typed is checked before anything is read or changed.
     let cutoff = cutoff(&a, Utc::now())?;
     let tables = clean::select_tables(a.tables.as_deref())?;

@@ -10,8 +10,8 @@ use crate::error::Result;
 use crate::state::{RunState, RunType};
 
 /// Which runs may go: older than the cutoff by their recency (`COALESCE(start_date,
-/// queued_at)`), in one of `states`, and not the newest run of its DAG among those whose type
-/// is not in `keep_last_excludes`, nor in the range of a running backfill (which counts its
+/// queued_at)`), in one of `states`, and neither the newest run of its DAG nor the newest
+/// among those whose type is not in `keep_last_excludes`, nor in the range of a running backfill (which counts its
 /// finished runs to know when it is done).
 #[derive(Debug, Clone)]
 pub struct RunRule {
@@ -21,7 +21,7 @@ pub struct RunRule {
 }
 
 /// The runs that may go. `$1` cutoff, `$2` states, `$3` run types the keep-last ignores.
-/// The kept run of each DAG is found through `dags` (one index probe per DAG, newest first).
+/// The kept runs of each DAG are found through `dags` (one index probe per DAG, newest first).
 const OLD_RUNS: &str = "SELECT r.id FROM dag_runs r
     WHERE COALESCE(r.start_date, r.queued_at) < $1
       AND r.state = ANY($2)
@@ -31,10 +31,15 @@ const OLD_RUNS: &str = "SELECT r.id FROM dag_runs r
             AND r.logical_date BETWEEN b.from_date AND b.to_date)
       AND r.id NOT IN (
           SELECT k.id FROM dags d, LATERAL (
-              SELECT l.id FROM dag_runs l
-              WHERE l.dag_id = d.dag_id AND l.run_type <> ALL($3)
-              ORDER BY COALESCE(l.start_date, l.queued_at) DESC, l.id DESC
-              LIMIT 1) k)";
+              (SELECT l.id FROM dag_runs l
+               WHERE l.dag_id = d.dag_id AND l.run_type <> ALL($3)
+               ORDER BY COALESCE(l.start_date, l.queued_at) DESC, l.id DESC
+               LIMIT 1)
+              UNION ALL
+              (SELECT l.id FROM dag_runs l
+               WHERE l.dag_id = d.dag_id
+               ORDER BY COALESCE(l.start_date, l.queued_at) DESC, l.id DESC
+               LIMIT 1)) k)";
 
 /// Rows of runs and of what goes with them (their task instances, tries and log lines).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
