@@ -173,7 +173,7 @@ pub enum Problem {
     NotifierKey { notifier: String, message: String },
     #[error(
         "`{key}` names unknown notifier `{name}` ({})",
-        if known.is_empty() { "no notifiers are defined: add a [[notifiers]] table here or in notifiers.toml".to_string() } else { format!("known notifiers: {}", known.join(", ")) }
+        if known.is_empty() { "no valid notifier is defined: add a [[notifiers]] table here or in notifiers.toml".to_string() } else { format!("known notifiers: {}", known.join(", ")) }
     )]
     UnknownNotifier {
         key: String,
