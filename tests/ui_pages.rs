@@ -785,3 +785,47 @@ async fn pausing_from_a_dag_page_returns_to_it() {
         .await;
     assert_eq!(p.location.as_deref(), Some("/"));
 }
+
+/// Every answer carries the browser-hardening headers: pages, the sign-in page, static files,
+/// API answers and refusals. The policy allows no inline script, and no other site may frame
+/// a page.
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let ui = ui().await;
+    let mut checked = 0;
+    for (uri, cookie, want) in [
+        ("/", ui.admin.as_str(), StatusCode::OK),
+        ("/dags/d", ui.viewer.as_str(), StatusCode::OK),
+        ("/login", "", StatusCode::OK),
+        ("/static/app.js", "", StatusCode::OK),
+        ("/api/v2/dags", "", StatusCode::UNAUTHORIZED),
+        ("/no/such/page", ui.admin.as_str(), StatusCode::NOT_FOUND),
+    ] {
+        let resp = ui
+            .app
+            .clone()
+            .oneshot(
+                Request::get(uri)
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want, "{uri}");
+        let h = resp.headers();
+        let csp = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap_or_else(|| panic!("{uri}: no CSP"))
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'"), "{uri}: {csp}");
+        assert!(!csp.contains("script-src 'self' 'unsafe"), "{uri}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{uri}");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+        assert_eq!(h[header::REFERRER_POLICY], "same-origin", "{uri}");
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+}

@@ -18,6 +18,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod hardening;
 pub mod metrics;
 pub mod retry;
 pub mod ui;
@@ -86,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(retry::replay_transient))
         // Outermost, so a replayed request is one audit row, written once it is answered.
         .layer(axum::middleware::from_fn_with_state(state, audit::record))
+        .layer(axum::middleware::from_fn(hardening::headers))
 }
 
 /// Binds `bind`, with a message that names the address when it cannot.
