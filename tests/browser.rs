@@ -591,3 +591,67 @@ async fn the_payments_dashboard_draws_its_panels_and_refreshes_itself() {
     env.screenshot("dashboard").await;
     env.finish().await;
 }
+
+/// Another site framing the UI: Chromium refuses to show the UI inside it (`frame-ancestors
+/// 'none'`), while a page of that site without the policy shows in the same kind of frame.
+#[tokio::test]
+async fn a_page_of_another_origin_cannot_frame_the_ui() {
+    let _one = BROWSER.lock().await;
+    let env = Env::start().await;
+    // Another origin (another port): a page with two frames, the UI's login page and a
+    // control page of its own.
+    let other = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let other_base = format!("http://{}", other.local_addr().unwrap());
+    let ui_login = format!("{}/login", env.base);
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || {
+                let ui_login = ui_login.clone();
+                async move {
+                    axum::response::Html(format!(
+                        "<!doctype html><iframe id=\"ui\" src=\"{ui_login}\"></iframe>\
+                         <iframe id=\"control\" src=\"/control\"></iframe>"
+                    ))
+                }
+            }),
+        )
+        .route(
+            "/control",
+            axum::routing::get(|| async {
+                axum::response::Html("<!doctype html><p id=\"framed\">framed</p>")
+            }),
+        );
+    let stop_other = env.stop.clone();
+    tokio::spawn(async move {
+        axum::serve(other, app)
+            .with_graceful_shutdown(async move { stop_other.cancelled().await })
+            .await
+    });
+    env.browser.goto(&other_base).await.unwrap();
+    env.browser
+        .wait()
+        .for_element(Locator::Css("iframe#control"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The control frame (index 1) shows its content.
+    env.browser.enter_frame(1).await.unwrap();
+    let shown = env
+        .browser
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("#framed"))
+        .await;
+    assert!(shown.is_ok(), "a frame without the policy shows its page");
+    env.browser.enter_parent_frame().await.unwrap();
+    // The UI's frame (index 0) is blocked: no login form inside it.
+    env.browser.enter_frame(0).await.unwrap();
+    let form = env.browser.find(Locator::Css("input[name=username]")).await;
+    assert!(form.is_err(), "the UI showed inside another site's frame");
+    env.browser.enter_parent_frame().await.unwrap();
+    env.screenshot("framed-by-another-site").await;
+    env.finish().await;
+}
