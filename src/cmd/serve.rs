@@ -161,7 +161,7 @@ async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     if let Some(p) = first_password {
         eprintln!(
             "upiflow standalone: first start, so a user was created: `admin` with password `{p}`\n  \
-             (shown only this once; set another with `upiflow users create --username admin --password ... --role admin`)"
+             (shown only this once; change it with `upiflow users set-password --username admin --password ...`)"
         );
     }
     let stop_web = shutdown.clone();

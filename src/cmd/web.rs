@@ -1,4 +1,4 @@
-//! `upiflow web` and `upiflow users create`.
+//! `upiflow web` and `upiflow users create|list|delete|set-password|set-role`.
 
 use std::process::ExitCode;
 
@@ -36,12 +36,33 @@ pub async fn web(g: &Global, a: WebArgs) -> Result<ExitCode> {
 
 #[derive(Subcommand)]
 pub enum UsersCommand {
-    /// Create (or update) a user of the web UI and API.
+    /// Create a user of the web UI and API (an existing name is an error).
     Create {
         #[arg(long)]
         username: String,
         #[arg(long)]
         password: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// List the users and their roles.
+    List,
+    /// Delete a user (never the last admin).
+    Delete {
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a user's password.
+    SetPassword {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password: String,
+    },
+    /// Set a user's role (never taking the last admin's away).
+    SetRole {
+        #[arg(long)]
+        username: String,
         #[arg(long, value_enum)]
         role: RoleArg,
     },
@@ -53,27 +74,98 @@ pub enum RoleArg {
     Viewer,
 }
 
+impl RoleArg {
+    fn role(self) -> Role {
+        match self {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Viewer => "viewer",
+    }
+}
+
 pub async fn users(g: &Global, c: UsersCommand) -> Result<ExitCode> {
-    let UsersCommand::Create {
-        username,
-        password,
-        role,
-    } = c;
-    let role = match role {
-        RoleArg::Admin => Role::Admin,
-        RoleArg::Viewer => Role::Viewer,
-    };
-    // Never the password.
-    super::Audit::new("cli_users_create")
-        .extra("username", username.as_str())
-        .extra("role", format!("{role:?}").to_lowercase())
-        .around(g, async {
-            let pool = connect(g).await?;
-            auth::create_user(&pool, &username, &password, role)
+    // Audit rows never carry a password.
+    match c {
+        UsersCommand::Create {
+            username,
+            password,
+            role,
+        } => {
+            let role = role.role();
+            super::Audit::new("cli_users_create")
+                .extra("username", username.as_str())
+                .extra("role", role_name(role))
+                .around(g, async {
+                    let pool = connect(g).await?;
+                    auth::create_user(&pool, &username, &password, role)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    println!("user `{username}` created ({})", role_name(role));
+                    Ok(ExitCode::SUCCESS)
+                })
                 .await
-                .map_err(|e| anyhow!(e))?;
-            println!("user `{username}` saved");
+        }
+        UsersCommand::List => {
+            let pool = connect(g).await?;
+            let rows = auth::list_users(&pool).await.map_err(|e| anyhow!(e))?;
+            let mut t = super::table(&["username", "role", "created"]);
+            for u in &rows {
+                t.add_row(vec![
+                    u.username.clone(),
+                    role_name(u.role).to_string(),
+                    super::fmt_time(Some(u.created_at)),
+                ]);
+            }
+            println!("{t}");
             Ok(ExitCode::SUCCESS)
-        })
-        .await
+        }
+        UsersCommand::Delete { username } => {
+            super::Audit::new("cli_users_delete")
+                .extra("username", username.as_str())
+                .around(g, async {
+                    let pool = connect(g).await?;
+                    auth::delete_user(&pool, &username)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    println!("user `{username}` deleted");
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
+        }
+        UsersCommand::SetPassword { username, password } => {
+            super::Audit::new("cli_users_set_password")
+                .extra("username", username.as_str())
+                .around(g, async {
+                    let pool = connect(g).await?;
+                    auth::set_password(&pool, &username, &password)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    println!("password of `{username}` changed");
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
+        }
+        UsersCommand::SetRole { username, role } => {
+            let role = role.role();
+            super::Audit::new("cli_users_set_role")
+                .extra("username", username.as_str())
+                .extra("role", role_name(role))
+                .around(g, async {
+                    let pool = connect(g).await?;
+                    auth::set_role(&pool, &username, role)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    println!("`{username}` is now {}", role_name(role));
+                    Ok(ExitCode::SUCCESS)
+                })
+                .await
+        }
+    }
 }

@@ -53,10 +53,81 @@ pub async fn create_user(
         .acquire()
         .await
         .map_err(|e| format!("cannot store the user: {e}"))?;
-    users::upsert(&mut conn, username, &hash, role)
+    let created = users::insert(&mut conn, username, &hash, role)
         .await
         .map_err(|e| format!("cannot store the user: {}", cause(&e)))?;
+    if !created {
+        return Err(format!(
+            "user `{username}` exists already: change its password with `upiflow users \
+             set-password` or its role with `upiflow users set-role`"
+        ));
+    }
     Ok(())
+}
+
+/// Every user (name, role, created).
+pub async fn list_users(pool: &PgPool) -> Result<Vec<users::UserRow>, String> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| format!("cannot read the users: {e}"))?;
+    users::list(&mut conn)
+        .await
+        .map_err(|e| format!("cannot read the users: {}", cause(&e)))
+}
+
+/// Replaces a user's password (at least 8 characters, as for a new user).
+pub async fn set_password(pool: &PgPool, username: &str, password: &str) -> Result<(), String> {
+    if password.len() < 8 {
+        return Err("a password of at least 8 characters is required".into());
+    }
+    let hash = hash_password(password)?;
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| format!("cannot store the password: {e}"))?;
+    match users::set_password(&mut conn, username, &hash).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("there is no user `{username}`")),
+        Err(e) => Err(format!("cannot store the password: {}", cause(&e))),
+    }
+}
+
+/// Sets a user's role; refused if it would leave no admin.
+pub async fn set_role(pool: &PgPool, username: &str, role: Role) -> Result<(), String> {
+    admin_change(pool, username, "change the role", async |tx| {
+        users::set_role(tx, username, role).await
+    })
+    .await
+}
+
+/// Deletes a user; refused for the last admin.
+pub async fn delete_user(pool: &PgPool, username: &str) -> Result<(), String> {
+    admin_change(pool, username, "delete the user", async |tx| {
+        users::delete(tx, username).await
+    })
+    .await
+}
+
+async fn admin_change(
+    pool: &PgPool,
+    username: &str,
+    what: &str,
+    change: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<users::AdminChange, EngineError>,
+) -> Result<(), String> {
+    let fail = |e: EngineError| format!("cannot {what}: {}", cause(&e));
+    let mut tx = pool.begin().await.map_err(|e| fail(e.into()))?;
+    let done = change(&mut tx).await.map_err(fail)?;
+    match done {
+        users::AdminChange::Done => {
+            tx.commit().await.map_err(|e| fail(e.into()))?;
+            Ok(())
+        }
+        users::AdminChange::NoSuchUser => Err(format!("there is no user `{username}`")),
+        users::AdminChange::LastAdmin => Err(format!(
+            "cannot {what}: `{username}` is the last admin (make another user admin first)"
+        )),
+    }
 }
 
 /// On first start (no user at all), creates the admin `admin` with a generated password and

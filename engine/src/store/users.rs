@@ -14,23 +14,116 @@ pub enum Role {
     Viewer,
 }
 
-/// Creates the user, or replaces the password hash and role of the one with that name.
-pub async fn upsert(
+/// Creates the user; false (and nothing changed) if one by that name exists.
+pub async fn insert(
     conn: &mut PgConnection,
     username: &str,
     password_hash: &str,
     role: Role,
-) -> Result<()> {
-    sqlx::query(
+) -> Result<bool> {
+    Ok(sqlx::query(
         "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)
-         ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role",
+         ON CONFLICT (username) DO NOTHING",
     )
     .bind(username)
     .bind(password_hash)
     .bind(role)
     .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// A user as `users list` shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub username: String,
+    pub role: Role,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every user, by name.
+pub async fn list(conn: &mut PgConnection) -> Result<Vec<UserRow>> {
+    Ok(
+        sqlx::query_as("SELECT username, role, created_at FROM users ORDER BY username")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Replaces a user's password hash; false if there is no such user.
+pub async fn set_password(
+    conn: &mut PgConnection,
+    username: &str,
+    password_hash: &str,
+) -> Result<bool> {
+    Ok(
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE username = $1")
+            .bind(username)
+            .bind(password_hash)
+            .execute(conn)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
+
+/// What a change of the set of admins did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminChange {
+    Done,
+    NoSuchUser,
+    /// Refused: no admin would be left.
+    LastAdmin,
+}
+
+/// Sets a user's role, unless that would leave no admin. Call inside a transaction: the table
+/// is locked so that two such changes at once cannot both remove "the other" admin.
+pub async fn set_role(conn: &mut PgConnection, username: &str, role: Role) -> Result<AdminChange> {
+    admin_change(
+        conn,
+        username,
+        sqlx::query("UPDATE users SET role = $2 WHERE username = $1")
+            .bind(username)
+            .bind(role),
+        role != Role::Admin,
+    )
+    .await
+}
+
+/// Deletes a user, unless it is the last admin (inside a transaction, as [`set_role`]).
+pub async fn delete(conn: &mut PgConnection, username: &str) -> Result<AdminChange> {
+    admin_change(
+        conn,
+        username,
+        sqlx::query("DELETE FROM users WHERE username = $1").bind(username),
+        true,
+    )
+    .await
+}
+
+async fn admin_change<'q>(
+    conn: &mut PgConnection,
+    username: &str,
+    change: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    drops_admin: bool,
+) -> Result<AdminChange> {
+    sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *conn)
+        .await?;
+    let Some((_, role)) = credentials(conn, username).await? else {
+        return Ok(AdminChange::NoSuchUser);
+    };
+    if drops_admin && role == Role::Admin {
+        let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
+            .fetch_one(&mut *conn)
+            .await?;
+        if admins <= 1 {
+            return Ok(AdminChange::LastAdmin);
+        }
+    }
+    change.execute(&mut *conn).await?;
+    Ok(AdminChange::Done)
 }
 
 /// Creates the admin `admin` with this hash if there is no user at all; true if it did.
