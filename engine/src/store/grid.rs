@@ -18,8 +18,15 @@ pub struct GridRun {
     pub logical_date: DateTime<Utc>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
-    /// Missed its deadline (as `RunRow::is_late`).
-    pub late: bool,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub deadline_missed_at: Option<DateTime<Utc>>,
+}
+
+impl GridRun {
+    /// Missed its deadline (`runs::is_late`).
+    pub fn is_late(&self) -> bool {
+        super::runs::is_late(self.deadline_at, self.deadline_missed_at, self.end_date)
+    }
 }
 
 /// A task instance, as a cell of the grid.
@@ -41,7 +48,7 @@ pub async fn runs(
 ) -> Result<Vec<GridRun>> {
     Ok(sqlx::query_as(
         "SELECT id, run_id, state, run_type, logical_date, start_date, end_date,
-                deadline_missed_at IS NOT NULL OR coalesce(end_date > deadline_at, false) AS late
+                deadline_at, deadline_missed_at
          FROM dag_runs WHERE dag_id = $1 ORDER BY logical_date DESC LIMIT $2 OFFSET $3",
     )
     .bind(dag_id)

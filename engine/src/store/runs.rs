@@ -36,9 +36,18 @@ pub struct RunRow {
 impl RunRow {
     /// Whether the run missed its deadline: noticed unfinished past it, or finished after it.
     pub fn is_late(&self) -> bool {
-        self.deadline_missed_at.is_some()
-            || matches!((self.deadline_at, self.end_date), (Some(d), Some(e)) if e > d)
+        is_late(self.deadline_at, self.deadline_missed_at, self.end_date)
     }
+}
+
+/// Whether a run missed its deadline: noticed unfinished past it, or finished after it (the
+/// one definition, for every reader of runs).
+pub fn is_late(
+    deadline_at: Option<DateTime<Utc>>,
+    deadline_missed_at: Option<DateTime<Utc>>,
+    end_date: Option<DateTime<Utc>>,
+) -> bool {
+    deadline_missed_at.is_some() || matches!((deadline_at, end_date), (Some(d), Some(e)) if e > d)
 }
 
 /// What a new run covers.

@@ -118,10 +118,11 @@ fn grid_markup(dag_id: &str, g: &Grid, limit: i64, offset: i64) -> Markup {
                         th.task-col { "Task" }
                         @for r in &g.runs {
                             th.run-col {
-                                a class={ "run-bar state-" (r.state.as_str()) @if r.late { " late" } } href=(run_url(dag_id, &r.run_id))
-                                    data-run=(r.run_id) data-state=(r.state.as_str()) data-late[r.late]
+                                @let late = r.is_late();
+                                a class={ "run-bar state-" (r.state.as_str()) @if late { " late" } } href=(run_url(dag_id, &r.run_id))
+                                    data-run=(r.run_id) data-state=(r.state.as_str()) data-late[late]
                                     style={ "height:" (bar_height(r)) "px" }
-                                    title={ (r.run_id) "\n" (r.run_type.as_str()) " · " (r.state.as_str()) "\nlogical date " (ts(r.logical_date)) @if r.late { "\nlate: missed its deadline" }
+                                    title={ (r.run_id) "\n" (r.run_type.as_str()) " · " (r.state.as_str()) "\nlogical date " (ts(r.logical_date)) @if late { "\nlate: missed its deadline" }
                                             "\nduration " (duration_text(r.start_date, r.end_date)) } {}
                             }
                         }
