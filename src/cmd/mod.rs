@@ -37,6 +37,10 @@ pub fn database_url(g: &Global) -> Result<String> {
     }
 }
 
+/// The first pool this process opened with [`connect`], so the CLI's audit row reuses the
+/// command's connections instead of opening its own.
+static OPENED: std::sync::OnceLock<PgPool> = std::sync::OnceLock::new();
+
 /// Connects and brings the schema up to date.
 pub async fn connect(g: &Global) -> Result<PgPool> {
     let url = database_url(g)?;
@@ -46,6 +50,7 @@ pub async fn connect(g: &Global) -> Result<PgPool> {
     transient::retry("migrate", || store::migrate(&pool))
         .await
         .context("cannot migrate the database")?;
+    let _ = OPENED.set(pool.clone());
     Ok(pool)
 }
 
@@ -276,7 +281,10 @@ async fn record_cli(g: &Global, e: &upiflow_engine::audit::Event) {
         return;
     };
     let recorded = tokio::time::timeout(RECORD_WITHIN, async {
-        let pool = store::connect(&url, 1).await?;
+        let pool = match OPENED.get() {
+            Some(pool) => pool.clone(),
+            None => store::connect(&url, 1).await?,
+        };
         upiflow_engine::audit::record(&pool, e).await
     })
     .await;
