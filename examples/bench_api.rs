@@ -132,8 +132,15 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let state = upiflow_web::AppState::new(pool.clone()).await?;
-    let token = auth::issue_token(&state.token_key, "bench", Role::Viewer)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token = auth::issue_token(
+        &state.token_key,
+        "bench",
+        upiflow_web::auth::Grant {
+            role: Role::Viewer,
+            version: 0,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = upiflow_web::listen(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let stop = tokio_util::sync::CancellationToken::new();

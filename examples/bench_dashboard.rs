@@ -303,8 +303,16 @@ async fn main() -> anyhow::Result<()> {
     upiflow_web::auth::create_user(&pool, "bench", "bench-password", Role::Viewer)
         .await
         .map_err(anyhow::Error::msg)?;
-    let cookie = upiflow_web::ui::session::start(&state.token_key, "bench", Role::Viewer)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cookie = upiflow_web::ui::session::start(
+        &state.token_key,
+        "bench",
+        upiflow_web::auth::Grant {
+            role: Role::Viewer,
+            version: 0,
+        },
+        false,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cookie = format!("{}={}", cookie.name(), cookie.value());
     let app = upiflow_web::app(state);
     let get = |uri: &'static str, auth: Option<&'static str>| {
@@ -335,8 +343,15 @@ async fn main() -> anyhow::Result<()> {
         measure(&format!("GET {uri}"), || get(uri, None)).await?;
     }
     // Basic auth checks an argon2 hash on every scrape; a bearer token does not.
-    let token = upiflow_web::auth::issue_token(&key, "bench", Role::Viewer)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token = upiflow_web::auth::issue_token(
+        &key,
+        "bench",
+        upiflow_web::auth::Grant {
+            role: Role::Viewer,
+            version: 0,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let bearer: &'static str = Box::leak(format!("Bearer {token}").into_boxed_str());
     measure("GET /metrics (bearer token)", || {
         get("/metrics", Some(bearer))

@@ -136,7 +136,15 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let state = upiflow_web::AppState::new(pool.clone()).await?;
-    let c = upiflow_web::ui::session::start(&state.token_key, "bench", Role::Viewer)?;
+    let c = upiflow_web::ui::session::start(
+        &state.token_key,
+        "bench",
+        upiflow_web::auth::Grant {
+            role: Role::Viewer,
+            version: 0,
+        },
+        false,
+    )?;
     let cookie = format!("{}={}", c.name(), c.value());
     let app = upiflow_web::app(state);
     let mut worst_p50: f64 = 0.0;

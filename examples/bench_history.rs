@@ -236,7 +236,15 @@ async fn main() -> Result<()> {
         SchedulerConfig::new(std::env::temp_dir().join("upiflow-bench-history-none")),
     );
     let state = upiflow_web::AppState::new(pool.clone()).await?;
-    let c = upiflow_web::ui::session::start(&state.token_key, "bench", Role::Viewer)?;
+    let c = upiflow_web::ui::session::start(
+        &state.token_key,
+        "bench",
+        upiflow_web::auth::Grant {
+            role: Role::Viewer,
+            version: 0,
+        },
+        false,
+    )?;
     let cookie = format!("{}={}", c.name(), c.value());
     let app = upiflow_web::app(state);
 

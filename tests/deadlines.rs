@@ -137,7 +137,16 @@ async fn a_run_past_its_deadline_fires_once_across_a_restart_and_with_two_schedu
 
     // The UI marks it late: on the run page and in the grid.
     let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
-    let c = session::start(&state.token_key, "vic", Role::Viewer).unwrap();
+    let c = session::start(
+        &state.token_key,
+        "vic",
+        upiflow_web::auth::Grant {
+            role: Role::Viewer,
+            version: 0,
+        },
+        false,
+    )
+    .unwrap();
     let cookie = format!("{}={}", c.name(), c.value());
     let app = upiflow_web::app(state);
     for (uri, needle) in [

@@ -34,7 +34,16 @@ async fn app() -> App {
         .unwrap();
     let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
     let cookie = |user: &str, role| {
-        let c = session::start(&state.token_key, user, role).unwrap();
+        let c = session::start(
+            &state.token_key,
+            user,
+            upiflow_web::auth::Grant {
+                role: role,
+                version: 0,
+            },
+            false,
+        )
+        .unwrap();
         format!("{}={}", c.name(), c.value())
     };
     App {

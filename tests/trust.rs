@@ -357,9 +357,15 @@ async fn an_api_request_whose_connection_is_killed_is_replayed_and_answers_200()
     let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
     // A bearer token, so no password hashing (slow on a loaded machine) stands between the
     // request and its query.
-    let token =
-        upiflow_web::auth::issue_token(&state.token_key, "ada", upiflow_web::auth::Role::Admin)
-            .unwrap();
+    let token = upiflow_web::auth::issue_token(
+        &state.token_key,
+        "ada",
+        upiflow_web::auth::Grant {
+            role: upiflow_web::auth::Role::Admin,
+            version: 0,
+        },
+    )
+    .unwrap();
     let app = upiflow_web::app(state);
     // The handler reads `dags` itself (no engine retry in between): only the web's replay
     // of the whole request can turn the killed connection into a 200.

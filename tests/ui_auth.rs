@@ -313,7 +313,15 @@ async fn sessions_and_api_tokens_are_not_interchangeable() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     let key = upiflow_web::auth::signing_key(&ui.db.pool).await.unwrap();
-    let api_token = auth::issue_token(&key, "ada", Role::Admin).unwrap();
+    let api_token = auth::issue_token(
+        &key,
+        "ada",
+        upiflow_web::auth::Grant {
+            role: Role::Admin,
+            version: 0,
+        },
+    )
+    .unwrap();
     let page = ui
         .send(
             "GET",
@@ -347,7 +355,8 @@ async fn the_first_admin_is_created_once() {
     assert_eq!(
         auth::check_password(&db.pool, "admin", &password)
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|g| g.role),
         Some(Role::Admin)
     );
     assert_eq!(auth::ensure_first_admin(&db.pool).await.unwrap(), None);

@@ -29,7 +29,16 @@ async fn ui() -> Ui {
         .await
         .unwrap();
     let state = web_state(&db.pool).await;
-    let c = upiflow_web::ui::session::start(&state.token_key, "vic", Role::Viewer).unwrap();
+    let c = upiflow_web::ui::session::start(
+        &state.token_key,
+        "vic",
+        upiflow_web::auth::Grant {
+            role: Role::Viewer,
+            version: 0,
+        },
+        false,
+    )
+    .unwrap();
     Ui {
         app: upiflow_web::app(state),
         cookie: format!("{}={}", c.name(), c.value()),
@@ -808,7 +817,16 @@ async fn without_a_product_there_is_no_dashboard_and_no_ingest_metrics() {
     .await
     .unwrap();
     let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
-    let c = upiflow_web::ui::session::start(&state.token_key, "vic", Role::Viewer).unwrap();
+    let c = upiflow_web::ui::session::start(
+        &state.token_key,
+        "vic",
+        upiflow_web::auth::Grant {
+            role: Role::Viewer,
+            version: 0,
+        },
+        false,
+    )
+    .unwrap();
     let ui = Ui {
         app: upiflow_web::app(state),
         cookie: format!("{}={}", c.name(), c.value()),

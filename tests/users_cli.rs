@@ -58,6 +58,7 @@ async fn signs_in(db: &TestDb, user: &str, password: &str) -> Option<Role> {
         .await
         .ok()
         .flatten()
+        .map(|g| g.role)
 }
 
 #[tokio::test]

@@ -68,26 +68,32 @@ pub enum UsersCommand {
     },
 }
 
+/// Airflow's roles (what each may do: README's table, `upiflow_web::roles`).
 #[derive(Clone, Copy, ValueEnum)]
 pub enum RoleArg {
+    /// Everything, connections included.
     Admin,
+    /// Trigger, clear, mark, pause, backfill; pools and variables.
+    Op,
+    /// Trigger, clear and mark DAG runs and task instances.
+    User,
+    /// Read only.
     Viewer,
 }
 
 impl RoleArg {
-    fn role(self) -> Role {
+    pub fn role(self) -> Role {
         match self {
             RoleArg::Admin => Role::Admin,
+            RoleArg::Op => Role::Op,
+            RoleArg::User => Role::User,
             RoleArg::Viewer => Role::Viewer,
         }
     }
 }
 
 fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "admin",
-        Role::Viewer => "viewer",
-    }
+    role.name()
 }
 
 pub async fn users(g: &Global, c: UsersCommand) -> Result<ExitCode> {

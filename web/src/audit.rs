@@ -208,7 +208,7 @@ fn event_name(method: &Method, route: &str) -> Option<&'static str> {
     let m = method.as_str();
     Some(match (m, route) {
         ("POST", "/auth/token" | "/login") => "login",
-        ("POST", "/logout") => "logout",
+        ("POST", "/logout" | "/auth/logout") => "logout",
         ("POST", "/api/v2/dags/{dag_id}/dagRuns" | "/dags/{dag_id}/trigger") => "trigger_dag_run",
         ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}")
         | ("POST", "/dags/{dag_id}/runs/{run_id}/mark") => "patch_dag_run",

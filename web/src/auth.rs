@@ -1,5 +1,11 @@
 //! Users, passwords (argon2id) and API tokens (signed, expiring JWTs), and the extractors
-//! that make every route authenticate: `Viewer` to read, `Admin` to change anything.
+//! that make every route authenticate: [`Viewer`] to read, [`Allowed`] to change, as the
+//! user's role may ([`crate::roles`]).
+//!
+//! Every token and session names the user's token version; each request checks it against
+//! `users` ([`current_role`]), so a password or role change, a deletion or a logout refuses
+//! everything issued before, at once and in every process. Sign-ins (the login form,
+//! `/auth/token`, HTTP Basic) go through [`sign_in`], throttled by [`crate::throttle`].
 
 use argon2::Argon2;
 use argon2::password_hash::{
@@ -14,8 +20,12 @@ use sqlx::PgPool;
 use upiflow_engine::EngineError;
 use upiflow_engine::store::users;
 
+use std::marker::PhantomData;
+use std::net::IpAddr;
+
 use crate::AppState;
 use crate::error::ApiError;
+use crate::roles::{self, Permission};
 
 /// What a user may do (stored in `users`, see `upiflow_engine::store::users`).
 pub use upiflow_engine::store::users::Role;
@@ -28,6 +38,15 @@ struct Claims {
     sub: String,
     role: Role,
     exp: i64,
+    /// The user's token version when issued.
+    ver: i32,
+}
+
+/// What a proven password grants: the user's role, and the token version to issue under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    pub version: i32,
 }
 
 /// An argon2id hash of `password` with a fresh salt, in PHC string form.
@@ -38,16 +57,20 @@ fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot hash the password: {e}"))
 }
 
-/// Creates or replaces a user.
+/// The shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// Creates a user (an existing name is an error).
 pub async fn create_user(
     pool: &PgPool,
     username: &str,
     password: &str,
     role: Role,
 ) -> Result<(), String> {
-    if username.trim().is_empty() || password.len() < 8 {
-        return Err("a username and a password of at least 8 characters are required".into());
+    if username.trim().is_empty() {
+        return Err("a username is required".into());
     }
+    check_strength(password)?;
     let hash = hash_password(password)?;
     let mut conn = pool
         .acquire()
@@ -60,6 +83,17 @@ pub async fn create_user(
         return Err(format!(
             "user `{username}` exists already: change its password with `upiflow users \
              set-password` or its role with `upiflow users set-role`"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a password shorter than [`MIN_PASSWORD_LEN`] characters.
+fn check_strength(password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_LEN {
+        return Err(format!(
+            "the password is too short ({n} characters): at least {MIN_PASSWORD_LEN} are required"
         ));
     }
     Ok(())
@@ -78,9 +112,7 @@ pub async fn list_users(pool: &PgPool) -> Result<Vec<users::UserRow>, String> {
 
 /// Replaces a user's password (at least 8 characters, as for a new user).
 pub async fn set_password(pool: &PgPool, username: &str, password: &str) -> Result<(), String> {
-    if password.len() < 8 {
-        return Err("a password of at least 8 characters is required".into());
-    }
+    check_strength(password)?;
     let hash = hash_password(password)?;
     let mut conn = pool
         .acquire()
@@ -145,12 +177,45 @@ pub async fn ensure_first_admin(pool: &PgPool) -> Result<Option<String>, String>
     Ok(created.then_some(password))
 }
 
-/// The user's role if the password is right.
+/// A sign-in: refused at once (429) while `username` or `addr` is throttled, before any
+/// hashing; otherwise what the password grants, a wrong one counted against both.
+pub async fn sign_in(
+    pool: &PgPool,
+    username: &str,
+    password: &str,
+    addr: Option<IpAddr>,
+) -> Result<Option<Grant>, ApiError> {
+    crate::throttle::check(pool, username, addr).await?;
+    let grant = check_password(pool, username, password).await?;
+    if grant.is_none() {
+        crate::throttle::failed(pool, username, addr).await?;
+    }
+    Ok(grant)
+}
+
+/// Refuses every token and session of `username` issued before (a logout).
+pub async fn revoke_tokens(pool: &PgPool, username: &str) -> Result<(), ApiError> {
+    let mut conn = pool.acquire().await?;
+    users::revoke_tokens(&mut conn, username).await?;
+    Ok(())
+}
+
+/// The current role of a token's or session's user, if the token's version is still the
+/// user's: a 401 once the user changed their password or role, logged out, or was deleted.
+pub async fn current_role(pool: &PgPool, username: &str, version: i32) -> Result<Role, ApiError> {
+    let mut conn = pool.acquire().await?;
+    match users::grant(&mut conn, username).await? {
+        Some((role, v)) if v == version => Ok(role),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// What the password grants, if it is right (unthrottled: sign-ins go through [`sign_in`]).
 pub async fn check_password(
     pool: &PgPool,
     username: &str,
     password: &str,
-) -> Result<Option<Role>, ApiError> {
+) -> Result<Option<Grant>, ApiError> {
     let row = {
         let mut conn = pool.acquire().await?;
         users::credentials(&mut conn, username).await?
@@ -159,7 +224,12 @@ pub async fn check_password(
     // or Basic-auth request does not stall the others served by the same thread.
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || {
-        let Some((hash, role)) = row else {
+        let Some(users::Credentials {
+            password_hash: hash,
+            role,
+            token_version,
+        }) = row
+        else {
             // Same work as a real check, so timing does not tell which usernames exist.
             let _ = hash_password(&password);
             return Ok(None);
@@ -169,7 +239,10 @@ pub async fn check_password(
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
-            .then_some(role))
+            .then_some(Grant {
+                role,
+                version: token_version,
+            }))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))?
@@ -190,31 +263,30 @@ fn cause(e: &EngineError) -> String {
     }
 }
 
-pub fn issue_token(key: &[u8], username: &str, role: Role) -> Result<String, ApiError> {
+/// A signed API token for `username`, valid for [`TOKEN_TTL_SECS`] unless revoked first.
+pub fn issue_token(key: &[u8], username: &str, grant: Grant) -> Result<String, ApiError> {
     let claims = Claims {
         sub: username.to_string(),
-        role,
+        role: grant.role,
+        ver: grant.version,
         exp: chrono::Utc::now().timestamp() + TOKEN_TTL_SECS,
     };
     jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(key))
         .map_err(|e| ApiError::Internal(format!("cannot sign a token: {e}")))
 }
 
-/// Why a viewer is refused a change (the API's and the UI's answer alike).
-pub fn read_only(username: &str) -> String {
-    format!("user `{username}` may only read (role viewer)")
-}
-
-/// An authenticated user (any role).
+/// An authenticated user (any role), or an API key's holder.
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub username: String,
     pub role: Role,
+    /// Authenticated by an API key (`username` is then the key's name).
+    pub api_key: bool,
 }
 
-/// An authenticated admin.
+/// An authenticated user whose role may take the action `P` (else a 403).
 #[derive(Debug, Clone)]
-pub struct Admin(pub Viewer);
+pub struct Allowed<P>(pub Viewer, pub PhantomData<P>);
 
 impl<S> FromRequestParts<S> for Viewer
 where
@@ -231,16 +303,24 @@ where
             .and_then(|h| h.to_str().ok())
             .ok_or(ApiError::Unauthorized)?;
         if let Some(token) = header.strip_prefix("Bearer ") {
+            let token = token.trim();
+            if token.starts_with(crate::api_keys::PREFIX) {
+                let v = crate::api_keys::authenticate(&state.pool, token).await?;
+                crate::audit::note_user(&parts.extensions, &v.username);
+                return Ok(v);
+            }
             let data = jsonwebtoken::decode::<Claims>(
-                token.trim(),
+                token,
                 &DecodingKey::from_secret(&state.token_key),
                 &Validation::default(),
             )
             .map_err(|_| ApiError::Unauthorized)?;
+            let role = current_role(&state.pool, &data.claims.sub, data.claims.ver).await?;
             crate::audit::note_user(&parts.extensions, &data.claims.sub);
             return Ok(Viewer {
                 username: data.claims.sub,
-                role: data.claims.role,
+                role,
+                api_key: false,
             });
         }
         if let Some(basic) = header.strip_prefix("Basic ") {
@@ -249,32 +329,41 @@ where
                 .map_err(|_| ApiError::Unauthorized)?;
             let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
             let (user, password) = text.split_once(':').ok_or(ApiError::Unauthorized)?;
-            let Some(role) = check_password(&state.pool, user, password).await? else {
+            let addr = state
+                .transport
+                .client_addr(&parts.extensions, &parts.headers);
+            let Some(grant) = sign_in(&state.pool, user, password, addr).await? else {
                 crate::audit::note_bad_basic(&parts.extensions, user);
                 return Err(ApiError::Unauthorized);
             };
             crate::audit::note_user(&parts.extensions, user);
             return Ok(Viewer {
                 username: user.to_string(),
-                role,
+                role: grant.role,
+                api_key: false,
             });
         }
         Err(ApiError::Unauthorized)
     }
 }
 
-impl<S> FromRequestParts<S> for Admin
+impl<S, P> FromRequestParts<S> for Allowed<P>
 where
     AppState: FromRef<S>,
     S: Send + Sync,
+    P: Permission,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let v = Viewer::from_request_parts(parts, state).await?;
-        if v.role != Role::Admin {
-            return Err(ApiError::Forbidden(read_only(&v.username)));
+        if !roles::may(v.role, P::ACTION) {
+            return Err(ApiError::Forbidden(roles::refusal(
+                &v.username,
+                v.role,
+                P::ACTION,
+            )));
         }
-        Ok(Admin(v))
+        Ok(Allowed(v, PhantomData))
     }
 }

@@ -48,6 +48,9 @@ pub enum HttpError<F = Json> {
     /// Well-formed but not acceptable (422; the UI shows it as a 400, as it always has).
     Unprocessable(String),
     TooLarge(String),
+    /// Too many failed sign-ins (429): the message, and the seconds until the next attempt
+    /// is heard (`Retry-After`).
+    TooManyRequests(String, u64),
     /// The database failed transiently (see `crate::retry`): a 503 the request is replayed on.
     /// The cause is logged, not shown.
     Unavailable(String),
@@ -69,6 +72,7 @@ impl<F> HttpError<F> {
             Self::Conflict(m) => HttpError::Conflict(m),
             Self::Unprocessable(m) => HttpError::Unprocessable(m),
             Self::TooLarge(m) => HttpError::TooLarge(m),
+            Self::TooManyRequests(m, s) => HttpError::TooManyRequests(m, s),
             Self::Unavailable(m) => HttpError::Unavailable(m),
             Self::Internal(m) => HttpError::Internal(m),
             Self::_Format(never, _) => match never {},
@@ -85,6 +89,7 @@ impl<F> HttpError<F> {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::_Format(never, _) => match *never {},
@@ -101,7 +106,8 @@ impl<F> fmt::Display for HttpError<F> {
             | Self::NotFound(m)
             | Self::Conflict(m)
             | Self::Unprocessable(m)
-            | Self::TooLarge(m) => f.write_str(m),
+            | Self::TooLarge(m)
+            | Self::TooManyRequests(m, _) => f.write_str(m),
             Self::Unauthorized => f.write_str("not authenticated"),
             Self::LoginRequired(here) => write!(f, "log in to see {here}"),
             Self::Unavailable(_) => {
@@ -124,6 +130,7 @@ impl<F> fmt::Debug for HttpError<F> {
             Self::Conflict(m) => ("Conflict", Some(m)),
             Self::Unprocessable(m) => ("Unprocessable", Some(m)),
             Self::TooLarge(m) => ("TooLarge", Some(m)),
+            Self::TooManyRequests(m, _) => ("TooManyRequests", Some(m)),
             Self::Unavailable(m) => ("Unavailable", Some(m)),
             Self::Internal(m) => ("Internal", Some(m)),
             Self::_Format(never, _) => match *never {},
@@ -163,6 +170,12 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        if let Self::TooManyRequests(_, secs) = &self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*secs),
             );
         }
         if status == StatusCode::UNAUTHORIZED {

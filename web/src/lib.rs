@@ -8,19 +8,23 @@
 //! - [`metrics`]: `/metrics` in the Prometheus text format;
 //! - [`audit`]: the layers that write every change and sign-in to the audit log.
 //!
-//! Every route authenticates ([`auth`]); changing anything needs the admin role. Handlers
+//! Every route authenticates ([`auth`]); changing anything needs a role that may ([`roles`]). Handlers
 //! translate requests and render answers: they read and write through
 //! `upiflow_engine::store` and `upiflow_engine::lifecycle`, hold no SQL, and answer errors
 //! through the one [`error::HttpError`]. A product (the UPI pipeline) plugs in through
 //! [`AppState::with_product`]; the web names none of its tables.
 
 pub mod api;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod hardening;
 pub mod metrics;
 pub mod retry;
+pub mod roles;
+pub mod throttle;
+pub mod transport;
 pub mod ui;
 
 use std::sync::Arc;
@@ -42,6 +46,8 @@ pub struct AppState {
     pub product: Option<Arc<dyn Product>>,
     /// Connections and variables, decrypted with the process's Fernet key.
     pub secrets: upiflow_engine::secrets::Secrets,
+    /// How requests reach this server (TLS, a proxy): `Secure` cookies, the client's address.
+    pub transport: transport::Transport,
 }
 
 impl AppState {
@@ -58,7 +64,14 @@ impl AppState {
             cache: VersionCache::new(),
             token_key,
             product: None,
+            transport: transport::Transport::default(),
         })
+    }
+
+    /// Reached as `transport` says (see [`AppState::transport`]).
+    pub fn with_transport(mut self, transport: transport::Transport) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// With `product` plugged in (see [`AppState::product`]).

@@ -5,13 +5,50 @@ use sqlx::PgConnection;
 
 use crate::error::Result;
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+/// What a user may do: Airflow's four roles, from least to most (what each may do is the
+/// web's `roles` table).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    sqlx::Type,
+)]
 #[sqlx(type_name = "user_role", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    Admin,
     Viewer,
+    User,
+    Op,
+    Admin,
+}
+
+impl Role {
+    /// Every role, from least to most.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::User, Role::Op, Role::Admin];
+
+    /// The name users type and see (`admin`, `op`, `user`, `viewer`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::User => "user",
+            Role::Op => "op",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role of this name, or a message listing the roles there are.
+    pub fn parse(s: &str) -> std::result::Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("unknown role `{s}`: the roles are admin, op, user and viewer"))
+    }
 }
 
 /// Creates the user; false (and nothing changed) if one by that name exists.
@@ -51,21 +88,23 @@ pub async fn list(conn: &mut PgConnection) -> Result<Vec<UserRow>> {
     )
 }
 
-/// Replaces a user's password hash; false if there is no such user.
+/// Replaces a user's password hash and revokes every token and session issued before (see
+/// [`revoke_tokens`]); false if there is no such user.
 pub async fn set_password(
     conn: &mut PgConnection,
     username: &str,
     password_hash: &str,
 ) -> Result<bool> {
-    Ok(
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE username = $1")
-            .bind(username)
-            .bind(password_hash)
-            .execute(conn)
-            .await?
-            .rows_affected()
-            == 1,
+    Ok(sqlx::query(
+        "UPDATE users SET password_hash = $2, token_version = token_version + 1
+             WHERE username = $1",
     )
+    .bind(username)
+    .bind(password_hash)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// What a change of the set of admins did.
@@ -77,15 +116,18 @@ pub enum AdminChange {
     LastAdmin,
 }
 
-/// Sets a user's role, unless that would leave no admin. Call inside a transaction: the table
+/// Sets a user's role (revoking every token and session issued before), unless that would
+/// leave no admin. Call inside a transaction: the table
 /// is locked so that two such changes at once cannot both remove "the other" admin.
 pub async fn set_role(conn: &mut PgConnection, username: &str, role: Role) -> Result<AdminChange> {
     admin_change(
         conn,
         username,
-        sqlx::query("UPDATE users SET role = $2 WHERE username = $1")
-            .bind(username)
-            .bind(role),
+        sqlx::query(
+            "UPDATE users SET role = $2, token_version = token_version + 1 WHERE username = $1",
+        )
+        .bind(username)
+        .bind(role),
         role != Role::Admin,
     )
     .await
@@ -111,7 +153,7 @@ async fn admin_change<'q>(
     sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *conn)
         .await?;
-    let Some((_, role)) = credentials(conn, username).await? else {
+    let Some(Credentials { role, .. }) = credentials(conn, username).await? else {
         return Ok(AdminChange::NoSuchUser);
     };
     if drops_admin && role == Role::Admin {
@@ -144,16 +186,46 @@ pub async fn create_first_admin(conn: &mut PgConnection, password_hash: &str) ->
     Ok(created)
 }
 
-/// The stored password hash and the role of a user, if there is one by that name.
-pub async fn credentials(
-    conn: &mut PgConnection,
-    username: &str,
-) -> Result<Option<(String, Role)>> {
+/// What signing in as a user checks against.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Credentials {
+    pub password_hash: String,
+    pub role: Role,
+    /// The version tokens and sessions are issued under (see [`revoke_tokens`]).
+    pub token_version: i32,
+}
+
+/// The stored password hash, role and token version of a user, if there is one by that name.
+pub async fn credentials(conn: &mut PgConnection, username: &str) -> Result<Option<Credentials>> {
     Ok(
-        sqlx::query_as("SELECT password_hash, role FROM users WHERE username = $1")
+        sqlx::query_as("SELECT password_hash, role, token_version FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(conn)
             .await?,
+    )
+}
+
+/// The role and token version of a user, checked on every request that carries a token or a
+/// session: `None` once the user is deleted.
+pub async fn grant(conn: &mut PgConnection, username: &str) -> Result<Option<(Role, i32)>> {
+    Ok(
+        sqlx::query_as("SELECT role, token_version FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Refuses every token and session of the user issued before, in every process at once (a
+/// logout); false if there is no such user.
+pub async fn revoke_tokens(conn: &mut PgConnection, username: &str) -> Result<bool> {
+    Ok(
+        sqlx::query("UPDATE users SET token_version = token_version + 1 WHERE username = $1")
+            .bind(username)
+            .execute(conn)
+            .await?
+            .rows_affected()
+            == 1,
     )
 }
 

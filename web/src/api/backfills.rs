@@ -17,8 +17,9 @@ use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::NoQuery;
 use super::{Body, Ids};
 use crate::AppState;
-use crate::auth::{Admin, Viewer};
+use crate::auth::{Allowed, Viewer};
 use crate::error::ApiError;
+use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -133,7 +134,7 @@ struct BackfillPostBody {
         (status = 422, body = HTTPValidationError)))]
 async fn create(
     State(s): State<AppState>,
-    Admin(user): Admin,
+    Allowed(user, _): Allowed<may::Backfill>,
     _: NoQuery,
     Body(body): Body<BackfillPostBody>,
 ) -> Result<Json<BackfillResponse>, ApiError> {

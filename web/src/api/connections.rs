@@ -22,8 +22,9 @@ use super::query::{NoQuery, Query};
 use super::runs::{present, update_mask};
 use super::{Body, Ids};
 use crate::AppState;
-use crate::auth::{Admin, Viewer};
+use crate::auth::{Allowed, Viewer};
 use crate::error::ApiError;
+use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -366,7 +367,7 @@ impl ConnectionBody {
         (status = 422, body = HTTPValidationError)))]
 async fn create(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Connections>,
     _: NoQuery,
     Body(b): Body<ConnectionBody>,
 ) -> Result<(StatusCode, Json<ConnectionResponse>), ApiError> {
@@ -396,7 +397,7 @@ async fn create(
         (status = 422, body = HTTPValidationError)))]
 async fn patch(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Connections>,
     Ids(id): Ids<String>,
     mut q: Query,
     Body(b): Body<ConnectionBody>,
@@ -435,7 +436,7 @@ async fn patch(
         (status = 422, body = HTTPValidationError)))]
 async fn delete(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Connections>,
     Ids(id): Ids<String>,
     _: NoQuery,
 ) -> Result<StatusCode, ApiError> {
@@ -461,7 +462,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(10);
         (status = 422, body = HTTPValidationError)))]
 async fn test(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Connections>,
     _: NoQuery,
     Body(b): Body<ConnectionBody>,
 ) -> Result<Json<ConnectionTestResponse>, ApiError> {

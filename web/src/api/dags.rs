@@ -14,8 +14,9 @@ use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
 use super::{Body, Ids};
 use crate::AppState;
-use crate::auth::{Admin, Viewer};
+use crate::auth::{Allowed, Viewer};
 use crate::error::ApiError;
+use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -357,7 +358,7 @@ struct DagPatchBody {
         (status = 422, body = HTTPValidationError)))]
 async fn patch(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Pause>,
     Ids(dag_id): Ids<String>,
     mut q: Query,
     Body(p): Body<DagPatchBody>,

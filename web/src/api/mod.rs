@@ -41,7 +41,7 @@ use query::NoQuery;
         description = "A subset of Apache Airflow 3's REST API (`/api/v2`), with its paths, \
             fields and status codes. Authenticate with a token from `POST /auth/token` \
             (`Authorization: Bearer ...`) or with HTTP Basic. Reading needs any user; \
-            changing anything needs the admin role.",
+            changing needs a role that may (viewer < user < op < admin, see the README).",
         version = "2"
     ),
     security(("HTTPBearer" = []), ("HTTPBasic" = [])),
@@ -89,6 +89,7 @@ impl Modify for ResponsesRequireEveryField {
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(token))
+        .routes(routes!(logout))
         .routes(routes!(version))
         .routes(routes!(health))
         .routes(routes!(openapi_json))
@@ -206,14 +207,38 @@ struct LoginResponse {
         (status = 422, body = HTTPValidationError)))]
 async fn token(
     State(s): State<AppState>,
+    client: crate::transport::Client,
     _: NoQuery,
     Body(login): Body<LoginBody>,
 ) -> Result<(StatusCode, Json<LoginResponse>), ApiError> {
-    let role = auth::check_password(&s.pool, &login.username, &login.password)
+    let grant = auth::sign_in(&s.pool, &login.username, &login.password, client.addr)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    let access_token = auth::issue_token(&s.token_key, &login.username, role)?;
+    let access_token = auth::issue_token(&s.token_key, &login.username, grant)?;
     Ok((StatusCode::CREATED, Json(LoginResponse { access_token })))
+}
+
+/// Revokes every token and browser session of the signed-in user, in every web process at
+/// once (Airflow's `/auth/logout` revokes the one token presented; this ends them all, as a
+/// password change does). An API key is revoked with `upiflow tokens revoke` instead.
+#[utoipa::path(post, path = "/auth/logout", tag = "Login",
+    responses((status = 204, description = "Every token and session of the user is revoked"),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse)))]
+async fn logout(
+    State(s): State<AppState>,
+    user: Viewer,
+    _: NoQuery,
+) -> Result<StatusCode, ApiError> {
+    if user.api_key {
+        return Err(ApiError::BadRequest(format!(
+            "`{}` is an API key, which does not log out: revoke it with `upiflow tokens revoke \
+             --name {}`",
+            user.username, user.username
+        )));
+    }
+    auth::revoke_tokens(&s.pool, &user.username).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Airflow's `VersionInfo`.

@@ -16,8 +16,9 @@ use super::query::{NoQuery, Query};
 use super::runs::present;
 use super::{Body, Ids};
 use crate::AppState;
-use crate::auth::{Admin, Viewer};
+use crate::auth::{Allowed, Viewer};
 use crate::error::ApiError;
+use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -200,7 +201,7 @@ struct PoolBody {
         (status = 422, body = HTTPValidationError)))]
 async fn create(
     State(s): State<AppState>,
-    Admin(user): Admin,
+    Allowed(user, _): Allowed<may::Pools>,
     _: NoQuery,
     Body(b): Body<PoolBody>,
 ) -> Result<(StatusCode, Json<PoolResponse>), ApiError> {
@@ -268,7 +269,7 @@ const PATCH_FIELDS: [&str; 4] = ["name", "slots", "description", "include_deferr
         (status = 422, body = HTTPValidationError)))]
 async fn patch(
     State(s): State<AppState>,
-    Admin(user): Admin,
+    Allowed(user, _): Allowed<may::Pools>,
     Ids(name): Ids<String>,
     mut q: Query,
     Body(b): Body<PoolPatchBody>,
@@ -355,7 +356,7 @@ async fn patch(
         (status = 422, body = HTTPValidationError)))]
 async fn delete(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Pools>,
     Ids(name): Ids<String>,
     _: NoQuery,
 ) -> Result<StatusCode, ApiError> {

@@ -18,8 +18,9 @@ use super::models::{self, DagVersionResponse, HTTPExceptionResponse, HTTPValidat
 use super::query::{self, NoQuery, Query};
 use super::{Body, Ids};
 use crate::AppState;
-use crate::auth::{Admin, Viewer};
+use crate::auth::{Allowed, Viewer};
 use crate::error::ApiError;
+use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -468,7 +469,7 @@ fn check_trigger(dag: &upiflow_engine::Dag, body: &TriggerBody) -> Result<(), Ap
         (status = 422, body = HTTPValidationError)))]
 async fn trigger(
     State(s): State<AppState>,
-    Admin(user): Admin,
+    Allowed(user, _): Allowed<may::Trigger>,
     Ids(dag_id): Ids<String>,
     _: NoQuery,
     Body(body): Body<TriggerBody>,
@@ -569,7 +570,7 @@ enum DagRunPatchStates {
         (status = 422, body = HTTPValidationError)))]
 async fn patch_run(
     State(s): State<AppState>,
-    Admin(user): Admin,
+    Allowed(user, _): Allowed<may::Mark>,
     Ids((dag_id, run_id)): Ids<(String, String)>,
     mut q: Query,
     Body(body): Body<DagRunPatchBody>,

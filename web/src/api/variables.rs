@@ -19,8 +19,9 @@ use super::query::{NoQuery, Query};
 use super::runs::{present, update_mask};
 use super::{Body, Ids};
 use crate::AppState;
-use crate::auth::{Admin, Viewer};
+use crate::auth::{Allowed, Viewer};
 use crate::error::ApiError;
+use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -198,7 +199,7 @@ impl VariableBody {
         (status = 422, body = HTTPValidationError)))]
 async fn create(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Variables>,
     _: NoQuery,
     Body(b): Body<VariableBody>,
 ) -> Result<(StatusCode, Json<VariableResponse>), ApiError> {
@@ -234,7 +235,7 @@ const FIELDS: [&str; 3] = ["key", "value", "description"];
         (status = 422, body = HTTPValidationError)))]
 async fn patch(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Variables>,
     Ids(key): Ids<String>,
     mut q: Query,
     Body(b): Body<VariableBody>,
@@ -279,7 +280,7 @@ async fn patch(
         (status = 422, body = HTTPValidationError)))]
 async fn delete(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Variables>,
     Ids(key): Ids<String>,
     _: NoQuery,
 ) -> Result<StatusCode, ApiError> {

@@ -19,8 +19,9 @@ use super::extract::wants_fragment;
 use super::format::{duration_text, ts, ts_opt};
 use super::links::{backfill_url, dag_url, run_url};
 use super::trigger::parse_form_date;
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
+use super::{Nav, Permitted, UiError, UiUser, csrf_field, page};
 use crate::AppState;
+use crate::roles::may;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -214,8 +215,8 @@ fn form(
     html! {
         (header(user, row, dag, Tab::Backfill, &action))
         h2 { "Backfill" }
-        @if !user.is_admin() {
-            p.notice { "You may only read (role viewer): the form is shown read-only." }
+        @if !user.may(crate::roles::Action::Backfill) {
+            p.notice { "Your role (" (user.role.name()) ") may not start backfills: the form is shown read-only." }
         }
         @if dag.schedule().is_none() {
             p.notice { "This DAG has no schedule, so it has no intervals to backfill; trigger it instead." }
@@ -225,7 +226,7 @@ fn form(
         }
         form.card.form id="backfill-form" method="post" action=(action) {
             (csrf_field(user))
-            fieldset disabled[!user.is_admin()] {
+            fieldset disabled[!user.may(crate::roles::Action::Backfill)] {
                 p.hint { "Every interval whose logical date lies between From and To (both included) gets a run; dates are in " (dag.timezone) " unless an offset is given." }
                 label { "From" input type="text" name="from" value=(input.from) placeholder="2026-01-01" required; }
                 label { "To" input type="text" name="to" value=(input.to) placeholder="2026-01-31" required; }
@@ -268,7 +269,7 @@ pub(super) async fn start(
 async fn submit(
     State(s): State<AppState>,
     Path(dag_id): Path<String>,
-    AdminForm(user, f): AdminForm<BackfillForm>,
+    Permitted(user, f, _): Permitted<may::Backfill, BackfillForm>,
 ) -> Result<Response, UiError> {
     let (row, dag) = load(&s, &dag_id).await?;
     let again = |status: StatusCode, message: String| -> Response {

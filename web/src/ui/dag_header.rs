@@ -58,18 +58,21 @@ pub(super) fn header(user: &UiUser, row: &DagRow, dag: &Dag, tab: Tab, here: &st
                     (csrf_field(user))
                     input type="hidden" name="paused" value=(!row.is_paused);
                     input type="hidden" name="next" value=(here);
-                    button.secondary type="submit" disabled[!user.is_admin()]
+                    button.secondary type="submit" disabled[!user.may(crate::roles::Action::Pause)]
                         title=(if row.is_paused { "Resume scheduling" } else { "Pause scheduling" }) {
                         (if row.is_paused { "Paused" } else { "On" })
                     }
                 }
                 span.spacer {}
-                @if user.is_admin() {
+                @if user.may(crate::roles::Action::Trigger) {
                     a.button href={ (dag_url(id)) "/trigger" } id="trigger-link" { "Trigger" }
+                } @else {
+                    button type="button" disabled title="your role may not trigger runs" { "Trigger" }
+                }
+                @if user.may(crate::roles::Action::Backfill) {
                     a.button.secondary href={ (dag_url(id)) "/backfill" } id="backfill-link" { "Backfill" }
                 } @else {
-                    button type="button" disabled title="viewers may only read" { "Trigger" }
-                    button.secondary type="button" disabled title="viewers may only read" { "Backfill" }
+                    button.secondary type="button" disabled title="your role may not start backfills" { "Backfill" }
                 }
             }
             @if let Some(d) = row.description.as_deref().or(dag.description.as_deref()) {

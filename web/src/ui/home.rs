@@ -12,8 +12,9 @@ use upiflow_engine::store::dag_overview;
 use super::badges::state_badge;
 use super::extract::wants_fragment;
 use super::format::ts_opt;
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
+use super::{Nav, Permitted, UiError, UiUser, csrf_field, page};
 use crate::AppState;
+use crate::roles::may;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,7 +51,7 @@ async fn list(
                             form.switch method="post" action={ "/dags/" (d.dag_id) "/pause" } {
                                 (csrf_field(&user))
                                 input type="hidden" name="paused" value=(!d.is_paused);
-                                button.secondary type="submit" disabled[!user.is_admin()]
+                                button.secondary type="submit" disabled[!user.may(crate::roles::Action::Pause)]
                                     title=(if d.is_paused { "Resume scheduling" } else { "Pause scheduling" }) {
                                     (if d.is_paused { "Paused" } else { "On" })
                                 }
@@ -94,7 +95,7 @@ struct PauseForm {
 async fn pause(
     State(s): State<AppState>,
     Path(dag_id): Path<String>,
-    AdminForm(_, f): AdminForm<PauseForm>,
+    Permitted(_, f, _): Permitted<may::Pause, PauseForm>,
 ) -> Result<impl IntoResponse, UiError> {
     let mut tx = s.pool.begin().await?;
     upiflow_engine::ops::set_paused(&mut tx, &s.cache, &dag_id, f.paused).await?;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::{UiError, UserForm, bare_page, session};
 use crate::AppState;
 use crate::auth;
+use crate::transport::Client;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,8 +45,12 @@ fn login_form(next: &str, error: Option<&str>, csrf: &str) -> Markup {
     )
 }
 
-async fn login_page(jar: CookieJar, Query(q): Query<NextQuery>) -> impl IntoResponse {
-    let (token, cookie) = session::login_csrf();
+async fn login_page(
+    client: Client,
+    jar: CookieJar,
+    Query(q): Query<NextQuery>,
+) -> impl IntoResponse {
+    let (token, cookie) = session::login_csrf(client.secure);
     let next = session::safe_next(q.next.as_deref());
     let error = q
         .error
@@ -65,6 +70,7 @@ struct LoginForm {
 
 async fn login(
     State(s): State<AppState>,
+    client: Client,
     jar: CookieJar,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, UiError> {
@@ -81,10 +87,10 @@ async fn login(
     if !session::same_secret(&f.csrf, &twin) {
         return Ok(super::refused(Redirect::to(&again).into_response()));
     }
-    let Some(role) = auth::check_password(&s.pool, &f.username, &f.password).await? else {
+    let Some(grant) = auth::sign_in(&s.pool, &f.username, &f.password, client.addr).await? else {
         return Ok(super::refused(Redirect::to(&again).into_response()));
     };
-    let cookie = session::start(&s.token_key, &f.username, role)?;
+    let cookie = session::start(&s.token_key, &f.username, grant, client.secure)?;
     let jar = jar
         .remove(axum_extra::extract::cookie::Cookie::from(
             session::LOGIN_CSRF_COOKIE,
@@ -93,9 +99,14 @@ async fn login(
     Ok((jar, Redirect::to(&next)).into_response())
 }
 
+/// Ends this session and revokes every other token and session of the user (as
+/// `POST /auth/logout`).
 async fn logout(
+    State(s): State<AppState>,
+    client: Client,
     jar: CookieJar,
-    UserForm(_, _): UserForm<serde::de::IgnoredAny>,
-) -> impl IntoResponse {
-    (jar.add(session::end()), Redirect::to("/login"))
+    UserForm(user, _): UserForm<serde::de::IgnoredAny>,
+) -> Result<impl IntoResponse, UiError> {
+    auth::revoke_tokens(&s.pool, &user.username).await?;
+    Ok((jar.add(session::end(client.secure)), Redirect::to("/login")))
 }

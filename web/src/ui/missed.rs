@@ -15,8 +15,9 @@ use super::backfill::start;
 use super::dag_header::{Tab, header, load};
 use super::format::ts;
 use super::links::{backfill_url, dag_url};
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
+use super::{Nav, Permitted, UiError, UiUser, csrf_field, page};
 use crate::AppState;
+use crate::roles::may;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,10 +55,10 @@ async fn missed_page(
                 form.toolbar method="post" action={ (here) "/backfill" } id="backfill-missed"
                     data-confirm={ "Backfill the " (missed.len()) " missed interval(s)?" } {
                     (csrf_field(&user))
-                    button type="submit" disabled[!user.is_admin()] {
+                    button type="submit" disabled[!user.may(crate::roles::Action::Backfill)] {
                         "Backfill " (missed.len()) " missed interval(s)"
                     }
-                    @if !user.is_admin() { span.muted { "viewers may only read" } }
+                    @if !user.may(crate::roles::Action::Backfill) { span.muted { "your role may not start backfills" } }
                 }
                 table id="missed-list" {
                     thead { tr { th { "Interval start" } th { "Interval end" } th { "Reason" } th { "Recorded" } } }
@@ -80,7 +81,7 @@ async fn missed_page(
 async fn backfill_missed(
     State(s): State<AppState>,
     Path(dag_id): Path<String>,
-    AdminForm(user, _): AdminForm<serde::de::IgnoredAny>,
+    Permitted(user, _, _): Permitted<may::Backfill, serde::de::IgnoredAny>,
 ) -> Result<Response, UiError> {
     let (_, dag) = load(&s, &dag_id).await?;
     let mut conn = s.pool.acquire().await?;

@@ -39,7 +39,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 
-pub use session::{AdminForm, UiUser, UserForm};
+pub use session::{Permitted, UiUser, UserForm};
 
 use crate::AppState;
 
@@ -95,6 +95,12 @@ impl IntoResponse for UiError {
         let mut resp = (status, body).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.extensions_mut().insert(crate::retry::Transient);
+        }
+        if let Self::TooManyRequests(_, secs) = &self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*secs),
+            );
         }
         resp
     }

@@ -15,8 +15,9 @@ use upiflow_engine::store::pools::{self as store_pools, PoolUsage};
 
 use super::extract::wants_fragment;
 use super::format::ts;
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
+use super::{Nav, Permitted, UiError, UiUser, csrf_field, page};
 use crate::AppState;
+use crate::roles::may;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,7 +32,7 @@ fn table(user: &UiUser, rows: &[PoolUsage]) -> Markup {
                 th { "Pool" } th.num { "Slots" } th.num { "Running" }
                 th.num title="Scheduled or up for retry: waiting for a slot" { "Waiting" }
                 th.num { "Open" } th { "Description" } th { "Changed" }
-                @if user.is_admin() { th {} }
+                @if user.may(crate::roles::Action::Pools) { th {} }
             } }
             tbody {
                 @for r in rows {
@@ -43,7 +44,7 @@ fn table(user: &UiUser, rows: &[PoolUsage]) -> Markup {
                         td.num data-col="open" { (r.open()) }
                         td { (r.pool.description.as_deref().unwrap_or("")) }
                         td { (ts(r.pool.updated_at)) }
-                        @if user.is_admin() {
+                        @if user.may(crate::roles::Action::Pools) {
                             td {
                                 @if r.pool.name != upiflow_engine::dag::DEFAULT_POOL {
                                     // Pool names are letters, digits, `_`, `-` and `.`: a
@@ -73,7 +74,7 @@ fn body(user: &UiUser, rows: &[PoolUsage], warnings: &[String]) -> Markup {
             p.notice role="status" { "Warning: " (w) }
         }
         div data-refresh="/pools" data-every="5" { (table(user, rows)) }
-        @if user.is_admin() {
+        @if user.may(crate::roles::Action::Pools) {
             h2 { "Create or resize a pool" }
             form.card.form id="pool-form" method="post" action="/pools" {
                 (csrf_field(user))
@@ -115,7 +116,7 @@ struct SetForm {
 
 async fn set(
     State(s): State<AppState>,
-    AdminForm(user, f): AdminForm<SetForm>,
+    Permitted(user, f, _): Permitted<may::Pools, SetForm>,
 ) -> Result<Response, UiError> {
     let name = f.name.trim();
     let slots: i64 = f.slots.trim().parse().map_err(|_| {
@@ -142,7 +143,7 @@ struct DeleteForm {}
 async fn delete(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    AdminForm(user, DeleteForm {}): AdminForm<DeleteForm>,
+    Permitted(user, DeleteForm {}, _): Permitted<may::Pools, DeleteForm>,
 ) -> Result<Redirect, UiError> {
     pools::delete(&s.pool, &name).await?;
     tracing::info!(user = %user.username, pool = %name, "pool deleted from the UI");

@@ -21,8 +21,9 @@ use super::extract::{UiQuery, wants_fragment};
 use super::format::{duration_text, ts, ts_opt};
 use super::gantt::gantt;
 use super::links::{dag_url, run_url, ti_url, with_query};
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
+use super::{Nav, Permitted, UiError, UiUser, csrf_field, page};
 use crate::AppState;
+use crate::roles::may;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -120,7 +121,7 @@ async fn run_page(
             thead { tr {
                 th { "Task" } th { "State" } th.num { "Try" } th { "Started" } th { "Ended" }
                 th.num { "Duration" } th { "Worker" }
-                @if user.is_admin() { th { "Clear" } }
+                @if user.may(crate::roles::Action::Clear) { th { "Clear" } }
             } }
             tbody {
                 @for t in &tis {
@@ -133,7 +134,7 @@ async fn run_page(
                         td { (ts_opt(t.end_date)) }
                         td.num { (duration_text(t.start_date, t.end_date)) }
                         td.muted { (t.worker.as_deref().unwrap_or("")) }
-                        @if user.is_admin() {
+                        @if user.may(crate::roles::Action::Clear) {
                             td {
                                 form.inline.clear-form method="post"
                                     action={ (ti_url(&dag_id, &run.run_id, &t.task_id)) "/clear" }
@@ -175,7 +176,7 @@ async fn run_page(
             @if let Some(m) = q.marked.as_deref().filter(|m| !m.is_empty()) {
                 p.notice role="status" id="marked" { "Marked the run " (m) "." }
             }
-            @if user.is_admin() {
+            @if user.may(crate::roles::Action::Mark) {
                 form.toolbar.mark-form id="run-mark" method="post" action={ (here) "/mark" }
                     data-confirm={ "Change the state of run " (run.run_id) "?" } {
                     (csrf_field(&user))
@@ -216,7 +217,7 @@ struct ClearForm {
 async fn clear(
     State(s): State<AppState>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
-    AdminForm(user, f): AdminForm<ClearForm>,
+    Permitted(user, f, _): Permitted<may::Clear, ClearForm>,
 ) -> Result<impl IntoResponse, UiError> {
     let downstream = f.downstream.is_some_and(|v| !v.is_empty());
     let cleared = upiflow_engine::lifecycle::clear::clear(
@@ -239,7 +240,7 @@ struct MarkRunForm {
 async fn mark_run(
     State(s): State<AppState>,
     Path((dag_id, run_id)): Path<(String, String)>,
-    AdminForm(user, f): AdminForm<MarkRunForm>,
+    Permitted(user, f, _): Permitted<may::Mark, MarkRunForm>,
 ) -> Result<impl IntoResponse, UiError> {
     use upiflow_engine::lifecycle::mark::{self, RunMark};
     let state = RunMark::parse(&f.state).ok_or_else(|| {

@@ -17,8 +17,9 @@ use upiflow_engine::secrets::{Connection, StoredConnection, StoredVariable, reda
 
 use super::format::ts;
 use super::links::{connection_url, variable_delete_url};
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
+use super::{Nav, Permitted, UiError, UiUser, csrf_field, page};
 use crate::AppState;
+use crate::roles::may;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,7 +40,7 @@ fn connection_table(user: &UiUser, rows: &[StoredConnection]) -> Markup {
                 th { "Connection" } th { "Type" } th { "Host" } th.num { "Port" }
                 th { "Schema" } th { "Login" } th { "Password" } th { "Extra" }
                 th { "Description" } th { "Changed" }
-                @if user.is_admin() { th {} }
+                @if user.may(crate::roles::Action::Connections) { th {} }
             } }
             tbody {
                 @for r in rows {
@@ -59,7 +60,7 @@ fn connection_table(user: &UiUser, rows: &[StoredConnection]) -> Markup {
                         }
                         td { (c.description.as_deref().unwrap_or("")) }
                         td { (ts(r.updated_at)) }
-                        @if user.is_admin() {
+                        @if user.may(crate::roles::Action::Connections) {
                             td {
                                 form.inline method="post" action=(connection_url(&c.conn_id, "test")) {
                                     (csrf_field(user))
@@ -91,7 +92,7 @@ fn connections_body(user: &UiUser, rows: &[StoredConnection], notice: Option<&st
             p.notice role="status" { (n) }
         }
         (connection_table(user, rows))
-        @if user.is_admin() {
+        @if user.may(crate::roles::Action::Connections) {
             h2 { "Add or replace a connection" }
             form.card.form id="connection-form" method="post" action="/connections" {
                 (csrf_field(user))
@@ -132,7 +133,7 @@ struct ConnectionForm {
 
 async fn set_connection(
     State(s): State<AppState>,
-    AdminForm(user, f): AdminForm<ConnectionForm>,
+    Permitted(user, f, _): Permitted<may::Connections, ConnectionForm>,
 ) -> Result<Redirect, UiError> {
     let id = f.conn_id.trim();
     let mut c = Connection::from_uri(id, f.uri.trim())?;
@@ -148,7 +149,7 @@ struct EmptyForm {}
 async fn delete_connection(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    AdminForm(user, EmptyForm {}): AdminForm<EmptyForm>,
+    Permitted(user, EmptyForm {}, _): Permitted<may::Connections, EmptyForm>,
 ) -> Result<Redirect, UiError> {
     s.secrets.delete_connection(&id).await?;
     tracing::info!(user = %user.username, conn_id = %id, "connection deleted from the UI");
@@ -158,7 +159,7 @@ async fn delete_connection(
 async fn test_connection(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    AdminForm(user, EmptyForm {}): AdminForm<EmptyForm>,
+    Permitted(user, EmptyForm {}, _): Permitted<may::Connections, EmptyForm>,
 ) -> Result<Markup, UiError> {
     let c = s.secrets.get_connection(&id).await?.connection;
     // The message comes masked (the connection's password and sensitive extras).
@@ -182,7 +183,7 @@ fn variable_table(user: &UiUser, rows: &[StoredVariable]) -> Markup {
         table id="variable-list" {
             thead { tr {
                 th { "Key" } th { "Value" } th { "Description" } th { "Encrypted" } th { "Changed" }
-                @if user.is_admin() { th {} }
+                @if user.may(crate::roles::Action::Variables) { th {} }
             } }
             tbody {
                 @for v in rows {
@@ -192,7 +193,7 @@ fn variable_table(user: &UiUser, rows: &[StoredVariable]) -> Markup {
                         td { (v.description.as_deref().unwrap_or("")) }
                         td { @if v.is_encrypted { "yes" } @else { "no" } }
                         td { (ts(v.updated_at)) }
-                        @if user.is_admin() {
+                        @if user.may(crate::roles::Action::Variables) {
                             td {
                                 form.inline method="post" action=(variable_delete_url(&v.key)) {
                                     (csrf_field(user))
@@ -222,7 +223,7 @@ async fn variables(State(s): State<AppState>, user: UiUser) -> Result<Markup, Ui
                 code { (redact::MASK) } "."
             }
             (variable_table(&user, &rows))
-            @if user.is_admin() {
+            @if user.may(crate::roles::Action::Variables) {
                 h2 { "Set a variable" }
                 form.card.form id="variable-form" method="post" action="/variables" {
                     (csrf_field(&user))
@@ -247,7 +248,7 @@ struct VariableForm {
 
 async fn set_variable(
     State(s): State<AppState>,
-    AdminForm(user, f): AdminForm<VariableForm>,
+    Permitted(user, f, _): Permitted<may::Variables, VariableForm>,
 ) -> Result<Redirect, UiError> {
     let key = f.key.trim();
     let description = Some(f.description.trim()).filter(|d| !d.is_empty());
@@ -259,7 +260,7 @@ async fn set_variable(
 async fn delete_variable(
     State(s): State<AppState>,
     Path(key): Path<String>,
-    AdminForm(user, EmptyForm {}): AdminForm<EmptyForm>,
+    Permitted(user, EmptyForm {}, _): Permitted<may::Variables, EmptyForm>,
 ) -> Result<Redirect, UiError> {
     s.secrets.delete_variable(&key).await?;
     tracing::info!(user = %user.username, key = %key, "variable deleted from the UI");

@@ -6,12 +6,15 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use std::marker::PhantomData;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::UiError;
 use crate::AppState;
-use crate::auth::Role;
+use crate::auth::{Grant, Role};
+use crate::roles::{self, Action, Permission};
 
 pub const SESSION_COOKIE: &str = "upiflow_session";
 pub const LOGIN_CSRF_COOKIE: &str = "upiflow_login_csrf";
@@ -28,6 +31,8 @@ struct SessionClaims {
     exp: i64,
     aud: String,
     csrf: String,
+    /// The user's token version when signed in (see `crate::auth::current_role`).
+    ver: i32,
 }
 
 /// A signed-in user of the UI.
@@ -42,8 +47,9 @@ pub struct UiUser {
 }
 
 impl UiUser {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
+    /// Whether the user's role may take `action` (forms and buttons are shown only then).
+    pub fn may(&self, action: Action) -> bool {
+        roles::may(self.role, action)
     }
 }
 
@@ -53,9 +59,12 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn cookie(name: &'static str, value: String, max_age_secs: i64) -> Cookie<'static> {
+/// `secure`: the browser came over https (`crate::transport::Transport::secure`), so the
+/// cookie is never sent over plain http.
+fn cookie(name: &'static str, value: String, max_age_secs: i64, secure: bool) -> Cookie<'static> {
     Cookie::build((name, value))
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Strict)
         .path("/")
         .max_age(cookie::time::Duration::seconds(max_age_secs))
@@ -63,41 +72,54 @@ fn cookie(name: &'static str, value: String, max_age_secs: i64) -> Cookie<'stati
 }
 
 /// The session cookie for a user who just proved their password.
-pub fn start(key: &[u8], username: &str, role: Role) -> Result<Cookie<'static>, UiError> {
+pub fn start(
+    key: &[u8],
+    username: &str,
+    grant: Grant,
+    secure: bool,
+) -> Result<Cookie<'static>, UiError> {
     let claims = SessionClaims {
         sub: username.to_string(),
-        role,
+        role: grant.role,
+        ver: grant.version,
         exp: chrono::Utc::now().timestamp() + SESSION_TTL_SECS,
         aud: AUDIENCE.into(),
         csrf: random_token(),
     };
     let token = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(key))
         .map_err(|e| UiError::Internal(format!("cannot sign a session: {e}")))?;
-    Ok(cookie(SESSION_COOKIE, token, SESSION_TTL_SECS))
+    Ok(cookie(SESSION_COOKIE, token, SESSION_TTL_SECS, secure))
 }
 
 /// Removes the session cookie.
-pub fn end() -> Cookie<'static> {
-    cookie(SESSION_COOKIE, String::new(), 0)
+pub fn end(secure: bool) -> Cookie<'static> {
+    cookie(SESSION_COOKIE, String::new(), 0, secure)
 }
 
 /// A fresh token for the login form, and the cookie that carries its twin.
-pub fn login_csrf() -> (String, Cookie<'static>) {
+pub fn login_csrf(secure: bool) -> (String, Cookie<'static>) {
     let token = random_token();
-    (token.clone(), cookie(LOGIN_CSRF_COOKIE, token, 3600))
+    (
+        token.clone(),
+        cookie(LOGIN_CSRF_COOKIE, token, 3600, secure),
+    )
 }
 
-fn decode(key: &[u8], token: &str) -> Option<UiUser> {
+/// A session's user and the token version it was signed in under.
+fn decode(key: &[u8], token: &str) -> Option<(UiUser, i32)> {
     let mut v = Validation::default();
     v.set_audience(&[AUDIENCE]);
     let data =
         jsonwebtoken::decode::<SessionClaims>(token, &DecodingKey::from_secret(key), &v).ok()?;
-    Some(UiUser {
-        username: data.claims.sub,
-        role: data.claims.role,
-        csrf: data.claims.csrf,
-        dashboard: None,
-    })
+    Some((
+        UiUser {
+            username: data.claims.sub,
+            role: data.claims.role,
+            csrf: data.claims.csrf,
+            dashboard: None,
+        },
+        data.claims.ver,
+    ))
 }
 
 /// Compares two secrets without stopping at the first difference.
@@ -128,24 +150,41 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         let jar = CookieJar::from_headers(&parts.headers);
-        if let Some(user) = jar
+        if let Some((user, version)) = jar
             .get(SESSION_COOKIE)
             .and_then(|c| decode(&state.token_key, c.value()))
         {
+            // A revoked session (password or role changed, logged out, user deleted) is no
+            // session: to the login page.
+            let role = match crate::auth::current_role(&state.pool, &user.username, version).await {
+                Ok(role) => role,
+                Err(crate::error::HttpError::Unauthorized) => {
+                    return Err(UiError::LoginRequired(here(parts)));
+                }
+                Err(e) => return Err(e.into()),
+            };
             crate::audit::note_user(&parts.extensions, &user.username);
             let dashboard = state.product.as_ref().map(|p| {
                 let d = p.dashboard();
                 (d.path, d.title)
             });
-            return Ok(UiUser { dashboard, ..user });
+            return Ok(UiUser {
+                dashboard,
+                role,
+                ..user
+            });
         }
-        let here = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        Err(UiError::LoginRequired(here))
+        Err(UiError::LoginRequired(here(parts)))
     }
+}
+
+/// This request's path and query, to come back to after logging in.
+fn here(parts: &Parts) -> String {
+    parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into())
 }
 
 #[derive(Deserialize)]
@@ -158,8 +197,9 @@ struct CsrfField {
 /// wrong token is a 403.
 pub struct UserForm<T>(pub UiUser, pub T);
 
-/// The same for an admin: every changing form of the UI goes through this.
-pub struct AdminForm<T>(pub UiUser, pub T);
+/// The same for a user whose role may take the action `P` (else a 403): every changing form
+/// of the UI goes through this.
+pub struct Permitted<P, T>(pub UiUser, pub T, pub PhantomData<P>);
 
 impl<S, T> FromRequest<S> for UserForm<T>
 where
@@ -197,19 +237,24 @@ where
     }
 }
 
-impl<S, T> FromRequest<S> for AdminForm<T>
+impl<S, P, T> FromRequest<S> for Permitted<P, T>
 where
     AppState: FromRef<S>,
     S: Send + Sync,
+    P: Permission,
     T: DeserializeOwned,
 {
     type Rejection = UiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let UserForm(user, form) = UserForm::from_request(req, state).await?;
-        if !user.is_admin() {
-            return Err(UiError::Forbidden(crate::auth::read_only(&user.username)));
+        if !user.may(P::ACTION) {
+            return Err(UiError::Forbidden(roles::refusal(
+                &user.username,
+                user.role,
+                P::ACTION,
+            )));
         }
-        Ok(AdminForm(user, form))
+        Ok(Permitted(user, form, PhantomData))
     }
 }

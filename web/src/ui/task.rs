@@ -19,8 +19,9 @@ use super::extract::{UiQuery, wants_fragment};
 use super::format::{duration_text, ts, ts_opt};
 use super::links::{run_url, ti_url, with_query};
 use super::run::load_run;
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
+use super::{Nav, Permitted, UiError, UiUser, csrf_field, page};
 use crate::AppState;
+use crate::roles::may;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -175,7 +176,7 @@ async fn task_page(
             @if let Some(m) = q.marked.as_deref().filter(|m| !m.is_empty()) {
                 p.notice role="status" id="marked" { "Marked: " (m) "." }
             }
-            @if user.is_admin() {
+            @if user.may(crate::roles::Action::Mark) {
                 form.toolbar.mark-form id="ti-mark" method="post" action={ (here_base) "/mark" }
                     data-confirm={ "Change the state of " (task_id) "?" } {
                     (csrf_field(&user))
@@ -227,7 +228,7 @@ fn ticked(v: &Option<String>) -> bool {
 async fn mark_task(
     State(s): State<AppState>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
-    AdminForm(user, f): AdminForm<MarkForm>,
+    Permitted(user, f, _): Permitted<may::Mark, MarkForm>,
 ) -> Result<impl IntoResponse, UiError> {
     use upiflow_engine::lifecycle::mark::{self, MarkTasks, TiMark};
     let state = TiMark::parse(&f.state).ok_or_else(|| {

@@ -18,8 +18,9 @@ use upiflow_engine::store::dags::DagRow;
 
 use super::dag_header::{Tab, header, load};
 use super::links::{dag_url, run_url};
-use super::{AdminForm, Nav, UiError, UiUser, csrf_field, page};
+use super::{Nav, Permitted, UiError, UiUser, csrf_field, page};
 use crate::AppState;
+use crate::roles::may;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/dags/{dag_id}/trigger", get(form_page).post(submit))
@@ -61,8 +62,8 @@ fn form(
     html! {
         (header(user, row, dag, Tab::Trigger, &action))
         h2 { "Trigger a run" }
-        @if !user.is_admin() {
-            p.notice { "You may only read (role viewer): the form is shown read-only." }
+        @if !user.may(crate::roles::Action::Trigger) {
+            p.notice { "Your role (" (user.role.name()) ") may not trigger runs: the form is shown read-only." }
         }
         @if row.is_paused {
             p.notice { "The DAG is paused: the run waits in the queue until it is resumed." }
@@ -72,7 +73,7 @@ fn form(
         }
         form.card.form id="trigger-form" method="post" action=(action) {
             (csrf_field(user))
-            fieldset disabled[!user.is_admin()] {
+            fieldset disabled[!user.may(crate::roles::Action::Trigger)] {
                 label {
                     "Logical date (optional; " (dag.timezone) " unless an offset is given)"
                     input type="text" name="logical_date" value=(input.logical_date)
@@ -114,7 +115,7 @@ async fn form_page(
 async fn submit(
     State(s): State<AppState>,
     Path(dag_id): Path<String>,
-    AdminForm(user, f): AdminForm<TriggerForm>,
+    Permitted(user, f, _): Permitted<may::Trigger, TriggerForm>,
 ) -> Result<Response, UiError> {
     let (row, dag) = load(&s, &dag_id).await?;
     let again = |status: StatusCode, message: String, f: &TriggerForm| -> Response {

@@ -16,8 +16,9 @@ use crate::AppState;
 use crate::api::models::{HTTPExceptionResponse, HTTPValidationError};
 use crate::api::query::NoQuery;
 use crate::api::{Body, Ids};
-use crate::auth::Admin;
+use crate::auth::Allowed;
 use crate::error::ApiError;
+use crate::roles::may;
 
 /// A task to clear: its id, or `[task_id, map_index]`.
 #[derive(Deserialize, ToSchema)]
@@ -132,7 +133,7 @@ fn relatives(dag: &Dag, start: &BTreeSet<String>, up: bool, down: bool) -> BTree
         (status = 422, body = HTTPValidationError)))]
 pub(super) async fn clear(
     State(s): State<AppState>,
-    _: Admin,
+    _: Allowed<may::Clear>,
     Ids(dag_id): Ids<String>,
     _: NoQuery,
     Body(body): Body<ClearTaskInstancesBody>,

@@ -16,8 +16,9 @@ use crate::api::models::{HTTPExceptionResponse, HTTPValidationError};
 use crate::api::query::Query;
 use crate::api::runs::{present, update_mask};
 use crate::api::{Body, Ids};
-use crate::auth::Admin;
+use crate::auth::Allowed;
 use crate::error::ApiError;
+use crate::roles::may;
 
 /// Airflow 3's `PatchTaskInstanceBody`.
 #[derive(Deserialize, ToSchema)]
@@ -137,7 +138,7 @@ fn request<'a>(
         (status = 422, body = HTTPValidationError)))]
 pub(super) async fn patch(
     State(s): State<AppState>,
-    Admin(user): Admin,
+    Allowed(user, _): Allowed<may::Mark>,
     Ids(ids): Ids<(String, String, String)>,
     mut q: Query,
     Body(body): Body<PatchTaskInstanceBody>,
@@ -190,7 +191,7 @@ pub(super) async fn patch(
         (status = 422, body = HTTPValidationError)))]
 pub(super) async fn patch_dry_run(
     State(s): State<AppState>,
-    Admin(user): Admin,
+    Allowed(user, _): Allowed<may::Mark>,
     Ids(ids): Ids<(String, String, String)>,
     mut q: Query,
     Body(body): Body<PatchTaskInstanceBody>,

@@ -1,0 +1,33 @@
+-- Security (#17): Airflow's four roles, revocable tokens and sessions, API keys for
+-- machines, and sign-in throttling shared by every web process.
+
+-- Airflow's roles, from most to least: admin, op, user, viewer. (The new values are not used
+-- in this migration's transaction, as Postgres requires.)
+ALTER TYPE user_role ADD VALUE IF NOT EXISTS 'op' BEFORE 'viewer';
+ALTER TYPE user_role ADD VALUE IF NOT EXISTS 'user' BEFORE 'viewer';
+
+-- Every token and session carries the version it was issued under; bumping it (a password
+-- or role change, a logout) refuses all of them at once, in every process.
+ALTER TABLE users ADD COLUMN token_version integer NOT NULL DEFAULT 0;
+
+-- Long-lived, named, revocable keys for machines (`upiflow tokens create`). Only a SHA-256
+-- of the key is kept: the key is 32 random bytes, so a slow hash adds nothing.
+CREATE TABLE api_keys (
+    id           bigserial PRIMARY KEY,
+    name         text NOT NULL CHECK (name <> ''),
+    role         user_role NOT NULL,
+    key_hash     bytea NOT NULL UNIQUE,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    created_by   text,
+    last_used_at timestamptz,
+    revoked_at   timestamptz
+);
+-- One live key per name; a revoked name may be used again.
+CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked_at IS NULL;
+
+-- Failed sign-ins, by what they are counted against: `user:NAME` and `addr:IP`.
+CREATE TABLE sign_in_failures (
+    key text NOT NULL,
+    at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX sign_in_failures_key_at ON sign_in_failures (key, at);
