@@ -1058,7 +1058,7 @@ impl Ui {
                 &state.token_key,
                 user,
                 upiflow_web::auth::Grant {
-                    role: role,
+                    role,
                     version: 0,
                 },
                 false,

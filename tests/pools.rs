@@ -199,7 +199,7 @@ async fn app() -> App {
             &state.token_key,
             user,
             upiflow_web::auth::Grant {
-                role: role,
+                role,
                 version: 0,
             },
             false,

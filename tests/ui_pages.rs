@@ -69,7 +69,7 @@ async fn ui() -> Ui {
             &state.token_key,
             user,
             upiflow_web::auth::Grant {
-                role: role,
+                role,
                 version: 0,
             },
             false,
