@@ -236,6 +236,10 @@ async fn main() -> Result<()> {
         SchedulerConfig::new(std::env::temp_dir().join("upiflow-bench-history-none")),
     );
     let state = upiflow_web::AppState::new(pool.clone()).await?;
+    // Sessions are checked against `users` on every request (as in production).
+    upiflow_web::auth::create_user(&pool, "bench", "bench-password", Role::Viewer)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let c = upiflow_web::ui::session::start(
         &state.token_key,
         "bench",

@@ -137,6 +137,9 @@ async fn a_run_past_its_deadline_fires_once_across_a_restart_and_with_two_schedu
 
     // The UI marks it late: on the run page and in the grid.
     let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    upiflow_web::auth::create_user(&db.pool, "vic", "a-password", Role::Viewer)
+        .await
+        .unwrap();
     let c = session::start(
         &state.token_key,
         "vic",

@@ -64,6 +64,12 @@ async fn ui() -> Ui {
         .unwrap();
     drop(conn);
     let state = upiflow_web::AppState::new(db.pool.clone()).await.unwrap();
+    // Sessions are checked against `users` on every request: the users exist.
+    for (user, role) in [("ada", Role::Admin), ("vic", Role::Viewer)] {
+        upiflow_web::auth::create_user(&db.pool, user, "a-password", role)
+            .await
+            .unwrap();
+    }
     let cookie = |user: &str, role| {
         let c = session::start(
             &state.token_key,
@@ -372,7 +378,7 @@ async fn viewers_get_403_on_every_form_and_nothing_changes() {
             )
             .await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{uri}");
-        assert!(p.body.contains("may only read"), "{uri}");
+        assert!(p.body.contains("(role viewer) may not"), "{uri}");
     }
     assert_eq!(u.runs().await, 1);
     let paused: bool = sqlx::query_scalar("SELECT is_paused FROM dags WHERE dag_id = 'd'")
