@@ -829,7 +829,10 @@ async fn the_patch_routes_mark_in_airflows_shape_and_refuse_bad_requests() {
         let (s, b) = a.call("PATCH", &uri, Some(&viewer), Some(body)).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{uri}: {b}");
         assert!(
-            b["detail"].as_str().unwrap().contains("(role viewer) may not"),
+            b["detail"]
+                .as_str()
+                .unwrap()
+                .contains("(role viewer) may not"),
             "{b}"
         );
     }
@@ -1063,10 +1066,7 @@ impl Ui {
             let c = session::start(
                 &state.token_key,
                 user,
-                upiflow_web::auth::Grant {
-                    role,
-                    version: 0,
-                },
+                upiflow_web::auth::Grant { role, version: 0 },
                 false,
             )
             .unwrap();

@@ -198,10 +198,7 @@ async fn app() -> App {
         let c = session::start(
             &state.token_key,
             user,
-            upiflow_web::auth::Grant {
-                role,
-                version: 0,
-            },
+            upiflow_web::auth::Grant { role, version: 0 },
             false,
         )
         .unwrap();

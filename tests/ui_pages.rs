@@ -74,10 +74,7 @@ async fn ui() -> Ui {
         let c = session::start(
             &state.token_key,
             user,
-            upiflow_web::auth::Grant {
-                role,
-                version: 0,
-            },
+            upiflow_web::auth::Grant { role, version: 0 },
             false,
         )
         .unwrap();
