@@ -205,18 +205,24 @@ async fn the_sixth_wrong_password_within_40_s_is_a_quick_429_with_retry_after() 
     // The right password too, while the window lasts.
     let a = token(s.addr, local(), "ada", ADA_PASSWORD).await;
     assert_throttled(&a, 40);
-    // Refused before any hashing: well under a checked password's time.
-    let mut throttled = Vec::new();
-    for i in 0..7 {
-        let password = if i % 2 == 0 { ADA_PASSWORD } else { "wrong" };
-        let a = token(s.addr, local(), "ada", password).await;
-        assert_eq!(a.status, 429, "{a:?}");
-        throttled.push(a.took);
+    // Refused before any hashing: well under a checked password's time. The machine may be
+    // busy (tests run in parallel, argon2 takes whole cores): the best of three rounds'
+    // medians is the server's time, undisturbed.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let mut throttled = Vec::new();
+        for i in 0..15 {
+            let password = if i % 2 == 0 { ADA_PASSWORD } else { "wrong" };
+            let a = token(s.addr, local(), "ada", password).await;
+            assert_eq!(a.status, 429, "{a:?}");
+            throttled.push(a.took);
+        }
+        rounds.push(median(throttled));
     }
-    let (quick, slow) = (median(throttled), median(wrong));
-    eprintln!("median 429: {quick:?}; median 401 (argon2): {slow:?}");
-    assert!(quick < Duration::from_millis(5), "429 took {quick:?}");
-    assert!(quick * 3 < slow, "429 {quick:?} vs 401 {slow:?}");
+    let (quick, slow) = (*rounds.iter().min().unwrap(), median(wrong));
+    eprintln!("median 429 per round: {rounds:?}; median 401 (argon2): {slow:?}");
+    assert!(quick < Duration::from_millis(5), "429 took {rounds:?}");
+    assert!(quick * 5 < slow, "429 {quick:?} vs 401 {slow:?}");
     // Throttled attempts are not failures: the count stays at 5.
     assert_eq!(rows(&db, "user:ada").await, 5);
     assert_eq!(rows(&db, "addr:127.0.0.1").await, 5);
@@ -239,7 +245,8 @@ async fn the_sixth_wrong_password_within_40_s_is_a_quick_429_with_retry_after() 
 #[tokio::test]
 async fn the_right_password_waits_for_the_window_and_a_success_does_not_reset_the_count() {
     let db = db_with_users().await;
-    let s = server(&db, rate(5, 3)).await;
+    // Short, but long enough for six argon2 checks on a busy machine.
+    let s = server(&db, rate(5, 5)).await;
     // A success among failures neither counts nor resets: the fifth failure throttles.
     for i in 0..6 {
         let (password, want) = if i == 2 {
@@ -251,7 +258,7 @@ async fn the_right_password_waits_for_the_window_and_a_success_does_not_reset_th
         assert_eq!(a.status, want, "attempt {i}: {a:?}");
     }
     let a = token(s.addr, local(), "ada", ADA_PASSWORD).await;
-    assert_throttled(&a, 3);
+    assert_throttled(&a, 5);
     // Retry-After is when the oldest counted failure leaves the window: waiting it out is
     // enough, and a moment before it is not.
     let wait = Duration::from_secs(a.retry_after());
@@ -412,7 +419,8 @@ async fn throttling_can_be_turned_off() {
 #[tokio::test]
 async fn failures_past_the_window_are_swept_as_new_ones_come() {
     let db = db_with_users().await;
-    let s = server(&db, rate(50, 1)).await;
+    // Long enough for five argon2 checks on a busy machine.
+    let s = server(&db, rate(50, 3)).await;
     for i in 0..5 {
         let a = token(s.addr, local(), &format!("u{i}"), "password").await;
         assert_eq!(a.status, 401, "{a:?}");
@@ -427,7 +435,7 @@ async fn failures_past_the_window_are_swept_as_new_ones_come() {
         }
     };
     assert_eq!(all(&db).await, 10);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     let a = token(s.addr, local(), "late", "password").await;
     assert_eq!(a.status, 401, "{a:?}");
     assert_eq!(all(&db).await, 2);
@@ -534,4 +542,20 @@ async fn a_bad_rate_limit_stops_the_web_at_start_with_a_clear_message() {
         assert!(stderr.contains(says), "{env:?}: {stderr}");
         assert!(!stderr.contains("listening"), "{env:?}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn odd_usernames_are_counted_like_any_other_never_a_500() {
+    let db = db_with_users().await;
+    let s = server(&db, Limit::default()).await;
+    // Longer than any index entry could hold: counted by its first 256 bytes.
+    let long = "x".repeat(100_000);
+    for i in 0..6 {
+        let a = token(s.addr, IpAddr::from([127, 0, 3, i]), &long, "password").await;
+        let want = if i < 5 { 401 } else { 429 };
+        assert_eq!(a.status, want, "attempt {i}: {}", a.body);
+    }
+    // A NUL cannot be stored in Postgres text: a client error, not a crash.
+    let a = token(s.addr, IpAddr::from([127, 0, 3, 9]), "a\0b", "password").await;
+    assert!((400..500).contains(&a.status), "{a:?}");
 }

@@ -211,8 +211,8 @@ fn keys(username: &str, addr: Option<IpAddr>) -> Vec<String> {
     keys
 }
 
-fn refusal(remaining_secs: f64) -> ApiError {
-    let secs = (remaining_secs.ceil() as u64).max(1);
+fn refusal(remaining_secs: i64) -> ApiError {
+    let secs = u64::try_from(remaining_secs).unwrap_or(0).max(1);
     ApiError::TooManyRequests(
         format!("too many failed sign-ins; try again in {secs} s"),
         secs,

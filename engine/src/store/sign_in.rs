@@ -6,9 +6,9 @@ use sqlx::PgConnection;
 
 use crate::error::Result;
 
-/// If any of `keys` has at least `max` rows in the last `window_secs` seconds: the seconds
-/// until enough of them have left the window for one more attempt (for the key that waits
-/// longest). `None`: none is throttled.
+/// If any of `keys` has at least `max` rows in the last `window_secs` seconds: the whole
+/// seconds (rounded up) until enough of them have left the window for one more attempt (for
+/// the key that waits longest). `None`: none is throttled.
 ///
 /// Reads at most `max` index entries per key (the newest first).
 pub async fn throttled_for(
@@ -16,11 +16,11 @@ pub async fn throttled_for(
     keys: &[String],
     max: i64,
     window_secs: f64,
-) -> Result<Option<f64>> {
+) -> Result<Option<i64>> {
     // The `max`-th newest row of a key inside the window is the one whose leaving lets one
     // more attempt in.
     Ok(sqlx::query_scalar(
-        "SELECT max(extract(epoch FROM f.at + w.win - clock_timestamp()))::float8
+        "SELECT max(ceil(extract(epoch FROM f.at + w.win - clock_timestamp())))::bigint
          FROM (SELECT $2::float8 * interval '1 second' AS win) w
          CROSS JOIN unnest($1::text[]) AS k(key)
          CROSS JOIN LATERAL (
