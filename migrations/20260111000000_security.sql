@@ -25,9 +25,17 @@ CREATE TABLE api_keys (
 -- One live key per name; a revoked name may be used again.
 CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked_at IS NULL;
 
--- Failed sign-ins, by what they are counted against: `user:NAME` and `addr:IP`.
+-- Failed sign-ins, by what they are counted against: `user:NAME` and `addr:IP` (see
+-- web/src/throttle.rs). A sign-in inserts its rows before the password is checked (so
+-- concurrent attempts cannot all slip under the limit) and deletes them if it succeeds.
+-- The clock is the database's, so every web process counts the same window. Rows older than
+-- the window are deleted as new ones come in, so the table holds about one window's worth.
 CREATE TABLE sign_in_failures (
+    id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     key text NOT NULL,
     at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- The throttle's check: the newest failures of one key.
 CREATE INDEX sign_in_failures_key_at ON sign_in_failures (key, at);
+-- The sweep of rows past the window, whatever their key.
+CREATE INDEX sign_in_failures_at ON sign_in_failures (at);

@@ -126,6 +126,12 @@ pub enum EngineError {
     #[error("no table `{name}` to clean; valid tables: {}", .valid.join(", "))]
     CleanTableUnknown { name: String, valid: Vec<String> },
     // --- end of the clean part ---
+    // --- sign-in throttling (#17, "throttle" part) ---
+    /// `UPIFLOW_AUTH_RATE_LIMIT` or `UPIFLOW_AUTH_RATE_LIMITED` is unusable (the message
+    /// names the variable, the value and what is expected).
+    #[error("{0}")]
+    AuthRateLimitInvalid(String),
+    // --- end of the throttle part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -177,7 +183,8 @@ impl EngineError {
             // A configuration problem of the deployment, not of the request.
             EngineError::FernetKeyInvalid(_)
             | EngineError::DecryptFailed(_)
-            | EngineError::FernetKeyMissing(_) => ErrorKind::Internal,
+            | EngineError::FernetKeyMissing(_)
+            | EngineError::AuthRateLimitInvalid(_) => ErrorKind::Internal,
             EngineError::Cluster(c) => c.kind(),
             EngineError::Db(e) => db_kind(e),
             EngineError::Migrate(_) if self.is_transient() => ErrorKind::Unavailable,

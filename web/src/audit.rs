@@ -354,7 +354,11 @@ fn describe(
     let outcome = resp.extensions().get::<Outcome>().copied().unwrap_or(
         if status.is_success() || status.is_redirection() {
             Outcome::Success
-        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        } else if matches!(
+            status,
+            // A throttled sign-in (429) is refused like a wrong password.
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+        ) {
             Outcome::Refused
         } else {
             Outcome::Failed

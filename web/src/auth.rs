@@ -177,20 +177,26 @@ pub async fn ensure_first_admin(pool: &PgPool) -> Result<Option<String>, String>
     Ok(created.then_some(password))
 }
 
-/// A sign-in: refused at once (429) while `username` or `addr` is throttled, before any
-/// hashing; otherwise what the password grants, a wrong one counted against both.
+/// A sign-in: refused at once (429) while `username` or `addr` is throttled
+/// ([`crate::throttle`], as `state.throttle` says), before any hashing; otherwise what the
+/// password grants. Only a wrong password counts as a failure (against both).
 pub async fn sign_in(
-    pool: &PgPool,
+    state: &AppState,
     username: &str,
     password: &str,
     addr: Option<IpAddr>,
 ) -> Result<Option<Grant>, ApiError> {
-    crate::throttle::check(pool, username, addr).await?;
-    let grant = check_password(pool, username, password).await?;
-    if grant.is_none() {
-        crate::throttle::failed(pool, username, addr).await?;
+    let pool = &state.pool;
+    let attempt = crate::throttle::check(pool, state.throttle, username, addr).await?;
+    let grant = check_password(pool, username, password).await;
+    if !matches!(grant, Ok(None)) {
+        // Right, or not checked (the database failed): not a failure. If taking it back
+        // fails too, it stays counted; the sign-in's own answer matters more.
+        if let Err(error) = attempt.not_failed(pool).await {
+            tracing::warn!(%error, "cannot take back a sign-in attempt from the throttle");
+        }
     }
-    Ok(grant)
+    grant
 }
 
 /// Refuses every token and session of `username` issued before (a logout).
@@ -332,9 +338,18 @@ where
             let addr = state
                 .transport
                 .client_addr(&parts.extensions, &parts.headers);
-            let Some(grant) = sign_in(&state.pool, user, password, addr).await? else {
-                crate::audit::note_bad_basic(&parts.extensions, user);
-                return Err(ApiError::Unauthorized);
+            let grant = match sign_in(&state, user, password, addr).await {
+                Ok(Some(grant)) => grant,
+                Ok(None) => {
+                    crate::audit::note_bad_basic(&parts.extensions, user);
+                    return Err(ApiError::Unauthorized);
+                }
+                // A throttled Basic attempt is a refused sign-in in the audit log too.
+                Err(e @ ApiError::TooManyRequests(..)) => {
+                    crate::audit::note_bad_basic(&parts.extensions, user);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
             };
             crate::audit::note_user(&parts.extensions, user);
             return Ok(Viewer {

@@ -48,6 +48,8 @@ pub struct AppState {
     pub secrets: upiflow_engine::secrets::Secrets,
     /// How requests reach this server (TLS, a proxy): `Secure` cookies, the client's address.
     pub transport: transport::Transport,
+    /// How failed sign-ins are throttled (`UPIFLOW_AUTH_RATE_LIMIT`, see [`throttle`]).
+    pub throttle: throttle::Limit,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             token_key,
             product: None,
             transport: transport::Transport::default(),
+            throttle: throttle::Limit::from_env()?,
         })
     }
 

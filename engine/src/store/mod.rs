@@ -30,6 +30,7 @@ pub mod pools;
 pub mod runs;
 pub mod scheduling;
 pub mod secrets;
+pub mod sign_in;
 pub mod task_views;
 pub mod tis;
 pub mod users;

@@ -211,7 +211,7 @@ async fn token(
     _: NoQuery,
     Body(login): Body<LoginBody>,
 ) -> Result<(StatusCode, Json<LoginResponse>), ApiError> {
-    let grant = auth::sign_in(&s.pool, &login.username, &login.password, client.addr)
+    let grant = auth::sign_in(&s, &login.username, &login.password, client.addr)
         .await?
         .ok_or(ApiError::Unauthorized)?;
     let access_token = auth::issue_token(&s.token_key, &login.username, grant)?;

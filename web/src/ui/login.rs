@@ -2,6 +2,7 @@
 //! password checked off the async threads by `auth`) and the session cookie it starts.
 
 use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -87,7 +88,18 @@ async fn login(
     if !session::same_secret(&f.csrf, &twin) {
         return Ok(super::refused(Redirect::to(&again).into_response()));
     }
-    let Some(grant) = auth::sign_in(&s.pool, &f.username, &f.password, client.addr).await? else {
+    let grant = match auth::sign_in(&s, &f.username, &f.password, client.addr).await {
+        // Throttled: the form again, saying for how long (its CSRF token still holds).
+        Err(crate::error::ApiError::TooManyRequests(message, secs)) => {
+            let page = login_form(&next, Some(&message), &f.csrf);
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return Ok(super::refused(resp));
+        }
+        other => other?,
+    };
+    let Some(grant) = grant else {
         return Ok(super::refused(Redirect::to(&again).into_response()));
     };
     let cookie = session::start(&s.token_key, &f.username, grant, client.secure)?;
