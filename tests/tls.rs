@@ -244,9 +244,22 @@ async fn over_tls_a_client_signs_in_with_secure_cookies_and_plain_http_fails() {
     let r = plain_client().get(format!("{base}/login")).send().await;
     let e = r.expect_err("an untrusted certificate was accepted");
     assert!(format!("{e:?}").contains("ertificate"), "{e:?}");
-    // The server is still fine after both.
+    // A client that connects and never starts its handshake holds up no one.
+    let silent = tokio::net::TcpStream::connect(base.trim_start_matches("https://"))
+        .await
+        .unwrap();
     let again = https.get(format!("{base}/login")).send().await.unwrap();
     assert_eq!(again.status(), 200);
+    drop(silent);
+    // SIGTERM: a graceful stop, as over plain http.
+    let mut web = web;
+    let pid = nix::unistd::Pid::from_raw(web.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), web.child.wait())
+        .await
+        .expect("upiflow web stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&cert.dir);
 }
 
