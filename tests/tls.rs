@@ -65,10 +65,23 @@ impl Drop for Web {
 /// Starts `upiflow web --bind 127.0.0.1:0 ARGS...` on `db` and waits for the line that names
 /// its address.
 async fn start_web(db: &TestDb, args: &[&str]) -> Web {
+    start(db, "web", "upiflow web: ", args, &[]).await
+}
+
+/// Starts `upiflow COMMAND --bind 127.0.0.1:0 ARGS...` and waits for the stderr line that
+/// starts with `announce` and names its address.
+async fn start(
+    db: &TestDb,
+    command: &str,
+    announce: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> Web {
     let mut child = tokio::process::Command::new(BIN)
-        .args(["web", "--bind", "127.0.0.1:0"])
+        .args([command, "--bind", "127.0.0.1:0"])
         .args(args)
         .env("DATABASE_URL", &db.url)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -77,14 +90,14 @@ async fn start_web(db: &TestDb, args: &[&str]) -> Web {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("upiflow web: ") {
+            if let Some(url) = line.strip_prefix(announce) {
                 return url.to_string();
             }
         }
-        panic!("upiflow web exited before listening");
+        panic!("upiflow {command} exited before listening");
     })
     .await
-    .expect("upiflow web listens");
+    .expect("upiflow listens");
     // Keep draining its log so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Web { child, addr }
@@ -260,6 +273,47 @@ async fn over_tls_a_client_signs_in_with_secure_cookies_and_plain_http_fails() {
         .expect("upiflow web stops on SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&cert.dir);
+}
+
+/// `upiflow standalone --tls-cert/--tls-key` serves its web over TLS too.
+#[tokio::test]
+async fn standalone_serves_its_web_over_tls() {
+    let db = fresh_db().await;
+    admin(&db).await;
+    let cert = make_cert();
+    let (home, dags) = (cert.dir.join("home"), cert.dir.join("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    // No broker: the orchestrator and web run without ingest.
+    let broker = Path::new("127.0.0.1:1");
+    let web = start(
+        &db,
+        "standalone",
+        "upiflow standalone: web UI at ",
+        &[
+            "--tls-cert",
+            cert.cert.to_str().unwrap(),
+            "--tls-key",
+            cert.key.to_str().unwrap(),
+        ],
+        &[
+            ("UPIFLOW_HOME", home.as_path()),
+            ("UPIFLOW_DAGS_FOLDER", dags.as_path()),
+            ("KAFKA_BOOTSTRAP_SERVERS", broker),
+        ],
+    )
+    .await;
+    assert!(web.addr.starts_with("https://"), "{}", web.addr);
+    let (cookies, hsts, status, session) =
+        sign_in_through_the_form(&client_trusting(&cert), &web.addr, &[], "admin-password").await;
+    assert_eq!(status, 303);
+    assert!(!session.is_empty());
+    assert!(cookies.iter().all(|c| is_secure(c)), "{cookies:?}");
+    assert!(
+        hsts.iter()
+            .all(|h| h.as_deref() == Some("max-age=31536000"))
+    );
+    drop(web);
     let _ = std::fs::remove_dir_all(&cert.dir);
 }
 
