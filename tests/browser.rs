@@ -148,6 +148,8 @@ impl Env {
             uuid::Uuid::new_v4().simple()
         ));
         let caps = serde_json::json!({
+            // The console (CSP violations, script errors), read with `Env::console`.
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -301,11 +303,146 @@ impl Env {
         }
     }
 
+    /// Fails when `page` logged a CSP violation or an error; records it as `seen`.
+    async fn assert_clean_console(&self, page: &str, seen: &mut Vec<String>) {
+        // Room for the page's own scripts (refreshes, charts) to run.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let problems: Vec<_> = self
+            .console()
+            .await
+            .into_iter()
+            .filter(is_problem)
+            .collect();
+        assert!(problems.is_empty(), "{page}: {problems:#?}");
+        seen.push(page.to_string());
+    }
+
+    /// The browser console's entries since the last call (chromedriver hands each out once):
+    /// `(level, message)`, such as `("SEVERE", "... violates the following Content Security
+    /// Policy directive ...")`.
+    async fn console(&self) -> Vec<(String, String)> {
+        let v = self.browser.issue_cmd(BrowserLog).await.unwrap();
+        v.as_array()
+            .unwrap_or_else(|| panic!("chromedriver's log is a list: {v}"))
+            .iter()
+            .map(|e| {
+                (
+                    e["level"].as_str().unwrap_or("").to_string(),
+                    e["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
     async fn finish(mut self) {
         let _ = self.browser.close().await;
         let _ = self.driver.kill().await;
         self.stop.cancel();
     }
+}
+
+/// chromedriver's browser-log endpoint (not in WebDriver's standard, so fantoccini has no
+/// method for it).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(r#"{"type": "browser"}"#.to_string()),
+        )
+    }
+}
+
+/// Whether a console entry is a CSP violation or an error (a failed script, a resource that
+/// did not load).
+fn is_problem((level, message): &(String, String)) -> bool {
+    level == "SEVERE" || message.contains("Content Security Policy")
+}
+
+/// Every main page under the CSP in a real Chromium: the DAGs list, a DAG's grid and graph,
+/// the trigger form and a run it starts, a task instance with its log, the backfill form and
+/// list, the missed intervals, pools, connections, variables, events and the payments
+/// dashboard. None may log a CSP violation or an error; and the check can fail: an inline
+/// script added to a page is refused and reported.
+#[tokio::test]
+async fn every_page_works_under_the_csp_without_console_errors() {
+    let _one = BROWSER.lock().await;
+    let env = Env::start().await;
+    env.login().await;
+    let mut seen = Vec::new();
+    env.assert_clean_console("/ (after login)", &mut seen).await;
+    for page in ["/dags/demo", "/dags/demo/graph", "/dags/demo/missed"] {
+        env.goto(page).await;
+        env.assert_clean_console(page, &mut seen).await;
+    }
+    env.goto("/dags/demo/trigger").await;
+    env.assert_clean_console("/dags/demo/trigger", &mut seen)
+        .await;
+    env.fill("#trigger-form input[name=logical_date]", "2026-02-01")
+        .await;
+    env.click("#trigger-form button[type=submit]").await;
+    env.wait_for_attr(
+        "#run-summary",
+        "data-state",
+        "success",
+        Duration::from_secs(30),
+    )
+    .await;
+    let run = env.path().await;
+    env.assert_clean_console(&run, &mut seen).await;
+    env.click("#task-list tr[data-task=load] a").await;
+    env.wait_for_text("#log", "loaded", Duration::from_secs(10))
+        .await;
+    let task = env.path().await;
+    env.assert_clean_console(&task, &mut seen).await;
+    for page in [
+        "/dags/demo",
+        "/dags/demo/backfill",
+        "/backfills",
+        "/pools",
+        "/connections",
+        "/variables",
+        "/events",
+        "/payments?range=1h",
+    ] {
+        env.goto(page).await;
+        env.assert_clean_console(page, &mut seen).await;
+    }
+    assert!(seen.len() >= 15, "{seen:?}");
+
+    // The check catches a violation: an inline script is refused (it never runs) and reported.
+    env.goto("/").await;
+    env.assert_clean_console("/", &mut seen).await;
+    let ran = env
+        .browser
+        .execute(
+            "const s = document.createElement('script'); \
+             s.textContent = 'window.__inline_ran = true'; \
+             document.body.appendChild(s); \
+             return window.__inline_ran === true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ran, serde_json::Value::Bool(false), "the inline script ran");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = env.console().await;
+    assert!(
+        log.iter()
+            .any(|e| is_problem(e) && e.1.contains("Content Security Policy")),
+        "no violation reported: {log:#?}"
+    );
+    env.finish().await;
 }
 
 #[tokio::test]

@@ -29,6 +29,8 @@ pub struct StandaloneArgs {
     /// Address of the web UI and API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: std::net::SocketAddr,
+    #[command(flatten)]
+    pub transport: super::web::TransportArgs,
 }
 
 #[derive(Args, Clone)]
@@ -93,6 +95,8 @@ pub fn cancel_on_signal(t: CancellationToken) {
 
 pub async fn standalone(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     let mut g = g.clone();
+    // Bad certificate files are refused before any server of ours starts.
+    let tls = a.transport.tls()?;
     // The private servers live in the data directory, so it belongs to one live standalone
     // at a time; the lock also tells the recovery below that whatever it finds there was left
     // by a standalone that is dead, never one that is running.
@@ -120,7 +124,7 @@ pub async fn standalone(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     let result = match super::secrets::ensure_standalone_key(&g.data_dir) {
         Ok(said) => {
             eprintln!("upiflow standalone: {said}");
-            serve_all(&g, a).await
+            serve_all(&g, a, tls).await
         }
         Err(e) => Err(e),
     };
@@ -133,10 +137,16 @@ pub async fn standalone(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
     result
 }
 
-async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
+async fn serve_all(
+    g: &Global,
+    a: StandaloneArgs,
+    tls: Option<upiflow_web::tls::TlsConfig>,
+) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let listener = upiflow_web::listen(a.bind).await?;
-    let web_state = super::web::app_state(pool.clone()).await?;
+    let web_state = super::web::app_state(pool.clone())
+        .await?
+        .with_transport(a.transport.transport(&tls));
     let first_password = upiflow_web::auth::ensure_first_admin(&pool)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -155,8 +165,8 @@ async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
         g.dags_folder.display()
     );
     eprintln!(
-        "upiflow standalone: web UI at http://{}",
-        listener.local_addr()?
+        "upiflow standalone: web UI at {}",
+        super::web::url(&listener, &tls)?
     );
     if let Some(p) = first_password {
         eprintln!(
@@ -164,15 +174,10 @@ async fn serve_all(g: &Global, a: StandaloneArgs) -> Result<ExitCode> {
              (shown only this once; change it with `upiflow users set-password --username admin --password ...`)"
         );
     }
-    let stop_web = shutdown.clone();
     let (w, s, web) = tokio::join!(
         worker.run(shutdown.clone()),
         scheduler.run(shutdown.clone()),
-        upiflow_web::serve(
-            listener,
-            web_state,
-            async move { stop_web.cancelled().await }
-        ),
+        super::web::serve(listener, tls, web_state, shutdown.clone()),
     );
     if let Some(d) = demo {
         d.abort();

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use upiflow_web::auth::{self, Role};
+use upiflow_web::tls::TlsConfig;
+use upiflow_web::transport::Transport;
 
 use super::connect;
 use crate::Global;
@@ -14,6 +16,66 @@ pub struct WebArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: std::net::SocketAddr,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// How browsers and clients reach the web (`upiflow web` and `upiflow standalone`).
+#[derive(Args, Clone, Default)]
+pub struct TransportArgs {
+    /// Serve only https with this PEM certificate chain (the server's certificate first);
+    /// needs --tls-key. Cookies are then `Secure` and answers carry HSTS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// A proxy in front terminates the clients' connections: trust its `X-Forwarded-Proto`
+    /// (https: `Secure` cookies and HSTS) and `X-Forwarded-For` (the client's address, the
+    /// right-most entry). Only with a proxy that sets both, or clients could forge them.
+    #[arg(long)]
+    pub behind_proxy: bool,
+}
+
+impl TransportArgs {
+    /// The certificate and key, read and checked (before anything listens); `None` without
+    /// --tls-cert.
+    pub fn tls(&self) -> Result<Option<TlsConfig>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsConfig::load(cert, key)?)),
+            (None, None) => Ok(None),
+            // clap's `requires` already refuses these; kept so no caller can get past it.
+            (Some(_), None) => Err(anyhow!("--tls-cert needs --tls-key")),
+            (None, Some(_)) => Err(anyhow!("--tls-key needs --tls-cert")),
+        }
+    }
+
+    pub fn transport(&self, tls: &Option<TlsConfig>) -> Transport {
+        Transport {
+            tls: tls.is_some(),
+            behind_proxy: self.behind_proxy,
+        }
+    }
+}
+
+/// Serves `state` on `listener`, over TLS when `tls` is given, until `stop` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsConfig>,
+    state: upiflow_web::AppState,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let shutdown = async move { stop.cancelled().await };
+    match tls {
+        Some(tls) => upiflow_web::serve_tls(listener, &tls, state, shutdown).await,
+        None => upiflow_web::serve(listener, state, shutdown).await,
+    }
+}
+
+/// The URL the web is reached at (its scheme says whether it is TLS).
+pub fn url(listener: &tokio::net::TcpListener, tls: &Option<TlsConfig>) -> Result<String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    Ok(format!("{scheme}://{}", listener.local_addr()?))
 }
 
 /// The web's state with the UPI product plugged in (its dashboard and ingest metrics).
@@ -24,13 +86,17 @@ pub async fn app_state(pool: sqlx::PgPool) -> Result<upiflow_web::AppState> {
 }
 
 pub async fn web(g: &Global, a: WebArgs) -> Result<ExitCode> {
+    // Bad certificate files are refused before anything connects or listens.
+    let tls = a.transport.tls()?;
     let pool = connect(g).await?;
-    let state = app_state(pool).await?;
+    let state = app_state(pool)
+        .await?
+        .with_transport(a.transport.transport(&tls));
     let stop = tokio_util::sync::CancellationToken::new();
     super::serve::cancel_on_signal(stop.clone());
     let listener = upiflow_web::listen(a.bind).await?;
-    eprintln!("upiflow web: http://{}", listener.local_addr()?);
-    upiflow_web::serve(listener, state, async move { stop.cancelled().await }).await?;
+    eprintln!("upiflow web: {}", url(&listener, &tls)?);
+    serve(listener, tls, state, stop).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,11 +13,10 @@
 //! The event names are Airflow's (its API's `action_logging` names, which Airflow 3's UI
 //! uses too): `trigger_dag_run`, `post_clear_task_instances`, `patch_dag`, ..., `login`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{Extensions, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -107,10 +106,10 @@ pub async fn record(State(s): State<AppState>, mut req: Request, next: Next) -> 
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let changing = is_changing(&method);
-    let remote = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let remote = s
+        .transport
+        .client_addr(req.extensions(), req.headers())
+        .map(|ip| ip.to_string());
     let kind = BodyKind::of(req.headers());
     let (req, body) = if changing {
         keep_body(req).await

@@ -4,12 +4,15 @@
 //! only; style attributes (bar widths and heights, chart swatches) are the one inline thing
 //! allowed. No page may be framed by another site (`frame-ancestors 'none'` and, for older
 //! browsers, `X-Frame-Options: DENY`), content types are not sniffed, and no address leaves
-//! the site in a `Referer`.
+//! the site in a `Referer`. Over https (TLS here, or a trusted proxy reporting it) answers
+//! also carry `Strict-Transport-Security`, so the browser never uses plain http for a year.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
+
+use crate::transport::Transport;
 
 /// The Content-Security-Policy of every answer.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
@@ -23,14 +26,25 @@ const HEADERS: [(HeaderName, &str); 4] = [
     (header::REFERRER_POLICY, "same-origin"),
 ];
 
+/// HSTS for a year (OWASP's recommended minimum); sent only over https, where browsers
+/// honour it.
+pub const HSTS: &str = "max-age=31536000";
+
 /// Adds the security headers to every answer that does not set its own.
-pub async fn headers(req: Request, next: Next) -> Response {
+pub async fn headers(State(transport): State<Transport>, req: Request, next: Next) -> Response {
+    let https = transport.secure(req.headers());
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     for (name, value) in HEADERS {
         if !h.contains_key(&name) {
             h.insert(name, HeaderValue::from_static(value));
         }
+    }
+    if https {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
     }
     resp
 }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod retry;
 pub mod roles;
 pub mod throttle;
+pub mod tls;
 pub mod transport;
 pub mod ui;
 
@@ -102,8 +103,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(retry::replay_transient))
         // Outermost, so a replayed request is one audit row, written once it is answered.
-        .layer(axum::middleware::from_fn_with_state(state, audit::record))
-        .layer(axum::middleware::from_fn(hardening::headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.transport,
+            hardening::headers,
+        ))
 }
 
 /// Binds `bind`, with a message that names the address when it cannot.
@@ -126,6 +133,31 @@ pub async fn serve(
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serves over TLS only (see [`tls`]) until `shutdown` completes; cookies are `Secure` and
+/// answers carry `Strict-Transport-Security`.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: &tls::TlsConfig,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    tracing::info!(address = %listener.local_addr()?, "web UI and API listening over TLS");
+    let transport = transport::Transport {
+        tls: true,
+        ..state.transport
+    };
+    // `tap_io` gives the TLS listener axum's `ConnectInfo<SocketAddr>` (the peer address).
+    let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+    axum::serve(
+        listener,
+        app(state.with_transport(transport))
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -1,4 +1,4 @@
-//! `/static/app.css` and `/static/app.js`, compiled into the binary and cached for five
+//! `/static/app.css`, `/static/app.js` and `/static/favicon.svg`, compiled into the binary and cached for five
 //! minutes.
 
 use axum::Router;
@@ -12,6 +12,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
+        .route("/static/favicon.svg", get(favicon))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -37,4 +38,10 @@ async fn js() -> Response {
         "text/javascript; charset=utf-8",
         include_str!("static/app.js"),
     )
+}
+
+/// The pages name it, so browsers do not ask for a `/favicon.ico` that is not there (a 404
+/// in every page's console).
+async fn favicon() -> Response {
+    asset("image/svg+xml", include_str!("static/favicon.svg"))
 }

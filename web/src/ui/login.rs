@@ -103,11 +103,7 @@ async fn login(
         return Ok(super::refused(Redirect::to(&again).into_response()));
     };
     let cookie = session::start(&s.token_key, &f.username, grant, client.secure)?;
-    let jar = jar
-        .remove(axum_extra::extract::cookie::Cookie::from(
-            session::LOGIN_CSRF_COOKIE,
-        ))
-        .add(cookie);
+    let jar = jar.add(session::end_login_csrf(client.secure)).add(cookie);
     Ok((jar, Redirect::to(&next)).into_response())
 }
 

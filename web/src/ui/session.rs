@@ -96,6 +96,11 @@ pub fn end(secure: bool) -> Cookie<'static> {
     cookie(SESSION_COOKIE, String::new(), 0, secure)
 }
 
+/// Removes the login form's CSRF cookie (once signed in), `Secure` like the cookie it ends.
+pub fn end_login_csrf(secure: bool) -> Cookie<'static> {
+    cookie(LOGIN_CSRF_COOKIE, String::new(), 0, secure)
+}
+
 /// A fresh token for the login form, and the cookie that carries its twin.
 pub fn login_csrf(secure: bool) -> (String, Cookie<'static>) {
     let token = random_token();
