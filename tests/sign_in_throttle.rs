@@ -206,22 +206,27 @@ async fn the_sixth_wrong_password_within_40_s_is_a_quick_429_with_retry_after() 
     let a = token(s.addr, local(), "ada", ADA_PASSWORD).await;
     assert_throttled(&a, 40);
     // Refused before any hashing: well under a checked password's time. The machine may be
-    // busy (tests run in parallel, argon2 takes whole cores): the best of three rounds'
-    // medians is the server's time, undisturbed.
+    // busy (tests run in parallel, argon2 takes whole cores), so the fastest of 45 attempts is
+    // the server's own time, undisturbed: a hash would make even that one take tens of ms.
+    // The medians, which the load inflates, still must be far below a checked password's.
     let mut rounds = Vec::new();
+    let mut fastest = Duration::MAX;
     for _ in 0..3 {
         let mut throttled = Vec::new();
         for i in 0..15 {
             let password = if i % 2 == 0 { ADA_PASSWORD } else { "wrong" };
             let a = token(s.addr, local(), "ada", password).await;
             assert_eq!(a.status, 429, "{a:?}");
+            fastest = fastest.min(a.took);
             throttled.push(a.took);
         }
         rounds.push(median(throttled));
     }
     let (quick, slow) = (*rounds.iter().min().unwrap(), median(wrong));
-    eprintln!("median 429 per round: {rounds:?}; median 401 (argon2): {slow:?}");
-    assert!(quick < Duration::from_millis(5), "429 took {rounds:?}");
+    eprintln!(
+        "429: fastest {fastest:?}, median per round {rounds:?}; median 401 (argon2): {slow:?}"
+    );
+    assert!(fastest < Duration::from_millis(5), "429 took {fastest:?} at best");
     assert!(quick * 5 < slow, "429 {quick:?} vs 401 {slow:?}");
     // Throttled attempts are not failures: the count stays at 5.
     assert_eq!(rows(&db, "user:ada").await, 5);
