@@ -382,10 +382,24 @@ async fn expired_forged_and_malformed_keys_are_refused() {
     let metrics = format!("{base}/metrics");
 
     // Expiring in real time.
-    let short = create(&db, &dir, "short", "viewer", &["--expires-in", "2s"]);
+    // (5 s, so the first use comes before it even on a loaded machine.)
+    let short = create(&db, &dir, "short", "viewer", &["--expires-in", "5s"]);
     let (s, _) = send("GET", &metrics, Some(&bearer(&short)), None).await;
     assert_eq!(s, 200, "valid before it expires");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Wait until the database's clock has passed the expiry.
+    let started = std::time::Instant::now();
+    loop {
+        let expired: bool =
+            sqlx::query_scalar("SELECT expires_at <= now() FROM api_keys WHERE name = 'short'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        if expired {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (s, _) = send("GET", &metrics, Some(&bearer(&short)), None).await;
     assert_eq!(s, 401, "expired");
     let (list, _) = ok(&db, &dir, &["list"]);
