@@ -11,15 +11,21 @@ ALTER TYPE user_role ADD VALUE IF NOT EXISTS 'user' BEFORE 'viewer';
 ALTER TABLE users ADD COLUMN token_version integer NOT NULL DEFAULT 0;
 
 -- Long-lived, named, revocable keys for machines (`upiflow tokens create`). Only a SHA-256
--- of the key is kept: the key is 32 random bytes, so a slow hash adds nothing.
+-- of the key is kept: the key is 32 random bytes, so a slow hash adds nothing, and a request
+-- costs one lookup of the unique index on `key_hash`. Revoked rows stay, as the history of
+-- who held which name; the name rule is the web's (`upiflow_web::api_keys`), the CHECK a net.
 CREATE TABLE api_keys (
     id           bigserial PRIMARY KEY,
-    name         text NOT NULL CHECK (name <> ''),
+    name         text NOT NULL CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
     role         user_role NOT NULL,
-    key_hash     bytea NOT NULL UNIQUE,
+    key_hash     bytea NOT NULL UNIQUE CHECK (length(key_hash) = 32),
     created_at   timestamptz NOT NULL DEFAULT now(),
+    -- The operating-system user who ran `upiflow tokens create`.
     created_by   text,
+    -- Updated at most once a minute (not on every request), so a scrape stays a read.
     last_used_at timestamptz,
+    -- `--expires-in`; NULL: until revoked.
+    expires_at   timestamptz CHECK (expires_at > created_at),
     revoked_at   timestamptz
 );
 -- One live key per name; a revoked name may be used again.

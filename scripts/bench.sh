@@ -16,4 +16,5 @@ cargo run --release --example bench_transforms
 cargo run --release --example bench_grid
 cargo run --release --example bench_dashboard
 cargo run --release --example bench_api
+cargo run --release --example bench_api_key
 cargo run --release --example bench_history

@@ -70,6 +70,9 @@ enum Command {
     /// Users of the web UI and API.
     #[command(subcommand)]
     Users(cmd::web::UsersCommand),
+    /// API keys for machines: named, revocable bearer tokens (Prometheus, CI).
+    #[command(subcommand)]
+    Tokens(cmd::tokens::TokensCommand),
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
@@ -148,6 +151,7 @@ async fn main() -> ExitCode {
         Command::Ingest(a) => cmd::pipeline::ingest(&g, a).await,
         Command::Web(a) => cmd::web::web(&g, a).await,
         Command::Users(c) => cmd::web::users(&g, c).await,
+        Command::Tokens(c) => cmd::tokens::run(&g, c).await,
         Command::Generate(a) => cmd::pipeline::generate(&g, a).await,
         Command::Dags(c) => {
             cmd::rerun_on_transient("dags", async || cmd::dags::run(&g, c.clone()).await).await

@@ -226,7 +226,10 @@ async fn the_sixth_wrong_password_within_40_s_is_a_quick_429_with_retry_after() 
     eprintln!(
         "429: fastest {fastest:?}, median per round {rounds:?}; median 401 (argon2): {slow:?}"
     );
-    assert!(fastest < Duration::from_millis(5), "429 took {fastest:?} at best");
+    assert!(
+        fastest < Duration::from_millis(5),
+        "429 took {fastest:?} at best"
+    );
     assert!(quick * 5 < slow, "429 {quick:?} vs 401 {slow:?}");
     // Throttled attempts are not failures: the count stays at 5.
     assert_eq!(rows(&db, "user:ada").await, 5);

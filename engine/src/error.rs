@@ -132,6 +132,21 @@ pub enum EngineError {
     #[error("{0}")]
     AuthRateLimitInvalid(String),
     // --- end of the throttle part ---
+    // --- API keys (#17, "keys" part) ---
+    #[error("API key name `{0}` must be 1-64 characters of letters, digits, `_`, `-` or `.`")]
+    ApiKeyNameInvalid(String),
+    #[error(
+        "an API key named `{0}` exists already (revoke it first: upiflow tokens revoke --name {0})"
+    )]
+    ApiKeyExists(String),
+    #[error("no API key named `{0}` (see upiflow tokens list)")]
+    ApiKeyNotFound(String),
+    #[error("the API key `{0}` is revoked already")]
+    ApiKeyRevoked(String),
+    /// An unusable `--expires-in` (the reason says why).
+    #[error("--expires-in: {0}")]
+    ApiKeyExpiryInvalid(String),
+    // --- end of the keys part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -158,14 +173,17 @@ impl EngineError {
             | EngineError::BackfillNotFound(_)
             | EngineError::PoolNotFound(_)
             | EngineError::ConnectionNotFound(_)
-            | EngineError::VariableNotFound(_) => ErrorKind::NotFound,
+            | EngineError::VariableNotFound(_)
+            | EngineError::ApiKeyNotFound(_) => ErrorKind::NotFound,
             EngineError::RunExists { .. }
             | EngineError::ClearWhileRunning(_)
             | EngineError::PoolExists(_)
             | EngineError::PoolInUse { .. }
             | EngineError::MarkUnchanged { .. }
             | EngineError::ConnectionExists(_)
-            | EngineError::VariableExists(_) => ErrorKind::Conflict,
+            | EngineError::VariableExists(_)
+            | EngineError::ApiKeyExists(_)
+            | EngineError::ApiKeyRevoked(_) => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable
@@ -179,7 +197,9 @@ impl EngineError {
             | EngineError::ConnUnsupported { .. }
             | EngineError::VariableKeyInvalid(_)
             | EngineError::ImportInvalid(_)
-            | EngineError::CleanTableUnknown { .. } => ErrorKind::Invalid,
+            | EngineError::CleanTableUnknown { .. }
+            | EngineError::ApiKeyNameInvalid(_)
+            | EngineError::ApiKeyExpiryInvalid(_) => ErrorKind::Invalid,
             // A configuration problem of the deployment, not of the request.
             EngineError::FernetKeyInvalid(_)
             | EngineError::DecryptFailed(_)

@@ -9,6 +9,7 @@ pub mod runs;
 pub mod secrets;
 pub mod serve;
 pub mod tasks;
+pub mod tokens;
 pub mod web;
 
 use std::process::ExitCode;

@@ -24,7 +24,8 @@
 //! histogram, it never loses a try).
 //!
 //! Like every other route, it needs a user (Basic or Bearer, any role): Prometheus scrapes
-//! it with `basic_auth` (see the README).
+//! it with an API key (`upiflow tokens create`, one indexed lookup per scrape) or with
+//! `basic_auth` (an argon2 hash per scrape); see the README.
 
 use axum::Router;
 use axum::extract::State;

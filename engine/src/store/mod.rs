@@ -9,6 +9,7 @@
 //! transaction (those on a `&PgPool` are one statement); the unique keys in `migrations/` make
 //! duplicates impossible, not unlikely.
 
+pub mod api_keys;
 pub mod backfill_list;
 pub mod backfills;
 pub mod clean;
