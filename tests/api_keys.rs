@@ -327,6 +327,14 @@ async fn a_key_works_with_exactly_its_role_in_every_web_process_until_revoked() 
             assert!(!row.contains(&key[4..20]), "{row}");
         }
     }
+    // Its rows say a key made them, so a key's name is never taken for a user's.
+    let by_key: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT owner FROM event_log WHERE extra->>'auth' = 'api_key' ORDER BY owner",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(by_key, ["deployer", "prometheus"]);
     let owners: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT event, coalesce(owner, ''), outcome FROM event_log WHERE source <> 'cli' ORDER BY id",
     )

@@ -34,6 +34,8 @@ struct Facts {
     user: Option<String>,
     /// Basic credentials were given and refused.
     bad_basic: bool,
+    /// The user is an API key's name (`upiflow tokens`), not a user's.
+    api_key: bool,
 }
 
 /// Shared between the layers and the extractors of one request (and its replays).
@@ -52,6 +54,17 @@ impl Slot {
 pub fn note_user(ext: &Extensions, username: &str) {
     if let Some(slot) = ext.get::<Slot>() {
         slot.with(|f| f.user = Some(username.to_string()));
+    }
+}
+
+/// Notes that the request is authenticated by the API key `name` (its rows say
+/// `"auth": "api_key"`, so a key's name is never mistaken for a user's).
+pub fn note_api_key(ext: &Extensions, name: &str) {
+    if let Some(slot) = ext.get::<Slot>() {
+        slot.with(|f| {
+            f.user = Some(name.to_string());
+            f.api_key = true;
+        });
     }
 }
 
@@ -423,6 +436,9 @@ fn describe(
     }
     if facts.bad_basic {
         extra.insert("auth".into(), Value::String("basic".into()));
+    }
+    if facts.api_key {
+        extra.insert("auth".into(), Value::String("api_key".into()));
     }
     if outcome != Outcome::Success {
         extra.insert("status".into(), Value::from(status.as_u16()));

@@ -312,7 +312,7 @@ where
             let token = token.trim();
             if token.starts_with(crate::api_keys::PREFIX) {
                 let v = crate::api_keys::authenticate(&state.pool, token).await?;
-                crate::audit::note_user(&parts.extensions, &v.username);
+                crate::audit::note_api_key(&parts.extensions, &v.username);
                 return Ok(v);
             }
             let data = jsonwebtoken::decode::<Claims>(
