@@ -98,18 +98,32 @@ const RECORD_BUDGET: Duration = Duration::from_secs(10);
 
 /// Writes `e` to `event_log`.
 pub async fn record(pool: &PgPool, e: &Event) -> Result<(), EngineError> {
+    // Postgres holds no NUL in text or jsonb: a request that sent one is still recorded, with
+    // U+FFFD in its place, instead of losing the row.
+    fn text(v: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+        v.map(no_nul)
+    }
+    let (event, owner, dag_id, run_id, task_id, remote_addr) = (
+        no_nul(&e.event),
+        text(e.owner.as_deref()),
+        text(e.dag_id.as_deref()),
+        text(e.run_id.as_deref()),
+        text(e.task_id.as_deref()),
+        text(e.remote_addr.as_deref()),
+    );
+    let extra = e.extra.as_ref().map(storable);
     let row = NewEvent {
-        event: &e.event,
-        owner: e.owner.as_deref(),
-        dag_id: e.dag_id.as_deref(),
-        run_id: e.run_id.as_deref(),
-        task_id: e.task_id.as_deref(),
+        event: &event,
+        owner: owner.as_deref(),
+        dag_id: dag_id.as_deref(),
+        run_id: run_id.as_deref(),
+        task_id: task_id.as_deref(),
         try_number: e.try_number,
         logical_date: e.logical_date,
         source: e.source.as_str(),
-        remote_addr: e.remote_addr.as_deref(),
+        remote_addr: remote_addr.as_deref(),
         outcome: e.outcome.as_str(),
-        extra: e.extra.as_ref(),
+        extra: extra.as_ref(),
     };
     crate::transient::retry_for("record an audit event", RECORD_BUDGET, || async {
         let mut conn = pool.acquire().await?;
@@ -117,6 +131,36 @@ pub async fn record(pool: &PgPool, e: &Event) -> Result<(), EngineError> {
     })
     .await?;
     Ok(())
+}
+
+/// `s` with every NUL replaced by U+FFFD (Postgres text and jsonb cannot hold NUL).
+fn no_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}").into()
+    } else {
+        s.into()
+    }
+}
+
+/// `v` as the audit log can store and read back: no NUL in any string or key, and a float of
+/// 1e300 or more written as text (jsonb keeps a number's exact decimal digits, and one near
+/// f64's limit, such as 1.7976931348623157e308, comes back as 309 digits that do not parse
+/// back as a float: every list including that row would fail).
+fn storable(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(no_nul(s).into_owned()),
+        Value::Number(n) if n.as_f64().is_some_and(|f| n.is_f64() && f.abs() >= 1e300) => {
+            Value::String(n.to_string())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(storable).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (no_nul(k).into_owned(), storable(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// [`record`], with a failure logged as a warning instead of returned: the change it
