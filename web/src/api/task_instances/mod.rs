@@ -89,8 +89,8 @@ pub struct TaskInstanceResponse {
 /// Airflow's `TaskInstanceCollectionResponse` (offset pagination).
 #[derive(Serialize, ToSchema)]
 pub struct TaskInstanceCollectionResponse {
-    task_instances: Vec<TaskInstanceResponse>,
-    total_entries: i64,
+    pub(in crate::api) task_instances: Vec<TaskInstanceResponse>,
+    pub(in crate::api) total_entries: i64,
 }
 
 /// The DAG definitions and versions a set of task instances refer to, loaded once each.
@@ -175,7 +175,7 @@ fn ti_response(t: &TiDetail, cx: &Context) -> TaskInstanceResponse {
     }
 }
 
-async fn ti_responses(
+pub(in crate::api) async fn ti_responses(
     s: &AppState,
     conn: &mut PgConnection,
     rows: &[TiDetail],
