@@ -266,10 +266,11 @@ async fn list(
     let (limit, offset) = q.page()?;
     let order = q.order_by(|k| (k == "id").then_some(()), "; supported: id")?;
     let desc = order.first().is_some_and(|(_, d)| *d);
-    let dag_id = q.one("dag_id")?.ok_or_else(|| {
+    let dag_id = q.one("dag_id")?;
+    q.finish(&[] as &[(&str, &str)])?;
+    let dag_id = dag_id.ok_or_else(|| {
         ApiError::Unprocessable("dag_id: Field required (the DAG whose backfills to list)".into())
     })?;
-    q.finish(&[] as &[(&str, &str)])?;
     let mut conn = s.pool.acquire().await?;
     if !dag_list::exists(&mut conn, &dag_id).await? {
         return Err(ApiError::NotFound(format!("Could not find dag {dag_id}")));

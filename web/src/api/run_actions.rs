@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
-use super::query::NoQuery;
+use super::query::{NoQuery, Query};
 use super::runs::{self, DagRunCollectionResponse, DagRunResponse};
 use super::task_instances::{TaskInstanceCollectionResponse, ti_responses};
 use super::{Body, Ids};
@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_run))
         .routes(routes!(clear_run))
         .routes(routes!(list_batch))
+        .routes(routes!(wait))
 }
 
 /// Deletes a run with its task instances, tries and logs' records (Airflow: 204). As in
@@ -364,4 +365,92 @@ async fn list_batch(
         dag_runs: runs::responses(&mut conn, &rows).await?,
         total_entries: total,
     }))
+}
+
+/// The longest pause between two checks of a waited-for run.
+const MAX_WAIT_INTERVAL: f64 = 3600.0;
+
+/// One NDJSON line: the run's state, as Airflow's waiter writes it.
+fn state_line(state: upiflow_engine::RunState) -> String {
+    let mut line = serde_json::json!({ "state": state.to_string() }).to_string();
+    line.push('\n');
+    line
+}
+
+/// Streams the run's state as NDJSON (Airflow 3.1's experimental `wait`): a line at once,
+/// then one every `interval` seconds, ending after the line of a finished (success or
+/// failed) run. `result` asks for the tasks' XCom results, which upiflow does not have: it
+/// is refused rather than answered empty. If the run is deleted while waited for, a last
+/// line says so.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/wait", tag = "DagRun",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path),
+        ("interval" = f64, Query, description = "Seconds between checks (more than 0, at most 3600)"),
+        ("result" = Option<Vec<String>>, Query, description = "Only absent: upiflow has no XCom")),
+    responses((status = 200, description = "NDJSON: `{\"state\": ...}` lines until the run finishes",
+            content_type = "application/x-ndjson", body = String),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn wait(
+    State(s): State<AppState>,
+    _: Viewer,
+    Ids((dag_id, run_id)): Ids<(String, String)>,
+    mut q: Query,
+) -> Result<axum::response::Response, ApiError> {
+    let interval = q.float("interval")?;
+    let result = q.all_split("result");
+    q.finish(&[] as &[(&str, &str)])?;
+    let interval =
+        interval.ok_or_else(|| ApiError::Unprocessable("interval: Field required".into()))?;
+    if !(interval > 0.0 && interval <= MAX_WAIT_INTERVAL) {
+        return Err(ApiError::Unprocessable(format!(
+            "interval: must be more than 0 and at most {MAX_WAIT_INTERVAL} seconds"
+        )));
+    }
+    if !result.is_empty() {
+        return Err(ApiError::Unprocessable(format!(
+            "result: upiflow has no XCom, so task `{}` has no result to collect",
+            result[0]
+        )));
+    }
+    {
+        let mut conn = s.pool.acquire().await?;
+        runs::find_run(&mut conn, &dag_id, &run_id).await?;
+    }
+    let pause = std::time::Duration::from_secs_f64(interval);
+    let pool = s.pool.clone();
+    // (first check, finished): the stream ends after the line of a finished run.
+    let lines = futures::stream::unfold((true, false), move |(first, done)| {
+        let (pool, dag_id, run_id) = (pool.clone(), dag_id.clone(), run_id.clone());
+        async move {
+            if done {
+                return None;
+            }
+            if !first {
+                tokio::time::sleep(pause).await;
+            }
+            let read = async {
+                let mut conn = pool.acquire().await?;
+                upiflow_engine::store::runs::get(&mut conn, &dag_id, &run_id).await
+            };
+            let (line, finished) = match read.await {
+                Ok(run) => (state_line(run.state), run.state.is_terminal()),
+                Err(e) => {
+                    tracing::warn!(%dag_id, %run_id, error = %e, "wait: the run cannot be read");
+                    let detail = match e.kind() {
+                        upiflow_engine::ErrorKind::NotFound => "the run was deleted".to_string(),
+                        _ => "the run's state could not be read".to_string(),
+                    };
+                    let mut line = serde_json::json!({ "detail": detail }).to_string();
+                    line.push('\n');
+                    (line, true)
+                }
+            };
+            Some((Ok::<_, std::convert::Infallible>(line), (false, finished)))
+        }
+    });
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(lines))
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
 }

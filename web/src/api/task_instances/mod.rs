@@ -9,6 +9,7 @@ mod clear;
 mod list;
 mod log_token;
 mod logs;
+mod mapped;
 mod mark;
 mod tries;
 
@@ -37,6 +38,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::logs))
         .routes(routes!(clear::clear))
         .routes(routes!(mark::patch_dry_run))
+        .routes(routes!(tries::try_detail))
+        .routes(routes!(mapped::one))
+        .routes(routes!(mapped::tries))
+        .routes(routes!(mapped::try_detail))
+        .routes(routes!(mapped::list_mapped))
 }
 
 /// Airflow's `TaskInstanceResponse`. upiflow has no queues, mapped tasks, executors or
