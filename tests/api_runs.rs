@@ -952,3 +952,63 @@ async fn wait_streams_the_run_state_as_ndjson_until_it_finishes() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn pausing_or_cancelling_a_backfill_is_a_409_once_completed_and_else_a_501_saying_why() {
+    let a = api().await;
+    let (status, b) = a
+        .admin(
+            "POST",
+            "/api/v2/backfills",
+            Some(json!({"dag_id": "d", "from_date": "2024-03-01T00:00:00Z",
+                        "to_date": "2024-03-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let id = b["id"].as_i64().unwrap();
+    for action in ["pause", "unpause", "cancel"] {
+        let uri = format!("/api/v2/backfills/{id}/{action}");
+        let (status, _) = a.call("PUT", &uri, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+        let (status, body) = a.call("PUT", &uri, Some(&a.viewer), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}: {body}");
+        let (status, body) = a.admin("PUT", &uri, None).await;
+        assert_detail(status, &body, StatusCode::NOT_IMPLEMENTED, action);
+        let (status, body) = a
+            .admin("PUT", &format!("/api/v2/backfills/999/{action}"), None)
+            .await;
+        assert_detail(status, &body, StatusCode::NOT_FOUND, "999");
+        let (status, body) = a
+            .admin("PUT", &format!("/api/v2/backfills/x/{action}"), None)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    // Its one run succeeds and the backfill completes: now Airflow's 409.
+    let (_, runs) = a.admin("GET", "/api/v2/dags/d/dagRuns", None).await;
+    let run = runs["dag_runs"][0]["dag_run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = a
+        .admin(
+            "PATCH",
+            &format!("/api/v2/dags/d/dagRuns/{run}"),
+            Some(json!({"state": "success"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    upiflow_engine::backfill::close_finished(&a.db.pool)
+        .await
+        .unwrap();
+    for action in ["pause", "unpause", "cancel"] {
+        let uri = format!("/api/v2/backfills/{id}/{action}");
+        let (status, body) = a.admin("PUT", &uri, None).await;
+        assert_detail(status, &body, StatusCode::CONFLICT, "already completed");
+        assert_airflow_shape(
+            "put",
+            &format!("/api/v2/backfills/{{backfill_id}}/{action}"),
+            status,
+            &body,
+        );
+    }
+}

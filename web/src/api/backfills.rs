@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -26,6 +27,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create, list))
         .routes(routes!(one))
         .routes(routes!(dry_run))
+        .routes(routes!(pause))
+        .routes(routes!(unpause))
+        .routes(routes!(cancel))
 }
 
 /// Which intervals that already have a run a backfill runs again.
@@ -336,4 +340,99 @@ async fn dry_run(
             })
             .collect(),
     }))
+}
+
+/// What pause, unpause and cancel answer: the backfill must exist (404) and, as in Airflow,
+/// not be completed (409); upiflow's backfills have no paused or cancelled state (a
+/// backfill's runs pause with its DAG), so an open one is a 501 saying so rather than a
+/// pretended change.
+async fn unsupported_change(
+    s: &AppState,
+    id: i64,
+    what: &str,
+) -> Result<axum::response::Response, ApiError> {
+    if id < 0 {
+        return Err(ApiError::Unprocessable(
+            "backfill_id must be at least 0".into(),
+        ));
+    }
+    let b = backfill::get(&s.pool, id)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => ApiError::NotFound(format!("Backfill with id {id} not found")),
+            _ => e.into(),
+        })?;
+    if b.completed_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "Backfill {id} is already completed"
+        )));
+    }
+    // A 501 in the error shape of every other answer (`{"detail": ...}`).
+    let detail = format!(
+        "upiflow cannot {what} a backfill: its backfills have no paused or cancelled state; \
+         pause the DAG (PATCH /api/v2/dags/{}) to hold its backfill runs",
+        b.dag_id
+    );
+    Ok((
+        axum::http::StatusCode::NOT_IMPLEMENTED,
+        Json(serde_json::json!({ "detail": detail })),
+    )
+        .into_response())
+}
+
+/// Pausing a backfill: see [`unsupported_change`].
+#[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/pause", tag = "Backfill",
+    params(("backfill_id" = i64, Path, minimum = 0)),
+    responses((status = 200, body = BackfillResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn pause(
+    State(s): State<AppState>,
+    _: Allowed<may::Backfill>,
+    Ids(id): Ids<i64>,
+    _: NoQuery,
+) -> Result<axum::response::Response, ApiError> {
+    unsupported_change(&s, id, "pause").await
+}
+
+/// Unpausing a backfill: see [`unsupported_change`].
+#[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/unpause", tag = "Backfill",
+    params(("backfill_id" = i64, Path, minimum = 0)),
+    responses((status = 200, body = BackfillResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn unpause(
+    State(s): State<AppState>,
+    _: Allowed<may::Backfill>,
+    Ids(id): Ids<i64>,
+    _: NoQuery,
+) -> Result<axum::response::Response, ApiError> {
+    unsupported_change(&s, id, "unpause").await
+}
+
+/// Cancelling a backfill: see [`unsupported_change`].
+#[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/cancel", tag = "Backfill",
+    params(("backfill_id" = i64, Path, minimum = 0)),
+    responses((status = 200, body = BackfillResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn cancel(
+    State(s): State<AppState>,
+    _: Allowed<may::Backfill>,
+    Ids(id): Ids<i64>,
+    _: NoQuery,
+) -> Result<axum::response::Response, ApiError> {
+    unsupported_change(&s, id, "cancel").await
 }
