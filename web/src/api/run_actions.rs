@@ -98,7 +98,7 @@ struct DagRunClearBody {
 #[serde(untagged)]
 enum ClearAnswer {
     TaskInstances(TaskInstanceCollectionResponse),
-    Run(DagRunResponse),
+    Run(Box<DagRunResponse>),
 }
 
 /// Clears a run's task instances (all, or with `only_failed` the failed and upstream_failed
@@ -189,7 +189,7 @@ async fn clear_run(
     let mut conn = s.pool.acquire().await?;
     let run = runs::find_run(&mut conn, &dag_id, &run_id).await?;
     let mut out = runs::responses(&mut conn, std::slice::from_ref(&run)).await?;
-    Ok(Json(ClearAnswer::Run(out.remove(0))))
+    Ok(Json(ClearAnswer::Run(Box::new(out.remove(0)))))
 }
 
 fn default_limit() -> i64 {
@@ -449,8 +449,8 @@ async fn wait(
             Some((Ok::<_, std::convert::Infallible>(line), (false, finished)))
         }
     });
-    Ok(axum::response::Response::builder()
+    axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
         .body(axum::body::Body::from_stream(lines))
-        .map_err(|e| ApiError::Internal(e.to_string()))?)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }

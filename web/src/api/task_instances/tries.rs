@@ -131,7 +131,7 @@ fn history(
         start_date: Some(t.started_at),
         end_date: t.ended_at,
         duration: models::duration(Some(t.started_at), t.ended_at),
-        state: try_state(&ti, t),
+        state: try_state(ti, t),
         try_number: t.try_number,
         max_tries: airflow_max_tries(ti.max_tries),
         task_display_name: ti.task_id.clone(),
