@@ -1262,6 +1262,8 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries/{task_try_number}"),
         ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped"),
         ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/wait"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dependencies"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dependencies"),
         ("PUT", "/api/v2/backfills/{backfill_id}/pause"),
         ("PUT", "/api/v2/backfills/{backfill_id}/unpause"),
         ("PUT", "/api/v2/backfills/{backfill_id}/cancel"),

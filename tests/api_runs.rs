@@ -1012,3 +1012,106 @@ async fn pausing_or_cancelling_a_backfill_is_a_409_once_completed_and_else_a_501
         );
     }
 }
+
+#[tokio::test]
+async fn dependencies_say_what_keeps_a_task_instance_from_running() {
+    let a = api().await;
+    let run = a.trigger("d", 11).await;
+    let tis = format!("/api/v2/dags/d/dagRuns/{run}/taskInstances");
+    const DEPS: &str =
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dependencies";
+    let deps = |task: &str| format!("{tis}/{task}/dependencies");
+    let names = |b: &Value| -> Vec<String> {
+        b["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // `a` is scheduled with room in its pool: nothing holds it. `b` waits for `a`.
+    let (status, body) = a.call("GET", &deps("a"), Some(&a.viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_airflow_shape("get", DEPS, status, &body);
+    assert!(names(&body).is_empty(), "{body}");
+    let (_, body) = a.call("GET", &deps("b"), Some(&a.viewer), None).await;
+    assert_airflow_shape("get", DEPS, StatusCode::OK, &body);
+    assert_eq!(names(&body), ["Trigger Rule"], "{body}");
+    let reason = body["dependencies"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("all_success") && reason.contains("a: scheduled"),
+        "{reason}"
+    );
+    // A paused DAG and a full pool hold `a`.
+    let (status, body) = a
+        .admin("PATCH", "/api/v2/dags/d", Some(json!({"is_paused": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = a
+        .admin(
+            "PATCH",
+            "/api/v2/pools/default_pool?update_mask=slots",
+            Some(json!({"slots": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = a.call("GET", &deps("a"), Some(&a.viewer), None).await;
+    assert_eq!(
+        names(&body),
+        ["Dag Not Paused", "Pool Slots Available"],
+        "{body}"
+    );
+    assert!(
+        body["dependencies"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("0 open slots")
+    );
+    let (_, by_index) = a
+        .call(
+            "GET",
+            &format!("{tis}/a/-1/dependencies"),
+            Some(&a.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(by_index, body);
+    // Once running, nothing is reported (as Airflow does).
+    a.admin(
+        "PATCH",
+        "/api/v2/pools/default_pool?update_mask=slots",
+        Some(json!({"slots": 128})),
+    )
+    .await;
+    a.admin("PATCH", "/api/v2/dags/d", Some(json!({"is_paused": false})))
+        .await;
+    let cache = upiflow_engine::store::dags::VersionCache::new();
+    let claim = upiflow_engine::lifecycle::claim::claim(&a.db.pool, &cache, "w1", 1)
+        .await
+        .unwrap();
+    assert_eq!(claim.tries.len(), 1);
+    let (_, body) = a.call("GET", &deps("a"), Some(&a.viewer), None).await;
+    assert!(names(&body).is_empty(), "{body}");
+    let (_, body) = a.call("GET", &deps("b"), Some(&a.viewer), None).await;
+    assert!(
+        body["dependencies"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("a: running"),
+        "{body}"
+    );
+    // Missing things and mapped indexes are 404s naming them; no credentials a 401.
+    for (u, says) in [
+        (deps("zz"), "zz"),
+        (
+            format!("/api/v2/dags/d/dagRuns/nope/taskInstances/a/dependencies"),
+            "nope",
+        ),
+        (format!("{tis}/a/2/dependencies"), "map_index"),
+    ] {
+        let (status, body) = a.call("GET", &u, Some(&a.viewer), None).await;
+        assert_detail(status, &body, StatusCode::NOT_FOUND, says);
+    }
+    let (status, _) = a.call("GET", &deps("a"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

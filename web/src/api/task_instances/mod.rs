@@ -6,6 +6,7 @@
 //! This module holds what they share: the response shapes and the lookups.
 
 mod clear;
+mod deps;
 mod list;
 mod log_token;
 mod logs;
@@ -43,6 +44,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(mapped::tries))
         .routes(routes!(mapped::try_detail))
         .routes(routes!(mapped::list_mapped))
+        .routes(routes!(deps::dependencies))
+        .routes(routes!(deps::dependencies_by_map_index))
 }
 
 /// Airflow's `TaskInstanceResponse`. upiflow has no queues, mapped tasks, executors or
