@@ -1104,7 +1104,7 @@ async fn dependencies_say_what_keeps_a_task_instance_from_running() {
     for (u, says) in [
         (deps("zz"), "zz"),
         (
-            format!("/api/v2/dags/d/dagRuns/nope/taskInstances/a/dependencies"),
+            "/api/v2/dags/d/dagRuns/nope/taskInstances/a/dependencies".to_string(),
             "nope",
         ),
         (format!("{tis}/a/2/dependencies"), "map_index"),
