@@ -149,6 +149,11 @@ async fn every_route_answers_401_without_credentials() {
         ("POST", "/api/v2/dags/d/clearTaskInstances"),
         ("POST", "/api/v2/backfills"),
         ("GET", "/api/v2/backfills/1"),
+        ("DELETE", "/api/v2/dags/d/dagRuns/x"),
+        ("POST", "/api/v2/dags/d/dagRuns/x/clear"),
+        ("POST", "/api/v2/dags/~/dagRuns/list"),
+        ("GET", "/api/v2/backfills?dag_id=d"),
+        ("POST", "/api/v2/backfills/dry_run"),
         ("GET", "/api/v2/openapi.json"),
         ("GET", "/api/v2/eventLogs"),
         ("GET", "/api/v2/eventLogs/1"),
@@ -1245,6 +1250,23 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("POST", "/api/v2/dags/{dag_id}/clearTaskInstances"),
         ("POST", "/api/v2/backfills"),
         ("GET", "/api/v2/backfills/{backfill_id}"),
+        // #14 runsapi
+        ("DELETE", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"),
+        ("POST", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/clear"),
+        ("POST", "/api/v2/dags/{dag_id}/dagRuns/list"),
+        ("GET", "/api/v2/backfills"),
+        ("POST", "/api/v2/backfills/dry_run"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{task_try_number}"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries/{task_try_number}"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/wait"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dependencies"),
+        ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dependencies"),
+        ("PUT", "/api/v2/backfills/{backfill_id}/pause"),
+        ("PUT", "/api/v2/backfills/{backfill_id}/unpause"),
+        ("PUT", "/api/v2/backfills/{backfill_id}/cancel"),
         ("GET", "/api/v2/pools"),
         ("POST", "/api/v2/pools"),
         ("GET", "/api/v2/pools/{pool_name}"),
@@ -1277,6 +1299,8 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         let uri = path
             .replace("{backfill_id}", "1")
             .replace("{try_number}", "1")
+            .replace("{task_try_number}", "1")
+            .replace("{map_index}", "-1")
             .replace(['{', '}'], "");
         let (status, _) = a.call(method, &uri, None, None).await;
         let want = if path == "/auth/token" {

@@ -288,3 +288,28 @@ pub async fn close_finished(pool: &PgPool) -> Result<u64> {
     let mut conn = pool.acquire().await?;
     backfills::close_finished(&mut conn).await
 }
+
+/// The logical dates a backfill of `req` would run, oldest first, without creating anything
+/// (Airflow's `create_backfill_dry_run`): every interval of the range that has no run yet,
+/// and those whose run failed (`rerun_failed` or `reset`) or succeeded (`reset`). Running and
+/// queued runs are left alone, as [`start`] leaves them.
+pub async fn dry_run(pool: &PgPool, dag: &Dag, req: &Request) -> Result<Vec<DateTime<Utc>>> {
+    let wanted = wanted(dag, req)?;
+    let starts: Vec<DateTime<Utc>> = wanted.iter().map(|(s, _)| *s).collect();
+    let mut conn = pool.acquire().await?;
+    let have: std::collections::HashMap<DateTime<Utc>, RunState> =
+        backfills::runs_at(&mut conn, &dag.dag_id, &starts)
+            .await?
+            .into_iter()
+            .map(|(_, ld, st, _)| (ld, st))
+            .collect();
+    Ok(starts
+        .into_iter()
+        .filter(|s| match have.get(s) {
+            None => true,
+            Some(RunState::Failed) => req.rerun_failed || req.reset,
+            Some(RunState::Success) => req.reset,
+            Some(_) => false,
+        })
+        .collect())
+}

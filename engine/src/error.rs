@@ -58,6 +58,17 @@ pub enum EngineError {
     PoolNotFound(String),
     #[error("pool `{0}` already exists")]
     PoolExists(String),
+    // #14 runsapi: deleting runs.
+    /// A run with a running try is not deleted: upiflow does not stop a running try.
+    #[error(
+        "cannot delete run `{run_id}` of `{dag_id}` while task instances are running: {} (upiflow does not stop a running try; wait for it to end or mark the run failed first)",
+        .running.join(", ")
+    )]
+    DeleteWhileRunning {
+        dag_id: String,
+        run_id: String,
+        running: Vec<String>,
+    },
     #[error("pool name `{0}` must be 1-256 characters of letters, digits, `_`, `-` or `.`")]
     PoolNameInvalid(String),
     #[error("{}", slots_message(*.0))]
@@ -177,6 +188,7 @@ impl EngineError {
             | EngineError::ApiKeyNotFound(_) => ErrorKind::NotFound,
             EngineError::RunExists { .. }
             | EngineError::ClearWhileRunning(_)
+            | EngineError::DeleteWhileRunning { .. }
             | EngineError::PoolExists(_)
             | EngineError::PoolInUse { .. }
             | EngineError::MarkUnchanged { .. }

@@ -18,6 +18,7 @@
 //! creates runs and asks here to start them.
 
 pub mod claim;
+pub mod deps;
 pub mod clear;
 pub mod deadline;
 pub mod finish;

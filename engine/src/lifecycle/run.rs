@@ -101,3 +101,42 @@ pub async fn settle(conn: &mut PgConnection, run_pk: i64, dag: &Dag) -> Result<S
     }
     Ok(out)
 }
+
+/// Deletes a run and everything recorded of it (Airflow's `delete_dag_run`), unless one of
+/// its task instances is running: Airflow deletes the run and lets the running task die on
+/// its next heartbeat, but upiflow never stops a running try, so that is a conflict here.
+/// A queued run's slot frees up, so queued runs of the DAG may start.
+pub async fn delete(
+    pool: &sqlx::PgPool,
+    cache: &VersionCache,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<()> {
+    crate::transient::retry("delete run", || delete_once(pool, cache, dag_id, run_id)).await
+}
+
+async fn delete_once(
+    pool: &sqlx::PgPool,
+    cache: &VersionCache,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    // Lock order: the DAG row before run rows, as everywhere (start_queued takes it).
+    runs::lock_dag_for_start(&mut tx, dag_id, false).await?;
+    let run = runs::get(&mut tx, dag_id, run_id).await?;
+    runs::lock_runs(&mut tx, &[run.id]).await?;
+    let running = runs::running_tasks(&mut tx, run.id).await?;
+    if !running.is_empty() {
+        return Err(crate::error::EngineError::DeleteWhileRunning {
+            dag_id: dag_id.into(),
+            run_id: run_id.into(),
+            running,
+        });
+    }
+    runs::delete(&mut tx, run.id).await?;
+    start_queued_locking(&mut tx, cache, dag_id, false).await?;
+    crate::store::notify_wake(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}

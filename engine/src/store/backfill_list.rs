@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 
 use crate::error::Result;
-use crate::store::backfills::BackfillState;
+use crate::store::backfills::{BackfillRow, BackfillState};
 use crate::store::runs::RunRow;
 
 /// A backfill with the runs of its range counted by state.
@@ -67,4 +67,31 @@ pub async fn runs_in_range(
     .bind(limit)
     .fetch_all(conn)
     .await?)
+}
+
+/// A page of the backfills of `dag_id` by id (descending with `desc`), and how many it has
+/// in all (Airflow's `list_backfills`).
+pub async fn of_dag(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    desc: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<BackfillRow>, i64)> {
+    let order = if desc { "DESC" } else { "ASC" };
+    let rows = sqlx::query_as(&format!(
+        "SELECT id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state, total,
+                created_at, completed_at, max_active_runs, yield_to_scheduled
+         FROM backfills WHERE dag_id = $1 ORDER BY id {order} LIMIT $2 OFFSET $3"
+    ))
+    .bind(dag_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM backfills WHERE dag_id = $1")
+        .bind(dag_id)
+        .fetch_one(conn)
+        .await?;
+    Ok((rows, total))
 }

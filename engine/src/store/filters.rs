@@ -85,6 +85,8 @@ pub(crate) fn push_page<'a>(
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub dag_id: Option<String>,
+    /// Any of these DAGs, exactly (an empty list matches no run).
+    pub dag_ids: Option<Vec<String>>,
     pub dag_id_matches: Vec<TextMatch>,
     pub run_id_matches: Vec<TextMatch>,
     /// Any of these states.
@@ -130,6 +132,9 @@ fn push_run_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RunFilter) {
     q.push(" WHERE true");
     if let Some(d) = &f.dag_id {
         q.push(" AND dag_id = ").push_bind(d.clone());
+    }
+    if let Some(ds) = &f.dag_ids {
+        q.push(" AND dag_id = ANY(").push_bind(ds.clone()).push(")");
     }
     for m in &f.dag_id_matches {
         m.push(q, "dag_id");

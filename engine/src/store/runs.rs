@@ -312,3 +312,24 @@ pub async fn run_state(conn: &mut PgConnection, run_pk: i64) -> Result<RunState>
             .await?,
     )
 }
+
+/// The task ids of a run's instances that are running now.
+pub async fn running_tasks(conn: &mut PgConnection, run_pk: i64) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT task_id FROM task_instances WHERE run_pk = $1 AND state = 'running'
+         ORDER BY task_id",
+    )
+    .bind(run_pk)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Deletes a run; its task instances, tries and their records go with it (`ON DELETE
+/// CASCADE`).
+pub async fn delete(conn: &mut PgConnection, run_pk: i64) -> Result<()> {
+    sqlx::query("DELETE FROM dag_runs WHERE id = $1")
+        .bind(run_pk)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

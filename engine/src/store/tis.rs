@@ -459,3 +459,15 @@ pub async fn reset(
     .await?;
     Ok(())
 }
+
+/// How many instances of one task of a DAG are running, across its runs.
+pub async fn running_of_task(conn: &mut PgConnection, dag_id: &str, task_id: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM task_instances ti JOIN dag_runs r ON r.id = ti.run_pk
+         WHERE r.dag_id = $1 AND ti.task_id = $2 AND ti.state = 'running'",
+    )
+    .bind(dag_id)
+    .bind(task_id)
+    .fetch_one(conn)
+    .await?)
+}

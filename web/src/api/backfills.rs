@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
-use super::query::NoQuery;
+use super::query::{NoQuery, Query};
 use super::{Body, Ids};
 use crate::AppState;
 use crate::auth::{Allowed, Viewer};
@@ -23,8 +24,12 @@ use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create))
+        .routes(routes!(create, list))
         .routes(routes!(one))
+        .routes(routes!(dry_run))
+        .routes(routes!(pause))
+        .routes(routes!(unpause))
+        .routes(routes!(cancel))
 }
 
 /// Which intervals that already have a run a backfill runs again.
@@ -138,6 +143,27 @@ async fn create(
     _: NoQuery,
     Body(body): Body<BackfillPostBody>,
 ) -> Result<Json<BackfillResponse>, ApiError> {
+    let (dag, req) = request(&s, &body, user.username).await?;
+    let b = backfill::start(&s.pool, &s.cache, &dag, &req)
+        .await
+        .map_err(unprocessable)?;
+    Ok(Json(to_response(&s, b).await?))
+}
+
+/// A range without intervals, a DAG without schedule: Airflow answers 422.
+fn unprocessable(e: upiflow_engine::EngineError) -> ApiError {
+    match ApiError::from(e) {
+        ApiError::BadRequest(m) => ApiError::Unprocessable(m),
+        other => other,
+    }
+}
+
+/// The DAG and the engine's request for a backfill body, refusing what upiflow would not do.
+async fn request(
+    s: &AppState,
+    body: &BackfillPostBody,
+    created_by: String,
+) -> Result<(std::sync::Arc<upiflow_engine::Dag>, Request), ApiError> {
     if body.run_backwards {
         return Err(ApiError::Unprocessable(
             "run_backwards is not supported: upiflow backfills run oldest first".into(),
@@ -164,7 +190,7 @@ async fn create(
                 .into(),
         ));
     }
-    let dag = super::dags::latest(&s, &body.dag_id)
+    let dag = super::dags::latest(s, &body.dag_id)
         .await
         .map_err(|e| match e {
             ApiError::NotFound(_) => {
@@ -177,20 +203,13 @@ async fn create(
         to: body.to_date,
         rerun_failed: body.reprocess_behavior == ReprocessBehavior::Failed,
         reset: body.reprocess_behavior == ReprocessBehavior::Completed,
-        created_by: user.username,
+        created_by,
         max_active_runs: body
             .max_active_runs
             .map(|n| n.min(i64::from(u32::MAX)) as u32),
         yield_to_scheduled: body.yield_to_scheduled,
     };
-    let b = backfill::start(&s.pool, &s.cache, &dag, &req)
-        .await
-        .map_err(|e| match ApiError::from(e) {
-            // A range without intervals, a DAG without schedule: Airflow answers 422.
-            ApiError::BadRequest(m) => ApiError::Unprocessable(m),
-            other => other,
-        })?;
-    Ok(Json(to_response(&s, b).await?))
+    Ok((dag, req))
 }
 
 /// One backfill.
@@ -222,4 +241,198 @@ async fn one(
 
 fn yes() -> bool {
     true
+}
+
+/// Airflow's `BackfillCollectionResponse`.
+#[derive(Serialize, ToSchema)]
+struct BackfillCollectionResponse {
+    backfills: Vec<BackfillResponse>,
+    total_entries: i64,
+}
+
+/// The backfills of a DAG (Airflow requires `dag_id`), by id unless `order_by` (`id` or
+/// `-id`, the one key Airflow supports) says otherwise.
+#[utoipa::path(get, path = "/api/v2/backfills", tag = "Backfill",
+    params(("dag_id" = String, Query),
+        ("limit" = Option<i64>, Query, minimum = 0, maximum = 1000),
+        ("offset" = Option<i64>, Query, minimum = 0),
+        ("order_by" = Option<Vec<String>>, Query, description = "`id` or `-id`")),
+    responses((status = 200, body = BackfillCollectionResponse),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn list(
+    State(s): State<AppState>,
+    _: Viewer,
+    mut q: Query,
+) -> Result<Json<BackfillCollectionResponse>, ApiError> {
+    let (limit, offset) = q.page()?;
+    let order = q.order_by(|k| (k == "id").then_some(()), "; supported: id")?;
+    let desc = order.first().is_some_and(|(_, d)| *d);
+    let dag_id = q.one("dag_id")?;
+    q.finish(&[] as &[(&str, &str)])?;
+    let dag_id = dag_id.ok_or_else(|| {
+        ApiError::Unprocessable("dag_id: Field required (the DAG whose backfills to list)".into())
+    })?;
+    let mut conn = s.pool.acquire().await?;
+    if !dag_list::exists(&mut conn, &dag_id).await? {
+        return Err(ApiError::NotFound(format!("Could not find dag {dag_id}")));
+    }
+    let (rows, total) =
+        upiflow_engine::store::backfill_list::of_dag(&mut conn, &dag_id, desc, limit, offset)
+            .await?;
+    drop(conn);
+    let mut backfills = Vec::with_capacity(rows.len());
+    for b in rows {
+        backfills.push(to_response(&s, b).await?);
+    }
+    Ok(Json(BackfillCollectionResponse {
+        backfills,
+        total_entries: total,
+    }))
+}
+
+/// Airflow's `DryRunBackfillResponse`: one run a backfill would create or re-run.
+#[derive(Serialize, ToSchema)]
+struct DryRunBackfillResponse {
+    logical_date: Option<DateTime<Utc>>,
+    /// upiflow has no partitioned runs: always `null`.
+    partition_key: Option<String>,
+    partition_date: Option<DateTime<Utc>>,
+}
+
+/// Airflow's `DryRunBackfillCollectionResponse`.
+#[derive(Serialize, ToSchema)]
+struct DryRunBackfillCollectionResponse {
+    backfills: Vec<DryRunBackfillResponse>,
+    total_entries: i64,
+}
+
+/// The runs a backfill of this body would run, oldest first, without creating anything
+/// (Airflow's `create_backfill_dry_run`): intervals without a run, and with
+/// `reprocess_behavior` those whose run failed (`failed`) or finished (`completed`).
+#[utoipa::path(post, path = "/api/v2/backfills/dry_run", tag = "Backfill",
+    request_body = BackfillPostBody,
+    responses((status = 200, body = DryRunBackfillCollectionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn dry_run(
+    State(s): State<AppState>,
+    Allowed(user, _): Allowed<may::Backfill>,
+    _: NoQuery,
+    Body(body): Body<BackfillPostBody>,
+) -> Result<Json<DryRunBackfillCollectionResponse>, ApiError> {
+    let (dag, req) = request(&s, &body, user.username).await?;
+    let dates = backfill::dry_run(&s.pool, &dag, &req)
+        .await
+        .map_err(unprocessable)?;
+    Ok(Json(DryRunBackfillCollectionResponse {
+        total_entries: dates.len() as i64,
+        backfills: dates
+            .into_iter()
+            .map(|d| DryRunBackfillResponse {
+                logical_date: Some(d),
+                partition_key: None,
+                partition_date: None,
+            })
+            .collect(),
+    }))
+}
+
+/// What pause, unpause and cancel answer: the backfill must exist (404) and, as in Airflow,
+/// not be completed (409); upiflow's backfills have no paused or cancelled state (a
+/// backfill's runs pause with its DAG), so an open one is a 501 saying so rather than a
+/// pretended change.
+async fn unsupported_change(
+    s: &AppState,
+    id: i64,
+    what: &str,
+) -> Result<axum::response::Response, ApiError> {
+    if id < 0 {
+        return Err(ApiError::Unprocessable(
+            "backfill_id must be at least 0".into(),
+        ));
+    }
+    let b = backfill::get(&s.pool, id)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => ApiError::NotFound(format!("Backfill with id {id} not found")),
+            _ => e.into(),
+        })?;
+    if b.completed_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "Backfill {id} is already completed"
+        )));
+    }
+    // A 501 in the error shape of every other answer (`{"detail": ...}`).
+    let detail = format!(
+        "upiflow cannot {what} a backfill: its backfills have no paused or cancelled state; \
+         pause the DAG (PATCH /api/v2/dags/{}) to hold its backfill runs",
+        b.dag_id
+    );
+    Ok((
+        axum::http::StatusCode::NOT_IMPLEMENTED,
+        Json(serde_json::json!({ "detail": detail })),
+    )
+        .into_response())
+}
+
+/// Pausing a backfill: see [`unsupported_change`].
+#[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/pause", tag = "Backfill",
+    params(("backfill_id" = i64, Path, minimum = 0)),
+    responses((status = 200, body = BackfillResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn pause(
+    State(s): State<AppState>,
+    _: Allowed<may::Backfill>,
+    Ids(id): Ids<i64>,
+    _: NoQuery,
+) -> Result<axum::response::Response, ApiError> {
+    unsupported_change(&s, id, "pause").await
+}
+
+/// Unpausing a backfill: see [`unsupported_change`].
+#[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/unpause", tag = "Backfill",
+    params(("backfill_id" = i64, Path, minimum = 0)),
+    responses((status = 200, body = BackfillResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn unpause(
+    State(s): State<AppState>,
+    _: Allowed<may::Backfill>,
+    Ids(id): Ids<i64>,
+    _: NoQuery,
+) -> Result<axum::response::Response, ApiError> {
+    unsupported_change(&s, id, "unpause").await
+}
+
+/// Cancelling a backfill: see [`unsupported_change`].
+#[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/cancel", tag = "Backfill",
+    params(("backfill_id" = i64, Path, minimum = 0)),
+    responses((status = 200, body = BackfillResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn cancel(
+    State(s): State<AppState>,
+    _: Allowed<may::Backfill>,
+    Ids(id): Ids<i64>,
+    _: NoQuery,
+) -> Result<axum::response::Response, ApiError> {
+    unsupported_change(&s, id, "cancel").await
 }

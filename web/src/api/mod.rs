@@ -9,6 +9,7 @@ mod event_logs;
 pub mod models;
 mod pools;
 pub mod query;
+mod run_actions;
 mod runs;
 mod task_instances;
 mod variables;
@@ -95,6 +96,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .merge(dags::router())
         .merge(runs::router())
+        .merge(run_actions::router())
         .merge(task_instances::router())
         .merge(backfills::router())
         .merge(pools::router())

@@ -123,7 +123,7 @@ fn to_response(
     }
 }
 
-async fn responses(
+pub(super) async fn responses(
     conn: &mut PgConnection,
     rows: &[RunRow],
 ) -> Result<Vec<DagRunResponse>, ApiError> {
@@ -150,8 +150,8 @@ async fn responses(
 #[derive(Serialize, ToSchema)]
 #[schema(as = DAGRunCollectionResponse)]
 pub struct DagRunCollectionResponse {
-    dag_runs: Vec<DagRunResponse>,
-    total_entries: i64,
+    pub(super) dag_runs: Vec<DagRunResponse>,
+    pub(super) total_entries: i64,
 }
 
 /// Query parameters of the run list (for the document; [`list`] reads them one by one).
@@ -243,7 +243,7 @@ fn run_list_unsupported() -> Vec<(String, &'static str)> {
     out
 }
 
-fn run_order(key: &str) -> Option<RunOrder> {
+pub(super) fn run_order(key: &str) -> Option<RunOrder> {
     match key {
         "id" => Some(RunOrder::Id),
         "state" => Some(RunOrder::State),

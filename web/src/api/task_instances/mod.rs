@@ -6,9 +6,11 @@
 //! This module holds what they share: the response shapes and the lookups.
 
 mod clear;
+mod deps;
 mod list;
 mod log_token;
 mod logs;
+mod mapped;
 mod mark;
 mod tries;
 
@@ -37,6 +39,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::logs))
         .routes(routes!(clear::clear))
         .routes(routes!(mark::patch_dry_run))
+        .routes(routes!(tries::try_detail))
+        .routes(routes!(mapped::one))
+        .routes(routes!(mapped::tries))
+        .routes(routes!(mapped::try_detail))
+        .routes(routes!(mapped::list_mapped))
+        .routes(routes!(deps::dependencies))
+        .routes(routes!(deps::dependencies_by_map_index))
 }
 
 /// Airflow's `TaskInstanceResponse`. upiflow has no queues, mapped tasks, executors or
@@ -89,8 +98,8 @@ pub struct TaskInstanceResponse {
 /// Airflow's `TaskInstanceCollectionResponse` (offset pagination).
 #[derive(Serialize, ToSchema)]
 pub struct TaskInstanceCollectionResponse {
-    task_instances: Vec<TaskInstanceResponse>,
-    total_entries: i64,
+    pub(in crate::api) task_instances: Vec<TaskInstanceResponse>,
+    pub(in crate::api) total_entries: i64,
 }
 
 /// The DAG definitions and versions a set of task instances refer to, loaded once each.
@@ -175,7 +184,7 @@ fn ti_response(t: &TiDetail, cx: &Context) -> TaskInstanceResponse {
     }
 }
 
-async fn ti_responses(
+pub(in crate::api) async fn ti_responses(
     s: &AppState,
     conn: &mut PgConnection,
     rows: &[TiDetail],
