@@ -9,7 +9,8 @@ use crate::error::Result;
 use crate::store::filters::{TextMatch, push_page};
 
 /// One page of the distinct tags of the DAGs' current versions (stale DAGs included, as
-/// Airflow's `dag_tag` table keeps them), by name, and how many there are in all.
+/// Airflow's `dag_tag` table keeps them). The alias is not `t`: the patterns unnest their
+/// terms as `t`, by name, and how many there are in all.
 pub async fn tags(
     conn: &mut PgConnection,
     matches: &[TextMatch],
@@ -18,15 +19,15 @@ pub async fn tags(
     offset: i64,
 ) -> Result<(Vec<String>, i64)> {
     let from = "FROM (SELECT DISTINCT jsonb_array_elements_text(v.spec->'tags') AS name
-        FROM dags d JOIN dag_versions v ON v.dag_id = d.dag_id AND v.hash = d.latest_hash) t
+        FROM dags d JOIN dag_versions v ON v.dag_id = d.dag_id AND v.hash = d.latest_hash) tag
         WHERE true";
-    let mut rows_q = QueryBuilder::<Postgres>::new(format!("SELECT t.name {from}"));
+    let mut rows_q = QueryBuilder::<Postgres>::new(format!("SELECT tag.name {from}"));
     let mut count_q = QueryBuilder::<Postgres>::new(format!("SELECT count(*) {from}"));
     for m in matches {
-        m.push(&mut rows_q, "t.name");
-        m.push(&mut count_q, "t.name");
+        m.push(&mut rows_q, "tag.name");
+        m.push(&mut count_q, "tag.name");
     }
-    push_page(&mut rows_q, [("t.name", descending)], "t.name", limit, offset);
+    push_page(&mut rows_q, [("tag.name", descending)], "tag.name", limit, offset);
     let rows: Vec<String> = rows_q.build_query_scalar().fetch_all(&mut *conn).await?;
     let total: i64 = count_q.build_query_scalar().fetch_one(&mut *conn).await?;
     Ok((rows, total))
