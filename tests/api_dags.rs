@@ -275,7 +275,9 @@ async fn tasks_come_from_the_current_version_in_airflow_shape_and_sort_by_order_
         strings(&body["tasks"], "task_id"),
         ["c_report", "b_extract", "a_load"]
     );
-    let body = a.ok("/api/v2/dags/d/tasks?order_by=operator_name", LIST).await;
+    let body = a
+        .ok("/api/v2/dags/d/tasks?order_by=operator_name", LIST)
+        .await;
     assert_eq!(strings(&body["tasks"], "operator_name")[0], "command");
 
     let t = a
@@ -310,7 +312,10 @@ async fn tasks_come_from_the_current_version_in_airflow_shape_and_sort_by_order_
     assert_eq!(t["downstream_task_ids"], json!([]));
 
     let m = a
-        .refused("/api/v2/dags/d/tasks?order_by=colour", StatusCode::BAD_REQUEST)
+        .refused(
+            "/api/v2/dags/d/tasks?order_by=colour",
+            StatusCode::BAD_REQUEST,
+        )
         .await;
     assert!(m.contains("colour"), "{m}");
     a.refused("/api/v2/dags/nope/tasks", StatusCode::NOT_FOUND)
@@ -320,7 +325,10 @@ async fn tasks_come_from_the_current_version_in_airflow_shape_and_sort_by_order_
         .await;
     assert!(m.contains("nope"), "{m}");
     let m = a
-        .refused("/api/v2/dags/d/tasks?limit=3", StatusCode::UNPROCESSABLE_ENTITY)
+        .refused(
+            "/api/v2/dags/d/tasks?limit=3",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
         .await;
     assert!(m.contains("limit"), "{m}");
 }
@@ -390,7 +398,10 @@ async fn dag_stats_count_runs_per_state_for_the_dags_asked() {
     assert_eq!(d["stats"].as_array().unwrap().len(), 4);
     // A triggered run starts running at once (upiflow has no queue for runs under the limit).
     assert_eq!(count(d, "running"), 2, "{d}");
-    assert_eq!(count(d, "queued") + count(d, "success") + count(d, "failed"), 0);
+    assert_eq!(
+        count(d, "queued") + count(d, "success") + count(d, "failed"),
+        0
+    );
     let body = a.ok("/api/v2/dagStats?dag_ids=e", P).await;
     assert_eq!(body["total_entries"], 1);
     assert_eq!(body["dags"][0]["dag_id"], "e");
@@ -399,8 +410,11 @@ async fn dag_stats_count_runs_per_state_for_the_dags_asked() {
     assert_eq!(body["total_entries"], 2);
     let body = a.ok("/api/v2/dagStats?dag_ids=nope", P).await;
     assert_eq!(body["total_entries"], 0);
-    a.refused("/api/v2/dagStats?dag_id=d", StatusCode::UNPROCESSABLE_ENTITY)
-        .await;
+    a.refused(
+        "/api/v2/dagStats?dag_id=d",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -418,7 +432,11 @@ async fn import_errors_are_one_per_broken_file_with_every_problem_and_filter() {
             "/dags/other/bad.toml".to_string(),
         ],
         &[7, 3, 1],
-        &["unknown key `scheduel`", "tasks: a cycle a -> a", "not TOML"],
+        &[
+            "unknown key `scheduel`",
+            "tasks: a cycle a -> a",
+            "not TOML",
+        ],
     )
     .await
     .unwrap();
@@ -455,11 +473,17 @@ async fn import_errors_are_one_per_broken_file_with_every_problem_and_filter() {
     assert!(!m.is_empty());
 
     let body = a.ok("/api/v2/importErrors?filename_pattern=OTHER", P).await;
-    assert_eq!(strings(&body["import_errors"], "filename"), ["/dags/other/bad.toml"]);
+    assert_eq!(
+        strings(&body["import_errors"], "filename"),
+        ["/dags/other/bad.toml"]
+    );
     let body = a
         .ok("/api/v2/importErrors?filename_prefix_pattern=/dags/b", P)
         .await;
-    assert_eq!(strings(&body["import_errors"], "filename"), ["/dags/broken.toml"]);
+    assert_eq!(
+        strings(&body["import_errors"], "filename"),
+        ["/dags/broken.toml"]
+    );
     let body = a
         .ok("/api/v2/importErrors?filename=/dags/other/bad.toml", P)
         .await;
@@ -469,17 +493,30 @@ async fn import_errors_are_one_per_broken_file_with_every_problem_and_filter() {
         strings(&body["import_errors"], "filename"),
         ["/dags/other/bad.toml", "/dags/broken.toml"]
     );
-    let body = a.ok("/api/v2/importErrors?order_by=filename&limit=1", P).await;
-    assert_eq!(strings(&body["import_errors"], "filename"), ["/dags/broken.toml"]);
+    let body = a
+        .ok("/api/v2/importErrors?order_by=filename&limit=1", P)
+        .await;
+    assert_eq!(
+        strings(&body["import_errors"], "filename"),
+        ["/dags/broken.toml"]
+    );
     assert_eq!(body["total_entries"], 2);
-    let body = a.ok("/api/v2/importErrors?bundle_name=dags-folder", P).await;
+    let body = a
+        .ok("/api/v2/importErrors?bundle_name=dags-folder", P)
+        .await;
     assert_eq!(body["total_entries"], 2);
     let body = a.ok("/api/v2/importErrors?bundle_name=elsewhere", P).await;
     assert_eq!(body["total_entries"], 0);
-    a.refused("/api/v2/importErrors?order_by=colour", StatusCode::BAD_REQUEST)
-        .await;
-    a.refused("/api/v2/importErrors?limit=5000", StatusCode::UNPROCESSABLE_ENTITY)
-        .await;
+    a.refused(
+        "/api/v2/importErrors?order_by=colour",
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    a.refused(
+        "/api/v2/importErrors?limit=5000",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -489,7 +526,10 @@ async fn dag_warnings_are_truthfully_empty_and_check_their_parameters() {
     let body = a.ok(P, P).await;
     assert_eq!(body, json!({"dag_warnings": [], "total_entries": 0}));
     let body = a
-        .ok("/api/v2/dagWarnings?dag_id=d&warning_type=non-existent%20pool", P)
+        .ok(
+            "/api/v2/dagWarnings?dag_id=d&warning_type=non-existent%20pool",
+            P,
+        )
         .await;
     assert_eq!(body["total_entries"], 0);
     let m = a
@@ -499,8 +539,11 @@ async fn dag_warnings_are_truthfully_empty_and_check_their_parameters() {
         )
         .await;
     assert!(m.contains("loud"), "{m}");
-    a.refused("/api/v2/dagWarnings?order_by=colour", StatusCode::BAD_REQUEST)
-        .await;
+    a.refused(
+        "/api/v2/dagWarnings?order_by=colour",
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -509,7 +552,10 @@ async fn absent_concepts_answer_airflows_empty_shape_or_a_501_with_a_detail() {
     for (uri, path) in [
         ("/api/v2/plugins", "/api/v2/plugins"),
         ("/api/v2/plugins?limit=10", "/api/v2/plugins"),
-        ("/api/v2/plugins/importErrors", "/api/v2/plugins/importErrors"),
+        (
+            "/api/v2/plugins/importErrors",
+            "/api/v2/plugins/importErrors",
+        ),
         ("/api/v2/providers", "/api/v2/providers"),
         ("/api/v2/assets", "/api/v2/assets"),
         ("/api/v2/assets/aliases", "/api/v2/assets/aliases"),
@@ -525,8 +571,11 @@ async fn absent_concepts_answer_airflows_empty_shape_or_a_501_with_a_detail() {
         )
         .await;
     assert!(m.contains("no assets"), "{m}");
-    a.refused("/api/v2/providers?limit=x", StatusCode::UNPROCESSABLE_ENTITY)
-        .await;
+    a.refused(
+        "/api/v2/providers?limit=x",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     let m = a.refused("/api/v2/jobs", StatusCode::NOT_IMPLEMENTED).await;
     assert!(m.contains("job"), "{m}");
     for uri in ["/api/v2/dags/d/favorite", "/api/v2/dags/d/unfavorite"] {

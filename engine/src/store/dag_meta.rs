@@ -27,7 +27,13 @@ pub async fn tags(
         m.push(&mut rows_q, "tag.name");
         m.push(&mut count_q, "tag.name");
     }
-    push_page(&mut rows_q, [("tag.name", descending)], "tag.name", limit, offset);
+    push_page(
+        &mut rows_q,
+        [("tag.name", descending)],
+        "tag.name",
+        limit,
+        offset,
+    );
     let rows: Vec<String> = rows_q.build_query_scalar().fetch_all(&mut *conn).await?;
     let total: i64 = count_q.build_query_scalar().fetch_one(&mut *conn).await?;
     Ok((rows, total))
@@ -134,7 +140,8 @@ pub async fn import_errors(
         limit,
         offset,
     );
-    let mut count_q = QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM ({IMPORT_ERRORS}"));
+    let mut count_q =
+        QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM ({IMPORT_ERRORS}"));
     filter.push(&mut count_q);
     count_q.push(") c");
     let rows: Vec<FileImportError> = rows_q.build_query_as().fetch_all(&mut *conn).await?;

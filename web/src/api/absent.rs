@@ -16,8 +16,8 @@ use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
 use crate::AppState;
 use crate::auth::{Allowed, Viewer};
-use crate::roles::may;
 use crate::error::ApiError;
+use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -85,10 +85,7 @@ pub struct PluginImportErrorCollectionResponse {
     responses((status = 200, body = PluginImportErrorCollectionResponse),
         (status = 401, body = HTTPExceptionResponse),
         (status = 422, body = HTTPValidationError)))]
-async fn plugin_import_errors(
-    _: Viewer,
-    _: NoQuery,
-) -> Json<PluginImportErrorCollectionResponse> {
+async fn plugin_import_errors(_: Viewer, _: NoQuery) -> Json<PluginImportErrorCollectionResponse> {
     Json(PluginImportErrorCollectionResponse {
         import_errors: vec![],
         total_entries: 0,
@@ -196,10 +193,7 @@ pub struct AssetEventCollectionResponse {
     responses((status = 200, body = AssetEventCollectionResponse),
         (status = 401, body = HTTPExceptionResponse),
         (status = 422, body = HTTPValidationError)))]
-async fn asset_events(
-    _: Viewer,
-    q: Query,
-) -> Result<Json<AssetEventCollectionResponse>, ApiError> {
+async fn asset_events(_: Viewer, q: Query) -> Result<Json<AssetEventCollectionResponse>, ApiError> {
     empty_page(
         q,
         &[
