@@ -1312,6 +1312,10 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         let theirs = &airflow["paths"][path][&m];
         assert!(theirs.is_object(), "Airflow has no {method} {path}");
         let ok = "200";
+        let ours_answers = &doc["paths"][path][&m]["responses"];
+        if ours_answers[ok].is_null() && ours_answers["501"].is_object() {
+            continue; // A concept upiflow lacks (dagsapi's absent.rs): a 501, not a 200.
+        }
         let their_schema = resolve(
             airflow,
             &theirs["responses"][ok]["content"]["application/json"]["schema"],
