@@ -1285,6 +1285,24 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("DELETE", "/api/v2/variables/{variable_key}"),
         ("GET", "/api/v2/eventLogs"),
         ("GET", "/api/v2/eventLogs/{event_log_id}"),
+        // dagsapi (#14)
+        ("GET", "/api/v2/dags/{dag_id}/tasks"),
+        ("GET", "/api/v2/dags/{dag_id}/tasks/{task_id}"),
+        ("GET", "/api/v2/dagTags"),
+        ("GET", "/api/v2/dagStats"),
+        ("GET", "/api/v2/dagWarnings"),
+        ("GET", "/api/v2/importErrors"),
+        ("GET", "/api/v2/importErrors/{import_error_id}"),
+        ("GET", "/api/v2/plugins"),
+        ("GET", "/api/v2/plugins/importErrors"),
+        ("GET", "/api/v2/providers"),
+        ("GET", "/api/v2/assets"),
+        ("GET", "/api/v2/assets/aliases"),
+        ("GET", "/api/v2/assets/events"),
+        ("POST", "/api/v2/dags/{dag_id}/favorite"),
+        ("POST", "/api/v2/dags/{dag_id}/unfavorite"),
+        ("GET", "/api/v2/jobs"),
+        ("PUT", "/api/v2/parseDagFile/{file_token}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -1318,6 +1336,10 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         let theirs = &airflow["paths"][path][&m];
         assert!(theirs.is_object(), "Airflow has no {method} {path}");
         let ok = "200";
+        let ours_answers = &doc["paths"][path][&m]["responses"];
+        if ours_answers[ok].is_null() && ours_answers["501"].is_object() {
+            continue; // A concept upiflow lacks (dagsapi's absent.rs): a 501, not a 200.
+        }
         let their_schema = resolve(
             airflow,
             &theirs["responses"][ok]["content"]["application/json"]["schema"],

@@ -16,6 +16,7 @@ pub mod clean;
 pub mod clear_targets;
 pub mod dag_files;
 pub mod dag_list;
+pub mod dag_meta;
 pub mod dag_overview;
 pub mod dags;
 pub mod deadlines;

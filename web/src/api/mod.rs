@@ -2,8 +2,10 @@
 //! `GET /api/v2/openapi.json`, generated (utoipa) from the same handlers and types, so the
 //! document lists exactly the routes served.
 
+mod absent;
 mod backfills;
 mod connections;
+mod dag_globals;
 mod dags;
 mod event_logs;
 pub mod models;
@@ -12,6 +14,7 @@ pub mod query;
 mod run_actions;
 mod runs;
 mod task_instances;
+mod tasks;
 mod variables;
 
 use std::sync::OnceLock;
@@ -103,6 +106,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(connections::router())
         .merge(variables::router())
         .merge(event_logs::router())
+        .merge(tasks::router())
+        .merge(dag_globals::router())
+        .merge(absent::router())
 }
 
 /// The API's routes.

@@ -1,0 +1,268 @@
+//! Airflow endpoints for concepts upiflow lacks. Where Airflow's empty answer is the truth
+//! (upiflow loads no plugins, installs no providers and has no assets) it is served, with the
+//! paging parameters checked; where an empty answer would lie, or the call would change
+//! something upiflow cannot hold, the answer is a 501 whose `detail` names what is missing.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::Ids;
+use super::models::{HTTPExceptionResponse, HTTPValidationError};
+use super::query::{NoQuery, Query};
+use crate::AppState;
+use crate::auth::{Allowed, Viewer};
+use crate::error::ApiError;
+use crate::roles::may;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(plugins))
+        .routes(routes!(plugin_import_errors))
+        .routes(routes!(providers))
+        .routes(routes!(assets))
+        .routes(routes!(asset_aliases))
+        .routes(routes!(asset_events))
+        .routes(routes!(favorite))
+        .routes(routes!(unfavorite))
+        .routes(routes!(jobs))
+        .routes(routes!(reparse))
+}
+
+/// A 501 with Airflow's error shape, naming what upiflow lacks.
+fn not_implemented(detail: &str) -> Response {
+    (
+        StatusCode::NOT_IMPLEMENTED,
+        Json(serde_json::json!({ "detail": detail })),
+    )
+        .into_response()
+}
+
+/// Checks `limit`/`offset` and refuses every other parameter with `why`.
+fn empty_page(mut q: Query, others: &[&str], why: &str) -> Result<(), ApiError> {
+    q.page()?;
+    let unsupported: Vec<(&str, &str)> = others.iter().map(|k| (*k, why)).collect();
+    q.finish(&unsupported)
+}
+
+/// Airflow's `PluginCollectionResponse` (always empty: upiflow loads no plugins; its task
+/// kinds are built in).
+#[derive(Serialize, ToSchema)]
+pub struct PluginCollectionResponse {
+    #[schema(value_type = Vec<Object>)]
+    plugins: Vec<serde_json::Value>,
+    total_entries: i64,
+}
+
+/// upiflow loads no plugins: Airflow's answer for an installation without any.
+#[utoipa::path(get, path = "/api/v2/plugins", tag = "Plugin",
+    params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = PluginCollectionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn plugins(_: Viewer, q: Query) -> Result<Json<PluginCollectionResponse>, ApiError> {
+    empty_page(q, &[], "")?;
+    Ok(Json(PluginCollectionResponse {
+        plugins: vec![],
+        total_entries: 0,
+    }))
+}
+
+/// Airflow's `PluginImportErrorCollectionResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct PluginImportErrorCollectionResponse {
+    #[schema(value_type = Vec<Object>)]
+    import_errors: Vec<serde_json::Value>,
+    total_entries: i64,
+}
+
+/// upiflow loads no plugins, so none fails to load.
+#[utoipa::path(get, path = "/api/v2/plugins/importErrors", tag = "Plugin",
+    responses((status = 200, body = PluginImportErrorCollectionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn plugin_import_errors(_: Viewer, _: NoQuery) -> Json<PluginImportErrorCollectionResponse> {
+    Json(PluginImportErrorCollectionResponse {
+        import_errors: vec![],
+        total_entries: 0,
+    })
+}
+
+/// Airflow's `ProviderCollectionResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct ProviderCollectionResponse {
+    #[schema(value_type = Vec<Object>)]
+    providers: Vec<serde_json::Value>,
+    total_entries: i64,
+}
+
+/// upiflow installs no provider packages (its task kinds and connections are built in).
+#[utoipa::path(get, path = "/api/v2/providers", tag = "Provider",
+    params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = ProviderCollectionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn providers(_: Viewer, q: Query) -> Result<Json<ProviderCollectionResponse>, ApiError> {
+    empty_page(q, &[], "")?;
+    Ok(Json(ProviderCollectionResponse {
+        providers: vec![],
+        total_entries: 0,
+    }))
+}
+
+const NO_ASSETS: &str = "upiflow has no assets (DAGs run on cron schedules only)";
+
+/// Airflow's `AssetCollectionResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct AssetCollectionResponse {
+    #[schema(value_type = Vec<Object>)]
+    assets: Vec<serde_json::Value>,
+    total_entries: i64,
+}
+
+/// upiflow has no assets: the empty list. Filters on asset fields are refused by name.
+#[utoipa::path(get, path = "/api/v2/assets", tag = "Asset",
+    params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = AssetCollectionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn assets(_: Viewer, q: Query) -> Result<Json<AssetCollectionResponse>, ApiError> {
+    empty_page(
+        q,
+        &[
+            "name_pattern",
+            "name_prefix_pattern",
+            "uri_pattern",
+            "uri_prefix_pattern",
+            "dag_ids",
+            "only_active",
+            "order_by",
+        ],
+        NO_ASSETS,
+    )?;
+    Ok(Json(AssetCollectionResponse {
+        assets: vec![],
+        total_entries: 0,
+    }))
+}
+
+/// Airflow's `AssetAliasCollectionResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct AssetAliasCollectionResponse {
+    #[schema(value_type = Vec<Object>)]
+    asset_aliases: Vec<serde_json::Value>,
+    total_entries: i64,
+}
+
+/// upiflow has no asset aliases: the empty list.
+#[utoipa::path(get, path = "/api/v2/assets/aliases", tag = "Asset",
+    params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = AssetAliasCollectionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn asset_aliases(
+    _: Viewer,
+    q: Query,
+) -> Result<Json<AssetAliasCollectionResponse>, ApiError> {
+    empty_page(
+        q,
+        &["name_pattern", "name_prefix_pattern", "order_by"],
+        NO_ASSETS,
+    )?;
+    Ok(Json(AssetAliasCollectionResponse {
+        asset_aliases: vec![],
+        total_entries: 0,
+    }))
+}
+
+/// Airflow's `AssetEventCollectionResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct AssetEventCollectionResponse {
+    #[schema(value_type = Vec<Object>)]
+    asset_events: Vec<serde_json::Value>,
+    total_entries: i64,
+}
+
+/// upiflow has no assets, so no asset events: the empty list.
+#[utoipa::path(get, path = "/api/v2/assets/events", tag = "Asset",
+    params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = AssetEventCollectionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn asset_events(_: Viewer, q: Query) -> Result<Json<AssetEventCollectionResponse>, ApiError> {
+    empty_page(
+        q,
+        &[
+            "order_by",
+            "asset_id",
+            "source_dag_id",
+            "source_task_id",
+            "source_run_id",
+            "source_map_index",
+            "name_pattern",
+            "name_prefix_pattern",
+            "timestamp_gte",
+            "timestamp_gt",
+            "timestamp_lte",
+            "timestamp_lt",
+        ],
+        NO_ASSETS,
+    )?;
+    Ok(Json(AssetEventCollectionResponse {
+        asset_events: vec![],
+        total_entries: 0,
+    }))
+}
+
+const NO_FAVOURITES: &str = "upiflow has no per-user favourite DAGs";
+
+/// Airflow marks the DAG a favourite of the signed-in user; upiflow keeps no favourites.
+#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/favorite", tag = "DAG",
+    params(("dag_id" = String, Path)),
+    responses((status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn favorite(_: Viewer, Ids(_dag_id): Ids<String>, _: NoQuery) -> Response {
+    not_implemented(NO_FAVOURITES)
+}
+
+/// Airflow unmarks the DAG as a favourite; upiflow keeps no favourites.
+#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/unfavorite", tag = "DAG",
+    params(("dag_id" = String, Path)),
+    responses((status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn unfavorite(_: Viewer, Ids(_dag_id): Ids<String>, _: NoQuery) -> Response {
+    not_implemented(NO_FAVOURITES)
+}
+
+/// Airflow's jobs are its scheduler, triggerer and DAG processor processes with their
+/// heartbeats; upiflow records its scheduler's loops and its workers' heartbeats in other
+/// shapes (no job ids, states or end dates), so it answers 501 rather than invent them.
+/// The scheduler's health is at `/api/v2/monitor/health`.
+#[utoipa::path(get, path = "/api/v2/jobs", tag = "Job",
+    responses((status = 401, body = HTTPExceptionResponse),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn jobs(_: Viewer) -> Response {
+    not_implemented(
+        "upiflow keeps no job table (Airflow's SchedulerJob/TriggererJob rows): see \
+         /api/v2/monitor/health for the scheduler's latest heartbeat",
+    )
+}
+
+/// Airflow queues a DAG file to be parsed again; upiflow's scheduler reads every DAG file on
+/// each of its passes and has no parse queue to put one on.
+#[utoipa::path(put, path = "/api/v2/parseDagFile/{file_token}", tag = "DAG Parsing",
+    params(("file_token" = String, Path)),
+    responses((status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 501, body = HTTPExceptionResponse)))]
+async fn reparse(_: Allowed<may::Pause>, Ids(_token): Ids<String>, _: NoQuery) -> Response {
+    not_implemented(
+        "upiflow has no DAG parsing queue: the scheduler reads every DAG file on each pass",
+    )
+}
