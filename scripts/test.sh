@@ -3,7 +3,8 @@
 # Postgres cluster (unless DATABASE_URL is already set) and the Tansu broker binary the
 # Kafka tests start, Debian's Chromium for the browser tests and Airflow's Python client
 # for the compatibility test, aiosmtpd for the email notifier test, Airflow's remote CLI
-# (airflowctl) and schemathesis for the API tests (all installed when missing). Usable on a fresh machine.
+# (airflowctl) and schemathesis for the API tests (all installed when missing). Usable on a
+# fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
