@@ -2,8 +2,11 @@
 //! for a DAG with 1,000 runs, served by the real server on loopback and loaded by 16
 //! keep-alive HTTP/1.1 connections from this process, with a bearer token as Airflow clients
 //! send. Prints requests/s and latency percentiles; target 2,000 requests/s with p99 under
-//! 20 ms. Baseline in the same run: `GET /api/v2/version` (authentication and HTTP only, no
-//! database), the server's own ceiling on this machine.
+//! 20 ms. Then the filtered lists Airflow's UI and clients send: dagRuns with a state, a date
+//! range and `order_by`, for the DAG and for `~` (every DAG), and taskInstances of every run
+//! (`dagRuns/~/taskInstances`) with state and task filters. Baseline in the same run:
+//! `GET /api/v2/version` (authentication and HTTP only, no database), the server's own ceiling
+//! on this machine; each list prints its share of it.
 //!
 //! Needs DATABASE_URL (a superuser: it creates its own database); `scripts/bench.sh` starts a
 //! Postgres with default durability settings and runs this.
@@ -93,6 +96,26 @@ async fn get(
     Ok(())
 }
 
+/// The `total_entries` of one list answer.
+async fn total_entries(url: &str, token: &str) -> anyhow::Result<i64> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = hyper::Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::new())?;
+    let resp = client.request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "{url}: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    v["total_entries"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("{url}: no total_entries"))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let db = bench_db::BenchDb::create(32).await?;
@@ -120,11 +143,19 @@ async fn main() -> anyhow::Result<()> {
         };
         runs::create(&mut tx, &dag, &hash, &new).await?;
     }
-    sqlx::query("UPDATE dag_runs SET state = 'success', start_date = logical_date, end_date = logical_date + interval '1 minute'")
+    // Every 10th run failed (its task `c` failed, the rest upstream_failed), the others
+    // succeeded: the state filters below select a real subset.
+    sqlx::query("UPDATE dag_runs SET state = CASE WHEN id % 10 = 0 THEN 'failed' ELSE 'success' END::run_state, start_date = logical_date, end_date = logical_date + interval '1 minute'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE task_instances ti SET state = CASE WHEN r.state = 'success' OR ti.task_id IN ('a', 'b') THEN 'success' WHEN ti.task_id = 'c' THEN 'failed' ELSE 'upstream_failed' END::ti_state, start_date = r.start_date, end_date = r.end_date FROM dag_runs r WHERE r.id = ti.run_pk")
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     sqlx::query("VACUUM ANALYZE dag_runs")
+        .execute(&pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE task_instances")
         .execute(&pool)
         .await?;
 
@@ -176,6 +207,52 @@ async fn main() -> anyhow::Result<()> {
         "dagRuns throughput / baseline: {:.0}%",
         100.0 * runs.per_s / base_line.per_s
     );
+
+    // The filtered lists: (label, path and query). Each is checked to answer what it filters
+    // before it is loaded, so a refused or ignored parameter cannot pass as fast.
+    let at = |i: i64| day0 + chrono::Duration::days(i);
+    let failed = |i: i64| (i + 1) % 10 == 0; // run ids are 1..=RUNS in creation order
+    let ymd = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap();
+    let count = |f: &dyn Fn(i64) -> bool| (0..RUNS).filter(|&i| f(i)).count() as i64;
+    let filtered = [
+        (
+            "dagRuns state=failed + logical_date range, order_by=-logical_date",
+            "/api/v2/dags/api/dagRuns?state=failed&logical_date_gte=2023-06-01T00:00:00Z&logical_date_lt=2024-06-01T00:00:00Z&order_by=-logical_date",
+            count(&|i| failed(i) && at(i) >= ymd(2023, 6, 1) && at(i) < ymd(2024, 6, 1)),
+        ),
+        (
+            "dags/~/dagRuns state=success + start_date_gte, order_by=-start_date",
+            "/api/v2/dags/~/dagRuns?state=success&start_date_gte=2025-01-01T00:00:00Z&order_by=-start_date",
+            count(&|i| !failed(i) && at(i) >= ymd(2025, 1, 1)),
+        ),
+        (
+            "dagRuns/~/taskInstances state=failed&task_id=c, order_by=-start_date",
+            "/api/v2/dags/api/dagRuns/~/taskInstances?state=failed&task_id=c&order_by=-start_date",
+            count(&failed),
+        ),
+        (
+            "dagRuns/~/taskInstances state=upstream_failed + start_date range",
+            "/api/v2/dags/api/dagRuns/~/taskInstances?state=upstream_failed&start_date_gte=2023-01-01T00:00:00Z&start_date_lte=2023-12-31T00:00:00Z",
+            3 * count(&|i| failed(i) && at(i) <= ymd(2023, 12, 31)),
+        ),
+    ];
+    for (label, path, want) in filtered {
+        let total = total_entries(&format!("{base}{path}"), &token).await?;
+        anyhow::ensure!(
+            total == want,
+            "{path}: total_entries {total}, the seeded data has {want}"
+        );
+        let l = load(&format!("{base}{path}"), &token).await?;
+        println!(
+            "GET {label} ({total} matches, first page): {} requests, {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {:.0}% of baseline",
+            l.requests,
+            l.per_s,
+            l.p50,
+            l.p99,
+            l.max,
+            100.0 * l.per_s / base_line.per_s
+        );
+    }
     stop.cancel();
     server.await??;
     db.drop().await?;

@@ -2,8 +2,9 @@
 # Runs the whole test suite against real services that it starts itself: a throw-away
 # Postgres cluster (unless DATABASE_URL is already set) and the Tansu broker binary the
 # Kafka tests start, Debian's Chromium for the browser tests and Airflow's Python client
-# for the compatibility test and aiosmtpd for the email notifier test (all installed when
-# missing). Usable on a fresh machine.
+# for the compatibility test, aiosmtpd for the email notifier test, Airflow's remote CLI
+# (airflowctl) and schemathesis for the API tests (all installed when missing). Usable on a
+# fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ source scripts/lib/airflow_client.sh
 ensure_airflow_client
 source scripts/lib/aiosmtpd.sh
 ensure_aiosmtpd
+source scripts/lib/airflowctl.sh
+ensure_airflowctl
+source scripts/lib/schemathesis.sh
+ensure_schemathesis
 
 if [ -z "${DATABASE_URL:-}" ]; then
   source scripts/lib/postgres.sh
