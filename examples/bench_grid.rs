@@ -6,6 +6,8 @@
 
 #[path = "support/bench_db.rs"]
 mod bench_db;
+#[path = "support/bench_session.rs"]
+mod bench_session;
 
 use std::path::Path;
 use std::time::Instant;
@@ -14,7 +16,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 use upiflow_engine::dag::load_dag_str;
-use upiflow_web::auth::Role;
 
 const DAG: &str = r#"dag_id = "grid_bench"
 schedule = "@daily"
@@ -136,20 +137,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let state = upiflow_web::AppState::new(pool.clone()).await?;
-    // Sessions are checked against `users` on every request (as in production).
-    upiflow_web::auth::create_user(&pool, "bench", "bench-password", Role::Viewer)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let c = upiflow_web::ui::session::start(
-        &state.token_key,
-        "bench",
-        upiflow_web::auth::Grant {
-            role: Role::Viewer,
-            version: 0,
-        },
-        false,
-    )?;
-    let cookie = format!("{}={}", c.name(), c.value());
+    let cookie = bench_session::viewer_cookie(&state).await?;
     let app = upiflow_web::app(state);
     let mut worst_p50: f64 = 0.0;
     for (label, uri, fragment, n) in [

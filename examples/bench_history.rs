@@ -20,6 +20,8 @@
 
 #[path = "support/bench_db.rs"]
 mod bench_db;
+#[path = "support/bench_session.rs"]
+mod bench_session;
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -31,7 +33,6 @@ use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 use upiflow_engine::clean::{self, Table};
 use upiflow_engine::scheduler::{Scheduler, SchedulerConfig};
-use upiflow_web::auth::Role;
 
 const DAGS: i64 = 10;
 const TASKS: i64 = 10;
@@ -236,20 +237,7 @@ async fn main() -> Result<()> {
         SchedulerConfig::new(std::env::temp_dir().join("upiflow-bench-history-none")),
     );
     let state = upiflow_web::AppState::new(pool.clone()).await?;
-    // Sessions are checked against `users` on every request (as in production).
-    upiflow_web::auth::create_user(&pool, "bench", "bench-password", Role::Viewer)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let c = upiflow_web::ui::session::start(
-        &state.token_key,
-        "bench",
-        upiflow_web::auth::Grant {
-            role: Role::Viewer,
-            version: 0,
-        },
-        false,
-    )?;
-    let cookie = format!("{}={}", c.name(), c.value());
+    let cookie = bench_session::viewer_cookie(&state).await?;
     let app = upiflow_web::app(state);
 
     let mut samples = Vec::new();

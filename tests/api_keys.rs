@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
@@ -72,45 +71,16 @@ fn create(db: &TestDb, dir: &Path, name: &str, role: &str, extra: &[&str]) -> St
     key
 }
 
-/// A `upiflow web` process on a free port, killed when dropped.
-struct Web {
-    child: Child,
-    base: String,
-}
-
-impl Web {
-    fn start(db: &TestDb, dir: &Path) -> Web {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_upiflow"))
-            .args(["web", "--bind", "127.0.0.1:0"])
-            .env("DATABASE_URL", &db.url)
-            .env("UPIFLOW_DAGS_FOLDER", dir)
-            .env("UPIFLOW_HOME", dir.join(".upiflow"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start upiflow web");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("upiflow web said where it listens")
-                .unwrap();
-            if let Some(url) = line.strip_prefix("upiflow web: ") {
-                break url.trim().to_string();
-            }
-        };
-        // Keep draining its stderr so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Web { child, base }
-    }
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `upiflow web` process on `db` with `dir` as its DAGs folder.
+fn start_web(db: &TestDb, dir: &Path) -> WebProcess {
+    let home = dir.join(".upiflow");
+    WebProcess::start(
+        &db.url,
+        &[
+            ("UPIFLOW_DAGS_FOLDER", dir.as_os_str()),
+            ("UPIFLOW_HOME", home.as_os_str()),
+        ],
+    )
 }
 
 /// One HTTP request: (status, body).
@@ -165,7 +135,7 @@ async fn a_key_works_with_exactly_its_role_in_every_web_process_until_revoked() 
     let dir = dags_dir(&[]);
     let scrape = create(&db, &dir, "prometheus", "viewer", &[]);
     let deploy = create(&db, &dir, "deployer", "op", &["--expires-in", "90d"]);
-    let (a, b) = (Web::start(&db, &dir), Web::start(&db, &dir));
+    let (a, b) = (start_web(&db, &dir), start_web(&db, &dir));
 
     // A viewer key reads (the metrics, the API) in both processes...
     for web in [&a, &b] {

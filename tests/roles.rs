@@ -7,8 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -604,44 +603,14 @@ async fn bad_roles_and_weak_passwords_are_refused_with_clear_errors() {
 
 // ---- Revocation, against two real web processes ------------------------------------------
 
-/// A `upiflow web` process, killed on drop.
-struct Web {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Web = WebProcess;
 
 async fn start_web(db_url: &str) -> Web {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_upiflow"))
-        .args(["web", "--bind", &addr.to_string()])
-        .env("DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start upiflow web");
-    let web = Web { child, addr };
-    let t0 = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "web did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    web
+    WebProcess::start(db_url, &[])
 }
 
-/// One HTTP/1.1 request over a fresh connection: the status, the headers and the body.
+/// One HTTP/1.1 request over a fresh connection: the status, the headers (names in lower
+/// case) and the body.
 async fn http(
     addr: SocketAddr,
     method: &str,
@@ -649,36 +618,17 @@ async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut head = format!("{method} {path} HTTP/1.1");
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        head.push_str(&format!("\r\n{k}: {v}"));
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+    let a = send(addr, std::net::Ipv4Addr::LOCALHOST.into(), &head, body).await;
+    let headers = a
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
-    (status, headers, body.to_string())
+    (a.status, headers, a.body)
 }
 
 async fn token(web: &Web, user: &str, password: &str) -> String {

@@ -8,84 +8,16 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 use upiflow_web::auth::{self, Role};
 use upiflow_web::throttle::Limit;
 
 const ADA_PASSWORD: &str = "admin-password";
-
-/// One HTTP answer, and how long the server took from the request's first byte to the
-/// answer's last.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-    took: Duration,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn retry_after(&self) -> u64 {
-        self.header("retry-after")
-            .unwrap_or_else(|| panic!("no Retry-After: {self:?}"))
-            .parse()
-            .unwrap()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-/// Sends one HTTP/1.1 request from `from` (a loopback address of the client's choosing, so
-/// tests can be several clients) and reads the whole answer.
-async fn send(to: SocketAddr, from: IpAddr, head: &str, body: &str) -> Answer {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::new(from, 0)).unwrap();
-    let mut stream = sock.connect(to).await.unwrap();
-    let req = format!(
-        "{head}\r\nHost: {to}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let start = Instant::now();
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let took = start.elapsed();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: body.to_string(),
-        took,
-    }
-}
 
 fn local() -> IpAddr {
     IpAddr::from([127, 0, 0, 1])

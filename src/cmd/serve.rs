@@ -146,7 +146,7 @@ async fn serve_all(
     let listener = upiflow_web::listen(a.bind).await?;
     let web_state = super::web::app_state(pool.clone())
         .await?
-        .with_transport(a.transport.transport(&tls));
+        .with_transport(a.transport.transport());
     let first_password = upiflow_web::auth::ensure_first_admin(&pool)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -50,9 +50,11 @@ impl TransportArgs {
         }
     }
 
-    pub fn transport(&self, tls: &Option<TlsConfig>) -> Transport {
+    /// What the web trusts of a proxy; whether it speaks TLS itself is `serve`'s to say
+    /// (`upiflow_web::serve_tls` marks it).
+    pub fn transport(&self) -> Transport {
         Transport {
-            tls: tls.is_some(),
+            tls: false,
             behind_proxy: self.behind_proxy,
         }
     }
@@ -91,7 +93,7 @@ pub async fn web(g: &Global, a: WebArgs) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let state = app_state(pool)
         .await?
-        .with_transport(a.transport.transport(&tls));
+        .with_transport(a.transport.transport());
     let stop = tokio_util::sync::CancellationToken::new();
     super::serve::cancel_on_signal(stop.clone());
     let listener = upiflow_web::listen(a.bind).await?;
@@ -158,10 +160,6 @@ impl RoleArg {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
-    role.name()
-}
-
 pub async fn users(g: &Global, c: UsersCommand) -> Result<ExitCode> {
     // Audit rows never carry a password.
     match c {
@@ -173,13 +171,13 @@ pub async fn users(g: &Global, c: UsersCommand) -> Result<ExitCode> {
             let role = role.role();
             super::Audit::new("cli_users_create")
                 .extra("username", username.as_str())
-                .extra("role", role_name(role))
+                .extra("role", role.name())
                 .around(g, async {
                     let pool = connect(g).await?;
                     auth::create_user(&pool, &username, &password, role)
                         .await
                         .map_err(|e| anyhow!(e))?;
-                    println!("user `{username}` created ({})", role_name(role));
+                    println!("user `{username}` created ({})", role.name());
                     Ok(ExitCode::SUCCESS)
                 })
                 .await
@@ -191,7 +189,7 @@ pub async fn users(g: &Global, c: UsersCommand) -> Result<ExitCode> {
             for u in &rows {
                 t.add_row(vec![
                     u.username.clone(),
-                    role_name(u.role).to_string(),
+                    u.role.name().to_string(),
                     super::fmt_time(Some(u.created_at)),
                 ]);
             }
@@ -228,13 +226,13 @@ pub async fn users(g: &Global, c: UsersCommand) -> Result<ExitCode> {
             let role = role.role();
             super::Audit::new("cli_users_set_role")
                 .extra("username", username.as_str())
-                .extra("role", role_name(role))
+                .extra("role", role.name())
                 .around(g, async {
                     let pool = connect(g).await?;
                     auth::set_role(&pool, &username, role)
                         .await
                         .map_err(|e| anyhow!(e))?;
-                    println!("`{username}` is now {}", role_name(role));
+                    println!("`{username}` is now {}", role.name());
                     Ok(ExitCode::SUCCESS)
                 })
                 .await

@@ -2,8 +2,9 @@
 //! DAG folders written to temp dirs, and in-process workers.
 #![allow(dead_code)]
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -87,4 +88,125 @@ pub fn basic(user: &str, password: &str) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
+}
+
+// ---- Real servers over real sockets ------------------------------------------------------
+
+/// One HTTP answer, and how long the server took from the request's first byte to the
+/// answer's last.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub took: Duration,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn retry_after(&self) -> u64 {
+        self.header("retry-after")
+            .unwrap_or_else(|| panic!("no Retry-After: {self:?}"))
+            .parse()
+            .unwrap()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Sends one HTTP/1.1 request from `from` (a loopback address of the client's choosing, so
+/// tests can be several clients) and reads the whole answer.
+pub async fn send(to: SocketAddr, from: IpAddr, head: &str, body: &str) -> Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut stream = sock.connect(to).await.unwrap();
+    let req = format!(
+        "{head}\r\nHost: {to}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let start = Instant::now();
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let took = start.elapsed();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+        took,
+    }
+}
+
+/// A `upiflow web` process on a port of its choosing (the address it prints), killed when
+/// dropped.
+pub struct WebProcess {
+    child: std::process::Child,
+    /// `http://ADDR`.
+    pub base: String,
+    pub addr: SocketAddr,
+}
+
+impl WebProcess {
+    /// Starts `upiflow web --bind 127.0.0.1:0` on `db_url` with `envs` set.
+    pub fn start(db_url: &str, envs: &[(&str, &std::ffi::OsStr)]) -> WebProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_upiflow"))
+            .args(["web", "--bind", "127.0.0.1:0"])
+            .env("DATABASE_URL", db_url)
+            .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start upiflow web");
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("upiflow web said where it listens")
+                .unwrap();
+            if let Some(url) = line.strip_prefix("upiflow web: ") {
+                break url.trim().to_string();
+            }
+        };
+        // Keep draining its stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let addr = base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an address");
+        WebProcess { child, base, addr }
+    }
+}
+
+impl Drop for WebProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -9,7 +9,6 @@
 //! once in every web process. A key's holder is named by the key's name: it is the
 //! [`Viewer`]'s `username` and the owner of its audit-log rows.
 
-use base64::Engine;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use upiflow_engine::EngineError;
@@ -54,13 +53,9 @@ fn hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// A fresh key: [`PREFIX`] and 32 bytes of the thread's CSPRNG (ChaCha, seeded by the OS).
+/// A fresh key: [`PREFIX`] and 32 random bytes.
 fn generate() -> String {
-    let bytes: [u8; KEY_BYTES] = rand::random();
-    format!(
-        "{PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("{PREFIX}{}", crate::auth::random_base64url::<KEY_BYTES>())
 }
 
 /// Whether `key` has the shape of a key (so a malformed one costs no database lookup).

@@ -162,12 +162,17 @@ async fn admin_change(
     }
 }
 
+/// `N` bytes of the thread's CSPRNG (ChaCha, seeded by the OS) in unpadded base64url: the
+/// first admin's password, CSRF tokens, API keys.
+pub fn random_base64url<const N: usize>() -> String {
+    let bytes: [u8; N] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// On first start (no user at all), creates the admin `admin` with a generated password and
 /// returns that password, which is shown once; afterwards returns `None`.
 pub async fn ensure_first_admin(pool: &PgPool) -> Result<Option<String>, String> {
-    use base64::Engine;
-    let bytes: [u8; 15] = rand::random();
-    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let password = random_base64url::<15>();
     let hash = hash_password(&password)?;
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
     let created = users::create_first_admin(&mut tx, &hash)

@@ -79,6 +79,14 @@ impl<F> HttpError<F> {
         }
     }
 
+    /// The `Retry-After` of a throttled request (the API's and the UI's answer alike).
+    pub fn retry_after(&self) -> Option<axum::http::HeaderValue> {
+        match self {
+            Self::TooManyRequests(_, secs) => Some((*secs).into()),
+            _ => None,
+        }
+    }
+
     /// The status the API answers with (the UI's differs for 401 and 422, see its renderer).
     pub fn status(&self) -> StatusCode {
         match self {
@@ -172,11 +180,9 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("1"),
             );
         }
-        if let Self::TooManyRequests(_, secs) = &self {
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(*secs),
-            );
+        if let Some(v) = self.retry_after() {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

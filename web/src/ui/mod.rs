@@ -96,11 +96,9 @@ impl IntoResponse for UiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.extensions_mut().insert(crate::retry::Transient);
         }
-        if let Self::TooManyRequests(_, secs) = &self {
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(*secs),
-            );
+        if let Some(v) = self.retry_after() {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
     }

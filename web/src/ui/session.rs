@@ -54,9 +54,7 @@ impl UiUser {
 }
 
 pub fn random_token() -> String {
-    use base64::Engine;
-    let bytes: [u8; 24] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    crate::auth::random_base64url::<24>()
 }
 
 /// `secure`: the browser came over https (`crate::transport::Transport::secure`), so the
