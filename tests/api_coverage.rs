@@ -58,6 +58,11 @@ async fn served_routes() -> BTreeSet<Route> {
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .unwrap();
+    // Kept for `scripts/api-coverage.py`, which prints the README rows from it:
+    // `scripts/api-coverage.py target/tmp/openapi.json`.
+    let saved = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("openapi.json");
+    std::fs::write(&saved, &bytes).unwrap();
+    eprintln!("upiflow's document: {}", saved.display());
     let doc: Value = serde_json::from_slice(&bytes).unwrap();
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -155,7 +160,7 @@ async fn the_readme_coverage_table_matches_airflows_operations_and_our_live_docu
     }
     assert!(
         wrong.is_empty(),
-        "README's API coverage table is stale (regenerate it with scripts/api-coverage.py):\n{}",
+        "README's API coverage table is stale (regenerate it with `scripts/api-coverage.py target/tmp/openapi.json`):\n{}",
         wrong.join("\n")
     );
 
