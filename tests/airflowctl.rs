@@ -1,11 +1,12 @@
 //! Airflow's remote CLI works against upiflow: `airflowctl` (apache-airflow-ctl from PyPI,
 //! installed by scripts/test.sh into `target/airflowctl-venv`) drives a real `upiflow web`
 //! process. It logs in with a token, lists DAGs, pauses and unpauses, triggers a run and lists
-//! runs, creates and lists pools, variables and connections; a viewer's changes are refused.
+//! runs, creates and lists pools, variables and connections, lists backfills and import
+//! errors and the empty warnings, providers, plugins and assets; a viewer's changes are refused.
 //!
-//! Commands whose routes upiflow does not serve yet are in `EXPECTED_MISSING`: the test runs
-//! each of them, asserts the route is still unserved (a 404/405 from the server) and the CLI
-//! fails, and fails loudly once a route appears, so the step is then moved to the working ones.
+//! Commands whose routes upiflow does not serve are in `EXPECTED_MISSING`: the test runs each
+//! of them, asserts the route is unserved (a 501 naming what upiflow lacks, or a 404/405) and
+//! the CLI fails, and fails loudly once a route is served, so the step is then made a real one.
 
 mod common;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use upiflow_engine::scheduler::{Scheduler, SchedulerConfig};
 use upiflow_web::auth::{self, Role};
 
 const BIN: &str = env!("CARGO_BIN_EXE_upiflow");
@@ -184,10 +186,8 @@ fn names(list: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// airflowctl commands whose routes upiflow does not serve yet (on main at the time of
-/// writing; the "dagsapi" and "runsapi" work of issue #14 adds some of them): the command, and
-/// the request it makes. Once a route is served the test fails here: move the command to the
-/// working steps below.
+/// airflowctl commands whose routes upiflow does not serve: the command, and the request it
+/// makes. Once a route is served the test fails here: move the command to the working steps.
 const EXPECTED_MISSING: &[(&[&str], &str, &str)] = &[
     (
         &[
@@ -206,33 +206,13 @@ const EXPECTED_MISSING: &[(&[&str], &str, &str)] = &[
         "GET",
         "/api/v2/dags/hello/details",
     ),
-    (&["dags", "get-tags"], "GET", "/api/v2/dagTags"),
-    (
-        &["dags", "get-stats", "--dag-ids", "hello"],
-        "GET",
-        "/api/v2/dagStats",
-    ),
-    (
-        &["dags", "list-import-errors"],
-        "GET",
-        "/api/v2/importErrors",
-    ),
-    (&["dags", "list-warning"], "GET", "/api/v2/dagWarnings"),
     (
         &["dags", "list-version", "hello"],
         "GET",
         "/api/v2/dags/hello/dagVersions",
     ),
-    (
-        &["backfill", "list", "--dag-id", "hello"],
-        "GET",
-        "/api/v2/backfills",
-    ),
     (&["config", "list"], "GET", "/api/v2/config"),
     (&["jobs", "list"], "GET", "/api/v2/jobs"),
-    (&["providers", "list"], "GET", "/api/v2/providers"),
-    (&["plugins", "list"], "GET", "/api/v2/plugins"),
-    (&["assets", "list"], "GET", "/api/v2/assets"),
 ];
 
 #[tokio::test]
@@ -244,17 +224,23 @@ async fn airflowctl_drives_a_real_upiflow_web() {
     auth::create_user(&db.pool, "vic", "viewer-password", Role::Viewer)
         .await
         .unwrap();
-    let dir = dags_dir(&[(
-        "hello.toml",
-        "dag_id = \"hello\"\nschedule = \"@daily\"\nstart_date = \"2026-01-01\"\ncatchup = false\n\
-         tags = [\"cli\"]\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\n",
-    )]);
-    {
-        let mut conn = db.pool.acquire().await.unwrap();
-        upiflow_engine::store::dags::sync(&mut conn, &load(&dir, "hello.toml"))
-            .await
-            .unwrap();
-    }
+    let dir = dags_dir(&[
+        (
+            "hello.toml",
+            "dag_id = \"hello\"\nschedule = \"@daily\"\nstart_date = \"2026-01-01\"\ncatchup = false\n\
+             tags = [\"cli\"]\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\n",
+        ),
+        ("broken.toml", "dag_id = \"broken\"\nschedule = \n"),
+    ]);
+    // The scheduler's read of the folder: the DAG, and the broken file's import error.
+    Scheduler::new(
+        db.pool.clone(),
+        upiflow_tasks::registry(),
+        SchedulerConfig::new(dir.to_path_buf()),
+    )
+    .sync_files()
+    .await
+    .unwrap();
     let web = start_web(&db, &dir).await;
     let url = web.url.clone();
     let http = reqwest::Client::new();
@@ -392,6 +378,51 @@ async fn airflowctl_drives_a_real_upiflow_web() {
         (Some("npci.example"), Some(443), Some("***"))
     );
 
+    // Backfills: one made through the API, listed by the CLI.
+    let resp = http
+        .post(format!("{url}/api/v2/backfills"))
+        .bearer_auth(&admin_token)
+        .json(
+            &json!({"dag_id": "hello", "from_date": "2026-01-01T00:00:00Z",
+            "to_date": "2026-01-03T00:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "POST /api/v2/backfills");
+    let backfill: Value = resp.json().await.unwrap();
+    let listed = ctl.json(&["backfill", "list", "hello"]).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(text(&listed[0]["id"]), text(&backfill["id"]), "{listed}");
+    assert_eq!(listed[0]["dag_id"], "hello", "{listed}");
+
+    // The DAG folder's import error (written before the web started), as the scheduler
+    // recorded it.
+    let errors = ctl.json(&["dags", "list-import-errors"]).await;
+    assert_eq!(errors.as_array().map(Vec::len), Some(1), "{errors}");
+    assert!(
+        text(&errors[0]["filename"]).ends_with("broken.toml"),
+        "{errors}"
+    );
+    assert!(
+        text(&errors[0]["stack_trace"]).contains("broken.toml:2"),
+        "{errors}"
+    );
+    // What upiflow truthfully has none of: warnings, providers, plugins, assets.
+    for args in [
+        ["dags", "list-warning"],
+        ["providers", "list"],
+        ["plugins", "list"],
+        ["assets", "list"],
+    ] {
+        assert_eq!(ctl.json(&args).await, json!([]), "airflowctl {args:?}");
+    }
+    // `dags get-stats` runs, though airflowctl 0.1.5 sends its `dag_ids` argument split
+    // into characters (`?dag_ids=h&dag_ids=e...`), which name no DAG, here as on Airflow.
+    // (`dags get-tags` is left out: airflowctl 0.1.5 cannot print a non-empty tag list, its
+    // own `ValueError` before any output; tests/api_dags.rs reads /api/v2/dagTags.)
+    ctl.json(&["dags", "get-stats", "hello"]).await;
+
     // A viewer's CLI reads but cannot change: the server's 403 detail reaches the user.
     let viewer = Ctl::new();
     let viewer_token = token(&http, &url, "vic", "viewer-password").await;
@@ -456,7 +487,7 @@ async fn airflowctl_drives_a_real_upiflow_web() {
             .await
             .unwrap()
             .status();
-        if status != 404 && status != 405 {
+        if status != 404 && status != 405 && status != 501 {
             now_served.push(format!(
                 "{method} {path} answers {status}: airflowctl {args:?}"
             ));

@@ -25,8 +25,8 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 const MAX_EXAMPLES: &str = "8";
 const MAX_SECONDS: &str = "150";
 
-/// Served operations left out of the fuzzing, each for a finding reported and not fixed here
-/// (the code is elsewhere): the lead re-enables them once fixed.
+/// Served operations left out of the fuzzing, each with the reason: a finding not fixed yet, or
+/// an operation that by design does not answer within a request timeout.
 const EXCLUDED: &[(&str, &str, &str)] = &[
     (
         "POST",
@@ -38,15 +38,10 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
-        "/api/v2/eventLogs",
-        "a change whose body holds a number near f64::MAX is audited into event_log.extra \
-         (jsonb keeps it as numeric); reading that row back into serde_json fails with \
-         `number out of range`, so every list that includes it is a 500 from then on",
-    ),
-    (
-        "GET",
-        "/api/v2/eventLogs/{event_log_id}",
-        "the same `extra` decoding: the poisoned row is a 500",
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/wait",
+        "not a finding: as Airflow's, it streams until the run finishes, and the fuzzed runs \
+         have no worker, so each generated request would hold until schemathesis' request \
+         timeout; tests/api_runs.rs checks it against runs that finish",
     ),
 ];
 

@@ -15,6 +15,7 @@ mod run_actions;
 mod runs;
 mod task_instances;
 mod tasks;
+pub mod unserved;
 mod variables;
 
 use std::sync::OnceLock;
@@ -113,7 +114,7 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The API's routes.
 pub fn router() -> Router<AppState> {
-    routes().split_for_parts().0
+    routes().split_for_parts().0.merge(unserved::router())
 }
 
 /// The OpenAPI document of [`router`], built once.
