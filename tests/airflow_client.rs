@@ -145,3 +145,73 @@ async fn airflows_python_client_reads_the_event_log() {
         .unwrap();
     run_client_script(&db, "event_logs.py", &[], Duration::from_secs(120)).await;
 }
+
+/// The breadth of the API through the client (`tests/airflow_client/breadth.py`): tags, DAG
+/// stats, import errors, warnings, plugins, providers, assets, tasks, batch run lists, clear
+/// and delete of a run, dependencies, try details, backfill dry runs, and a 501 for XComs.
+#[tokio::test]
+async fn airflows_python_client_covers_each_served_tag() {
+    let db = fresh_db().await;
+    auth::create_user(&db.pool, "airflow", "airflow-password", Role::Admin)
+        .await
+        .unwrap();
+    let dags = dags_dir(&[
+        (
+            "hello.toml",
+            "dag_id = \"hello\"\nschedule = \"@daily\"\nstart_date = \"2026-01-01\"\n\
+             catchup = false\ntags = [\"upi\", \"cli\"]\n\
+             [[tasks]]\nid = \"greet\"\nkind = \"noop\"\n\
+             [[tasks]]\nid = \"after\"\nkind = \"noop\"\nupstream = [\"greet\"]\n",
+        ),
+        ("broken.toml", "dag_id = \"broken\"\nschedule = \n"),
+    ]);
+    let mut scheduler = Scheduler::new(
+        db.pool.clone(),
+        upiflow_tasks::registry(),
+        SchedulerConfig::new(dags.clone()),
+    );
+    scheduler.sync_files().await.unwrap();
+    let dag = load(&dags, "hello.toml");
+    let run = upiflow_engine::ops::trigger(
+        &db.pool,
+        &upiflow_engine::store::dags::VersionCache::new(),
+        &dag,
+        &upiflow_engine::ops::Trigger {
+            logical_date: Some("2026-03-01T00:00:00Z".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (worker_stop, _) = spawn_worker(&db.pool, fast_worker("airflow-client-breadth"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        scheduler.schedule().await.unwrap();
+        let state: String = sqlx::query_scalar("SELECT state::text FROM dag_runs WHERE id = $1")
+            .bind(run.id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if state == "success" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run ended {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run_id: String = sqlx::query_scalar("SELECT run_id FROM dag_runs WHERE id = $1")
+        .bind(run.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    run_client_script(
+        &db,
+        "breadth.py",
+        &[("UPIFLOW_RUN_ID", run_id)],
+        Duration::from_secs(120),
+    )
+    .await;
+    worker_stop.cancel();
+}

@@ -1,7 +1,8 @@
-//! README.md's API coverage table cannot go stale: every one of Airflow's v2 operations
-//! (tests/fixtures/airflow-v2-rest-api.yaml) has exactly one row, and a row says `yes` exactly
-//! when upiflow's live `/api/v2/openapi.json` serves that method and path.
-//! `scripts/api-coverage.py` prints the rows.
+//! Every one of Airflow's v2 operations (tests/fixtures/airflow-v2-rest-api.yaml) is either
+//! served by upiflow (listed in its live `/api/v2/openapi.json`) or answers a 501 whose
+//! `detail` names what upiflow lacks, never a bare 404; and README.md's coverage table, built
+//! here from those answers, cannot go stale: when it differs, this test writes the right table
+//! to `target/tmp/api-coverage.md` to paste between the README's `api-coverage` markers.
 
 mod common;
 
@@ -18,8 +19,14 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 type Route = (String, String);
 
-/// Airflow's operations: (METHOD, path) -> operationId.
-fn airflow_operations() -> BTreeMap<Route, String> {
+/// One of Airflow's operations.
+struct Operation {
+    tag: String,
+    id: String,
+}
+
+/// Airflow's operations by (METHOD, path).
+fn airflow_operations() -> BTreeMap<Route, Operation> {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/airflow-v2-rest-api.yaml"
@@ -30,146 +37,110 @@ fn airflow_operations() -> BTreeMap<Route, String> {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for m in METHODS {
             if let Some(op) = item.get(m) {
-                let id = op["operationId"].as_str().unwrap().to_string();
-                ops.insert((m.to_uppercase(), path.clone()), id);
+                ops.insert(
+                    (m.to_uppercase(), path.clone()),
+                    Operation {
+                        tag: op["tags"][0].as_str().unwrap_or("-").to_string(),
+                        id: op["operationId"].as_str().unwrap().to_string(),
+                    },
+                );
             }
         }
     }
     ops
 }
 
-/// The routes upiflow's own document lists, read from the running app.
-async fn served_routes() -> BTreeSet<Route> {
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    auth: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(auth) = auth {
+        req = req.header("authorization", auth);
+    }
+    if method != "GET" && method != "DELETE" {
+        req = req.header("content-type", "application/json");
+    }
+    let body = if method == "GET" || method == "DELETE" {
+        Body::empty()
+    } else {
+        Body::from("{}")
+    };
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A path of Airflow's with each `{parameter}` filled in.
+fn concrete(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let j = rest[i..].find('}').unwrap() + i;
+        out.push_str(match &rest[i + 1..j] {
+            "map_index" | "try_number" | "task_try_number" | "version_number" => "1",
+            _ => "x",
+        });
+        rest = &rest[j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The README table's text between its markers, as `rows` make it.
+fn table(rows: &[(String, String, String, String, Option<String>)]) -> String {
+    let served = rows.iter().filter(|r| r.4.is_none()).count();
+    let mut t = String::from("<!-- api-coverage: built and checked by tests/api_coverage.rs -->\n");
+    t.push_str(&format!(
+        "{served} of Airflow's {} operations are served; each of the others answers a 501 \
+         whose `detail` is its \"why not\".\n\n",
+        rows.len()
+    ));
+    t.push_str(
+        "| Tag | Method | Path | Operation | Served | Why not |\n|---|---|---|---|---|---|\n",
+    );
+    for (tag, m, path, id, why) in rows {
+        let (yes, why) = match why {
+            None => ("yes", ""),
+            Some(w) => ("no", w.as_str()),
+        };
+        t.push_str(&format!(
+            "| {tag} | {m} | `{path}` | {id} | {yes} | {why} |\n"
+        ));
+    }
+    t.push_str("<!-- /api-coverage -->");
+    t
+}
+
+#[tokio::test]
+async fn every_airflow_operation_is_served_or_a_501_naming_what_is_missing_and_the_readme_says_which()
+ {
     let db = fresh_db().await;
     auth::create_user(&db.pool, "vic", "viewer-password", Role::Viewer)
         .await
         .unwrap();
     let app = upiflow_web::app(web_state(&db.pool).await);
-    let resp = app
-        .oneshot(
-            Request::get("/api/v2/openapi.json")
-                .header("authorization", basic("vic", "viewer-password"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    // Kept for `scripts/api-coverage.py`, which prints the README rows from it:
-    // `scripts/api-coverage.py target/tmp/openapi.json`.
-    let saved = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("openapi.json");
-    std::fs::write(&saved, &bytes).unwrap();
-    eprintln!("upiflow's document: {}", saved.display());
-    let doc: Value = serde_json::from_slice(&bytes).unwrap();
-    let mut routes = BTreeSet::new();
+    let viewer = basic("vic", "viewer-password");
+    let (status, doc) = call(&app, "GET", "/api/v2/openapi.json", Some(&viewer)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut served = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for m in item.as_object().unwrap().keys() {
             if METHODS.contains(&m.as_str()) {
-                routes.insert((m.to_uppercase(), path.clone()));
+                served.insert((m.to_uppercase(), path.clone()));
             }
         }
     }
-    routes
-}
-
-/// One parsed row of the README table.
-#[derive(Debug)]
-struct Row {
-    route: Route,
-    operation: String,
-    served: bool,
-    why_not: String,
-}
-
-/// The rows between README.md's `api-coverage` markers.
-fn readme_rows() -> Vec<Row> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let start = readme
-        .find("<!-- api-coverage:")
-        .expect("README.md has the api-coverage table (scripts/api-coverage.py prints it)");
-    let end = readme[start..]
-        .find("<!-- /api-coverage -->")
-        .expect("the api-coverage table is closed")
-        + start;
-    let mut rows = Vec::new();
-    for line in readme[start..end].lines() {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // `| tag | METHOD | `path` | operation | yes/no | why |` splits into 8 cells.
-        if cells.len() != 8 || !METHODS.contains(&cells[2].to_lowercase().as_str()) {
-            continue;
-        }
-        let served = match cells[5] {
-            "yes" => true,
-            "no" => false,
-            other => panic!("README row `{line}`: served must be yes or no, not `{other}`"),
-        };
-        rows.push(Row {
-            route: (cells[2].to_string(), cells[3].trim_matches('`').to_string()),
-            operation: cells[4].to_string(),
-            served,
-            why_not: cells[6].to_string(),
-        });
-    }
-    rows
-}
-
-#[tokio::test]
-async fn the_readme_coverage_table_matches_airflows_operations_and_our_live_document() {
     let airflow = airflow_operations();
-    let served = served_routes().await;
-    let rows = readme_rows();
-
-    // Exactly one row per Airflow operation, with Airflow's operation id.
-    let mut seen = BTreeSet::new();
-    for row in &rows {
-        assert!(
-            seen.insert(row.route.clone()),
-            "{:?} has two rows",
-            row.route
-        );
-        let id = airflow
-            .get(&row.route)
-            .unwrap_or_else(|| panic!("README row {:?} is not an Airflow operation", row.route));
-        assert_eq!(&row.operation, id, "{:?}", row.route);
-    }
-    let missing: Vec<_> = airflow.keys().filter(|r| !seen.contains(*r)).collect();
-    assert!(missing.is_empty(), "README lacks rows for {missing:?}");
-    assert_eq!(rows.len(), airflow.len());
-
-    // `yes` exactly when served; a `no` says why.
-    let mut wrong = Vec::new();
-    for row in &rows {
-        let live = served.contains(&row.route);
-        if live != row.served {
-            wrong.push(format!(
-                "{} {}: README says served={}, our document says {}",
-                row.route.0, row.route.1, row.served, live
-            ));
-        }
-        if !row.served {
-            assert!(
-                !row.why_not.is_empty(),
-                "{:?} is not served: say why",
-                row.route
-            );
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "README's API coverage table is stale (regenerate it with `scripts/api-coverage.py target/tmp/openapi.json`):\n{}",
-        wrong.join("\n")
-    );
-
-    // The summary line counts what the rows say.
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let n = rows.iter().filter(|r| r.served).count();
-    let summary = format!("{n} of Airflow's {} operations are served.", airflow.len());
-    assert!(readme.contains(&summary), "README lacks `{summary}`");
 
     // Everything we serve under /api/v2 is one of Airflow's operations, but our own document.
     for route in &served {
@@ -181,5 +152,82 @@ async fn the_readme_coverage_table_matches_airflows_operations_and_our_live_docu
                 route.1
             );
         }
+    }
+    // Every served route wants a user, but version, health and signing in (Airflow's too).
+    for (m, path) in &served {
+        let public = ["/api/v2/version", "/api/v2/monitor/health"].contains(&path.as_str())
+            || path.starts_with("/auth/");
+        if !public {
+            let uri = concrete(path);
+            let (status, answer) = call(&app, m, &uri, None).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{m} {uri} without credentials"
+            );
+            assert!(answer["detail"].is_string(), "{m} {uri}: {answer}");
+        }
+    }
+    // What is not served answers 501 with a detail (and, as every route, wants a user).
+    let mut rows = Vec::new();
+    let mut bare = Vec::new();
+    for ((m, path), op) in &airflow {
+        let why = if served.contains(&(m.clone(), path.clone())) {
+            None
+        } else {
+            let uri = concrete(path);
+            let (status, answer) = call(&app, m, &uri, Some(&viewer)).await;
+            let detail = answer["detail"].as_str().unwrap_or_default().to_string();
+            if status != StatusCode::NOT_IMPLEMENTED || detail.is_empty() {
+                bare.push(format!("{m} {uri}: {status} {answer}"));
+            } else {
+                let (status, _) = call(&app, m, &uri, None).await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{m} {uri} without credentials"
+                );
+            }
+            Some(detail)
+        };
+        rows.push((op.tag.clone(), m.clone(), path.clone(), op.id.clone(), why));
+    }
+    assert!(
+        bare.is_empty(),
+        "Airflow operations neither served nor a 501 with a detail:\n{}",
+        bare.join("\n")
+    );
+    assert_eq!(
+        upiflow_web::api::unserved::UNSERVED.len(),
+        rows.iter().filter(|r| r.4.is_some()).count(),
+        "UNSERVED lists exactly the operations not served"
+    );
+
+    rows.sort_by(|a, b| {
+        let method = |m: &str| METHODS.iter().position(|x| x.eq_ignore_ascii_case(m));
+        (&a.0, &a.2, method(&a.1)).cmp(&(&b.0, &b.2, method(&b.1)))
+    });
+    let want = table(&rows);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("<!-- api-coverage:")
+        .expect("README.md has the api-coverage table");
+    let end = readme[start..]
+        .find("<!-- /api-coverage -->")
+        .expect("the api-coverage table is closed")
+        + start
+        + "<!-- /api-coverage -->".len();
+    if readme[start..end] != want {
+        let saved = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("api-coverage.md");
+        std::fs::write(&saved, &want).unwrap();
+        let have: BTreeSet<&str> = readme[start..end].lines().collect();
+        let differ: Vec<&str> = want.lines().filter(|l| !have.contains(l)).collect();
+        panic!(
+            "README.md's API coverage table is stale; the right one is in {} (paste it between \
+             the markers). Rows that differ:\n{}",
+            saved.display(),
+            differ.join("\n")
+        );
     }
 }
