@@ -18,9 +18,9 @@
 //! creates runs and asks here to start them.
 
 pub mod claim;
-pub mod deps;
 pub mod clear;
 pub mod deadline;
+pub mod deps;
 pub mod finish;
 pub mod mark;
 pub mod reap;
