@@ -197,6 +197,10 @@ async fn every_airflow_operation_is_served_or_a_501_naming_what_is_missing_and_t
         "Airflow operations neither served nor a 501 with a detail:\n{}",
         bare.join("\n")
     );
+    // A path Airflow does not document is FastAPI's 404 with a detail.
+    let (status, answer) = call(&app, "GET", "/api/v2/no/such/thing", Some(&viewer)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["detail"], "Not Found");
     assert_eq!(
         upiflow_web::api::unserved::UNSERVED.len(),
         rows.iter().filter(|r| r.4.is_some()).count(),

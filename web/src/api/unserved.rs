@@ -8,7 +8,7 @@ use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, on};
+use axum::routing::{MethodFilter, any, on};
 
 use crate::AppState;
 use crate::auth::Viewer;
@@ -223,16 +223,24 @@ fn not_implemented(why: &str) -> Response {
 }
 
 /// A 501 for each unserved operation (axum merges the methods of one path). Signing in is
-/// still needed, as for every API route.
+/// still needed, as for every API route. Any other path under `/api/v2` is FastAPI's
+/// `404 {"detail": "Not Found"}`, as Airflow answers it.
 pub fn router() -> Router<AppState> {
-    UNSERVED
-        .iter()
-        .fold(Router::new(), |router, &(method, path, why)| {
+    let not_found = any(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "detail": "Not Found" })),
+        )
+    });
+    UNSERVED.iter().fold(
+        Router::new().route("/api/v2/{*rest}", not_found),
+        |router, &(method, path, why)| {
             router.route(
                 path,
                 on(method_filter(method), move |_: Viewer| async move {
                     not_implemented(why)
                 }),
             )
-        })
+        },
+    )
 }
