@@ -146,11 +146,20 @@ impl Scheduler {
         })
         .await?;
         folder.check_pools(&pools);
+        // A DAG deleted through the API (`DELETE /api/v2/dags/{dag_id}`) while its file is
+        // still here is recorded again, as Airflow's next parse brings it back.
+        let known = crate::transient::retry("read DAG ids", || async {
+            let mut conn = self.pool.acquire().await?;
+            dags::known_ids(&mut conn).await
+        })
+        .await?;
         let changed: Vec<(&Dag, String)> = folder
             .dags
             .iter()
             .map(|d| (d, d.version_hash()))
-            .filter(|(d, hash)| self.synced.get(&d.dag_id) != Some(hash))
+            .filter(|(d, hash)| {
+                self.synced.get(&d.dag_id) != Some(hash) || !known.contains(&d.dag_id)
+            })
             .collect();
         let errors_changed = self.last_errors.as_ref() != Some(&folder.errors);
         crate::transient::retry("record DAG files", || {
