@@ -432,9 +432,9 @@ async fn patch_dags_pauses_exactly_the_dags_its_filters_keep() {
             )
             .await;
         if want == StatusCode::BAD_REQUEST {
-            assert_eq!(
-                m,
-                "Only `is_paused` field can be updated through the REST API"
+            assert!(
+                m.starts_with("Only `is_paused` field can be updated through the REST API"),
+                "{m}"
             );
         }
     }

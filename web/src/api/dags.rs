@@ -395,9 +395,10 @@ async fn patch(
 fn check_update_mask(q: &mut Query) -> Result<(), ApiError> {
     let mask = q.all("update_mask");
     if !mask.is_empty() && mask != ["is_paused"] {
-        return Err(ApiError::BadRequest(
-            "Only `is_paused` field can be updated through the REST API".into(),
-        ));
+        return Err(ApiError::BadRequest(format!(
+            "Only `is_paused` field can be updated through the REST API (update_mask: {})",
+            mask.join(", ")
+        )));
     }
     Ok(())
 }
