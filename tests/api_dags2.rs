@@ -754,12 +754,21 @@ async fn dag_sources_serve_each_versions_own_text_and_never_invent_one() {
     let d2 = D.replace("description = \"first\"", "description = \"second\"");
     a.write("d.toml", &d2);
     a.sync().await;
-    // A comment alone changes no version (the hash is of the definition).
-    a.write("d.toml", &format!("# a comment\n{d2}"));
-    a.sync().await;
     let now = a.ok("/api/v2/dagSources/d", path, &viewer()).await;
     assert_eq!(now["content"], d2.as_str());
     assert_eq!(now["version_number"], 2);
+    // A comment alone changes no version (the hash is of the definition), only its text.
+    let commented = format!("# a comment\n{d2}");
+    a.write("d.toml", &commented);
+    a.sync().await;
+    let now = a.ok("/api/v2/dagSources/d", path, &viewer()).await;
+    assert_eq!(now["content"], commented.as_str());
+    assert_eq!(now["version_number"], 2);
+    assert_eq!(
+        a.scalar("SELECT count(*) FROM dag_versions WHERE dag_id = 'd'")
+            .await,
+        2
+    );
     let first = a
         .ok("/api/v2/dagSources/d?version_number=1", path, &viewer())
         .await;

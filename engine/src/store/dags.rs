@@ -105,15 +105,18 @@ async fn upsert(
     Ok(())
 }
 
-/// Stores a version of a DAG (content-addressed: storing it again is a no-op) with the text
-/// of the file it was read from, when known. `created_at` is the clock when the `dags` row is
-/// already locked (both callers upsert it first), so a DAG's versions are numbered in the
-/// order they were committed, and a version's number never changes.
+/// Stores a version of a DAG (content-addressed: storing it again changes no definition)
+/// with the text of the file it was read from, when known: a known version takes the newer
+/// text (a file whose comments changed defines the same version). `created_at` is the clock
+/// when the `dags` row is already locked (both callers upsert it first), so a DAG's versions
+/// are numbered in the order they were committed, and a version's number never changes.
 async fn store_version(conn: &mut PgConnection, dag: &Dag, hash: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO dag_versions (dag_id, hash, spec, source, created_at)
          VALUES ($1, $2, $3, $4, clock_timestamp())
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (dag_id, hash) DO UPDATE SET source = EXCLUDED.source
+         WHERE EXCLUDED.source IS NOT NULL
+           AND dag_versions.source IS DISTINCT FROM EXCLUDED.source",
     )
     .bind(&dag.dag_id)
     .bind(hash)
