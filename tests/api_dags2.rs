@@ -1165,3 +1165,69 @@ async fn favorites_are_each_callers_own_and_filter_the_dag_list() {
         .await;
     assert_eq!(ids(&body["dags"]), ["f_other"]);
 }
+
+// ---- through Airflow's own Python client ---------------------------------------------------
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("UPIFLOW_AIRFLOW_CLIENT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/airflow-client-venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: scripts/test.sh installs apache-airflow-client there",
+        venv.display()
+    );
+    venv
+}
+
+/// Apache Airflow's official Python client (`tests/airflow_client/dags2.py`) against a real
+/// server on a local port: its models accept every answer of these routes.
+#[tokio::test]
+async fn airflows_python_client_reads_and_changes_dags_through_these_routes() {
+    const HELLO: &str = "dag_id = \"hello\"\nschedule = \"@daily\"\nstart_date = \"2026-01-01\"\n\
+        catchup = false\n[params]\nwho = \"world\"\n[[tasks]]\nid = \"greet\"\nkind = \"noop\"\n";
+    let a = api(&[("hello.toml", HELLO)]).await;
+    auth::create_user(&a.db.pool, "airflow", "airflow-password", Role::Admin)
+        .await
+        .unwrap();
+    let state = web_state(&a.db.pool).await;
+    let listener = upiflow_web::listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(upiflow_web::serve(listener, state, async move {
+        s.cancelled().await
+    }));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/dags2.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(python())
+            .arg(&script)
+            .env("UPIFLOW_URL", &url)
+            .env("UPIFLOW_USER", "airflow")
+            .env("UPIFLOW_PASSWORD", "airflow-password")
+            .env("DAG_FILE", a.dir.join("hello.toml"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client script finishes")
+    .expect("python runs");
+    stop.cancel();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "Airflow's client failed:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert_eq!(
+        a.scalar("SELECT count(*) FROM dags WHERE dag_id = 'hello'")
+            .await,
+        0,
+        "the client deleted it"
+    );
+}
