@@ -1303,6 +1303,13 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("POST", "/api/v2/dags/{dag_id}/unfavorite"),
         ("GET", "/api/v2/jobs"),
         ("PUT", "/api/v2/parseDagFile/{file_token}"),
+        // dags2 (#14)
+        ("PATCH", "/api/v2/dags"),
+        ("DELETE", "/api/v2/dags/{dag_id}"),
+        ("GET", "/api/v2/dags/{dag_id}/details"),
+        ("GET", "/api/v2/dagSources/{dag_id}"),
+        ("GET", "/api/v2/dags/{dag_id}/dagVersions"),
+        ("GET", "/api/v2/dags/{dag_id}/dagVersions/{version_number}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -158,6 +158,29 @@ pub enum EngineError {
     #[error("--expires-in: {0}")]
     ApiKeyExpiryInvalid(String),
     // --- end of the keys part ---
+    // --- DAG deletion, versions, sources and favourites (#14, "dags2" part) ---
+    /// As Airflow's `delete_dag`, a DAG with running task instances is not deleted.
+    #[error(
+        "cannot delete DAG `{dag_id}` while task instances are running: {} (upiflow does not stop a running try; pause the DAG and wait for them to end)",
+        .running.join(", ")
+    )]
+    DagDeleteWhileRunning {
+        dag_id: String,
+        running: Vec<String>,
+    },
+    #[error("DAG `{dag_id}` has no version {number}")]
+    DagVersionNotFound { dag_id: String, number: i64 },
+    /// The version was stored before upiflow kept the DAG file's text (or from a definition
+    /// that came without its file): there is no text to show, and none is made up.
+    #[error(
+        "the source of version {number} of DAG `{dag_id}` was not kept (the version was recorded before upiflow stored DAG file text; a later version read from the file has it)"
+    )]
+    DagSourceMissing { dag_id: String, number: i64 },
+    #[error("DAG `{0}` is already marked as favorite")]
+    FavoriteExists(String),
+    #[error("DAG `{0}` is not marked as favorite")]
+    FavoriteMissing(String),
+    // --- end of the dags2 part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -185,7 +208,9 @@ impl EngineError {
             | EngineError::PoolNotFound(_)
             | EngineError::ConnectionNotFound(_)
             | EngineError::VariableNotFound(_)
-            | EngineError::ApiKeyNotFound(_) => ErrorKind::NotFound,
+            | EngineError::ApiKeyNotFound(_)
+            | EngineError::DagVersionNotFound { .. }
+            | EngineError::DagSourceMissing { .. } => ErrorKind::NotFound,
             EngineError::RunExists { .. }
             | EngineError::ClearWhileRunning(_)
             | EngineError::DeleteWhileRunning { .. }
@@ -195,7 +220,10 @@ impl EngineError {
             | EngineError::ConnectionExists(_)
             | EngineError::VariableExists(_)
             | EngineError::ApiKeyExists(_)
-            | EngineError::ApiKeyRevoked(_) => ErrorKind::Conflict,
+            | EngineError::ApiKeyRevoked(_)
+            | EngineError::DagDeleteWhileRunning { .. }
+            | EngineError::FavoriteExists(_)
+            | EngineError::FavoriteMissing(_) => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable

@@ -178,3 +178,47 @@ pub async fn set_paused(
     }
     Ok(())
 }
+
+// --- #14 "dags2": deleting a DAG, favourites ---
+
+/// Deletes everything recorded of a DAG (Airflow's `delete_dag`): its versions, runs, task
+/// instances, tries, logs, backfills, missed intervals, favourites and notifications; the
+/// audit log keeps its rows. Refused while one of its task instances is running, as Airflow
+/// refuses (upiflow never stops a running try). The DAG file is not touched: while it is in
+/// the DAGs folder the scheduler's next sync records the DAG again (as a new DAG, version 1,
+/// unpaused, without history), as Airflow's DAG processor does at the next parse.
+pub async fn delete_dag(pool: &PgPool, dag_id: &str) -> Result<()> {
+    crate::transient::retry("delete DAG", || async {
+        let mut tx = pool.begin().await?;
+        let running = dags::lock_for_delete(&mut tx, dag_id)
+            .await?
+            .ok_or_else(|| EngineError::DagNotFound(dag_id.into()))?;
+        if !running.is_empty() {
+            return Err(EngineError::DagDeleteWhileRunning {
+                dag_id: dag_id.into(),
+                running,
+            });
+        }
+        dags::delete(&mut tx, dag_id).await?;
+        tx.commit().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Marks (`favorite`) or unmarks a DAG as a favourite of `owner` (Airflow 3.1's
+/// `favorite_dag` / `unfavorite_dag`): `FavoriteExists` / `FavoriteMissing` when it already
+/// is / is not one, `DagNotFound` for an unknown DAG.
+pub async fn set_favorite(
+    pool: &PgPool,
+    owner: &store::favorites::Owner,
+    dag_id: &str,
+    favorite: bool,
+) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    if favorite {
+        store::favorites::add(&mut conn, owner, dag_id).await
+    } else {
+        store::favorites::remove(&mut conn, owner, dag_id).await
+    }
+}

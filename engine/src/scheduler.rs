@@ -45,6 +45,7 @@ pub struct Scheduler {
     registry: Registry,
     cache: VersionCache,
     cfg: SchedulerConfig,
+    /// What was last recorded of each DAG: [`fingerprint`] (its version and its file's text).
     synced: HashMap<String, String>,
     last_errors: Option<Vec<DagError>>,
     wake: Arc<Notify>,
@@ -146,11 +147,23 @@ impl Scheduler {
         })
         .await?;
         folder.check_pools(&pools);
+        // A DAG deleted through the API (`DELETE /api/v2/dags/{dag_id}`) while its file is
+        // still here is recorded again, as Airflow's next parse brings it back.
+        let known = crate::transient::retry("read DAG ids", || async {
+            let mut conn = self.pool.acquire().await?;
+            dags::known_ids(&mut conn).await
+        })
+        .await?;
+        // A file whose text changed but not its definition (a comment, say) keeps its
+        // version and updates the version's stored text.
         let changed: Vec<(&Dag, String)> = folder
             .dags
             .iter()
             .map(|d| (d, d.version_hash()))
-            .filter(|(d, hash)| self.synced.get(&d.dag_id) != Some(hash))
+            .filter(|(d, hash)| {
+                self.synced.get(&d.dag_id) != Some(&fingerprint(d, hash))
+                    || !known.contains(&d.dag_id)
+            })
             .collect();
         let errors_changed = self.last_errors.as_ref() != Some(&folder.errors);
         crate::transient::retry("record DAG files", || {
@@ -160,7 +173,7 @@ impl Scheduler {
         // Only what is committed counts as recorded.
         for (d, hash) in changed {
             tracing::info!(dag_id = %d.dag_id, version = %hash, "DAG version recorded");
-            self.synced.insert(d.dag_id.clone(), hash);
+            self.synced.insert(d.dag_id.clone(), fingerprint(d, &hash));
         }
         if errors_changed {
             for e in &folder.errors {
@@ -220,6 +233,19 @@ impl Scheduler {
         })
         .await?;
         Ok(pass)
+    }
+}
+
+/// A DAG's version hash and a digest of its file's text: what the sync compares to decide
+/// whether there is something new to record.
+fn fingerprint(d: &Dag, hash: &str) -> String {
+    use sha2::Digest;
+    match &d.source {
+        Some(text) => format!(
+            "{hash}:{}",
+            hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16])
+        ),
+        None => hash.to_string(),
     }
 }
 

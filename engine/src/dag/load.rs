@@ -149,7 +149,10 @@ pub fn load_dag_str_with(
     };
     let dag = validate(&mut cx, &doc, registry, shared);
     match dag {
-        Some(dag) if cx.errors.is_empty() => Ok(dag),
+        Some(mut dag) if cx.errors.is_empty() => {
+            dag.source = Some(text.to_string());
+            Ok(dag)
+        }
         _ => {
             cx.errors.sort_by_key(|e| e.line);
             Err(cx.errors)
@@ -629,6 +632,7 @@ fn validate(
         params,
         tasks,
         fileloc: cx.file.display().to_string(),
+        source: None,
         pool_lines,
         references,
         index: Default::default(),

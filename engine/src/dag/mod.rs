@@ -160,6 +160,10 @@ pub struct Dag {
     pub deadline: Option<Deadline>,
     /// The file it was read from.
     pub fileloc: String,
+    /// The file's text as it was read (known only for a DAG just read from its file; not part
+    /// of the version hash), stored with a new version for `GET /api/v2/dagSources`.
+    #[serde(skip)]
+    pub source: Option<String>,
     /// Where in its file each task's `pool` and `pool_slots` are written (known only for a
     /// DAG just read from its file), so checks against the database's pools name the line.
     #[serde(skip)]

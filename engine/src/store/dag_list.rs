@@ -23,6 +23,8 @@ pub struct DagSummary {
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub max_active_runs: i32,
+    /// Task instances of one run running at once.
+    pub max_active_tasks: i32,
     pub next_dagrun: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     pub latest_hash: Option<String>,
@@ -31,14 +33,18 @@ pub struct DagSummary {
     /// How many tasks the current version has.
     pub task_count: i32,
     pub has_import_errors: bool,
+    /// Some task of the current version has `max_active_tis_per_dag`.
+    pub has_task_concurrency_limits: bool,
 }
 
 const SELECT: &str =
     "SELECT d.dag_id, d.description, d.fileloc, d.is_paused, d.is_active, d.schedule,
-        d.timezone, d.max_active_runs, d.next_dagrun, d.updated_at, d.latest_hash,
+        d.timezone, d.max_active_runs, d.max_active_tasks, d.next_dagrun, d.updated_at, d.latest_hash,
         COALESCE(v.spec->'tags', '[]'::jsonb) AS tags,
         COALESCE(jsonb_array_length(v.spec->'tasks'), 0) AS task_count,
-        EXISTS (SELECT 1 FROM import_errors e WHERE e.fileloc = d.fileloc) AS has_import_errors
+        EXISTS (SELECT 1 FROM import_errors e WHERE e.fileloc = d.fileloc) AS has_import_errors,
+        EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(v.spec->'tasks', '[]'::jsonb)) t
+                WHERE t ? 'max_active_tis_per_dag') AS has_task_concurrency_limits
     FROM dags d LEFT JOIN dag_versions v ON v.dag_id = d.dag_id AND v.hash = d.latest_hash";
 
 /// The DAG's latest run (by logical date), for `last_run_state` and ordering.
@@ -65,6 +71,10 @@ pub struct DagListFilter {
     pub run_states: Option<Vec<RunState>>,
     pub run_starts: Vec<(Cmp, DateTime<Utc>)>,
     pub run_ends: Vec<(Cmp, DateTime<Utc>)>,
+    /// Keep the DAGs that are (`true`) or are not favourites of this owner.
+    pub favorite_of: Option<(crate::store::favorites::Owner, bool)>,
+    /// Only these DAGs, exactly.
+    pub dag_ids: Option<Vec<String>>,
 }
 
 impl DagListFilter {
@@ -98,6 +108,21 @@ impl DagListFilter {
             b.push(" AND ")
                 .push_bind(v.clone())
                 .push(" = 'dags-folder'");
+        }
+        if let Some((owner, favorite)) = &self.favorite_of {
+            b.push(
+                " AND EXISTS (SELECT 1 FROM dag_favorites f WHERE f.dag_id = d.dag_id AND f.owner = ",
+            )
+            .push_bind(owner.name.clone())
+            .push(" AND f.api_key = ")
+            .push_bind(owner.api_key)
+            .push(") = ")
+            .push_bind(*favorite);
+        }
+        if let Some(ids) = &self.dag_ids {
+            b.push(" AND d.dag_id = ANY(")
+                .push_bind(ids.clone())
+                .push(")");
         }
         if self.run_states.is_some() || !self.run_starts.is_empty() || !self.run_ends.is_empty() {
             b.push(" AND EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = d.dag_id");

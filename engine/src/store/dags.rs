@@ -105,17 +105,82 @@ async fn upsert(
     Ok(())
 }
 
-/// Stores a version of a DAG (content-addressed: storing it again is a no-op).
+/// Stores a version of a DAG (content-addressed: storing it again changes no definition)
+/// with the text of the file it was read from, when known: a known version takes the newer
+/// text (a file whose comments changed defines the same version). `created_at` is the clock
+/// when the `dags` row is already locked (both callers upsert it first), so a DAG's versions
+/// are numbered in the order they were committed, and a version's number never changes.
 async fn store_version(conn: &mut PgConnection, dag: &Dag, hash: &str) -> Result<()> {
     sqlx::query(
-        "INSERT INTO dag_versions (dag_id, hash, spec) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO dag_versions (dag_id, hash, spec, source, created_at)
+         VALUES ($1, $2, $3, $4, clock_timestamp())
+         ON CONFLICT (dag_id, hash) DO UPDATE SET source = EXCLUDED.source
+         WHERE EXCLUDED.source IS NOT NULL
+           AND dag_versions.source IS DISTINCT FROM EXCLUDED.source",
     )
     .bind(&dag.dag_id)
     .bind(hash)
     .bind(dag.to_json())
+    .bind(&dag.source)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Every DAG version with its number (1 for a DAG's first version, then 2, 3, ... by
+/// creation, then hash): the one numbering of versions (runs, `/dagVersions`, sources).
+/// Versions are never deleted one by one (only with their DAG), so numbers are stable.
+pub(crate) const NUMBERED_VERSIONS: &str = "SELECT dag_id, hash, created_at,
+        row_number() OVER (PARTITION BY dag_id ORDER BY created_at, hash) AS number
+    FROM dag_versions";
+
+/// The ids of every DAG the database knows.
+pub async fn known_ids(conn: &mut PgConnection) -> Result<std::collections::HashSet<String>> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT dag_id FROM dags")
+        .fetch_all(conn)
+        .await?;
+    Ok(ids.into_iter().collect())
+}
+
+/// Locks the DAG row and then all its task instances (so no worker claims one until the
+/// transaction ends) and returns the running ones as `run_id/task_id`; `None` for a DAG the
+/// database does not know.
+pub async fn lock_for_delete(conn: &mut PgConnection, dag_id: &str) -> Result<Option<Vec<String>>> {
+    let known: Option<String> =
+        sqlx::query_scalar("SELECT dag_id FROM dags WHERE dag_id = $1 FOR UPDATE")
+            .bind(dag_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if known.is_none() {
+        return Ok(None);
+    }
+    let tis: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT run_id, task_id, state IS NOT DISTINCT FROM 'running'
+         FROM task_instances WHERE dag_id = $1 ORDER BY run_id, task_id FOR UPDATE",
+    )
+    .bind(dag_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(
+        tis.into_iter()
+            .filter(|(_, _, running)| *running)
+            .map(|(run, task, _)| format!("{run}/{task}"))
+            .collect(),
+    ))
+}
+
+/// Deletes a DAG's metadata: the DAG row and with it (by cascade) its versions, runs, task
+/// instances, tries and logs, missed intervals, backfills and favourites; and its
+/// notifications. The audit log and the metrics' counters keep their rows.
+pub async fn delete(conn: &mut PgConnection, dag_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM notifications WHERE dag_id = $1")
+        .bind(dag_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM dags WHERE dag_id = $1")
+        .bind(dag_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -212,7 +277,7 @@ pub struct NumberedVersion {
     pub dag_id: String,
     pub hash: String,
     pub created_at: DateTime<Utc>,
-    /// 1 for a DAG's first version, then 2, 3, ... (by creation, then hash).
+    /// 1 for a DAG's first version, then 2, 3, ... ([`NUMBERED_VERSIONS`]).
     pub number: i64,
 }
 
@@ -226,14 +291,12 @@ pub async fn numbered(
     }
     let (dags, hashes): (Vec<&str>, Vec<&str>) =
         wanted.iter().map(|(d, h)| (d.as_str(), h.as_str())).unzip();
-    Ok(sqlx::query_as(
-        "SELECT v.dag_id, v.hash, v.created_at, v.n AS number FROM (
-            SELECT dag_id, hash, created_at,
-                   row_number() OVER (PARTITION BY dag_id ORDER BY created_at, hash) AS n
-            FROM dag_versions WHERE dag_id = ANY($1)) v
-         JOIN UNNEST($1::text[], $2::text[]) AS u(dag_id, hash)
-           ON u.dag_id = v.dag_id AND u.hash = v.hash",
-    )
+    Ok(sqlx::query_as(&format!(
+        "SELECT v.dag_id, v.hash, v.created_at, v.number FROM ({NUMBERED_VERSIONS}
+                WHERE dag_id = ANY($1)) v
+             JOIN UNNEST($1::text[], $2::text[]) AS u(dag_id, hash)
+               ON u.dag_id = v.dag_id AND u.hash = v.hash"
+    ))
     .bind(&dags)
     .bind(&hashes)
     .fetch_all(conn)

@@ -27,8 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(assets))
         .routes(routes!(asset_aliases))
         .routes(routes!(asset_events))
-        .routes(routes!(favorite))
-        .routes(routes!(unfavorite))
         .routes(routes!(jobs))
         .routes(routes!(reparse))
 }
@@ -216,28 +214,6 @@ async fn asset_events(_: Viewer, q: Query) -> Result<Json<AssetEventCollectionRe
         asset_events: vec![],
         total_entries: 0,
     }))
-}
-
-const NO_FAVOURITES: &str = "upiflow has no per-user favourite DAGs";
-
-/// Airflow marks the DAG a favourite of the signed-in user; upiflow keeps no favourites.
-#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/favorite", tag = "DAG",
-    params(("dag_id" = String, Path)),
-    responses((status = 401, body = HTTPExceptionResponse),
-        (status = 422, body = HTTPValidationError),
-        (status = 501, body = HTTPExceptionResponse)))]
-async fn favorite(_: Viewer, Ids(_dag_id): Ids<String>, _: NoQuery) -> Response {
-    not_implemented(NO_FAVOURITES)
-}
-
-/// Airflow unmarks the DAG as a favourite; upiflow keeps no favourites.
-#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/unfavorite", tag = "DAG",
-    params(("dag_id" = String, Path)),
-    responses((status = 401, body = HTTPExceptionResponse),
-        (status = 422, body = HTTPValidationError),
-        (status = 501, body = HTTPExceptionResponse)))]
-async fn unfavorite(_: Viewer, Ids(_dag_id): Ids<String>, _: NoQuery) -> Response {
-    not_implemented(NO_FAVOURITES)
 }
 
 /// Airflow's jobs are its scheduler, triggerer and DAG processor processes with their

@@ -1,4 +1,4 @@
-//! `GET /api/v2/dags`, `GET|PATCH /api/v2/dags/{dag_id}`.
+//! `GET|PATCH /api/v2/dags`, `GET|PATCH|DELETE /api/v2/dags/{dag_id}`.
 
 use axum::Json;
 use axum::extract::State;
@@ -20,8 +20,8 @@ use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(one, patch))
+        .routes(routes!(list, patch_many))
+        .routes(routes!(one, patch, delete))
 }
 
 /// Airflow's `DagTagResponse`.
@@ -37,42 +37,42 @@ pub struct DagTagResponse {
 #[derive(Serialize, ToSchema)]
 #[schema(as = DAGResponse)]
 pub struct DagResponse {
-    dag_id: String,
-    dag_display_name: String,
-    is_paused: bool,
+    pub(super) dag_id: String,
+    pub(super) dag_display_name: String,
+    pub(super) is_paused: bool,
     /// The DAG's file is gone from the DAGs folder.
-    is_stale: bool,
-    last_parsed_time: Option<DateTime<Utc>>,
-    last_parse_duration: Option<f64>,
-    last_expired: Option<DateTime<Utc>>,
-    bundle_name: Option<String>,
-    bundle_version: Option<String>,
-    relative_fileloc: Option<String>,
-    fileloc: String,
-    description: Option<String>,
-    timetable_summary: Option<String>,
-    timetable_description: Option<String>,
-    timetable_partitioned: bool,
-    timetable_periodic: bool,
-    tags: Vec<DagTagResponse>,
-    /// upiflow has no per-DAG task limit: the most task instances that can run at once.
-    max_active_tasks: i64,
-    max_active_runs: Option<i32>,
-    max_consecutive_failed_dag_runs: i32,
-    has_task_concurrency_limits: bool,
-    has_import_errors: bool,
-    next_dagrun_logical_date: Option<DateTime<Utc>>,
-    next_dagrun_data_interval_start: Option<DateTime<Utc>>,
-    next_dagrun_data_interval_end: Option<DateTime<Utc>>,
-    next_dagrun_run_after: Option<DateTime<Utc>>,
-    allowed_run_types: Option<Vec<String>>,
-    owners: Vec<String>,
-    is_backfillable: bool,
+    pub(super) is_stale: bool,
+    pub(super) last_parsed_time: Option<DateTime<Utc>>,
+    pub(super) last_parse_duration: Option<f64>,
+    pub(super) last_expired: Option<DateTime<Utc>>,
+    pub(super) bundle_name: Option<String>,
+    pub(super) bundle_version: Option<String>,
+    pub(super) relative_fileloc: Option<String>,
+    pub(super) fileloc: String,
+    pub(super) description: Option<String>,
+    pub(super) timetable_summary: Option<String>,
+    pub(super) timetable_description: Option<String>,
+    pub(super) timetable_partitioned: bool,
+    pub(super) timetable_periodic: bool,
+    pub(super) tags: Vec<DagTagResponse>,
+    /// Task instances of one run running at once (the DAG's `max_active_tasks`).
+    pub(super) max_active_tasks: i64,
+    pub(super) max_active_runs: Option<i32>,
+    pub(super) max_consecutive_failed_dag_runs: i32,
+    pub(super) has_task_concurrency_limits: bool,
+    pub(super) has_import_errors: bool,
+    pub(super) next_dagrun_logical_date: Option<DateTime<Utc>>,
+    pub(super) next_dagrun_data_interval_start: Option<DateTime<Utc>>,
+    pub(super) next_dagrun_data_interval_end: Option<DateTime<Utc>>,
+    pub(super) next_dagrun_run_after: Option<DateTime<Utc>>,
+    pub(super) allowed_run_types: Option<Vec<String>>,
+    pub(super) owners: Vec<String>,
+    pub(super) is_backfillable: bool,
     /// The content hash of the DAG's current definition.
-    file_token: String,
+    pub(super) file_token: String,
 }
 
-fn to_response(r: DagSummary) -> DagResponse {
+pub(super) fn to_response(r: DagSummary) -> DagResponse {
     let tags = r
         .tags
         .as_array()
@@ -117,10 +117,10 @@ fn to_response(r: DagSummary) -> DagResponse {
         timetable_partitioned: false,
         timetable_periodic: periodic,
         tags,
-        max_active_tasks: i64::from(r.task_count) * i64::from(r.max_active_runs),
+        max_active_tasks: i64::from(r.max_active_tasks),
         max_active_runs: Some(r.max_active_runs),
         max_consecutive_failed_dag_runs: 0,
-        has_task_concurrency_limits: false,
+        has_task_concurrency_limits: r.has_task_concurrency_limits,
         has_import_errors: r.has_import_errors,
         next_dagrun_logical_date: r.next_dagrun,
         next_dagrun_data_interval_start: r.next_dagrun,
@@ -185,6 +185,8 @@ struct DagListQuery {
     dag_run_end_date_gt: Option<DateTime<Utc>>,
     dag_run_end_date_lte: Option<DateTime<Utc>>,
     dag_run_end_date_lt: Option<DateTime<Utc>>,
+    /// Keep the DAGs that are (or are not) favourites of the signed-in user.
+    is_favorite: Option<bool>,
     /// Sort keys (repeat the parameter), `-` first for descending: dag_id (the default),
     /// dag_display_name, next_dagrun, last_run_state, last_run_start_date.
     order_by: Option<Vec<String>>,
@@ -196,7 +198,6 @@ const DAG_LIST_UNSUPPORTED: &[(&str, &str)] = &[
     ("bundle_version", "upiflow does not version its DAG bundle"),
     ("has_asset_schedule", "upiflow has no assets"),
     ("asset_dependency", "upiflow has no assets"),
-    ("is_favorite", "upiflow has no favourite DAGs"),
     (
         "timetable_type",
         "upiflow has cron schedules only, not timetable classes",
@@ -243,8 +244,9 @@ pub(super) fn run_states(
         .map(Some)
 }
 
-/// The DAG list's filters, read from the query.
-fn read_filter(q: &mut Query) -> Result<DagListFilter, ApiError> {
+/// The filters `GET /dags` and `PATCH /dags` share (Airflow's `tags`, `tags_match_mode`,
+/// `dag_id_pattern`, `dag_id_prefix_pattern`, `exclude_stale` and `paused`).
+fn read_common_filter(q: &mut Query) -> Result<DagListFilter, ApiError> {
     let all_tags = match q.one("tags_match_mode")?.as_deref() {
         None | Some("any") => false,
         Some("all") => true,
@@ -254,25 +256,41 @@ fn read_filter(q: &mut Query) -> Result<DagListFilter, ApiError> {
             )));
         }
     };
-    let mut patterns = q.patterns("dag_id")?;
-    // A DAG's display name is its id.
-    patterns.extend(q.patterns("dag_display_name")?);
     Ok(DagListFilter {
         tags: q.all("tags"),
         all_tags,
-        dag_id_matches: patterns,
+        dag_id_matches: q.patterns("dag_id")?,
         exclude_stale: q.bool("exclude_stale")?.unwrap_or(true),
         paused: q.bool("paused")?,
-        has_import_errors: q.bool("has_import_errors")?,
-        last_run_state: q
-            .one("last_dag_run_state")?
-            .map(|v| run_state("last_dag_run_state", &v))
-            .transpose()?,
-        bundle_name: q.one("bundle_name")?,
-        run_states: run_states(q, "dag_run_state")?,
-        run_starts: q.date_range("dag_run_start_date")?,
-        run_ends: q.date_range("dag_run_end_date")?,
+        ..Default::default()
     })
+}
+
+/// The signed-in user as the owner of favourites.
+pub(super) fn owner(user: &Viewer) -> upiflow_engine::store::favorites::Owner {
+    upiflow_engine::store::favorites::Owner {
+        name: user.username.clone(),
+        api_key: user.api_key,
+    }
+}
+
+/// The DAG list's filters, read from the query.
+fn read_filter(q: &mut Query, user: &Viewer) -> Result<DagListFilter, ApiError> {
+    let mut f = read_common_filter(q)?;
+    // A DAG's display name is its id.
+    f.dag_id_matches.extend(q.patterns("dag_display_name")?);
+    f.has_import_errors = q.bool("has_import_errors")?;
+    f.last_run_state = q
+        .one("last_dag_run_state")?
+        .map(|v| run_state("last_dag_run_state", &v))
+        .transpose()?;
+    f.bundle_name = q.one("bundle_name")?;
+    f.run_states = run_states(q, "dag_run_state")?;
+    f.run_starts = q.date_range("dag_run_start_date")?;
+    f.run_ends = q.date_range("dag_run_end_date")?;
+    // Each user's own favourites (Airflow 3.1): the caller is the signed-in user or API key.
+    f.favorite_of = q.bool("is_favorite")?.map(|v| (owner(user), v));
+    Ok(f)
 }
 
 /// DAGs, by id unless `order_by` says otherwise.
@@ -283,12 +301,12 @@ fn read_filter(q: &mut Query) -> Result<DagListFilter, ApiError> {
         (status = 422, body = HTTPValidationError)))]
 async fn list(
     State(s): State<AppState>,
-    _: Viewer,
+    user: Viewer,
     mut q: Query,
 ) -> Result<Json<DagCollectionResponse>, ApiError> {
     let (limit, offset) = q.page()?;
     let order = q.order_by(dag_order, "")?;
-    let filter = read_filter(&mut q)?;
+    let filter = read_filter(&mut q, &user)?;
     q.finish(DAG_LIST_UNSUPPORTED)?;
     let mut conn = s.pool.acquire().await?;
     let (rows, total) = dag_list::search(&mut conn, &filter, &order, limit, offset).await?;
@@ -344,8 +362,8 @@ struct DagPatchBody {
     is_paused: bool,
 }
 
-/// Pauses or unpauses a DAG (admin). `update_mask`, if given, must be `is_paused` (the only
-/// field that can change), as in Airflow.
+/// Pauses or unpauses a DAG. `update_mask`, if given, must be exactly `is_paused` (the only
+/// field that can change), as Airflow's `patch_dag` requires.
 #[utoipa::path(patch, path = "/api/v2/dags/{dag_id}", tag = "DAG",
     params(("dag_id" = String, Path),
         ("update_mask" = Option<Vec<String>>, Query, description = "Only `is_paused`")),
@@ -363,15 +381,118 @@ async fn patch(
     mut q: Query,
     Body(p): Body<DagPatchBody>,
 ) -> Result<Json<DagResponse>, ApiError> {
-    let mask = q.all_split("update_mask");
+    check_update_mask(&mut q)?;
     q.finish::<&str>(&[])?;
-    if !mask.is_empty() && mask.iter().any(|f| f != "is_paused") {
-        return Err(ApiError::BadRequest(
-            "update_mask: only the `is_paused` field can be updated through the REST API".into(),
-        ));
-    }
     let mut tx = s.pool.begin().await?;
     upiflow_engine::ops::set_paused(&mut tx, &s.cache, &dag_id, p.is_paused).await?;
     tx.commit().await?;
     Ok(Json(fetch(&s, &dag_id).await?))
+}
+
+/// Airflow's `update_mask` check for `PATCH /dags` and `PATCH /dags/{dag_id}`: absent, or
+/// exactly `["is_paused"]` (a 400 otherwise, with Airflow's message; Airflow compares the
+/// list, so neither another field nor `is_paused` twice passes).
+fn check_update_mask(q: &mut Query) -> Result<(), ApiError> {
+    let mask = q.all("update_mask");
+    if !mask.is_empty() && mask != ["is_paused"] {
+        return Err(ApiError::BadRequest(format!(
+            "Only `is_paused` field can be updated through the REST API (update_mask: {})",
+            mask.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Parameters Airflow documents for `PATCH /dags` that upiflow refuses, and why.
+const DAG_PATCH_UNSUPPORTED: &[(&str, &str)] = &[("owners", "upiflow DAGs have no owners")];
+
+/// Query parameters of `PATCH /dags` (for the document; [`patch_many`] reads them).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DagPatchQuery {
+    /// Only `is_paused`.
+    update_mask: Option<Vec<String>>,
+    #[param(default = 50, minimum = 0, maximum = 1000)]
+    limit: Option<i64>,
+    #[param(default = 0, minimum = 0)]
+    offset: Option<i64>,
+    tags: Option<Vec<String>>,
+    tags_match_mode: Option<String>,
+    dag_id_pattern: Option<String>,
+    dag_id_prefix_pattern: Option<String>,
+    #[param(default = true)]
+    exclude_stale: Option<bool>,
+    paused: Option<bool>,
+}
+
+/// Pauses or unpauses every DAG the filters keep, one page of them (`limit`, `offset`, by
+/// id), in one transaction through the same engine call as `PATCH /dags/{dag_id}`; answers
+/// those DAGs as they are afterwards, and how many the filters keep in all (Airflow's
+/// `patch_dags`, which, like this, needs no `dag_id_pattern` in Airflow 3).
+#[utoipa::path(patch, path = "/api/v2/dags", tag = "DAG", params(DagPatchQuery),
+    request_body = DagPatchBody,
+    responses((status = 200, body = DagCollectionResponse),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn patch_many(
+    State(s): State<AppState>,
+    _: Allowed<may::Pause>,
+    mut q: Query,
+    Body(p): Body<DagPatchBody>,
+) -> Result<Json<DagCollectionResponse>, ApiError> {
+    check_update_mask(&mut q)?;
+    let (limit, offset) = q.page()?;
+    let filter = read_common_filter(&mut q)?;
+    q.finish(DAG_PATCH_UNSUPPORTED)?;
+    let mut tx = s.pool.begin().await?;
+    let (rows, total) = dag_list::search(&mut tx, &filter, &[], limit, offset).await?;
+    let ids: Vec<String> = rows.into_iter().map(|r| r.dag_id).collect();
+    for id in &ids {
+        upiflow_engine::ops::set_paused(&mut tx, &s.cache, id, p.is_paused).await?;
+    }
+    let changed = DagListFilter {
+        dag_ids: Some(ids),
+        ..Default::default()
+    };
+    let (rows, _) = dag_list::search(&mut tx, &changed, &[], limit, 0).await?;
+    tx.commit().await?;
+    Ok(Json(DagCollectionResponse {
+        dags: rows.into_iter().map(to_response).collect(),
+        total_entries: total,
+    }))
+}
+
+/// Deletes everything recorded of a DAG: its versions, runs, task instances with their tries
+/// and logs, backfills, favourites and notifications (Airflow's `delete_dag`; the audit log
+/// keeps its rows, as Airflow keeps its `log` table). A 409 while a task instance of it is
+/// running, as in Airflow. The file is not touched: while it is still in the DAGs folder the
+/// scheduler records the DAG again at its next sync, as a new DAG (version 1, no history),
+/// as Airflow's next parse does; remove the file first to be rid of it. Airflow answers 204
+/// (its document says 200).
+#[utoipa::path(delete, path = "/api/v2/dags/{dag_id}", tag = "DAG",
+    params(("dag_id" = String, Path)),
+    responses((status = 204, description = "The DAG's metadata is deleted"),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn delete(
+    State(s): State<AppState>,
+    _: Allowed<may::Pause>,
+    Ids(dag_id): Ids<String>,
+    _: NoQuery,
+) -> Result<axum::http::StatusCode, ApiError> {
+    upiflow_engine::ops::delete_dag(&s.pool, &dag_id)
+        .await
+        .map_err(|e| match e {
+            upiflow_engine::EngineError::DagNotFound(_) => not_found(&dag_id),
+            e => e.into(),
+        })?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -5,9 +5,13 @@
 mod absent;
 mod backfills;
 mod connections;
+mod dag_details;
 mod dag_globals;
+mod dag_sources;
+mod dag_versions;
 mod dags;
 mod event_logs;
+mod favorites;
 pub mod models;
 mod pools;
 pub mod query;
@@ -110,6 +114,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(tasks::router())
         .merge(dag_globals::router())
         .merge(absent::router())
+        .merge(dag_details::router())
+        .merge(dag_sources::router())
+        .merge(dag_versions::router())
+        .merge(favorites::router())
 }
 
 /// The API's routes.
