@@ -201,16 +201,6 @@ const EXPECTED_MISSING: &[(&[&str], &str, &str)] = &[
         "POST",
         "/auth/token/cli",
     ),
-    (
-        &["dags", "get-details", "hello"],
-        "GET",
-        "/api/v2/dags/hello/details",
-    ),
-    (
-        &["dags", "list-version", "hello"],
-        "GET",
-        "/api/v2/dags/hello/dagVersions",
-    ),
     (&["config", "list"], "GET", "/api/v2/config"),
     (&["jobs", "list"], "GET", "/api/v2/jobs"),
 ];
@@ -274,6 +264,17 @@ async fn airflowctl_drives_a_real_upiflow_web() {
     assert_eq!(read["is_paused"], false);
     let one = ctl.json(&["dags", "get", "hello"]).await;
     assert_eq!(one[0]["dag_id"], "hello", "{one}");
+
+    let details = ctl.json(&["dags", "get-details", "hello"]).await;
+    assert_eq!(details[0]["dag_id"], "hello", "{details}");
+    assert_eq!(
+        text(&details[0]["timetable_summary"]),
+        "@daily",
+        "{details}"
+    );
+    let versions = ctl.json(&["dags", "list-version", "hello"]).await;
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
+    assert_eq!(text(&versions[0]["version_number"]), "1", "{versions}");
 
     // Trigger a run, then list and read runs (`dagrun list` prints the whole page object).
     // (airflowctl 0.1.5 cannot send a conf: its `--conf` is parsed with `dict(str)`, which

@@ -458,11 +458,19 @@ async fn every_changing_api_route_is_allowed_or_403_as_the_table_says() {
             "/api/v2/backfills/{backfill_id}/cancel",
         ),
         (
-            "PUT",
-            "/api/v2/parseDagFile/no-such-file".into(),
+            "PATCH",
+            "/api/v2/dags?dag_id_pattern=nothing-matches".into(),
+            json!({"is_paused": true}),
+            Action::Pause,
+            "/api/v2/dags",
+        ),
+        // Deleting a DAG that does not exist: the gate answers before the lookup.
+        (
+            "DELETE",
+            "/api/v2/dags/no-such-dag".into(),
             Value::Null,
             Action::Pause,
-            "/api/v2/parseDagFile/{file_token}",
+            "/api/v2/dags/{dag_id}",
         ),
     ];
     // Changes any signed-in role may make (a read sent as a POST; a user's own favorites):

@@ -1,23 +1,19 @@
 //! Airflow endpoints for concepts upiflow lacks. Where Airflow's empty answer is the truth
 //! (upiflow loads no plugins, installs no providers and has no assets) it is served, with the
-//! paging parameters checked; where an empty answer would lie, or the call would change
-//! something upiflow cannot hold, the answer is a 501 whose `detail` names what is missing.
+//! paging parameters checked. Where an empty answer would lie, or the call would change
+//! something upiflow cannot hold, the operation is in `unserved` (a 501 naming what is missing).
 
 use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::Ids;
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
 use crate::AppState;
-use crate::auth::{Allowed, Viewer};
+use crate::auth::Viewer;
 use crate::error::ApiError;
-use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -27,17 +23,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(assets))
         .routes(routes!(asset_aliases))
         .routes(routes!(asset_events))
-        .routes(routes!(jobs))
-        .routes(routes!(reparse))
-}
-
-/// A 501 with Airflow's error shape, naming what upiflow lacks.
-fn not_implemented(detail: &str) -> Response {
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        Json(serde_json::json!({ "detail": detail })),
-    )
-        .into_response()
 }
 
 /// Checks `limit`/`offset` and refuses every other parameter with `why`.
@@ -214,31 +199,4 @@ async fn asset_events(_: Viewer, q: Query) -> Result<Json<AssetEventCollectionRe
         asset_events: vec![],
         total_entries: 0,
     }))
-}
-
-/// Airflow's jobs are its scheduler, triggerer and DAG processor processes with their
-/// heartbeats; upiflow records its scheduler's loops and its workers' heartbeats in other
-/// shapes (no job ids, states or end dates), so it answers 501 rather than invent them.
-/// The scheduler's health is at `/api/v2/monitor/health`.
-#[utoipa::path(get, path = "/api/v2/jobs", tag = "Job",
-    responses((status = 401, body = HTTPExceptionResponse),
-        (status = 501, body = HTTPExceptionResponse)))]
-async fn jobs(_: Viewer) -> Response {
-    not_implemented(
-        "upiflow keeps no job table (Airflow's SchedulerJob/TriggererJob rows): see \
-         /api/v2/monitor/health for the scheduler's latest heartbeat",
-    )
-}
-
-/// Airflow queues a DAG file to be parsed again; upiflow's scheduler reads every DAG file on
-/// each of its passes and has no parse queue to put one on.
-#[utoipa::path(put, path = "/api/v2/parseDagFile/{file_token}", tag = "DAG Parsing",
-    params(("file_token" = String, Path)),
-    responses((status = 401, body = HTTPExceptionResponse),
-        (status = 403, body = HTTPExceptionResponse),
-        (status = 501, body = HTTPExceptionResponse)))]
-async fn reparse(_: Allowed<may::Pause>, Ids(_token): Ids<String>, _: NoQuery) -> Response {
-    not_implemented(
-        "upiflow has no DAG parsing queue: the scheduler reads every DAG file on each pass",
-    )
 }

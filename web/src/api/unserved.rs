@@ -191,6 +191,18 @@ pub const UNSERVED: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
+        "/api/v2/jobs",
+        "upiflow keeps no job table (Airflow's SchedulerJob/TriggererJob rows with ids, states \
+         and end dates): /api/v2/monitor/health has the scheduler's latest heartbeat",
+    ),
+    (
+        "PUT",
+        "/api/v2/parseDagFile/{file_token}",
+        "upiflow has no DAG parsing queue: the scheduler reads every DAG file on each of its \
+         passes",
+    ),
+    (
+        "GET",
         "/api/v2/auth/login",
         "upiflow has no auth manager redirect: sign in at /login in a browser, or with \
          POST /auth/token",
