@@ -158,6 +158,11 @@ pub enum EngineError {
     #[error("--expires-in: {0}")]
     ApiKeyExpiryInvalid(String),
     // --- end of the keys part ---
+    // --- #14 ops2: backfill pause, unpause and cancel ---
+    /// Pausing, unpausing or cancelling a backfill that is completed (Airflow's 409).
+    #[error("Backfill {0} is already completed.")]
+    BackfillCompleted(i64),
+    // --- end of the ops2 part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -195,7 +200,8 @@ impl EngineError {
             | EngineError::ConnectionExists(_)
             | EngineError::VariableExists(_)
             | EngineError::ApiKeyExists(_)
-            | EngineError::ApiKeyRevoked(_) => ErrorKind::Conflict,
+            | EngineError::ApiKeyRevoked(_)
+            | EngineError::BackfillCompleted(_) => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable
