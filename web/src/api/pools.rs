@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::bulk::{self, BulkBody, BulkResponse};
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
 use super::runs::present;
@@ -22,7 +23,7 @@ use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
+        .routes(routes!(list, create, bulk))
         .routes(routes!(one, patch, delete))
 }
 
@@ -368,4 +369,130 @@ async fn delete(
         e => pool_error(&name, e),
     })?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A pool in a bulk request: the same calls and checks as the single routes.
+struct PoolEntity;
+
+fn default_pool_refused() -> ApiError {
+    ApiError::BadRequest("Only slots and included_deferred can be modified on Default Pool".into())
+}
+
+/// Sets `fields` of the pool `b` names from `b` (a bulk update or overwrite).
+async fn set_fields(s: &AppState, b: &PoolBody, fields: &[&str]) -> Result<(), ApiError> {
+    if b.name == upiflow_engine::dag::DEFAULT_POOL
+        && fields
+            .iter()
+            .any(|f| !matches!(*f, "slots" | "include_deferred"))
+    {
+        return Err(default_pool_refused());
+    }
+    let wanted = |f: &str| fields.contains(&f);
+    let p = pools::Patch {
+        slots: wanted("slots").then_some(b.slots),
+        description: wanted("description").then(|| b.description.clone()),
+        include_deferred: wanted("include_deferred").then_some(b.include_deferred),
+    };
+    let changed = pools::update(&s.pool, &b.name, &p)
+        .await
+        .map_err(|e| pool_error(&b.name, e))?;
+    for w in changed.warnings() {
+        tracing::warn!(pool = %b.name, warning = %w, "pool shrunk below what a task needs");
+    }
+    Ok(())
+}
+
+impl bulk::Entity for PoolEntity {
+    type Body = PoolBody;
+    const PLURAL: &'static str = "pools with these pool names:";
+
+    fn key(b: &PoolBody) -> String {
+        b.name.clone()
+    }
+
+    fn check(b: &PoolBody, mask: Option<&[String]>) -> Result<(), ApiError> {
+        no_team(&b.team_name)?;
+        pools::check_name(&b.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        pools::check_slots(b.slots).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        bulk::check_mask(mask, &PATCH_FIELDS)
+    }
+
+    fn check_key(key: &str) -> Result<(), ApiError> {
+        pools::check_name(key).map_err(|e| ApiError::Unprocessable(e.to_string()))
+    }
+
+    async fn exists(s: &AppState, key: &str) -> Result<bool, ApiError> {
+        let mut conn = s.pool.acquire().await?;
+        Ok(store_pools::get(&mut conn, key).await?.is_some())
+    }
+
+    async fn create(s: &AppState, b: &PoolBody) -> Result<(), ApiError> {
+        let changed = pools::create(
+            &s.pool,
+            &b.name,
+            b.slots,
+            b.description.as_deref(),
+            b.include_deferred,
+        )
+        .await
+        .map_err(|e| match e {
+            EngineError::PoolExists(_) => {
+                ApiError::Conflict(format!("The Pool with name: `{}` already exists", b.name))
+            }
+            e => pool_error(&b.name, e),
+        })?;
+        for w in changed.warnings() {
+            tracing::warn!(pool = %b.name, warning = %w, "pool created smaller than a task needs");
+        }
+        Ok(())
+    }
+
+    async fn replace(s: &AppState, b: &PoolBody) -> Result<(), ApiError> {
+        set_fields(s, b, &["slots", "description", "include_deferred"]).await
+    }
+
+    /// Without a mask every field of the body is set (Airflow's bulk update dumps the whole
+    /// body); with one, the fields it names.
+    async fn update(s: &AppState, b: &PoolBody, mask: Option<&[String]>) -> Result<(), ApiError> {
+        match mask {
+            None => Self::replace(s, b).await,
+            Some(mask) => {
+                let fields: Vec<&str> = mask
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| *f != "name")
+                    .collect();
+                set_fields(s, b, &fields).await
+            }
+        }
+    }
+
+    async fn delete(s: &AppState, key: &str) -> Result<(), ApiError> {
+        pools::delete(&s.pool, key).await.map_err(|e| match e {
+            EngineError::DefaultPoolUndeletable => {
+                ApiError::BadRequest("Default Pool can't be deleted".into())
+            }
+            e if e.kind() == ErrorKind::NotFound => not_found(key),
+            e => pool_error(key, e),
+        })
+    }
+}
+
+/// Creates, updates and deletes pools in one request (admin), as Airflow's `bulk_pools`:
+/// Airflow's `BulkBody[PoolBody]` (`actions` of `create`, `update` or `delete`, with
+/// `action_on_existence` / `action_on_non_existence`) in, `BulkResponse` out. Applied action
+/// by action, not as one transaction; see `api::bulk`.
+#[utoipa::path(patch, path = "/api/v2/pools", tag = "Pool",
+    request_body(content = Object, description = "Airflow's BulkBody[PoolBody]"),
+    responses((status = 200, body = BulkResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn bulk(
+    State(s): State<AppState>,
+    _: Allowed<may::Pools>,
+    _: NoQuery,
+    Body(b): Body<BulkBody<PoolBody>>,
+) -> Result<Json<BulkResponse>, ApiError> {
+    Ok(Json(bulk::apply::<PoolEntity>(&s, b).await?))
 }
