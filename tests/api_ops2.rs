@@ -1213,3 +1213,25 @@ async fn config_is_refused_unless_exposed_and_hides_sensitive_values_when_asked(
         assert!(!text.contains(pw), "the database password is never shown");
     }
 }
+
+#[tokio::test]
+async fn a_backfill_of_the_most_intervals_allowed_is_created_within_seconds() {
+    let a = api().await;
+    let cap = upiflow_engine::backfill::MAX_INTERVALS;
+    let started = std::time::Instant::now();
+    // `m` runs every minute: 00:00 to 22:39 is exactly 10,000 intervals.
+    let (status, body) = a
+        .admin(
+            "POST",
+            "/api/v2/backfills",
+            Some(json!({"dag_id": "m", "from_date": "2024-01-01T00:00:00Z",
+                        "to_date": "2024-01-07T22:39:00Z", "max_active_runs": 1})),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, runs) = a.admin("GET", "/api/v2/dags/m/dagRuns?limit=1", None).await;
+    assert_eq!(runs["total_entries"], json!(cap));
+    eprintln!("a backfill of {cap} runs took {took:?}");
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+}

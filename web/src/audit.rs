@@ -523,6 +523,19 @@ mod tests {
         );
         assert_eq!(keep("post_pool", "csrf", &v("x")), None);
         assert_eq!(keep("post_pool", "slots", &v("3")), Some(v("3")));
+        // A bulk body keeps each action's kind and keys only (#14 ops2).
+        let actions = serde_json::json!([
+            {"action": "create", "entities": [{"connection_id": "c", "password": "pw"}]},
+            {"action": "delete", "entities": ["k", {"key": "v", "value": "val"}]}
+        ]);
+        assert_eq!(
+            keep("bulk_connections", "actions", &actions),
+            Some(serde_json::json!([
+                {"action": "create", "entities": ["c"]},
+                {"action": "delete", "entities": ["k", "v"]}
+            ]))
+        );
+        assert_eq!(keep("bulk_variables", "actions", &v("x")), Some(v(MASK)));
     }
 
     #[test]
