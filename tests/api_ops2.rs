@@ -673,6 +673,38 @@ async fn bulk_pools_create_update_and_delete_action_by_action_with_airflows_exis
     assert_eq!(keys(&out["update"]["success"]), ["default_pool"]);
     assert_eq!(out["update"]["errors"][0]["status_code"], 400, "{out}");
     assert_eq!(pools(&a).await[0], ("default_pool".into(), 7));
+    // An update without a mask changes the fields given (Airflow's `model_fields_set`); an
+    // overwrite sets the whole body, a left-out field its default.
+    bulk(
+        &a,
+        P,
+        json!({"actions": [{"action": "create", "entities": [
+            {"name": "p5", "slots": 5, "description": "keep", "include_deferred": true}]}]}),
+    )
+    .await;
+    bulk(
+        &a,
+        P,
+        json!({"actions": [{"action": "update", "entities": [{"pool": "p5", "slots": 6}]}]}),
+    )
+    .await;
+    let (_, p5) = a.admin("GET", "/api/v2/pools/p5", None).await;
+    assert_eq!(
+        (&p5["slots"], &p5["description"], &p5["include_deferred"]),
+        (&json!(6), &json!("keep"), &json!(true))
+    );
+    bulk(
+        &a,
+        P,
+        json!({"actions": [{"action": "create", "action_on_existence": "overwrite",
+            "entities": [{"name": "p5", "slots": 7}]}]}),
+    )
+    .await;
+    let (_, p5) = a.admin("GET", "/api/v2/pools/p5", None).await;
+    assert_eq!(
+        (&p5["slots"], &p5["description"], &p5["include_deferred"]),
+        (&json!(7), &Value::Null, &json!(false))
+    );
 }
 
 #[tokio::test]

@@ -363,7 +363,7 @@ fn checked_id(id: i64) -> Result<i64, ApiError> {
 fn change_error(id: i64, e: upiflow_engine::EngineError) -> ApiError {
     match e {
         upiflow_engine::EngineError::BackfillNotFound(_) => {
-            ApiError::NotFound(format!("Backfill with id {id} not found"))
+            ApiError::NotFound(format!("Could not find backfill with id {id}"))
         }
         e @ upiflow_engine::EngineError::BackfillCompleted(_) => ApiError::Conflict(e.to_string()),
         e => e.into(),

@@ -215,9 +215,10 @@ async fn existing<E: Entity>(s: &AppState, keys: &[String]) -> Result<Vec<String
     Ok(out)
 }
 
+/// The keys as Airflow's message shows its set of them: `{'a', 'b'}`.
 fn names(keys: &[String]) -> String {
     format!(
-        "[{}]",
+        "{{{}}}",
         keys.iter()
             .map(|k| format!("'{k}'"))
             .collect::<Vec<_>>()

@@ -371,6 +371,39 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Airflow's `PoolBody` as a bulk entity, knowing which optional fields were given (a bulk
+/// update without `update_mask` changes those, as Airflow's `model_fields_set`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkPoolBody {
+    #[serde(alias = "pool")]
+    name: String,
+    slots: i64,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    include_deferred: Option<Option<bool>>,
+    team_name: Option<String>,
+}
+
+impl BulkPoolBody {
+    fn include_deferred(&self) -> bool {
+        self.include_deferred.flatten().unwrap_or(false)
+    }
+
+    /// The fields given (`slots` always: Airflow's `PoolBody` requires it).
+    fn given(&self) -> Vec<&'static str> {
+        let mut out = vec!["slots"];
+        if self.description.is_some() {
+            out.push("description");
+        }
+        if self.include_deferred.is_some() {
+            out.push("include_deferred");
+        }
+        out
+    }
+}
+
 /// A pool in a bulk request: the same calls and checks as the single routes.
 struct PoolEntity;
 
@@ -378,8 +411,9 @@ fn default_pool_refused() -> ApiError {
     ApiError::BadRequest("Only slots and included_deferred can be modified on Default Pool".into())
 }
 
-/// Sets `fields` of the pool `b` names from `b` (a bulk update or overwrite).
-async fn set_fields(s: &AppState, b: &PoolBody, fields: &[&str]) -> Result<(), ApiError> {
+/// Sets `fields` of the pool `b` names from `b` (a bulk update or overwrite; a field named but
+/// left out of `b` takes its default: no description, `include_deferred` false).
+async fn set_fields(s: &AppState, b: &BulkPoolBody, fields: &[&str]) -> Result<(), ApiError> {
     if b.name == upiflow_engine::dag::DEFAULT_POOL
         && fields
             .iter()
@@ -390,8 +424,8 @@ async fn set_fields(s: &AppState, b: &PoolBody, fields: &[&str]) -> Result<(), A
     let wanted = |f: &str| fields.contains(&f);
     let p = pools::Patch {
         slots: wanted("slots").then_some(b.slots),
-        description: wanted("description").then(|| b.description.clone()),
-        include_deferred: wanted("include_deferred").then_some(b.include_deferred),
+        description: wanted("description").then(|| b.description.clone().flatten()),
+        include_deferred: wanted("include_deferred").then(|| b.include_deferred()),
     };
     let changed = pools::update(&s.pool, &b.name, &p)
         .await
@@ -403,17 +437,22 @@ async fn set_fields(s: &AppState, b: &PoolBody, fields: &[&str]) -> Result<(), A
 }
 
 impl bulk::Entity for PoolEntity {
-    type Body = PoolBody;
+    type Body = BulkPoolBody;
     const PLURAL: &'static str = "pools with these pool names:";
 
-    fn key(b: &PoolBody) -> String {
+    fn key(b: &BulkPoolBody) -> String {
         b.name.clone()
     }
 
-    fn check(b: &PoolBody, mask: Option<&[String]>) -> Result<(), ApiError> {
+    fn check(b: &BulkPoolBody, mask: Option<&[String]>) -> Result<(), ApiError> {
         no_team(&b.team_name)?;
         pools::check_name(&b.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
         pools::check_slots(b.slots).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        if matches!(b.include_deferred, Some(None)) {
+            return Err(ApiError::Unprocessable(
+                "include_deferred: must be a boolean".into(),
+            ));
+        }
         bulk::check_mask(mask, &PATCH_FIELDS)
     }
 
@@ -426,13 +465,13 @@ impl bulk::Entity for PoolEntity {
         Ok(store_pools::get(&mut conn, key).await?.is_some())
     }
 
-    async fn create(s: &AppState, b: &PoolBody) -> Result<(), ApiError> {
+    async fn create(s: &AppState, b: &BulkPoolBody) -> Result<(), ApiError> {
         let changed = pools::create(
             &s.pool,
             &b.name,
             b.slots,
-            b.description.as_deref(),
-            b.include_deferred,
+            b.description.clone().flatten().as_deref(),
+            b.include_deferred(),
         )
         .await
         .map_err(|e| match e {
@@ -447,15 +486,24 @@ impl bulk::Entity for PoolEntity {
         Ok(())
     }
 
-    async fn replace(s: &AppState, b: &PoolBody) -> Result<(), ApiError> {
+    /// Every field from the body, a left-out one its default (Airflow's overwrite sets the
+    /// whole `PoolBody`).
+    async fn replace(s: &AppState, b: &BulkPoolBody) -> Result<(), ApiError> {
         set_fields(s, b, &["slots", "description", "include_deferred"]).await
     }
 
-    /// Without a mask every field of the body is set (Airflow's bulk update dumps the whole
-    /// body); with one, the fields it names.
-    async fn update(s: &AppState, b: &PoolBody, mask: Option<&[String]>) -> Result<(), ApiError> {
+    /// Without a mask the fields the body gives (Airflow's `model_fields_set`); with one,
+    /// the fields it names.
+    async fn update(
+        s: &AppState,
+        b: &BulkPoolBody,
+        mask: Option<&[String]>,
+    ) -> Result<(), ApiError> {
         match mask {
-            None => Self::replace(s, b).await,
+            // Airflow changes `default_pool` only through a mask naming slots or
+            // include_deferred.
+            None if b.name == upiflow_engine::dag::DEFAULT_POOL => Err(default_pool_refused()),
+            None => set_fields(s, b, &b.given()).await,
             Some(mask) => {
                 let fields: Vec<&str> = mask
                     .iter()
@@ -492,7 +540,7 @@ async fn bulk(
     State(s): State<AppState>,
     _: Allowed<may::Pools>,
     _: NoQuery,
-    Body(b): Body<BulkBody<PoolBody>>,
+    Body(b): Body<BulkBody<BulkPoolBody>>,
 ) -> Result<Json<BulkResponse>, ApiError> {
     Ok(Json(bulk::apply::<PoolEntity>(&s, b).await?))
 }
