@@ -19,8 +19,15 @@ use crate::store::{self, dags};
 
 pub use crate::store::backfills::{BackfillRow, BackfillState};
 
-/// Most intervals one backfill may cover.
-pub const MAX_INTERVALS: usize = 100_000;
+/// Most intervals one backfill may cover. Every run of a backfill is created by the request
+/// that asks for it, in one transaction (so a backfill is all there or not at all, and a
+/// second identical request resumes it); the cap keeps that request to seconds. A longer
+/// range is refused with the count, to be split into several backfills.
+pub const MAX_INTERVALS: usize = 10_000;
+
+/// How far past [`MAX_INTERVALS`] a refused range is counted for its message, so that
+/// refusing a range of millions of intervals stays cheap too.
+const COUNT_LIMIT: usize = 10 * MAX_INTERVALS;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -68,8 +75,12 @@ pub enum BackfillError {
     NoSchedule(String),
     #[error("--from must not be after --to")]
     FromAfterTo,
-    #[error("the range covers more than {0} intervals; split it")]
-    TooManyIntervals(usize),
+    /// `count` is exact up to ten times the cap, else `None` (more than that).
+    #[error(
+        "the range covers {} intervals, more than the {cap} one backfill may create; split it into several backfills",
+        .count.map_or_else(|| format!("more than {COUNT_LIMIT}"), |n| n.to_string())
+    )]
+    TooManyIntervals { cap: usize, count: Option<usize> },
     #[error("no interval of `{dag_id}` starts between {} and {}", .from.to_rfc3339(), .to.to_rfc3339())]
     NoIntervals {
         dag_id: String,
@@ -106,7 +117,21 @@ pub fn intervals(
         };
         out.push((t, end));
         if out.len() > MAX_INTERVALS {
-            return Err(BackfillError::TooManyIntervals(MAX_INTERVALS).into());
+            // Count on (without keeping them) to tell how many, up to COUNT_LIMIT.
+            let mut count = out.len();
+            let mut t = end;
+            while t <= to && count <= COUNT_LIMIT {
+                let Some(end) = s.next_after(t, tz) else {
+                    break;
+                };
+                count += 1;
+                t = end;
+            }
+            return Err(BackfillError::TooManyIntervals {
+                cap: MAX_INTERVALS,
+                count: (count <= COUNT_LIMIT).then_some(count),
+            }
+            .into());
         }
         t = end;
     }
@@ -312,4 +337,59 @@ pub async fn dry_run(pool: &PgPool, dag: &Dag, req: &Request) -> Result<Vec<Date
             Some(_) => false,
         })
         .collect())
+}
+
+/// Pauses (or with `paused == false` unpauses) the backfill `id`, as Airflow 3's
+/// `pause_backfill` / `unpause_backfill`: a paused backfill starts none of its queued runs
+/// (running ones go on); unpausing lets them start again at once. `BackfillCompleted` once
+/// it is completed (Airflow's 409), `BackfillNotFound` when there is none.
+pub async fn set_paused(
+    pool: &PgPool,
+    cache: &VersionCache,
+    id: i64,
+    paused: bool,
+) -> Result<BackfillRow> {
+    crate::transient::retry("pause backfill", || async move {
+        let mut tx = pool.begin().await?;
+        let b = backfills::get(&mut tx, id).await?;
+        // Lock order: the DAG row before the backfill's (and any run row), as `start` takes
+        // them; `start_queued` below takes the DAG row.
+        runs::lock_dag_for_start(&mut tx, &b.dag_id, false).await?;
+        let mut b = backfills::lock(&mut tx, id).await?;
+        if b.completed_at.is_some() {
+            return Err(crate::error::EngineError::BackfillCompleted(id));
+        }
+        if b.is_paused != paused {
+            b = backfills::set_paused(&mut tx, id, paused).await?;
+        }
+        if !paused {
+            crate::lifecycle::run::start_queued(&mut tx, cache, &b.dag_id).await?;
+            store::notify_wake(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(b)
+    })
+    .await
+}
+
+/// Cancels the backfill `id`, as Airflow 3's `cancel_backfill`: pauses it so it starts no
+/// more runs, fails its queued runs so they never run, leaves its running runs to finish,
+/// and completes it (`completed_at` now; upiflow's state `failed`). `BackfillCompleted`
+/// once it is completed (Airflow's 409), `BackfillNotFound` when there is none.
+pub async fn cancel(pool: &PgPool, id: i64) -> Result<BackfillRow> {
+    crate::transient::retry("cancel backfill", || async move {
+        let mut tx = pool.begin().await?;
+        let b = backfills::get(&mut tx, id).await?;
+        runs::lock_dag_for_start(&mut tx, &b.dag_id, false).await?;
+        let b = backfills::lock(&mut tx, id).await?;
+        if b.completed_at.is_some() {
+            return Err(crate::error::EngineError::BackfillCompleted(id));
+        }
+        let failed = backfills::fail_queued_runs(&mut tx, id).await?;
+        let b = backfills::complete_cancelled(&mut tx, id).await?;
+        tx.commit().await?;
+        tracing::info!(backfill = id, dag_id = %b.dag_id, queued_runs_failed = failed, "backfill cancelled");
+        Ok(b)
+    })
+    .await
 }

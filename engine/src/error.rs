@@ -181,6 +181,11 @@ pub enum EngineError {
     #[error("DAG `{0}` is not marked as favorite")]
     FavoriteMissing(String),
     // --- end of the dags2 part ---
+    // --- #14 ops2: backfill pause, unpause and cancel ---
+    /// Pausing, unpausing or cancelling a backfill that is completed (Airflow's 409).
+    #[error("Backfill {0} is already completed.")]
+    BackfillCompleted(i64),
+    // --- end of the ops2 part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -223,7 +228,8 @@ impl EngineError {
             | EngineError::ApiKeyRevoked(_)
             | EngineError::DagDeleteWhileRunning { .. }
             | EngineError::FavoriteExists(_)
-            | EngineError::FavoriteMissing(_) => ErrorKind::Conflict,
+            | EngineError::FavoriteMissing(_)
+            | EngineError::BackfillCompleted(_) => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable

@@ -219,7 +219,7 @@ impl BodyKind {
 fn event_name(method: &Method, route: &str) -> Option<&'static str> {
     let m = method.as_str();
     Some(match (m, route) {
-        ("POST", "/auth/token" | "/login") => "login",
+        ("POST", "/auth/token" | "/auth/token/cli" | "/login") => "login",
         ("POST", "/logout" | "/auth/logout") => "logout",
         ("POST", "/api/v2/dags/{dag_id}/dagRuns" | "/dags/{dag_id}/trigger") => "trigger_dag_run",
         ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}")
@@ -249,8 +249,41 @@ fn event_name(method: &Method, route: &str) -> Option<&'static str> {
         ("DELETE", "/api/v2/variables/{variable_key}") | ("POST", "/variables/{key}/delete") => {
             "delete_variable"
         }
+        // #14 ops2
+        ("PATCH", "/api/v2/pools") => "bulk_pools",
+        ("PATCH", "/api/v2/connections") => "bulk_connections",
+        ("PATCH", "/api/v2/variables") => "bulk_variables",
+        ("PUT", "/api/v2/backfills/{backfill_id}/pause") => "pause_backfill",
+        ("PUT", "/api/v2/backfills/{backfill_id}/unpause") => "unpause_backfill",
+        ("PUT", "/api/v2/backfills/{backfill_id}/cancel") => "cancel_backfill",
         _ => return None,
     })
+}
+
+/// A bulk body as kept in `extra`: each action's kind and the keys it names, never an
+/// entity's fields (they hold passwords and variable values).
+fn bulk_summary(actions: &Value) -> Value {
+    let Some(actions) = actions.as_array() else {
+        return Value::String(MASK.into());
+    };
+    let key_of = |e: &Value| match e {
+        Value::String(k) => Value::String(k.clone()),
+        e => ["connection_id", "key", "name", "pool"]
+            .iter()
+            .find_map(|k| e.get(*k).filter(|v| v.is_string()).cloned())
+            .unwrap_or(Value::Null),
+    };
+    actions
+        .iter()
+        .map(|a| {
+            let entities: Vec<Value> = a
+                .get("entities")
+                .and_then(Value::as_array)
+                .map(|es| es.iter().map(key_of).collect())
+                .unwrap_or_default();
+            serde_json::json!({"action": a.get("action").cloned().unwrap_or(Value::Null), "entities": entities})
+        })
+        .collect()
 }
 
 /// Dry runs change nothing: Airflow leaves them out of the log.
@@ -317,6 +350,9 @@ fn keep(event: &str, key: &str, v: &Value) -> Option<Value> {
     // A sign-in's name is its owner; its password is never kept, not even masked.
     if event == "login" && matches!(key, "username" | "password") {
         return None;
+    }
+    if event.starts_with("bulk_") && key == "actions" {
+        return Some(bulk_summary(v));
     }
     let masked = Value::String(MASK.into());
     if is_sensitive(key) {
@@ -487,6 +523,19 @@ mod tests {
         );
         assert_eq!(keep("post_pool", "csrf", &v("x")), None);
         assert_eq!(keep("post_pool", "slots", &v("3")), Some(v("3")));
+        // A bulk body keeps each action's kind and keys only (#14 ops2).
+        let actions = serde_json::json!([
+            {"action": "create", "entities": [{"connection_id": "c", "password": "pw"}]},
+            {"action": "delete", "entities": ["k", {"key": "v", "value": "val"}]}
+        ]);
+        assert_eq!(
+            keep("bulk_connections", "actions", &actions),
+            Some(serde_json::json!([
+                {"action": "create", "entities": ["c"]},
+                {"action": "delete", "entities": ["k", "v"]}
+            ]))
+        );
+        assert_eq!(keep("bulk_variables", "actions", &v("x")), Some(v(MASK)));
     }
 
     #[test]

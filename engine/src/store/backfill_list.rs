@@ -81,7 +81,8 @@ pub async fn of_dag(
     let order = if desc { "DESC" } else { "ASC" };
     let rows = sqlx::query_as(&format!(
         "SELECT id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state, total,
-                created_at, completed_at, max_active_runs, yield_to_scheduled
+                created_at, completed_at, max_active_runs, yield_to_scheduled, is_paused,
+                updated_at
          FROM backfills WHERE dag_id = $1 ORDER BY id {order} LIMIT $2 OFFSET $3"
     ))
     .bind(dag_id)

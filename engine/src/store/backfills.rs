@@ -58,6 +58,10 @@ pub struct BackfillRow {
     pub max_active_runs: Option<i32>,
     /// Its runs' tasks come after other runs' in the claim.
     pub yield_to_scheduled: bool,
+    /// Paused: none of its queued runs starts until it is unpaused.
+    pub is_paused: bool,
+    /// When it was last paused, unpaused or cancelled (`None`: never).
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// What identifies a backfill request, and the limits a new one is created with.
@@ -84,7 +88,8 @@ pub struct RunCounts {
 }
 
 const COLUMNS: &str = "id, dag_id, from_date, to_date, rerun_failed, reset, created_by, state,
-                       total, created_at, completed_at, max_active_runs, yield_to_scheduled";
+                       total, created_at, completed_at, max_active_runs, yield_to_scheduled,
+                       is_paused, updated_at";
 
 /// Takes the per-DAG backfill lock for this transaction (one backfill writer per DAG).
 pub async fn lock_dag(conn: &mut PgConnection, dag_id: &str) -> Result<()> {
@@ -254,4 +259,52 @@ pub async fn close_finished(conn: &mut PgConnection) -> Result<u64> {
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Locks the backfill `id` for this transaction (`NotFound` when there is none).
+pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<BackfillRow> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM backfills WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(EngineError::BackfillNotFound(id))
+}
+
+/// Sets whether the backfill `id` is paused.
+pub async fn set_paused(conn: &mut PgConnection, id: i64, paused: bool) -> Result<BackfillRow> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE backfills SET is_paused = $2, updated_at = now() WHERE id = $1
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(paused)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Fails the queued runs the backfill `id` created or re-ran (their task instances are
+/// left as they are: a failed run is never claimed from); answers how many.
+pub async fn fail_queued_runs(conn: &mut PgConnection, id: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE dag_runs SET state = 'failed', end_date = now()
+         WHERE backfill_id = $1 AND state = 'queued'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Completes the backfill `id` as cancelled: paused, `failed`, completed now.
+pub async fn complete_cancelled(conn: &mut PgConnection, id: i64) -> Result<BackfillRow> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE backfills SET is_paused = true, state = 'failed', completed_at = now(),
+                updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
 }

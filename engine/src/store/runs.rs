@@ -198,7 +198,8 @@ pub async fn lock_dag_for_start(
 /// them: runs outside any backfill (scheduled and manual) while fewer than `max_active` of
 /// them run; each backfill's runs while fewer than its own `max_active_runs` (else
 /// `max_active`) of its runs run. The two never count against each other, so a backfill
-/// cannot hold back the scheduled runs. Returns `(id, dag_hash)` of each run started.
+/// cannot hold back the scheduled runs. A paused backfill's runs wait (Airflow 3's scheduler
+/// skips the queued runs of a paused backfill). Returns `(id, dag_hash)` of each run started.
 pub async fn start_oldest_queued(
     conn: &mut PgConnection,
     dag_id: &str,
@@ -217,7 +218,8 @@ pub async fn start_oldest_queued(
                            WHERE dag_id = $1 AND state = 'running'
                            GROUP BY backfill_id) c
                        ON c.backfill_id IS NOT DISTINCT FROM r.backfill_id
-                WHERE r.dag_id = $1 AND r.state = 'queued') q
+                WHERE r.dag_id = $1 AND r.state = 'queued'
+                  AND b.is_paused IS NOT TRUE) q
             WHERE q.nth <= q.cap - q.busy)
          RETURNING id, dag_hash",
     )

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -56,7 +55,8 @@ pub struct BackfillResponse {
     /// Backfill runs get the DAG's default params: always `{}`.
     #[schema(value_type = Option<Object>)]
     dag_run_conf: Option<Value>,
-    /// A backfill pauses with its DAG.
+    /// The backfill's own pause (`PUT .../pause`), as Airflow reports it; its runs also
+    /// wait while the DAG is paused.
     is_paused: bool,
     reprocess_behavior: ReprocessBehavior,
     /// The limit that holds for the backfill's runs: its own, else the DAG's
@@ -73,7 +73,7 @@ pub struct BackfillResponse {
 async fn to_response(s: &AppState, b: BackfillRow) -> Result<BackfillResponse, ApiError> {
     let mut conn = s.pool.acquire().await?;
     let dag = dag_list::pause_and_limit(&mut conn, &b.dag_id).await?;
-    let (is_paused, max_active_runs) = dag.unwrap_or((false, 0));
+    let (_, max_active_runs) = dag.unwrap_or((false, 0));
     let reprocess_behavior = if b.reset {
         ReprocessBehavior::Completed
     } else if b.rerun_failed {
@@ -88,13 +88,18 @@ async fn to_response(s: &AppState, b: BackfillRow) -> Result<BackfillResponse, A
         from_date: b.from_date,
         to_date: b.to_date,
         dag_run_conf: Some(Value::Object(Map::new())),
-        is_paused,
+        is_paused: b.is_paused,
         reprocess_behavior,
         max_active_runs: b.max_active_runs.unwrap_or(max_active_runs),
         yield_to_scheduled: b.yield_to_scheduled,
         created_at: b.created_at,
         completed_at: b.completed_at,
-        updated_at: b.completed_at.unwrap_or(b.created_at),
+        updated_at: b
+            .updated_at
+            .into_iter()
+            .chain(b.completed_at)
+            .max()
+            .unwrap_or(b.created_at),
     })
 }
 
@@ -342,45 +347,32 @@ async fn dry_run(
     }))
 }
 
-/// What pause, unpause and cancel answer: the backfill must exist (404) and, as in Airflow,
-/// not be completed (409); upiflow's backfills have no paused or cancelled state (a
-/// backfill's runs pause with its DAG), so an open one is a 501 saying so rather than a
-/// pretended change.
-async fn unsupported_change(
-    s: &AppState,
-    id: i64,
-    what: &str,
-) -> Result<axum::response::Response, ApiError> {
+/// The backfill id of a path, refusing a negative one (Airflow's `minimum: 0`) with a 422.
+fn checked_id(id: i64) -> Result<i64, ApiError> {
     if id < 0 {
         return Err(ApiError::Unprocessable(
             "backfill_id must be at least 0".into(),
         ));
     }
-    let b = backfill::get(&s.pool, id)
-        .await
-        .map_err(|e| match e.kind() {
-            ErrorKind::NotFound => ApiError::NotFound(format!("Backfill with id {id} not found")),
-            _ => e.into(),
-        })?;
-    if b.completed_at.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "Backfill {id} is already completed"
-        )));
-    }
-    // A 501 in the error shape of every other answer (`{"detail": ...}`).
-    let detail = format!(
-        "upiflow cannot {what} a backfill: its backfills have no paused or cancelled state; \
-         pause the DAG (PATCH /api/v2/dags/{}) to hold its backfill runs",
-        b.dag_id
-    );
-    Ok((
-        axum::http::StatusCode::NOT_IMPLEMENTED,
-        Json(serde_json::json!({ "detail": detail })),
-    )
-        .into_response())
+    Ok(id)
 }
 
-/// Pausing a backfill: see [`unsupported_change`].
+/// An engine error of pause, unpause or cancel in Airflow's words: a missing backfill is a
+/// 404 (`Could not find the backfill`), a completed one a 409 (`Backfill is already
+/// completed.`).
+fn change_error(id: i64, e: upiflow_engine::EngineError) -> ApiError {
+    match e {
+        upiflow_engine::EngineError::BackfillNotFound(_) => {
+            ApiError::NotFound(format!("Could not find backfill with id {id}"))
+        }
+        e @ upiflow_engine::EngineError::BackfillCompleted(_) => ApiError::Conflict(e.to_string()),
+        e => e.into(),
+    }
+}
+
+/// Pauses a backfill, as Airflow 3 does: none of its queued runs starts until it is
+/// unpaused; running runs go on. Pausing a paused one changes nothing; a completed one is a
+/// 409.
 #[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/pause", tag = "Backfill",
     params(("backfill_id" = i64, Path, minimum = 0)),
     responses((status = 200, body = BackfillResponse),
@@ -388,18 +380,22 @@ async fn unsupported_change(
         (status = 403, body = HTTPExceptionResponse),
         (status = 404, body = HTTPExceptionResponse),
         (status = 409, body = HTTPExceptionResponse),
-        (status = 422, body = HTTPValidationError),
-        (status = 501, body = HTTPExceptionResponse)))]
+        (status = 422, body = HTTPValidationError)))]
 async fn pause(
     State(s): State<AppState>,
     _: Allowed<may::Backfill>,
     Ids(id): Ids<i64>,
     _: NoQuery,
-) -> Result<axum::response::Response, ApiError> {
-    unsupported_change(&s, id, "pause").await
+) -> Result<Json<BackfillResponse>, ApiError> {
+    let id = checked_id(id)?;
+    let b = backfill::set_paused(&s.pool, &s.cache, id, true)
+        .await
+        .map_err(|e| change_error(id, e))?;
+    Ok(Json(to_response(&s, b).await?))
 }
 
-/// Unpausing a backfill: see [`unsupported_change`].
+/// Unpauses a backfill, as Airflow 3 does: its queued runs start again (now, as far as its
+/// `max_active_runs` allows). A completed one is a 409.
 #[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/unpause", tag = "Backfill",
     params(("backfill_id" = i64, Path, minimum = 0)),
     responses((status = 200, body = BackfillResponse),
@@ -407,18 +403,23 @@ async fn pause(
         (status = 403, body = HTTPExceptionResponse),
         (status = 404, body = HTTPExceptionResponse),
         (status = 409, body = HTTPExceptionResponse),
-        (status = 422, body = HTTPValidationError),
-        (status = 501, body = HTTPExceptionResponse)))]
+        (status = 422, body = HTTPValidationError)))]
 async fn unpause(
     State(s): State<AppState>,
     _: Allowed<may::Backfill>,
     Ids(id): Ids<i64>,
     _: NoQuery,
-) -> Result<axum::response::Response, ApiError> {
-    unsupported_change(&s, id, "unpause").await
+) -> Result<Json<BackfillResponse>, ApiError> {
+    let id = checked_id(id)?;
+    let b = backfill::set_paused(&s.pool, &s.cache, id, false)
+        .await
+        .map_err(|e| change_error(id, e))?;
+    Ok(Json(to_response(&s, b).await?))
 }
 
-/// Cancelling a backfill: see [`unsupported_change`].
+/// Cancels a backfill, as Airflow 3's `cancel_backfill`: it is paused, its queued runs are
+/// set `failed` (they never run), its running runs are left to finish, and it is completed
+/// (`completed_at` now). A completed one is a 409.
 #[utoipa::path(put, path = "/api/v2/backfills/{backfill_id}/cancel", tag = "Backfill",
     params(("backfill_id" = i64, Path, minimum = 0)),
     responses((status = 200, body = BackfillResponse),
@@ -426,13 +427,16 @@ async fn unpause(
         (status = 403, body = HTTPExceptionResponse),
         (status = 404, body = HTTPExceptionResponse),
         (status = 409, body = HTTPExceptionResponse),
-        (status = 422, body = HTTPValidationError),
-        (status = 501, body = HTTPExceptionResponse)))]
+        (status = 422, body = HTTPValidationError)))]
 async fn cancel(
     State(s): State<AppState>,
     _: Allowed<may::Backfill>,
     Ids(id): Ids<i64>,
     _: NoQuery,
-) -> Result<axum::response::Response, ApiError> {
-    unsupported_change(&s, id, "cancel").await
+) -> Result<Json<BackfillResponse>, ApiError> {
+    let id = checked_id(id)?;
+    let b = backfill::cancel(&s.pool, id)
+        .await
+        .map_err(|e| change_error(id, e))?;
+    Ok(Json(to_response(&s, b).await?))
 }

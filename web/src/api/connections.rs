@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::bulk::{self, BulkBody, BulkResponse};
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
 use super::runs::{present, update_mask};
@@ -28,7 +29,7 @@ use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
+        .routes(routes!(list, create, bulk))
         .routes(routes!(test))
         .routes(routes!(one, patch, delete))
 }
@@ -485,4 +486,118 @@ async fn test(
         status: tested.status,
         message: tested.message,
     }))
+}
+
+/// A connection in a bulk request: the same calls and checks as the single routes.
+struct ConnectionEntity;
+
+/// Every field but the id (an overwrite sets them all; one left out becomes empty).
+const ALL_BUT_ID: [&str; 8] = [
+    "conn_type",
+    "description",
+    "host",
+    "login",
+    "schema",
+    "port",
+    "password",
+    "extra",
+];
+
+async fn set_fields(s: &AppState, b: &ConnectionBody, fields: &[&str]) -> Result<(), ApiError> {
+    s.secrets
+        .patch_connection(&b.connection_id, &|c| {
+            b.apply(c, fields).map_err(|e| EngineError::ConnInvalid {
+                conn_id: c.conn_id.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .await
+        .map_err(|e| conn_error(&b.connection_id, e))?;
+    Ok(())
+}
+
+impl bulk::Entity for ConnectionEntity {
+    type Body = ConnectionBody;
+    const PLURAL: &'static str = "connections with these connection_ids:";
+
+    fn key(b: &ConnectionBody) -> String {
+        b.connection_id.clone()
+    }
+
+    fn check(b: &ConnectionBody, mask: Option<&[String]>) -> Result<(), ApiError> {
+        b.checked()?;
+        bulk::check_mask(mask, &FIELDS)?;
+        // A bad port or extra is refused before anything is written.
+        b.apply(&mut Connection::default(), &b.given())
+    }
+
+    fn check_key(key: &str) -> Result<(), ApiError> {
+        check_body_id(key)
+    }
+
+    async fn exists(s: &AppState, key: &str) -> Result<bool, ApiError> {
+        let found = s
+            .secrets
+            .stored_connection(key)
+            .await
+            .map_err(|e| conn_error(key, e))?;
+        Ok(found.is_some())
+    }
+
+    async fn create(s: &AppState, b: &ConnectionBody) -> Result<(), ApiError> {
+        let c = b.connection()?;
+        s.secrets
+            .add_connection(&c)
+            .await
+            .map_err(|e| conn_error(&b.connection_id, e))?;
+        Ok(())
+    }
+
+    /// Every field from the body (Airflow's overwrite); `***` as the password or an extra's
+    /// value keeps the stored one, as in a patch.
+    async fn replace(s: &AppState, b: &ConnectionBody) -> Result<(), ApiError> {
+        set_fields(s, b, &ALL_BUT_ID).await
+    }
+
+    /// The fields the body gives, or with a mask those it names (as the single patch).
+    async fn update(
+        s: &AppState,
+        b: &ConnectionBody,
+        mask: Option<&[String]>,
+    ) -> Result<(), ApiError> {
+        let fields: Vec<&str> = match mask {
+            None => b.given(),
+            Some(m) => m
+                .iter()
+                .map(String::as_str)
+                .filter(|f| *f != "connection_id")
+                .collect(),
+        };
+        set_fields(s, b, &fields).await
+    }
+
+    async fn delete(s: &AppState, key: &str) -> Result<(), ApiError> {
+        s.secrets
+            .delete_connection(key)
+            .await
+            .map_err(|e| conn_error(key, e))
+    }
+}
+
+/// Creates, updates and deletes connections in one request (admin), as Airflow's
+/// `bulk_connections`: `BulkBody[ConnectionBody]` in, `BulkResponse` (ids only, never a
+/// password) out. Applied action by action, not as one transaction; see `api::bulk`.
+#[utoipa::path(patch, path = "/api/v2/connections", tag = "Connection",
+    request_body(content = Object, description = "Airflow's BulkBody[ConnectionBody]"),
+    responses((status = 200, body = BulkResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn bulk(
+    State(s): State<AppState>,
+    _: Allowed<may::Connections>,
+    _: NoQuery,
+    Body(b): Body<BulkBody<ConnectionBody>>,
+) -> Result<Json<BulkResponse>, ApiError> {
+    Ok(Json(bulk::apply::<ConnectionEntity>(&s, b).await?))
 }

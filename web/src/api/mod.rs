@@ -4,6 +4,8 @@
 
 mod absent;
 mod backfills;
+mod bulk;
+mod config;
 mod connections;
 mod dag_details;
 mod dag_globals;
@@ -98,6 +100,7 @@ impl Modify for ResponsesRequireEveryField {
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(token))
+        .routes(routes!(token_cli))
         .routes(routes!(logout))
         .routes(routes!(version))
         .routes(routes!(health))
@@ -118,6 +121,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(dag_sources::router())
         .merge(dag_versions::router())
         .merge(favorites::router())
+        .merge(config::router())
 }
 
 /// The API's routes.
@@ -233,6 +237,27 @@ async fn token(
         .ok_or(ApiError::Unauthorized)?;
     let access_token = auth::issue_token(&s.token_key, &login.username, grant)?;
     Ok((StatusCode::CREATED, Json(LoginResponse { access_token })))
+}
+
+/// The token Airflow's remote CLI (`airflowctl auth login`) signs in for, with the simple
+/// auth manager's path and shape (`POST /auth/token/cli`, `LoginBody` in, a 201 with
+/// `LoginResponse` out, a 401 for a wrong password). The same sign-in as `/auth/token`: the
+/// same throttle (`auth::sign_in`) and the same `login` audit event. Airflow gives CLI tokens
+/// their own lifetime (`[api_auth] jwt_cli_expiration_time`); upiflow has one token
+/// lifetime, a day, and `airflowctl` re-signs in when a token expires.
+#[utoipa::path(post, path = "/auth/token/cli", tag = "Login", security(()),
+    request_body = LoginBody,
+    responses((status = 201, body = LoginResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError),
+        (status = 429, body = HTTPExceptionResponse)))]
+async fn token_cli(
+    state: State<AppState>,
+    client: crate::transport::Client,
+    q: NoQuery,
+    body: Body<LoginBody>,
+) -> Result<(StatusCode, Json<LoginResponse>), ApiError> {
+    token(state, client, q, body).await
 }
 
 /// Revokes every token and browser session of the signed-in user, in every web process at

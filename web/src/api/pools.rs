@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::bulk::{self, BulkBody, BulkResponse};
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
 use super::runs::present;
@@ -22,7 +23,7 @@ use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
+        .routes(routes!(list, create, bulk))
         .routes(routes!(one, patch, delete))
 }
 
@@ -368,4 +369,178 @@ async fn delete(
         e => pool_error(&name, e),
     })?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Airflow's `PoolBody` as a bulk entity, knowing which optional fields were given (a bulk
+/// update without `update_mask` changes those, as Airflow's `model_fields_set`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkPoolBody {
+    #[serde(alias = "pool")]
+    name: String,
+    slots: i64,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    include_deferred: Option<Option<bool>>,
+    team_name: Option<String>,
+}
+
+impl BulkPoolBody {
+    fn include_deferred(&self) -> bool {
+        self.include_deferred.flatten().unwrap_or(false)
+    }
+
+    /// The fields given (`slots` always: Airflow's `PoolBody` requires it).
+    fn given(&self) -> Vec<&'static str> {
+        let mut out = vec!["slots"];
+        if self.description.is_some() {
+            out.push("description");
+        }
+        if self.include_deferred.is_some() {
+            out.push("include_deferred");
+        }
+        out
+    }
+}
+
+/// A pool in a bulk request: the same calls and checks as the single routes.
+struct PoolEntity;
+
+fn default_pool_refused() -> ApiError {
+    ApiError::BadRequest("Only slots and included_deferred can be modified on Default Pool".into())
+}
+
+/// Sets `fields` of the pool `b` names from `b` (a bulk update or overwrite; a field named but
+/// left out of `b` takes its default: no description, `include_deferred` false).
+async fn set_fields(s: &AppState, b: &BulkPoolBody, fields: &[&str]) -> Result<(), ApiError> {
+    if b.name == upiflow_engine::dag::DEFAULT_POOL
+        && fields
+            .iter()
+            .any(|f| !matches!(*f, "slots" | "include_deferred"))
+    {
+        return Err(default_pool_refused());
+    }
+    let wanted = |f: &str| fields.contains(&f);
+    let p = pools::Patch {
+        slots: wanted("slots").then_some(b.slots),
+        description: wanted("description").then(|| b.description.clone().flatten()),
+        include_deferred: wanted("include_deferred").then(|| b.include_deferred()),
+    };
+    let changed = pools::update(&s.pool, &b.name, &p)
+        .await
+        .map_err(|e| pool_error(&b.name, e))?;
+    for w in changed.warnings() {
+        tracing::warn!(pool = %b.name, warning = %w, "pool shrunk below what a task needs");
+    }
+    Ok(())
+}
+
+impl bulk::Entity for PoolEntity {
+    type Body = BulkPoolBody;
+    const PLURAL: &'static str = "pools with these pool names:";
+
+    fn key(b: &BulkPoolBody) -> String {
+        b.name.clone()
+    }
+
+    fn check(b: &BulkPoolBody, mask: Option<&[String]>) -> Result<(), ApiError> {
+        no_team(&b.team_name)?;
+        pools::check_name(&b.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        pools::check_slots(b.slots).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        if matches!(b.include_deferred, Some(None)) {
+            return Err(ApiError::Unprocessable(
+                "include_deferred: must be a boolean".into(),
+            ));
+        }
+        bulk::check_mask(mask, &PATCH_FIELDS)
+    }
+
+    fn check_key(key: &str) -> Result<(), ApiError> {
+        pools::check_name(key).map_err(|e| ApiError::Unprocessable(e.to_string()))
+    }
+
+    async fn exists(s: &AppState, key: &str) -> Result<bool, ApiError> {
+        let mut conn = s.pool.acquire().await?;
+        Ok(store_pools::get(&mut conn, key).await?.is_some())
+    }
+
+    async fn create(s: &AppState, b: &BulkPoolBody) -> Result<(), ApiError> {
+        let changed = pools::create(
+            &s.pool,
+            &b.name,
+            b.slots,
+            b.description.clone().flatten().as_deref(),
+            b.include_deferred(),
+        )
+        .await
+        .map_err(|e| match e {
+            EngineError::PoolExists(_) => {
+                ApiError::Conflict(format!("The Pool with name: `{}` already exists", b.name))
+            }
+            e => pool_error(&b.name, e),
+        })?;
+        for w in changed.warnings() {
+            tracing::warn!(pool = %b.name, warning = %w, "pool created smaller than a task needs");
+        }
+        Ok(())
+    }
+
+    /// Every field from the body, a left-out one its default (Airflow's overwrite sets the
+    /// whole `PoolBody`).
+    async fn replace(s: &AppState, b: &BulkPoolBody) -> Result<(), ApiError> {
+        set_fields(s, b, &["slots", "description", "include_deferred"]).await
+    }
+
+    /// Without a mask the fields the body gives (Airflow's `model_fields_set`); with one,
+    /// the fields it names.
+    async fn update(
+        s: &AppState,
+        b: &BulkPoolBody,
+        mask: Option<&[String]>,
+    ) -> Result<(), ApiError> {
+        match mask {
+            // Airflow changes `default_pool` only through a mask naming slots or
+            // include_deferred.
+            None if b.name == upiflow_engine::dag::DEFAULT_POOL => Err(default_pool_refused()),
+            None => set_fields(s, b, &b.given()).await,
+            Some(mask) => {
+                let fields: Vec<&str> = mask
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| *f != "name")
+                    .collect();
+                set_fields(s, b, &fields).await
+            }
+        }
+    }
+
+    async fn delete(s: &AppState, key: &str) -> Result<(), ApiError> {
+        pools::delete(&s.pool, key).await.map_err(|e| match e {
+            EngineError::DefaultPoolUndeletable => {
+                ApiError::BadRequest("Default Pool can't be deleted".into())
+            }
+            e if e.kind() == ErrorKind::NotFound => not_found(key),
+            e => pool_error(key, e),
+        })
+    }
+}
+
+/// Creates, updates and deletes pools in one request (admin), as Airflow's `bulk_pools`:
+/// Airflow's `BulkBody[PoolBody]` (`actions` of `create`, `update` or `delete`, with
+/// `action_on_existence` / `action_on_non_existence`) in, `BulkResponse` out. Applied action
+/// by action, not as one transaction; see `api::bulk`.
+#[utoipa::path(patch, path = "/api/v2/pools", tag = "Pool",
+    request_body(content = Object, description = "Airflow's BulkBody[PoolBody]"),
+    responses((status = 200, body = BulkResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn bulk(
+    State(s): State<AppState>,
+    _: Allowed<may::Pools>,
+    _: NoQuery,
+    Body(b): Body<BulkBody<BulkPoolBody>>,
+) -> Result<Json<BulkResponse>, ApiError> {
+    Ok(Json(bulk::apply::<PoolEntity>(&s, b).await?))
 }

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::bulk::{self, BulkBody, BulkResponse};
 use super::models::{HTTPExceptionResponse, HTTPValidationError};
 use super::query::{NoQuery, Query};
 use super::runs::{present, update_mask};
@@ -25,7 +26,7 @@ use crate::roles::may;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
+        .routes(routes!(list, create, bulk))
         .routes(routes!(one, patch, delete))
 }
 
@@ -289,4 +290,114 @@ async fn delete(
         .await
         .map_err(|e| var_error(&key, e))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A variable in a bulk request: the same calls and checks as the single routes.
+struct VariableEntity;
+
+/// Sets the value (unless it is `***`, what a sensitive one reads) and, if named, the
+/// description of the variable `b` names.
+async fn set_fields(s: &AppState, b: &VariableBody, fields: &[&str]) -> Result<(), ApiError> {
+    let text = b.text();
+    s.secrets
+        .patch_variable(&b.key, &|val, description| {
+            if fields.contains(&"value") && text != redact::MASK {
+                *val = text.clone();
+            }
+            if fields.contains(&"description") {
+                *description = b.description.clone().flatten();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| var_error(&b.key, e))?;
+    Ok(())
+}
+
+impl bulk::Entity for VariableEntity {
+    type Body = VariableBody;
+    const PLURAL: &'static str = "variables with these keys:";
+
+    fn key(b: &VariableBody) -> String {
+        b.key.clone()
+    }
+
+    fn check(b: &VariableBody, mask: Option<&[String]>) -> Result<(), ApiError> {
+        b.checked()?;
+        bulk::check_mask(mask, &FIELDS)
+    }
+
+    fn check_key(key: &str) -> Result<(), ApiError> {
+        upiflow_engine::secrets::check_var_key(key)
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))
+    }
+
+    async fn exists(s: &AppState, key: &str) -> Result<bool, ApiError> {
+        let found = s
+            .secrets
+            .stored_variable(key)
+            .await
+            .map_err(|e| var_error(key, e))?;
+        Ok(found.is_some())
+    }
+
+    async fn create(s: &AppState, b: &VariableBody) -> Result<(), ApiError> {
+        s.secrets
+            .add_variable(
+                &b.key,
+                &b.text(),
+                b.description.clone().flatten().as_deref(),
+            )
+            .await
+            .map_err(|e| var_error(&b.key, e))?;
+        Ok(())
+    }
+
+    /// The value and the description (one left out is removed), as Airflow's overwrite.
+    async fn replace(s: &AppState, b: &VariableBody) -> Result<(), ApiError> {
+        set_fields(s, b, &["value", "description"]).await
+    }
+
+    /// The value, and the description if the body gives one; with a mask, those it names.
+    async fn update(
+        s: &AppState,
+        b: &VariableBody,
+        mask: Option<&[String]>,
+    ) -> Result<(), ApiError> {
+        let given: &[&str] = if b.description.is_some() {
+            &["value", "description"]
+        } else {
+            &["value"]
+        };
+        let fields: Vec<&str> = match mask {
+            None => given.to_vec(),
+            Some(m) => m.iter().map(String::as_str).collect(),
+        };
+        set_fields(s, b, &fields).await
+    }
+
+    async fn delete(s: &AppState, key: &str) -> Result<(), ApiError> {
+        s.secrets
+            .delete_variable(key)
+            .await
+            .map_err(|e| var_error(key, e))
+    }
+}
+
+/// Creates, updates and deletes variables in one request (admin), as Airflow's
+/// `bulk_variables`: `BulkBody[VariableBody]` in, `BulkResponse` (keys only, never a value)
+/// out. Applied action by action, not as one transaction; see `api::bulk`.
+#[utoipa::path(patch, path = "/api/v2/variables", tag = "Variable",
+    request_body(content = Object, description = "Airflow's BulkBody[VariableBody]"),
+    responses((status = 200, body = BulkResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+async fn bulk(
+    State(s): State<AppState>,
+    _: Allowed<may::Variables>,
+    _: NoQuery,
+    Body(b): Body<BulkBody<VariableBody>>,
+) -> Result<Json<BulkResponse>, ApiError> {
+    Ok(Json(bulk::apply::<VariableEntity>(&s, b).await?))
 }
