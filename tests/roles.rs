@@ -472,6 +472,31 @@ async fn every_changing_api_route_is_allowed_or_403_as_the_table_says() {
             Action::Pause,
             "/api/v2/dags/{dag_id}",
         ),
+        // Bulk changes that delete what does not exist, skipping it: allowed, and a no-op.
+        (
+            "PATCH",
+            "/api/v2/pools".into(),
+            json!({"actions": [{"action": "delete", "entities": ["nope"],
+                "action_on_non_existence": "skip"}]}),
+            Action::Pools,
+            "/api/v2/pools",
+        ),
+        (
+            "PATCH",
+            "/api/v2/variables".into(),
+            json!({"actions": [{"action": "delete", "entities": ["nope"],
+                "action_on_non_existence": "skip"}]}),
+            Action::Variables,
+            "/api/v2/variables",
+        ),
+        (
+            "PATCH",
+            "/api/v2/connections".into(),
+            json!({"actions": [{"action": "delete", "entities": ["nope"],
+                "action_on_non_existence": "skip"}]}),
+            Action::Connections,
+            "/api/v2/connections",
+        ),
     ];
     // Changes any signed-in role may make (a read sent as a POST; a user's own favorites):
     // never a 401 or 403, for every role.

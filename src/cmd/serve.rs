@@ -144,7 +144,7 @@ async fn serve_all(
 ) -> Result<ExitCode> {
     let pool = connect(g).await?;
     let listener = upiflow_web::listen(a.bind).await?;
-    let web_state = super::web::app_state(pool.clone())
+    let web_state = super::web::app_state(g, pool.clone())
         .await?
         .with_transport(a.transport.transport());
     let first_password = upiflow_web::auth::ensure_first_admin(&pool)

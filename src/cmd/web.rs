@@ -81,17 +81,22 @@ pub fn url(listener: &tokio::net::TcpListener, tls: &Option<TlsConfig>) -> Resul
 }
 
 /// The web's state with the UPI product plugged in (its dashboard and ingest metrics).
-pub async fn app_state(pool: sqlx::PgPool) -> Result<upiflow_web::AppState> {
+pub async fn app_state(g: &Global, pool: sqlx::PgPool) -> Result<upiflow_web::AppState> {
     Ok(upiflow_web::AppState::new(pool)
         .await?
-        .with_product(upiflow_tasks::upi::product::UpiProduct::shared()))
+        .with_product(upiflow_tasks::upi::product::UpiProduct::shared())
+        .with_process(upiflow_web::ProcessSettings {
+            dags_folder: g.dags_folder.clone(),
+            home: g.data_dir.clone(),
+            kafka_bootstrap_servers: g.kafka_bootstrap_servers.clone(),
+        }))
 }
 
 pub async fn web(g: &Global, a: WebArgs) -> Result<ExitCode> {
     // Bad certificate files are refused before anything connects or listens.
     let tls = a.transport.tls()?;
     let pool = connect(g).await?;
-    let state = app_state(pool)
+    let state = app_state(g, pool)
         .await?
         .with_transport(a.transport.transport());
     let stop = tokio_util::sync::CancellationToken::new();

@@ -51,6 +51,30 @@ pub struct AppState {
     pub transport: transport::Transport,
     /// How failed sign-ins are throttled (`UPIFLOW_AUTH_RATE_LIMIT`, see [`throttle`]).
     pub throttle: throttle::Limit,
+    /// The process's folders and brokers as its command line resolved them (what
+    /// `GET /api/v2/config` reports).
+    pub process: ProcessSettings,
+}
+
+/// Where the process reads DAG files and keeps its state, and its Kafka brokers: the CLI's
+/// flags or their environment variables, resolved. Without [`AppState::with_process`], the
+/// environment variables with the CLI's defaults.
+#[derive(Clone, Debug)]
+pub struct ProcessSettings {
+    pub dags_folder: std::path::PathBuf,
+    pub home: std::path::PathBuf,
+    pub kafka_bootstrap_servers: Option<String>,
+}
+
+impl ProcessSettings {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        ProcessSettings {
+            dags_folder: var("UPIFLOW_DAGS_FOLDER").unwrap_or("./dags".into()).into(),
+            home: var("UPIFLOW_HOME").unwrap_or("./.upiflow".into()).into(),
+            kafka_bootstrap_servers: var("KAFKA_BOOTSTRAP_SERVERS"),
+        }
+    }
 }
 
 impl AppState {
@@ -69,7 +93,14 @@ impl AppState {
             product: None,
             transport: transport::Transport::default(),
             throttle: throttle::Limit::from_env()?,
+            process: ProcessSettings::from_env(),
         })
+    }
+
+    /// With the process's settings as its command line resolved them.
+    pub fn with_process(mut self, process: ProcessSettings) -> Self {
+        self.process = process;
+        self
     }
 
     /// Reached as `transport` says (see [`AppState::transport`]).

@@ -126,16 +126,19 @@ fn settings(s: &AppState) -> Vec<Setting> {
         set(
             "core",
             "dags_folder",
-            env_or("UPIFLOW_DAGS_FOLDER", "./dags"),
+            s.process.dags_folder.display().to_string(),
             false,
         ),
-        set("core", "home", env_or("UPIFLOW_HOME", "./.upiflow"), false),
+        set("core", "home", s.process.home.display().to_string(), false),
         set("core", "fernet_key", fernet, true),
         set("database", "sql_alchemy_conn", database_url(s), true),
         set(
             "kafka",
             "bootstrap_servers",
-            env_or("KAFKA_BOOTSTRAP_SERVERS", ""),
+            s.process
+                .kafka_bootstrap_servers
+                .clone()
+                .unwrap_or_default(),
             false,
         ),
         set(
