@@ -249,3 +249,230 @@ async fn a_prefix_pattern_on_a_qualified_column_filters() {
         assert_eq!(n, want, "{m:?}");
     }
 }
+
+const TIS: &str = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances";
+const TIS_BATCH: &str = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/list";
+
+impl Api {
+    /// Waits (at most 30 s) until the run is in `state`.
+    async fn wait_run(&self, dag: &str, run: &str, state: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, r) = self
+                .admin("GET", &format!("/api/v2/dags/{dag}/dagRuns/{run}"), None)
+                .await;
+            if r["state"] == state {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {dag}/{run} never got to {state}: {r}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `total_entries` of a GET of the every-run task-instance list with `query`.
+    async fn ti_count(&self, query: &str) -> i64 {
+        let (status, body) = self
+            .call(
+                "GET",
+                &format!("/api/v2/dags/~/dagRuns/~/taskInstances?{query}"),
+                Some(&self.viewer.clone()),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_airflow_shape("get", TIS, status, &body);
+        let total = body["total_entries"].as_i64().unwrap();
+        assert_eq!(
+            body["task_instances"].as_array().unwrap().len() as i64,
+            total.min(50)
+        );
+        total
+    }
+
+    /// `total_entries` of the batch list at `path` with `body`.
+    async fn batch_count(&self, path: &str, body: Value) -> i64 {
+        let (status, out) = self
+            .call(
+                "POST",
+                &format!("/api/v2/dags/{path}/taskInstances/list"),
+                Some(&self.viewer.clone()),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}: {out}");
+        assert_airflow_shape("post", TIS_BATCH, status, &out);
+        out["total_entries"].as_i64().unwrap()
+    }
+}
+
+/// d and e run at 2024-01-01 to success (four task instances with a try, a duration and
+/// `default_pool`); d's run of 2024-01-02 waits (two instances never tried).
+async fn finished_and_waiting() -> (Api, String, String) {
+    let a = api().await;
+    let d1 = a.trigger("d", 1).await;
+    let e1 = a.trigger("e", 1).await;
+    let (stop, worker) = spawn_worker(&a.db.pool, fast_worker("runs2"));
+    a.wait_run("d", &d1, "success").await;
+    a.wait_run("e", &e1, "success").await;
+    stop.cancel();
+    worker.await.unwrap();
+    let d2 = a.trigger("d", 2).await;
+    (a, d1, d2)
+}
+
+#[tokio::test]
+async fn every_documented_task_instance_filter_filters_or_is_refused_by_name() {
+    let (a, _d1, d2) = finished_and_waiting().await;
+    assert_eq!(a.ti_count("").await, 6);
+    for (query, want) in [
+        ("dag_id_pattern=E", 2),
+        ("dag_id_prefix_pattern=d", 4),
+        ("dag_id_prefix_pattern=D", 0),
+        ("run_id_pattern=2024-01-02", 2),
+        ("run_id_prefix_pattern=manual__2024-01-01", 4),
+        ("task_display_name_pattern=b", 3),
+        ("task_display_name_prefix_pattern=a|b", 6),
+        ("task_display_name_prefix_pattern=c", 0),
+        ("pool=default_pool", 6),
+        ("pool=other", 0),
+        ("pool=other&pool=default_pool", 6),
+        ("pool_name_pattern=FAULT", 6),
+        ("pool_name_prefix_pattern=x", 0),
+        ("queue=default", 6),
+        ("queue=gpu", 0),
+        ("try_number=1", 4),
+        ("try_number=0", 2),
+        ("try_number=2", 0),
+        ("duration_gte=0", 4),
+        ("duration_lt=0", 0),
+        ("duration_gt=3600", 0),
+        ("map_index=-1", 6),
+        ("map_index=2", 0),
+        ("task_id=a&try_number=1", 2),
+    ] {
+        assert_eq!(a.ti_count(query).await, want, "{query}");
+    }
+    // Sorted by duration: the two never run (no duration) come last when descending.
+    let (status, body) = a
+        .admin(
+            "GET",
+            "/api/v2/dags/~/dagRuns/~/taskInstances?order_by=-duration",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tis = body["task_instances"].as_array().unwrap();
+    assert!(tis[..4].iter().all(|t| t["duration"].is_number()), "{body}");
+    assert!(tis[4..].iter().all(|t| t["dag_run_id"] == d2.as_str()));
+    // What upiflow cannot answer is refused by name.
+    for (query, says) in [
+        ("executor=LocalExecutor", "executor"),
+        ("operator=noop", "operator"),
+        ("queue_name_pattern=def", "queue_name_pattern"),
+        ("task_group_id=g", "task_group_id"),
+        ("version_number=1", "version_number"),
+        ("updated_at_gte=2024-01-01T00:00:00Z", "updated_at_gte"),
+        ("try_number=one", "try_number"),
+        ("duration_gte=long", "duration_gte"),
+        ("no_such_filter=1", "no_such_filter"),
+    ] {
+        let (status, body) = a
+            .admin(
+                "GET",
+                &format!("/api/v2/dags/~/dagRuns/~/taskInstances?{query}"),
+                None,
+            )
+            .await;
+        assert!(status.is_client_error(), "{query}: {status} {body}");
+        assert_detail(status, &body, status, says);
+    }
+}
+
+#[tokio::test]
+async fn the_batch_task_instance_list_filters_by_every_body_field() {
+    let (a, d1, d2) = finished_and_waiting().await;
+    let all = "~/dagRuns/~";
+    for (body, want) in [
+        (json!({}), 6),
+        (json!({"dag_ids": ["e"]}), 2),
+        (json!({"dag_ids": []}), 0),
+        (json!({"dag_run_ids": [d2]}), 2),
+        (json!({"task_ids": ["b"]}), 3),
+        (json!({"state": ["success"]}), 4),
+        // Of d's waiting run, `a` is scheduled and `b` has no state yet.
+        (json!({"state": ["success", null]}), 5),
+        (json!({"state": [null]}), 1),
+        (json!({"pool": ["default_pool"]}), 6),
+        (json!({"pool": ["x"]}), 0),
+        (json!({"queue": ["default"]}), 6),
+        (json!({"queue": []}), 0),
+        (json!({"duration_gte": 0.0}), 4),
+        (json!({"duration_gt": 3600.0}), 0),
+        (json!({"logical_date_gte": "2024-01-02T00:00:00Z"}), 2),
+        (json!({"logical_date_lt": "2024-01-02T00:00:00Z"}), 4),
+        (json!({"run_after_gt": "2024-01-02T00:00:00Z"}), 2),
+        (json!({"start_date_gte": "2000-01-01T00:00:00Z"}), 4),
+        (json!({"end_date_lt": "2000-01-01T00:00:00Z"}), 0),
+        (json!({"page_limit": 1}), 6),
+    ] {
+        assert_eq!(a.batch_count(all, body.clone()).await, want, "{body}");
+    }
+    // The path filters too, when not `~`.
+    assert_eq!(a.batch_count("d/dagRuns/~", json!({})).await, 4);
+    assert_eq!(
+        a.batch_count(&format!("d/dagRuns/{d1}"), json!({})).await,
+        2
+    );
+    // Order and page.
+    let (status, body) = a
+        .admin(
+            "POST",
+            "/api/v2/dags/~/dagRuns/~/taskInstances/list",
+            Some(json!({"order_by": "-task_id", "page_limit": 2, "page_offset": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["b", "b"]);
+    assert_eq!(body["total_entries"], 6);
+    // Credentials, and bad input a 4xx with a detail.
+    let (status, _) = a
+        .call(
+            "POST",
+            "/api/v2/dags/~/dagRuns/~/taskInstances/list",
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (path, body, want, says) in [
+        (all, json!({"executor": ["x"]}), 422, "executor"),
+        (all, json!({"state": ["sleeping"]}), 422, "sleeping"),
+        (all, json!({"order_by": "colour"}), 400, "colour"),
+        (all, json!({"page_limit": -1}), 422, "limit"),
+        (all, json!({"colour": "red"}), 422, "colour"),
+        (all, json!({"duration_gte": "long"}), 422, "duration_gte"),
+        ("~/dagRuns/x", json!({}), 400, "dag_id"),
+        ("nope/dagRuns/~", json!({}), 404, "nope"),
+        ("d/dagRuns/nope", json!({}), 404, "nope"),
+    ] {
+        let (status, out) = a
+            .admin(
+                "POST",
+                &format!("/api/v2/dags/{path}/taskInstances/list"),
+                Some(body.clone()),
+            )
+            .await;
+        let want = StatusCode::from_u16(want).unwrap();
+        assert_detail(status, &out, want, says);
+        assert_airflow_shape("post", TIS_BATCH, status, &out);
+    }
+}

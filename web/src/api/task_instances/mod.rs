@@ -5,6 +5,7 @@
 //! `PATCH .../taskInstances/{task_id}[/dry_run]` ([`mark`]).
 //! This module holds what they share: the response shapes and the lookups.
 
+mod batch;
 mod clear;
 mod deps;
 mod list;
@@ -46,6 +47,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(mapped::list_mapped))
         .routes(routes!(deps::dependencies))
         .routes(routes!(deps::dependencies_by_map_index))
+        .routes(routes!(batch::list_batch))
 }
 
 /// Airflow's `TaskInstanceResponse`. upiflow has no queues, mapped tasks, executors or
