@@ -665,7 +665,7 @@ async fn task_instances_of_a_real_run_with_tries_and_logs_in_airflow_shape() {
         "?offset=-1",
         "?start_date_gte=yesterday",
         "?unknown_filter=1&task_id=extract",
-        "?pool=default_pool",
+        "?executor=LocalExecutor",
         "?task_id=a&task_id=b",
     ] {
         let (status, body) = a
