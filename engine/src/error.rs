@@ -158,6 +158,26 @@ pub enum EngineError {
     #[error("--expires-in: {0}")]
     ApiKeyExpiryInvalid(String),
     // --- end of the keys part ---
+    // --- #14 "runs2": task-instance deletion, custom run ids ---
+    #[error(
+        "task instance `{task_id}` of run `{run_id}` of `{dag_id}` is running: upiflow does not \
+         stop a running try, so it cannot be deleted; wait for it to end"
+    )]
+    TiDeleteWhileRunning {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+    },
+    #[error("run `{run_id}` of `{dag_id}` has no task instance `{task_id}`")]
+    TiNotFound {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+    },
+    /// A run id a client chose that upiflow refuses (the reason says why).
+    #[error("{0}")]
+    RunIdInvalid(String),
+    // --- end of the runs2 part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -185,7 +205,8 @@ impl EngineError {
             | EngineError::PoolNotFound(_)
             | EngineError::ConnectionNotFound(_)
             | EngineError::VariableNotFound(_)
-            | EngineError::ApiKeyNotFound(_) => ErrorKind::NotFound,
+            | EngineError::ApiKeyNotFound(_)
+            | EngineError::TiNotFound { .. } => ErrorKind::NotFound,
             EngineError::RunExists { .. }
             | EngineError::ClearWhileRunning(_)
             | EngineError::DeleteWhileRunning { .. }
@@ -195,7 +216,8 @@ impl EngineError {
             | EngineError::ConnectionExists(_)
             | EngineError::VariableExists(_)
             | EngineError::ApiKeyExists(_)
-            | EngineError::ApiKeyRevoked(_) => ErrorKind::Conflict,
+            | EngineError::ApiKeyRevoked(_)
+            | EngineError::TiDeleteWhileRunning { .. } => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable
@@ -211,7 +233,8 @@ impl EngineError {
             | EngineError::ImportInvalid(_)
             | EngineError::CleanTableUnknown { .. }
             | EngineError::ApiKeyNameInvalid(_)
-            | EngineError::ApiKeyExpiryInvalid(_) => ErrorKind::Invalid,
+            | EngineError::ApiKeyExpiryInvalid(_)
+            | EngineError::RunIdInvalid(_) => ErrorKind::Invalid,
             // A configuration problem of the deployment, not of the request.
             EngineError::FernetKeyInvalid(_)
             | EngineError::DecryptFailed(_)

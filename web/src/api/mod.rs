@@ -4,6 +4,7 @@
 
 mod absent;
 mod backfills;
+mod bulk_runs;
 mod connections;
 mod dag_globals;
 mod dags;
@@ -109,6 +110,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(tasks::router())
         .merge(dag_globals::router())
         .merge(absent::router())
+        .merge(bulk_runs::router())
 }
 
 /// The API's routes.

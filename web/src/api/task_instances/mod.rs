@@ -6,6 +6,7 @@
 //! This module holds what they share: the response shapes and the lookups.
 
 mod batch;
+mod bulk;
 mod clear;
 mod deps;
 mod list;
@@ -34,14 +35,15 @@ use crate::error::ApiError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list::list))
-        .routes(routes!(list::one, mark::patch))
+        .routes(routes!(list::list, bulk::bulk))
+        .routes(routes!(list::one, mark::patch, bulk::delete))
         .routes(routes!(tries::tries))
         .routes(routes!(logs::logs))
         .routes(routes!(clear::clear))
         .routes(routes!(mark::patch_dry_run))
         .routes(routes!(tries::try_detail))
-        .routes(routes!(mapped::one))
+        .routes(routes!(mapped::one, mark::patch_mapped))
+        .routes(routes!(mark::patch_mapped_dry_run))
         .routes(routes!(mapped::tries))
         .routes(routes!(mapped::try_detail))
         .routes(routes!(mapped::list_mapped))
