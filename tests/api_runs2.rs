@@ -476,3 +476,348 @@ async fn the_batch_task_instance_list_filters_by_every_body_field() {
         assert_airflow_shape("post", TIS_BATCH, status, &out);
     }
 }
+
+const RUNS: &str = "/api/v2/dags/{dag_id}/dagRuns";
+const CLEAR_RUNS: &str = "/api/v2/dags/{dag_id}/clearDagRuns";
+const TI: &str = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}";
+
+impl Api {
+    async fn run_state(&self, dag: &str, run: &str) -> Value {
+        let (status, r) = self
+            .admin("GET", &format!("/api/v2/dags/{dag}/dagRuns/{run}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        r
+    }
+
+    async fn ti(&self, dag: &str, run: &str, task: &str) -> (StatusCode, Value) {
+        self.admin(
+            "GET",
+            &format!("/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/{task}"),
+            None,
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn bulk_dag_runs_marks_notes_and_deletes_each_run_and_reports_per_entity() {
+    let (a, d1, d2) = finished_and_waiting().await;
+    let d3 = a.trigger("d", 3).await;
+    // Credentials and role first.
+    let body =
+        json!({"actions": [{"action": "update", "entities": [{"dag_run_id": d1, "note": "x"}]}]});
+    let (status, _) = a
+        .call("PATCH", "/api/v2/dags/d/dagRuns", None, Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, out) = a
+        .call(
+            "PATCH",
+            "/api/v2/dags/d/dagRuns",
+            Some(&a.viewer),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+    assert_airflow_shape("patch", RUNS, status, &out);
+    assert_eq!(a.run_state("d", &d1).await["note"], Value::Null);
+    // Update: a state and a note, through the single PATCH's engine calls.
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            "/api/v2/dags/d/dagRuns",
+            Some(json!({"actions": [
+                {"action": "update", "entities": [
+                    {"dag_run_id": d1, "note": "looked at"},
+                    {"dag_run_id": d2, "state": "failed"},
+                ]},
+                {"action": "create", "entities": [{"dag_run_id": "new"}]},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_airflow_shape("patch", RUNS, status, &out);
+    assert_eq!(
+        out["update"]["success"],
+        json!([format!("d.{d1}"), format!("d.{d2}")])
+    );
+    assert_eq!(out["update"]["errors"], json!([]));
+    assert_eq!(out["create"]["errors"][0]["status_code"], 405, "{out}");
+    assert_eq!(out["delete"], Value::Null);
+    assert_eq!(a.run_state("d", &d1).await["note"], "looked at");
+    assert_eq!(a.run_state("d", &d2).await["state"], "failed");
+    // update_mask leaves the other fields alone.
+    let (_, out) = a
+        .admin(
+            "PATCH",
+            "/api/v2/dags/d/dagRuns",
+            Some(
+                json!({"actions": [{"action": "update", "update_mask": ["note"],
+                "entities": [{"dag_run_id": d1, "note": "masked", "state": "failed"}]}]}),
+            ),
+        )
+        .await;
+    assert_eq!(out["update"]["success"], json!([format!("d.{d1}")]));
+    let r = a.run_state("d", &d1).await;
+    assert_eq!(
+        (r["note"].as_str(), r["state"].as_str()),
+        (Some("masked"), Some("success"))
+    );
+    // A missing run fails the whole action (fail, the default) or is left out (skip).
+    let (_, out) = a
+        .admin(
+            "PATCH",
+            "/api/v2/dags/d/dagRuns",
+            Some(json!({"actions": [{"action": "update", "entities": [
+                {"dag_run_id": d1, "note": "not applied"}, {"dag_run_id": "ghost", "note": "n"}]}]})),
+        )
+        .await;
+    assert_eq!(out["update"]["success"], json!([]));
+    assert_eq!(out["update"]["errors"][0]["status_code"], 404, "{out}");
+    assert!(
+        out["update"]["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ghost")
+    );
+    assert_eq!(a.run_state("d", &d1).await["note"], "masked");
+    let (_, out) = a
+        .admin(
+            "PATCH",
+            "/api/v2/dags/d/dagRuns",
+            Some(json!({"actions": [{"action": "update", "action_on_non_existence": "skip",
+                "entities": [{"dag_run_id": d1, "note": "skipped ghost"}, {"dag_run_id": "ghost"}]}]})),
+        )
+        .await;
+    assert_eq!(out["update"]["success"], json!([format!("d.{d1}")]));
+    assert_eq!(out["update"]["errors"], json!([]));
+    // `~` in the path: each entity names its DAG, else its error says so.
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            "/api/v2/dags/~/dagRuns",
+            Some(json!({"actions": [{"action": "update", "entities": [
+                {"dag_run_id": d2, "dag_id": "e", "note": "e has no such run"},
+                {"dag_run_id": d1, "note": "no dag"}]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let errors = out["update"]["errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e["status_code"] == 400), "{out}");
+    assert!(errors.iter().any(|e| e["status_code"] == 404), "{out}");
+    // Delete: by id or by entity; a running run is a 409 in the errors, the others go.
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            "/api/v2/dags/d/dagRuns",
+            Some(json!({"actions": [{"action": "delete", "entities": [d2, {"dag_run_id": d3}]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(
+        out["delete"]["success"],
+        json!([format!("d.{d2}")]),
+        "{out}"
+    );
+    assert_eq!(out["delete"]["errors"][0]["status_code"], 409, "{out}");
+    let (status, _) = a
+        .admin("GET", &format!("/api/v2/dags/d/dagRuns/{d2}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(a.run_state("d", &d3).await["state"], "running");
+    // Bad input is a 4xx with a detail, and changes nothing.
+    for (path, body, want, says) in [
+        (
+            "d",
+            json!({"actions": [{"action": "update", "entities": [{"dag_run_id": d1, "state": "running"}]}]}),
+            422,
+            "state",
+        ),
+        (
+            "d",
+            json!({"actions": [{"action": "update", "update_mask": ["conf"], "entities": []}]}),
+            422,
+            "conf",
+        ),
+        (
+            "d",
+            json!({"actions": [{"action": "rename", "entities": []}]}),
+            422,
+            "rename",
+        ),
+        (
+            "d",
+            json!({"actions": [{"action": "update", "entities": [{"dag_run_id": d1, "colour": "red"}]}]}),
+            422,
+            "colour",
+        ),
+        (
+            "d",
+            json!({"actions": [{"action": "update", "entities": [{"dag_run_id": d1, "note": "x".repeat(1001)}]}]}),
+            422,
+            "note",
+        ),
+        ("d", json!({}), 422, "actions"),
+        ("nope", json!({"actions": []}), 404, "nope"),
+    ] {
+        let (status, out) = a
+            .admin(
+                "PATCH",
+                &format!("/api/v2/dags/{path}/dagRuns"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_detail(status, &out, StatusCode::from_u16(want).unwrap(), says);
+        assert_airflow_shape("patch", RUNS, status, &out);
+    }
+    assert_eq!(a.run_state("d", &d1).await["note"], "skipped ghost");
+}
+
+#[tokio::test]
+async fn clear_dag_runs_lists_dry_then_clears_every_named_run_at_once() {
+    let (a, d1, _d2) = finished_and_waiting().await;
+    let (_, e1) = {
+        let (_, runs) = a.admin("GET", "/api/v2/dags/e/dagRuns", None).await;
+        (
+            (),
+            runs["dag_runs"][0]["dag_run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let uri = "/api/v2/dags/~/clearDagRuns";
+    let both = json!([{"dag_run_id": d1, "dag_id": "d"}, {"dag_run_id": e1, "dag_id": "e"}]);
+    let (status, _) = a
+        .call("POST", uri, None, Some(json!({"dag_runs": both})))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, out) = a
+        .call(
+            "POST",
+            uri,
+            Some(&a.viewer),
+            Some(json!({"dag_runs": both})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+    assert_airflow_shape("post", CLEAR_RUNS, status, &out);
+    // Dry run (the default): the four task instances, nothing changed.
+    let (status, out) = a.admin("POST", uri, Some(json!({"dag_runs": both}))).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_airflow_shape("post", CLEAR_RUNS, status, &out);
+    assert_eq!(out["total_entries"], 4, "{out}");
+    assert_eq!(a.run_state("d", &d1).await["state"], "success");
+    // only_failed: none failed.
+    let (_, out) = a
+        .admin(
+            "POST",
+            uri,
+            Some(json!({"dag_runs": both, "only_failed": true})),
+        )
+        .await;
+    assert_eq!(out["total_entries"], 0, "{out}");
+    // For real: both runs back to running, their instances without a state, the note set.
+    let (status, out) = a
+        .admin(
+            "POST",
+            uri,
+            Some(json!({"dag_runs": both, "dry_run": false, "note": "again"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_airflow_shape("post", CLEAR_RUNS, status, &out);
+    assert_eq!(out["total_entries"], 2, "{out}");
+    for r in out["dag_runs"].as_array().unwrap() {
+        assert_eq!(r["state"], "running", "{r}");
+        assert_eq!(r["note"], "again", "{r}");
+    }
+    let (_, ti) = a.ti("e", &e1, "b").await;
+    assert_eq!(ti["state"], Value::Null, "{ti}");
+    // With a DAG in the path, entities may leave theirs out.
+    let (status, out) = a
+        .admin(
+            "POST",
+            "/api/v2/dags/d/clearDagRuns",
+            Some(json!({"dag_runs": [{"dag_run_id": d1}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    // Bad input is a 4xx with a detail.
+    for (path, body, want, says) in [
+        (
+            "~",
+            json!({"dag_runs": [{"dag_run_id": d1}]}),
+            400,
+            "dag_id",
+        ),
+        (
+            "d",
+            json!({"dag_runs": [{"dag_run_id": "ghost"}]}),
+            404,
+            "ghost",
+        ),
+        (
+            "nope",
+            json!({"dag_runs": [{"dag_run_id": d1}]}),
+            404,
+            "nope",
+        ),
+        ("d", json!({"dag_runs": []}), 422, "dag_runs"),
+        (
+            "d",
+            json!({"dag_runs": [{"dag_run_id": d1}], "only_new": true}),
+            422,
+            "only_new",
+        ),
+        (
+            "d",
+            json!({"dag_runs": [{"dag_run_id": d1}], "run_on_latest_version": true}),
+            422,
+            "run_on_latest_version",
+        ),
+        (
+            "d",
+            json!({"dag_runs": [{"dag_run_id": d1}], "partition_key": "p"}),
+            422,
+            "partition",
+        ),
+        (
+            "d",
+            json!({"dag_runs": [{"dag_run_id": d1, "state": "failed"}]}),
+            422,
+            "state",
+        ),
+        (
+            "d",
+            json!({"dag_runs": [{"dag_run_id": d1}], "colour": 1}),
+            422,
+            "colour",
+        ),
+    ] {
+        let (status, out) = a
+            .admin(
+                "POST",
+                &format!("/api/v2/dags/{path}/clearDagRuns"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_detail(status, &out, StatusCode::from_u16(want).unwrap(), says);
+        assert_airflow_shape("post", CLEAR_RUNS, status, &out);
+    }
+    // A running instance among them is a 409.
+    let cache = upiflow_engine::store::dags::VersionCache::new();
+    let claim = upiflow_engine::lifecycle::claim::claim(&a.db.pool, &cache, "w1", 16)
+        .await
+        .unwrap();
+    assert!(!claim.tries.is_empty());
+    let (status, out) = a
+        .admin(
+            "POST",
+            uri,
+            Some(json!({"dag_runs": both, "dry_run": false})),
+        )
+        .await;
+    assert_detail(status, &out, StatusCode::CONFLICT, "running");
+}
