@@ -821,3 +821,261 @@ async fn clear_dag_runs_lists_dry_then_clears_every_named_run_at_once() {
         .await;
     assert_detail(status, &out, StatusCode::CONFLICT, "running");
 }
+
+const TI_BULK: &str = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances";
+const TI_MAPPED: &str =
+    "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}";
+const TI_MAPPED_DRY: &str =
+    "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dry_run";
+
+#[tokio::test]
+async fn deleting_a_task_instance_removes_it_from_a_finished_run_and_recreates_it_in_an_active_one()
+{
+    let (a, d1, d2) = finished_and_waiting().await;
+    let uri = |run: &str, task: &str| format!("/api/v2/dags/d/dagRuns/{run}/taskInstances/{task}");
+    let (status, _) = a.call("DELETE", &uri(&d1, "b"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, out) = a
+        .call("DELETE", &uri(&d1, "b"), Some(&a.viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+    assert_airflow_shape("delete", TI, status, &out);
+    // A finished run: the instance and its tries go, the run keeps its state.
+    let (status, out) = a.admin("DELETE", &uri(&d1, "b"), None).await;
+    assert_eq!((status, &out), (StatusCode::OK, &Value::Null));
+    let (status, out) = a.ti("d", &d1, "b").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{out}");
+    let (_, tries) = a
+        .admin("GET", &format!("{}/tries", uri(&d1, "a")), None)
+        .await;
+    assert_eq!(tries["total_entries"], 1, "a's tries stay: {tries}");
+    assert_eq!(a.run_state("d", &d1).await["state"], "success");
+    let (status, out) = a.admin("DELETE", &uri(&d1, "b"), None).await;
+    assert_detail(status, &out, StatusCode::NOT_FOUND, "b");
+    assert_airflow_shape("delete", TI, status, &out);
+    // An active run: the scheduler's part recreates it with no state and no tries.
+    let cache = upiflow_engine::store::dags::VersionCache::new();
+    let claim = upiflow_engine::lifecycle::claim::claim(&a.db.pool, &cache, "w1", 16)
+        .await
+        .unwrap();
+    assert_eq!(claim.tries.len(), 1, "d2's a is running");
+    let (status, out) = a.admin("DELETE", &uri(&d2, "a"), None).await;
+    assert_detail(status, &out, StatusCode::CONFLICT, "running");
+    assert_airflow_shape("delete", TI, status, &out);
+    let (status, out) = a.admin("DELETE", &uri(&d2, "b"), None).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let (status, b) = a.ti("d", &d2, "b").await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["state"].clone(), b["try_number"].clone()),
+        (Value::Null, json!(0))
+    );
+    // Bad input is a 4xx with a detail.
+    for (u, want, says) in [
+        (format!("{}?map_index=2", uri(&d2, "b")), 404, "map_index"),
+        (format!("{}?map_index=x", uri(&d2, "b")), 422, "map_index"),
+        (format!("{}?colour=1", uri(&d2, "b")), 422, "colour"),
+        (uri("ghost", "b"), 404, "ghost"),
+        (uri(&d2, "zz"), 404, "zz"),
+    ] {
+        let (status, out) = a.admin("DELETE", &u, None).await;
+        assert_detail(status, &out, StatusCode::from_u16(want).unwrap(), says);
+        assert_airflow_shape("delete", TI, status, &out);
+    }
+}
+
+#[tokio::test]
+async fn bulk_task_instances_marks_notes_and_deletes_each_and_reports_per_entity() {
+    let (a, d1, d2) = finished_and_waiting().await;
+    let uri = format!("/api/v2/dags/d/dagRuns/{d1}/taskInstances");
+    let body =
+        json!({"actions": [{"action": "update", "entities": [{"task_id": "a", "note": "x"}]}]});
+    let (status, _) = a.call("PATCH", &uri, None, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, out) = a.call("PATCH", &uri, Some(&a.viewer), Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+    assert_airflow_shape("patch", TI_BULK, status, &out);
+    // Update: a state (b failed makes the run failed, as the single PATCH) and a note.
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            &uri,
+            Some(json!({"actions": [
+                {"action": "update", "entities": [
+                    {"task_id": "a", "note": "fine"},
+                    {"task_id": "b", "new_state": "failed", "map_index": -1},
+                    {"task_id": "b", "map_index": 4, "note": "mapped"},
+                ]},
+                {"action": "create", "entities": [{"task_id": "c"}]},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_airflow_shape("patch", TI_BULK, status, &out);
+    assert_eq!(out["update"]["success"], json!(["a[-1]", "b[-1]"]), "{out}");
+    assert_eq!(out["update"]["errors"][0]["status_code"], 404, "{out}");
+    assert_eq!(out["create"]["errors"][0]["status_code"], 405, "{out}");
+    assert_eq!(a.ti("d", &d1, "a").await.1["note"], "fine");
+    assert_eq!(a.ti("d", &d1, "b").await.1["state"], "failed");
+    assert_eq!(a.run_state("d", &d1).await["state"], "failed");
+    // Marking to the state it has is the single PATCH's 409, here in the errors.
+    let (_, out) = a
+        .admin(
+            "PATCH",
+            &uri,
+            Some(json!({"actions": [{"action": "update", "entities": [{"task_id": "b", "new_state": "failed"}]}]})),
+        )
+        .await;
+    assert_eq!(out["update"]["errors"][0]["status_code"], 409, "{out}");
+    // A missing instance fails the action, or is skipped.
+    let (_, out) = a
+        .admin(
+            "PATCH",
+            &uri,
+            Some(json!({"actions": [{"action": "update", "entities": [
+                {"task_id": "a", "note": "not applied"}, {"task_id": "zz", "note": "n"}]}]})),
+        )
+        .await;
+    assert_eq!(out["update"]["success"], json!([]));
+    assert!(
+        out["update"]["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("zz"),
+        "{out}"
+    );
+    assert_eq!(a.ti("d", &d1, "a").await.1["note"], "fine");
+    let (_, out) = a
+        .admin(
+            "PATCH",
+            &uri,
+            Some(json!({"actions": [{"action": "update", "action_on_non_existence": "skip",
+                "update_mask": ["note"],
+                "entities": [{"task_id": "a", "note": "masked", "new_state": "skipped"}, {"task_id": "zz"}]}]})),
+        )
+        .await;
+    assert_eq!(out["update"]["success"], json!(["a[-1]"]), "{out}");
+    let a_ti = a.ti("d", &d1, "a").await.1;
+    assert_eq!(
+        (a_ti["note"].as_str(), a_ti["state"].as_str()),
+        (Some("masked"), Some("success"))
+    );
+    // `~` in the path: each entity names its DAG and run.
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            "/api/v2/dags/~/dagRuns/~/taskInstances",
+            Some(json!({"actions": [{"action": "update", "entities": [
+                {"task_id": "a", "dag_id": "e", "dag_run_id": d1, "note": "across"},
+                {"task_id": "a", "note": "nowhere"}]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["update"]["success"], json!(["a[-1]"]), "{out}");
+    assert_eq!(out["update"]["errors"][0]["status_code"], 400, "{out}");
+    assert_eq!(a.ti("e", &d1, "a").await.1["note"], "across");
+    // Delete: by task id or entity; a running one is a 409 in the errors.
+    let cache = upiflow_engine::store::dags::VersionCache::new();
+    upiflow_engine::lifecycle::claim::claim(&a.db.pool, &cache, "w1", 16)
+        .await
+        .unwrap();
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            &format!("/api/v2/dags/d/dagRuns/{d2}/taskInstances"),
+            Some(json!({"actions": [{"action": "delete", "entities": ["a", {"task_id": "b", "map_index": -1}]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["delete"]["success"], json!(["b[-1]"]), "{out}");
+    assert_eq!(out["delete"]["errors"][0]["status_code"], 409, "{out}");
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            &uri,
+            Some(json!({"actions": [{"action": "delete", "entities": ["b"]}]})),
+        )
+        .await;
+    assert_eq!(out["delete"]["success"], json!(["b"]), "{status} {out}");
+    assert_eq!(a.ti("d", &d1, "b").await.0, StatusCode::NOT_FOUND);
+    // Bad input is a 4xx with a detail.
+    for body in [
+        json!({"actions": [{"action": "update", "entities": [{"task_id": "a", "new_state": "running"}]}]}),
+        json!({"actions": [{"action": "update", "entities": [{"note": "no task"}]}]}),
+        json!({"actions": [{"action": "move", "entities": []}]}),
+        json!({"actions": [{"action": "update", "entities": [], "colour": 1}]}),
+        json!({"colour": 1}),
+    ] {
+        let (status, out) = a.admin("PATCH", &uri, Some(body.clone())).await;
+        if status == StatusCode::OK {
+            // Per-entity validation lands in the errors, as Airflow's.
+            assert_eq!(
+                out["update"]["errors"][0]["status_code"], 422,
+                "{body}: {out}"
+            );
+            continue;
+        }
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {out}");
+        assert!(
+            out["detail"].is_string() || out["detail"].is_array(),
+            "{out}"
+        );
+        assert_airflow_shape("patch", TI_BULK, status, &out);
+    }
+}
+
+#[tokio::test]
+async fn patching_by_map_index_minus_one_is_the_unmapped_patch_and_any_other_a_404() {
+    let (a, d1, _) = finished_and_waiting().await;
+    let base = format!("/api/v2/dags/d/dagRuns/{d1}/taskInstances/a");
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            &format!("{base}/-1/dry_run"),
+            Some(json!({"new_state": "failed", "include_downstream": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_airflow_shape("patch", TI_MAPPED_DRY, status, &out);
+    assert_eq!(out["total_entries"], 2, "a and b would change: {out}");
+    assert_eq!(a.ti("d", &d1, "a").await.1["state"], "success");
+    let (status, out) = a
+        .admin(
+            "PATCH",
+            &format!("{base}/-1"),
+            Some(json!({"new_state": "failed"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_airflow_shape("patch", TI_MAPPED, status, &out);
+    assert_eq!(out["task_instances"][0]["state"], "failed");
+    assert_eq!(a.ti("d", &d1, "a").await.1["state"], "failed");
+    for (uri, want, says) in [
+        (format!("{base}/3"), 404, "map_index"),
+        (format!("{base}/3/dry_run"), 404, "map_index"),
+        (format!("{base}/x"), 422, ""),
+        (format!("{base}/-1?update_mask=colour"), 400, "colour"),
+    ] {
+        let (status, out) = a.admin("PATCH", &uri, Some(json!({"note": "n"}))).await;
+        assert_detail(status, &out, StatusCode::from_u16(want).unwrap(), says);
+    }
+    let (status, out) = a
+        .call(
+            "PATCH",
+            &format!("{base}/-1"),
+            Some(&a.viewer),
+            Some(json!({"note": "n"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+    assert_airflow_shape("patch", TI_MAPPED, status, &out);
+    let (status, _) = a
+        .call(
+            "PATCH",
+            &format!("{base}/-1/dry_run"),
+            None,
+            Some(json!({"note": "n"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
