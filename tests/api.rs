@@ -2157,7 +2157,7 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
             "partition_key",
         ),
         (
-            json!({"logical_date": day(1), "dag_run_id": "my_own_id"}),
+            json!({"logical_date": day(1), "dag_run_id": "has space"}),
             "dag_run_id",
         ),
         (

@@ -1079,3 +1079,113 @@ async fn patching_by_map_index_minus_one_is_the_unmapped_patch_and_any_other_a_4
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_trigger_takes_a_run_id_of_its_own_and_records_who_triggered() {
+    let a = api().await;
+    auth::create_user(&a.db.pool, "uma", "user-password", Role::User)
+        .await
+        .unwrap();
+    let post = "/api/v2/dags/d/dagRuns";
+    let (status, run) = a
+        .admin(
+            "POST",
+            post,
+            Some(json!({"logical_date": "2024-01-01T00:00:00Z", "dag_run_id": "nightly.v2:retry+1~x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_airflow_shape("post", RUNS, status, &run);
+    assert_eq!(run["dag_run_id"], "nightly.v2:retry+1~x");
+    assert_eq!(run["triggering_user_name"], "ada");
+    // The run is addressable by its id, and its task instances carry it.
+    let (status, tis) = a
+        .admin(
+            "GET",
+            "/api/v2/dags/d/dagRuns/nightly.v2:retry+1~x/taskInstances",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, tis["total_entries"].as_i64()),
+        (StatusCode::OK, Some(2)),
+        "{tis}"
+    );
+    // Another user's trigger is theirs; a run id the DAG has is a 409 and creates nothing.
+    let uma = basic("uma", "user-password");
+    let (status, run) = a
+        .call(
+            "POST",
+            post,
+            Some(&uma),
+            Some(json!({"logical_date": "2024-01-02T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["triggering_user_name"], "uma");
+    let (status, out) = a
+        .admin(
+            "POST",
+            post,
+            Some(json!({"logical_date": "2024-01-03T00:00:00Z", "dag_run_id": "nightly.v2:retry+1~x"})),
+        )
+        .await;
+    assert_detail(status, &out, StatusCode::CONFLICT, "already exists");
+    assert_airflow_shape("post", RUNS, status, &out);
+    // A scheduled run has no triggering user.
+    let dag = {
+        let mut conn = a.db.pool.acquire().await.unwrap();
+        let row = upiflow_engine::store::dags::get(&mut conn, "d")
+            .await
+            .unwrap()
+            .unwrap();
+        let cache = upiflow_engine::store::dags::VersionCache::new();
+        cache
+            .get(&mut conn, "d", row.latest_hash.as_deref().unwrap())
+            .await
+            .unwrap()
+    };
+    let sched = upiflow_engine::ops::trigger(
+        &a.db.pool,
+        &upiflow_engine::store::dags::VersionCache::new(),
+        &dag,
+        &upiflow_engine::ops::Trigger {
+            logical_date: Some("2024-01-05T00:00:00Z".parse().unwrap()),
+            run_type: upiflow_engine::RunType::Scheduled,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let r = a.run_state("d", &sched.run_id).await;
+    assert_eq!(r["triggering_user_name"], Value::Null, "{r}");
+    // The run list filters on who triggered.
+    for (query, want) in [
+        ("triggering_user_name_pattern=AD", 1),
+        ("triggering_user_name_pattern=a", 2),
+        ("triggering_user_name_prefix_pattern=um", 1),
+        ("triggering_user_name_prefix_pattern=x", 0),
+        ("triggering_user_name_pattern=~", 3),
+    ] {
+        let (status, out) = a
+            .admin("GET", &format!("/api/v2/dags/d/dagRuns?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {out}");
+        assert_airflow_shape("get", RUNS, status, &out);
+        assert_eq!(out["total_entries"], want, "{query}: {out}");
+    }
+    // Bad ids are a 422 naming the field, and create nothing.
+    for id in ["", "has space", "~", "semi;colon", &"x".repeat(251)] {
+        let (status, out) = a
+            .admin(
+                "POST",
+                post,
+                Some(json!({"logical_date": "2024-01-09T00:00:00Z", "dag_run_id": id})),
+            )
+            .await;
+        assert_detail(status, &out, StatusCode::UNPROCESSABLE_ENTITY, "dag_run_id");
+        assert_airflow_shape("post", RUNS, status, &out);
+    }
+    let (_, all) = a.admin("GET", "/api/v2/dags/d/dagRuns", None).await;
+    assert_eq!(all["total_entries"], 3, "{all}");
+}

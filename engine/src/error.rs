@@ -177,6 +177,8 @@ pub enum EngineError {
     /// A run id a client chose that upiflow refuses (the reason says why).
     #[error("{0}")]
     RunIdInvalid(String),
+    #[error("The run with dag_id: `{dag_id}` and run_id: `{run_id}` already exists")]
+    RunIdExists { dag_id: String, run_id: String },
     // --- end of the runs2 part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
@@ -217,7 +219,8 @@ impl EngineError {
             | EngineError::VariableExists(_)
             | EngineError::ApiKeyExists(_)
             | EngineError::ApiKeyRevoked(_)
-            | EngineError::TiDeleteWhileRunning { .. } => ErrorKind::Conflict,
+            | EngineError::TiDeleteWhileRunning { .. }
+            | EngineError::RunIdExists { .. } => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable

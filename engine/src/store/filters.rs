@@ -93,6 +93,8 @@ pub struct RunFilter {
     pub dag_ids: Option<Vec<String>>,
     pub dag_id_matches: Vec<TextMatch>,
     pub run_id_matches: Vec<TextMatch>,
+    /// On who triggered the run (runs without one never match).
+    pub triggering_user_matches: Vec<TextMatch>,
     /// Any of these states.
     pub states: Option<Vec<RunState>>,
     /// Any of these types.
@@ -145,6 +147,9 @@ fn push_run_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RunFilter) {
     }
     for m in &f.run_id_matches {
         m.push(q, "run_id");
+    }
+    for m in &f.triggering_user_matches {
+        m.push(q, "triggering_user_name");
     }
     if let Some(states) = &f.states {
         q.push(" AND state = ANY(")

@@ -31,6 +31,9 @@ pub struct RunRow {
     pub deadline_at: Option<DateTime<Utc>>,
     /// When a scheduler found the run unfinished past its deadline (set once).
     pub deadline_missed_at: Option<DateTime<Utc>>,
+    /// Who triggered it (a manual run through the API); `None` for scheduled and backfill
+    /// runs.
+    pub triggering_user_name: Option<String>,
 }
 
 impl RunRow {
@@ -158,6 +161,27 @@ pub async fn delete_task_instance(
     .bind(run_pk)
     .bind(task_id)
     .fetch_optional(conn)
+    .await?)
+}
+
+/// Records who triggered the run `run_pk` (its `triggering_user_name`).
+pub async fn set_triggering_user(conn: &mut PgConnection, run_pk: i64, user: &str) -> Result<()> {
+    sqlx::query("UPDATE dag_runs SET triggering_user_name = $2 WHERE id = $1")
+        .bind(run_pk)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether `dag_id` has a run with the id `run_id`.
+pub async fn exists(conn: &mut PgConnection, dag_id: &str, run_id: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM dag_runs WHERE dag_id = $1 AND run_id = $2)",
+    )
+    .bind(dag_id)
+    .bind(run_id)
+    .fetch_one(conn)
     .await?)
 }
 
