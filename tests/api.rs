@@ -1303,6 +1303,13 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("POST", "/api/v2/dags/{dag_id}/unfavorite"),
         ("GET", "/api/v2/jobs"),
         ("PUT", "/api/v2/parseDagFile/{file_token}"),
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns"), // runs2 (#14)
+        ("POST", "/api/v2/dags/{dag_id}/clearDagRuns"), // runs2 (#14)
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"), // runs2 (#14)
+        ("POST", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/list"), // runs2 (#14)
+        ("DELETE", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"), // runs2 (#14)
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}"), // runs2 (#14)
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dry_run"), // runs2 (#14)
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -1801,7 +1808,7 @@ async fn every_parameter_airflow_documents_is_implemented_or_refused_as_unsuppor
     for name in [
         "owners",
         "cursor",
-        "pool",
+        "executor",
         "conf_contains",
         "updated_at_gte",
     ] {
