@@ -200,7 +200,7 @@ pub(in crate::api) async fn patch_one(
     let mut conn = s.pool.acquire().await?;
     let ti = find_ti(&mut conn, dag_id, run_id, task_id).await?;
     Ok(Json(TaskInstanceCollectionResponse {
-        task_instances: ti_responses(&s, &mut conn, std::slice::from_ref(&ti)).await?,
+        task_instances: ti_responses(s, &mut conn, std::slice::from_ref(&ti)).await?,
         total_entries: 1,
     }))
 }
@@ -286,6 +286,6 @@ async fn dry_run_one(
     };
     Ok(Json(TaskInstanceCollectionResponse {
         total_entries: rows.len() as i64,
-        task_instances: ti_responses(&s, &mut conn, &rows).await?,
+        task_instances: ti_responses(s, &mut conn, &rows).await?,
     }))
 }
