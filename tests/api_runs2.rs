@@ -853,12 +853,33 @@ async fn deleting_a_task_instance_removes_it_from_a_finished_run_and_recreates_i
     let (status, out) = a.admin("DELETE", &uri(&d1, "b"), None).await;
     assert_detail(status, &out, StatusCode::NOT_FOUND, "b");
     assert_airflow_shape("delete", TI, status, &out);
+    // Clearing the run (here only `a`) brings the deleted instance back, so the run can
+    // finish again rather than wait for it.
+    let (status, out) = a
+        .admin(
+            "POST",
+            "/api/v2/dags/d/clearTaskInstances",
+            Some(json!({"dry_run": false, "only_failed": false, "dag_run_id": d1, "task_ids": ["a"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let (status, b) = a.ti("d", &d1, "b").await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(a.run_state("d", &d1).await["state"], "running");
+    let (status, out) = a.admin("DELETE", &uri(&d1, "b"), None).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let (status, b) = a.ti("d", &d1, "b").await;
+    assert_eq!(status, StatusCode::OK, "recreated in the running run: {b}");
     // An active run: the scheduler's part recreates it with no state and no tries.
     let cache = upiflow_engine::store::dags::VersionCache::new();
     let claim = upiflow_engine::lifecycle::claim::claim(&a.db.pool, &cache, "w1", 16)
         .await
         .unwrap();
-    assert_eq!(claim.tries.len(), 1, "d2's a is running");
+    assert_eq!(
+        claim.tries.len(),
+        2,
+        "d1's (cleared) and d2's a are running"
+    );
     let (status, out) = a.admin("DELETE", &uri(&d2, "a"), None).await;
     assert_detail(status, &out, StatusCode::CONFLICT, "running");
     assert_airflow_shape("delete", TI, status, &out);

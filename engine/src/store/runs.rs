@@ -103,7 +103,8 @@ pub async fn create(
 }
 
 /// Inserts the run's task instances of the tasks `task_ids` of `dag` (the run's DAG
-/// version), with no state yet: at the run's creation, or again after one was deleted.
+/// version), with no state yet: at the run's creation, or again after one was deleted (an
+/// instance the run has is left as it is).
 pub async fn insert_task_instances(
     conn: &mut PgConnection,
     run: &RunRow,
@@ -130,7 +131,8 @@ pub async fn insert_task_instances(
                                      logical_date)
          SELECT $1, $2, $3, t, m, p, s, w, c, $10
          FROM UNNEST($4::text[], $5::int[], $6::text[], $7::int[], $8::int[], $9::int[])
-              AS u(t, m, p, s, w, c)",
+              AS u(t, m, p, s, w, c)
+         ON CONFLICT (run_pk, task_id) DO NOTHING",
     )
     .bind(run.id)
     .bind(&run.dag_id)
