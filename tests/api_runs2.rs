@@ -1090,6 +1090,16 @@ async fn patching_by_map_index_minus_one_is_the_unmapped_patch_and_any_other_a_4
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
     assert_airflow_shape("patch", TI_MAPPED, status, &out);
+    let (status, out) = a
+        .call(
+            "PATCH",
+            &format!("{base}/-1/dry_run"),
+            Some(&a.viewer),
+            Some(json!({"note": "n"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{out}");
+    assert_airflow_shape("patch", TI_MAPPED_DRY, status, &out);
     let (status, _) = a
         .call(
             "PATCH",
