@@ -665,7 +665,7 @@ async fn task_instances_of_a_real_run_with_tries_and_logs_in_airflow_shape() {
         "?offset=-1",
         "?start_date_gte=yesterday",
         "?unknown_filter=1&task_id=extract",
-        "?pool=default_pool",
+        "?executor=LocalExecutor",
         "?task_id=a&task_id=b",
     ] {
         let (status, body) = a
@@ -1315,6 +1315,13 @@ async fn our_openapi_document_lists_every_route_with_airflows_paths_and_fields()
         ("GET", "/api/v2/config"),
         ("GET", "/api/v2/config/section/{section}/option/{option}"),
         ("POST", "/auth/token/cli"),
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns"), // runs2 (#14)
+        ("POST", "/api/v2/dags/{dag_id}/clearDagRuns"), // runs2 (#14)
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"), // runs2 (#14)
+        ("POST", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/list"), // runs2 (#14)
+        ("DELETE", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"), // runs2 (#14)
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}"), // runs2 (#14)
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dry_run"), // runs2 (#14)
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -1813,7 +1820,7 @@ async fn every_parameter_airflow_documents_is_implemented_or_refused_as_unsuppor
     for name in [
         "owners",
         "cursor",
-        "pool",
+        "executor",
         "conf_contains",
         "updated_at_gte",
     ] {
@@ -2169,7 +2176,7 @@ async fn trigger_backfill_and_patch_fields_are_honoured_or_refused_by_name() {
             "partition_key",
         ),
         (
-            json!({"logical_date": day(1), "dag_run_id": "my_own_id"}),
+            json!({"logical_date": day(1), "dag_run_id": "has space"}),
             "dag_run_id",
         ),
         (

@@ -186,6 +186,28 @@ pub enum EngineError {
     #[error("Backfill {0} is already completed.")]
     BackfillCompleted(i64),
     // --- end of the ops2 part ---
+    // --- #14 "runs2": task-instance deletion, custom run ids ---
+    #[error(
+        "task instance `{task_id}` of run `{run_id}` of `{dag_id}` is running: upiflow does not \
+         stop a running try, so it cannot be deleted; wait for it to end"
+    )]
+    TiDeleteWhileRunning {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+    },
+    #[error("run `{run_id}` of `{dag_id}` has no task instance `{task_id}`")]
+    TiNotFound {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+    },
+    /// A run id a client chose that upiflow refuses (the reason says why).
+    #[error("{0}")]
+    RunIdInvalid(String),
+    #[error("The run with dag_id: `{dag_id}` and run_id: `{run_id}` already exists")]
+    RunIdExists { dag_id: String, run_id: String },
+    // --- end of the runs2 part ---
     #[error(transparent)]
     Conf(#[from] crate::conf::ConfError),
     #[error(transparent)]
@@ -215,7 +237,8 @@ impl EngineError {
             | EngineError::VariableNotFound(_)
             | EngineError::ApiKeyNotFound(_)
             | EngineError::DagVersionNotFound { .. }
-            | EngineError::DagSourceMissing { .. } => ErrorKind::NotFound,
+            | EngineError::DagSourceMissing { .. }
+            | EngineError::TiNotFound { .. } => ErrorKind::NotFound,
             EngineError::RunExists { .. }
             | EngineError::ClearWhileRunning(_)
             | EngineError::DeleteWhileRunning { .. }
@@ -229,7 +252,9 @@ impl EngineError {
             | EngineError::DagDeleteWhileRunning { .. }
             | EngineError::FavoriteExists(_)
             | EngineError::FavoriteMissing(_)
-            | EngineError::BackfillCompleted(_) => ErrorKind::Conflict,
+            | EngineError::BackfillCompleted(_)
+            | EngineError::TiDeleteWhileRunning { .. }
+            | EngineError::RunIdExists { .. } => ErrorKind::Conflict,
             EngineError::PoolNameInvalid(_)
             | EngineError::PoolSlotsInvalid(_)
             | EngineError::DefaultPoolUndeletable
@@ -245,7 +270,8 @@ impl EngineError {
             | EngineError::ImportInvalid(_)
             | EngineError::CleanTableUnknown { .. }
             | EngineError::ApiKeyNameInvalid(_)
-            | EngineError::ApiKeyExpiryInvalid(_) => ErrorKind::Invalid,
+            | EngineError::ApiKeyExpiryInvalid(_)
+            | EngineError::RunIdInvalid(_) => ErrorKind::Invalid,
             // A configuration problem of the deployment, not of the request.
             EngineError::FernetKeyInvalid(_)
             | EngineError::DecryptFailed(_)

@@ -22,6 +22,10 @@ pub struct Trigger {
     pub logical_date: Option<DateTime<Utc>>,
     pub conf: Value,
     pub run_type: RunType,
+    /// The run's id; `None`: upiflow's `<type>__<logical date>`. Checked by [`check_run_id`].
+    pub run_id: Option<String>,
+    /// Who asks for it (recorded as the run's `triggering_user_name`).
+    pub triggered_by: Option<String>,
 }
 
 impl Default for Trigger {
@@ -30,8 +34,36 @@ impl Default for Trigger {
             logical_date: None,
             conf: Value::Object(Default::default()),
             run_type: RunType::Manual,
+            run_id: None,
+            triggered_by: None,
         }
     }
+}
+
+/// The longest run id (Airflow's `dag_run.run_id` column is 250 characters).
+pub const RUN_ID_MAX: usize = 250;
+
+/// Refuses a run id a client chose that Airflow would refuse: empty, longer than 250
+/// characters, or with characters outside Airflow's default `allowed_run_id_pattern`
+/// (`^[A-Za-z0-9_.~:+-]+$`); and `~`, which the API reads as "every run".
+pub fn check_run_id(id: &str) -> Result<()> {
+    let bad = |why: String| Err(EngineError::RunIdInvalid(format!("dag_run_id: {why}")));
+    if id.is_empty() || id.chars().count() > RUN_ID_MAX {
+        return bad(format!("must be 1 to {RUN_ID_MAX} characters"));
+    }
+    if id == "~" {
+        return bad("`~` stands for every run in the API; choose another id".into());
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.~:+-".contains(*c)))
+    {
+        return bad(format!(
+            "`{id}` has the character {c:?}; a run id is letters, digits and `_.~:+-` \
+             (Airflow's allowed_run_id_pattern)"
+        ));
+    }
+    Ok(())
 }
 
 /// The logical date and data interval a trigger resolves to. For scheduled DAGs the logical
@@ -72,6 +104,9 @@ pub async fn trigger(
     req: &Trigger,
 ) -> Result<RunRow> {
     crate::conf::check(dag, &req.conf)?;
+    if let Some(id) = &req.run_id {
+        check_run_id(id)?;
+    }
     let run = crate::transient::retry("trigger", || trigger_once(pool, cache, dag, req)).await?;
     // Read it again: starting it may have moved it on already.
     crate::transient::retry("trigger", || async {
@@ -102,13 +137,22 @@ async fn trigger_once(
     };
     let (logical_date, data_interval) = resolve_interval(dag, req.logical_date);
     let new = NewRun {
-        run_id: runs::make_run_id(req.run_type, logical_date),
+        run_id: req
+            .run_id
+            .clone()
+            .unwrap_or_else(|| runs::make_run_id(req.run_type, logical_date)),
         logical_date,
         data_interval,
         run_type: req.run_type,
         conf: req.conf.clone(),
     };
     let Some(run) = runs::create(&mut tx, dag, &hash, &new).await? else {
+        if runs::exists(&mut tx, &dag.dag_id, &new.run_id).await? {
+            return Err(EngineError::RunIdExists {
+                dag_id: dag.dag_id.clone(),
+                run_id: new.run_id,
+            });
+        }
         let existing = runs::run_id_at(&mut tx, &dag.dag_id, logical_date, &new.run_id).await?;
         let existing = existing.unwrap_or_default();
         return Err(EngineError::RunExists {
@@ -117,6 +161,9 @@ async fn trigger_once(
             existing,
         });
     };
+    if let Some(user) = &req.triggered_by {
+        runs::set_triggering_user(&mut tx, run.id, user).await?;
+    }
     crate::lifecycle::run::start_queued(&mut tx, cache, &dag.dag_id).await?;
     store::notify_wake(&mut tx).await?;
     tx.commit().await?;

@@ -114,6 +114,12 @@ async fn reset_locked(
         let dag = cache.get(tx, dag_id, hash).await?;
         reset_tasks(tx, *run_pk, &dag, task_ids).await?;
         runs::reopen(tx, *run_pk).await?;
+        // A run that runs again gets back the task instances deleted from it (#14 runs2), as
+        // Airflow's scheduler recreates them (`verify_integrity`); else their downstream
+        // would wait for ever.
+        let run = runs::get_by_pk(tx, *run_pk).await?;
+        let all: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
+        runs::insert_task_instances(tx, &run, &dag, &all).await?;
         touched.insert(*run_pk, (dag_id.as_str(), hash.as_str()));
     }
     let mut out = BatchResult::default();

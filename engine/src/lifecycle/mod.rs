@@ -27,5 +27,6 @@ pub mod reap;
 pub mod retry;
 pub mod rules;
 pub mod run;
+pub mod ti_delete;
 
 pub use finish::{BatchResult, Finished, TryEnd, finish_and_claim, finish_batch};

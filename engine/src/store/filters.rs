@@ -18,19 +18,23 @@ pub enum TextMatch {
 
 impl TextMatch {
     /// Pushes `AND (col matches one of the terms)`; `col` must be a trusted column name.
+    /// The terms' own alias (`filter_terms(term)`) is one no caller's table uses: an alias
+    /// `t` made a caller's `t.x` read as the cast `x(t)` of the term, which always matched.
     pub fn push(&self, q: &mut QueryBuilder<'_, Postgres>, col: &str) {
         match self {
             Self::Substring(ts) => {
                 q.push(format_args!(
-                    " AND {col} ILIKE ANY (SELECT '%' || t || '%' FROM UNNEST("
+                    " AND {col} ILIKE ANY (SELECT '%' || filter_terms.term || '%' FROM UNNEST("
                 ))
                 .push_bind(ts.clone())
-                .push("::text[]) AS t)");
+                .push("::text[]) AS filter_terms(term))");
             }
             Self::Prefix(ts) => {
                 q.push(" AND EXISTS (SELECT 1 FROM UNNEST(")
                     .push_bind(ts.clone())
-                    .push(format_args!("::text[]) AS t WHERE starts_with({col}, t))"));
+                    .push(format_args!(
+                        "::text[]) AS filter_terms(term) WHERE starts_with({col}, filter_terms.term))"
+                    ));
             }
         }
     }
@@ -89,6 +93,8 @@ pub struct RunFilter {
     pub dag_ids: Option<Vec<String>>,
     pub dag_id_matches: Vec<TextMatch>,
     pub run_id_matches: Vec<TextMatch>,
+    /// On who triggered the run (runs without one never match).
+    pub triggering_user_matches: Vec<TextMatch>,
     /// Any of these states.
     pub states: Option<Vec<RunState>>,
     /// Any of these types.
@@ -141,6 +147,9 @@ fn push_run_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RunFilter) {
     }
     for m in &f.run_id_matches {
         m.push(q, "run_id");
+    }
+    for m in &f.triggering_user_matches {
+        m.push(q, "triggering_user_name");
     }
     if let Some(states) = &f.states {
         q.push(" AND state = ANY(")

@@ -31,6 +31,9 @@ pub struct RunRow {
     pub deadline_at: Option<DateTime<Utc>>,
     /// When a scheduler found the run unfinished past its deadline (set once).
     pub deadline_missed_at: Option<DateTime<Utc>>,
+    /// Who triggered it (a manual run through the API); `None` for scheduled and backfill
+    /// runs.
+    pub triggering_user_name: Option<String>,
 }
 
 impl RunRow {
@@ -94,21 +97,31 @@ pub async fn create(
             .await?;
         run.deadline_at = Some(at);
     }
-    let ids: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
-    let max_tries: Vec<i32> = dag
+    let all: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
+    insert_task_instances(conn, &run, dag, &all).await?;
+    Ok(Some(run))
+}
+
+/// Inserts the run's task instances of the tasks `task_ids` of `dag` (the run's DAG
+/// version), with no state yet: at the run's creation, or again after one was deleted (an
+/// instance the run has is left as it is).
+pub async fn insert_task_instances(
+    conn: &mut PgConnection,
+    run: &RunRow,
+    dag: &Dag,
+    task_ids: &[&str],
+) -> Result<()> {
+    let tasks: Vec<_> = dag
         .tasks
         .iter()
-        .map(|t| t.retry.retries as i32 + 1)
+        .filter(|t| task_ids.contains(&t.id.as_str()))
         .collect();
-    let pools: Vec<&str> = dag.tasks.iter().map(|t| t.pool.as_str()).collect();
-    let slots: Vec<i32> = dag.tasks.iter().map(|t| t.pool_slots as i32).collect();
-    let weights: Vec<i32> = dag
-        .tasks
-        .iter()
-        .map(|t| dag.priority_weight(&t.id))
-        .collect();
-    let caps: Vec<Option<i32>> = dag
-        .tasks
+    let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+    let max_tries: Vec<i32> = tasks.iter().map(|t| t.retry.retries as i32 + 1).collect();
+    let pools: Vec<&str> = tasks.iter().map(|t| t.pool.as_str()).collect();
+    let slots: Vec<i32> = tasks.iter().map(|t| t.pool_slots as i32).collect();
+    let weights: Vec<i32> = tasks.iter().map(|t| dag.priority_weight(&t.id)).collect();
+    let caps: Vec<Option<i32>> = tasks
         .iter()
         .map(|t| t.max_active_tis_per_dag.map(|n| n as i32))
         .collect();
@@ -118,7 +131,8 @@ pub async fn create(
                                      logical_date)
          SELECT $1, $2, $3, t, m, p, s, w, c, $10
          FROM UNNEST($4::text[], $5::int[], $6::text[], $7::int[], $8::int[], $9::int[])
-              AS u(t, m, p, s, w, c)",
+              AS u(t, m, p, s, w, c)
+         ON CONFLICT (run_pk, task_id) DO NOTHING",
     )
     .bind(run.id)
     .bind(&run.dag_id)
@@ -132,7 +146,45 @@ pub async fn create(
     .bind(run.logical_date)
     .execute(&mut *conn)
     .await?;
-    Ok(Some(run))
+    Ok(())
+}
+
+/// Deletes the task instance `task_id` of the run `run_pk`; its tries and their records go
+/// with it (`ON DELETE CASCADE`). Answers its state before, or `None` if it had no
+/// instance (`Some(None)`: it had no state yet).
+pub async fn delete_task_instance(
+    conn: &mut PgConnection,
+    run_pk: i64,
+    task_id: &str,
+) -> Result<Option<Option<crate::state::TaskState>>> {
+    Ok(sqlx::query_scalar(
+        "DELETE FROM task_instances WHERE run_pk = $1 AND task_id = $2 RETURNING state",
+    )
+    .bind(run_pk)
+    .bind(task_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Records who triggered the run `run_pk` (its `triggering_user_name`).
+pub async fn set_triggering_user(conn: &mut PgConnection, run_pk: i64, user: &str) -> Result<()> {
+    sqlx::query("UPDATE dag_runs SET triggering_user_name = $2 WHERE id = $1")
+        .bind(run_pk)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether `dag_id` has a run with the id `run_id`.
+pub async fn exists(conn: &mut PgConnection, dag_id: &str, run_id: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM dag_runs WHERE dag_id = $1 AND run_id = $2)",
+    )
+    .bind(dag_id)
+    .bind(run_id)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// The run `run_id` of `dag_id` (not found is an error).

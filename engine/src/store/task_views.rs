@@ -7,7 +7,7 @@ use sqlx::{FromRow, PgConnection};
 
 use crate::error::Result;
 use crate::state::{TaskState, TryOutcome};
-use crate::store::filters::Cmp;
+use crate::store::filters::{Cmp, TextMatch};
 
 /// A task instance as listed for a run.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
@@ -124,6 +124,20 @@ pub struct TiFilter {
     pub states: Option<Vec<Option<TaskState>>>,
     /// Bounds on the run's or the instance's dates.
     pub dates: Vec<(TiDate, Cmp, DateTime<Utc>)>,
+    /// Any of these DAGs / runs, exactly (an empty list matches nothing).
+    pub dag_ids: Option<Vec<String>>,
+    pub run_ids: Option<Vec<String>>,
+    pub dag_id_matches: Vec<TextMatch>,
+    pub run_id_matches: Vec<TextMatch>,
+    pub task_id_matches: Vec<TextMatch>,
+    /// Any of these pools, exactly.
+    pub pools: Option<Vec<String>>,
+    pub pool_matches: Vec<TextMatch>,
+    /// Any of these try numbers.
+    pub try_numbers: Option<Vec<i32>>,
+    /// Bounds on `end_date - start_date`, in seconds (instances that have not ended never
+    /// match).
+    pub durations: Vec<(Cmp, f64)>,
 }
 
 /// A date a task instance can be filtered by.
@@ -148,6 +162,8 @@ pub enum TiOrder {
     EndDate,
     LogicalDate,
     RunAfter,
+    Pool,
+    Duration,
 }
 
 impl TiOrder {
@@ -163,6 +179,8 @@ impl TiOrder {
             Self::EndDate => "ti.end_date",
             Self::LogicalDate => "r.logical_date",
             Self::RunAfter => "r.data_interval_end",
+            Self::Pool => "ti.pool",
+            Self::Duration => "(ti.end_date - ti.start_date)",
         }
     }
 }
@@ -203,6 +221,43 @@ fn push_ti_filter(q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, f: &TiFilter) 
         };
         q.push(format_args!(" AND {col} {} ", cmp.sql()))
             .push_bind(*v);
+    }
+    if let Some(v) = &f.dag_ids {
+        q.push(" AND ti.dag_id = ANY(")
+            .push_bind(v.clone())
+            .push(")");
+    }
+    if let Some(v) = &f.run_ids {
+        q.push(" AND ti.run_id = ANY(")
+            .push_bind(v.clone())
+            .push(")");
+    }
+    for m in &f.dag_id_matches {
+        m.push(q, "ti.dag_id");
+    }
+    for m in &f.run_id_matches {
+        m.push(q, "ti.run_id");
+    }
+    for m in &f.task_id_matches {
+        m.push(q, "ti.task_id");
+    }
+    if let Some(v) = &f.pools {
+        q.push(" AND ti.pool = ANY(").push_bind(v.clone()).push(")");
+    }
+    for m in &f.pool_matches {
+        m.push(q, "ti.pool");
+    }
+    if let Some(v) = &f.try_numbers {
+        q.push(" AND ti.try_number = ANY(")
+            .push_bind(v.clone())
+            .push(")");
+    }
+    for (cmp, secs) in &f.durations {
+        q.push(format_args!(
+            " AND EXTRACT(EPOCH FROM ti.end_date - ti.start_date) {} ",
+            cmp.sql()
+        ))
+        .push_bind(*secs);
     }
 }
 

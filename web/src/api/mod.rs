@@ -5,6 +5,7 @@
 mod absent;
 mod backfills;
 mod bulk;
+mod bulk_runs;
 mod config;
 mod connections;
 mod dag_details;
@@ -122,6 +123,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(dag_versions::router())
         .merge(favorites::router())
         .merge(config::router())
+        .merge(bulk_runs::router())
 }
 
 /// The API's routes.

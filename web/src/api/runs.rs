@@ -112,7 +112,7 @@ fn to_response(
             S::Failed => DagRunState::Failed,
         },
         triggered_by: Some(triggered_by),
-        triggering_user_name: None,
+        triggering_user_name: r.triggering_user_name.clone(),
         conf: Some(r.conf.clone()),
         note,
         dag_versions: version.cloned().into_iter().collect(),
@@ -195,6 +195,11 @@ struct RunListQuery {
     run_id_pattern: Option<String>,
     /// Case-sensitive prefix (`|` separates alternatives, `~` matches all).
     run_id_prefix_pattern: Option<String>,
+    /// Who triggered the run (runs the scheduler or a backfill made have no one and never
+    /// match): case-insensitive substring, as run_id_pattern.
+    triggering_user_name_pattern: Option<String>,
+    /// Case-sensitive prefix of who triggered the run.
+    triggering_user_name_prefix_pattern: Option<String>,
     /// With `~` as the DAG id: keep the runs of matching DAGs.
     dag_id_pattern: Option<String>,
     dag_id_prefix_pattern: Option<String>,
@@ -216,14 +221,6 @@ fn run_list_unsupported() -> Vec<(String, &'static str)> {
             "filtering on DAG versions is not implemented",
         ),
         ("bundle_version", "upiflow does not version its DAG bundle"),
-        (
-            "triggering_user_name_pattern",
-            "upiflow does not record who triggered a run",
-        ),
-        (
-            "triggering_user_name_prefix_pattern",
-            "upiflow does not record who triggered a run",
-        ),
         ("partition_date_gte", "upiflow has no partitioned runs"),
         ("partition_date_lte", "upiflow has no partitioned runs"),
         ("partition_key_pattern", "upiflow has no partitioned runs"),
@@ -293,6 +290,7 @@ async fn list(
         states: super::dags::run_states(&mut q, "state")?,
         dag_id_matches: q.patterns("dag_id")?,
         run_id_matches: q.patterns("run_id")?,
+        triggering_user_matches: q.patterns("triggering_user_name")?,
         durations: q.float_range("duration")?,
         ..RunFilter::default()
     };
@@ -365,10 +363,10 @@ async fn one(
     Ok(Json(out.remove(0)))
 }
 
-/// Airflow 3's `TriggerDAGRunPostBody`. upiflow derives a run's id and data interval from
-/// its logical date: `dag_run_id`, `data_interval_start`/`_end` are accepted only when they
-/// are what upiflow would give anyway; `run_after` only when not in the future (the run may
-/// start at once); `partition_key` only as `null`.
+/// Airflow 3's `TriggerDAGRunPostBody`. upiflow derives a run's data interval from its
+/// logical date: `data_interval_start`/`_end` are accepted only when they are what upiflow
+/// would give anyway; `run_after` only when not in the future (the run may start at once);
+/// `partition_key` only as `null`. `dag_run_id` is the caller's choice, as in Airflow.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TriggerDAGRunPostBody)]
@@ -379,8 +377,11 @@ struct TriggerBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     conf: Option<Value>,
-    /// Only `manual__<logical date>`, the id upiflow gives the run.
+    /// The run's id (1-250 of letters, digits and `_.~:+-`, Airflow's default
+    /// `allowed_run_id_pattern`); `null`: `manual__<logical date>`. An id the DAG has
+    /// already is a 409.
     #[serde(default)]
+    #[schema(max_length = 250)]
     dag_run_id: Option<String>,
     /// Only the interval the logical date falls in.
     #[serde(default)]
@@ -422,15 +423,10 @@ fn check_trigger(dag: &upiflow_engine::Dag, body: &TriggerBody) -> Result<(), Ap
                 .into(),
         );
     }
-    let (logical, (start, end)) = ops::resolve_interval(dag, body.logical_date);
+    let (_, (start, end)) = ops::resolve_interval(dag, body.logical_date);
     if let Some(id) = &body.dag_run_id {
-        let ours = runs::make_run_id(upiflow_engine::RunType::Manual, logical);
-        if *id != ours {
-            return refuse(
-                "dag_run_id",
-                format!("upiflow names a manual run after its logical date: this one is `{ours}`"),
-            );
-        }
+        // A 422 naming the field, as this body's other refusals.
+        ops::check_run_id(id).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     }
     match (body.data_interval_start, body.data_interval_end) {
         (None, None) => {}
@@ -479,6 +475,8 @@ async fn trigger(
     let req = Trigger {
         logical_date: body.logical_date,
         conf: body.conf.unwrap_or_else(|| json!({})),
+        run_id: body.dag_run_id.clone(),
+        triggered_by: Some(user.username.clone()),
         ..Trigger::default()
     };
     let run = ops::trigger(&s.pool, &s.cache, &dag, &req).await?;

@@ -15,7 +15,7 @@ use crate::api::query::{self, NoQuery, Query};
 use crate::auth::Viewer;
 use crate::error::ApiError;
 
-fn parse_state(v: &str) -> Result<Option<TaskState>, ApiError> {
+pub(super) fn parse_state(v: &str) -> Result<Option<TaskState>, ApiError> {
     use TaskState as T;
     Ok(Some(match v {
         "no_status" | "none" => return Ok(None),
@@ -35,7 +35,7 @@ fn parse_state(v: &str) -> Result<Option<TaskState>, ApiError> {
     }))
 }
 
-fn parse_order(key: &str) -> Option<TiOrder> {
+pub(super) fn parse_order(key: &str) -> Option<TiOrder> {
     match key {
         "id" | "map_index" => Some(TiOrder::Id),
         "dag_id" => Some(TiOrder::DagId),
@@ -47,6 +47,8 @@ fn parse_order(key: &str) -> Option<TiOrder> {
         "end_date" => Some(TiOrder::EndDate),
         "logical_date" | "data_interval_start" => Some(TiOrder::LogicalDate),
         "run_after" | "data_interval_end" => Some(TiOrder::RunAfter),
+        "pool" => Some(TiOrder::Pool),
+        "duration" => Some(TiOrder::Duration),
         _ => None,
     }
 }
@@ -78,10 +80,33 @@ struct ListQuery {
     end_date_lt: Option<DateTime<Utc>>,
     /// Sort keys (repeat the parameter), `-` first for descending: id or map_index (the
     /// default), dag_id, run_id, task_id, state, try_number, start_date, end_date,
-    /// logical_date (or data_interval_start), run_after (or data_interval_end).
+    /// logical_date (or data_interval_start), run_after (or data_interval_end), pool,
+    /// duration.
     order_by: Option<Vec<String>>,
     /// Every upiflow task instance has map index -1: any other index matches none.
     map_index: Option<Vec<i64>>,
+    /// Seconds from start to end (instances that have not ended never match).
+    duration_gte: Option<f64>,
+    duration_gt: Option<f64>,
+    duration_lte: Option<f64>,
+    duration_lt: Option<f64>,
+    /// Case-insensitive substring of the task id (a task's display name is its id; `%`
+    /// and `_` are wildcards, `|` separates alternatives, `~` matches all).
+    task_display_name_pattern: Option<String>,
+    /// Case-sensitive prefix of the task id (`|` separates alternatives).
+    task_display_name_prefix_pattern: Option<String>,
+    dag_id_pattern: Option<String>,
+    dag_id_prefix_pattern: Option<String>,
+    run_id_pattern: Option<String>,
+    run_id_prefix_pattern: Option<String>,
+    /// Keep instances in any of these pools (repeat the parameter).
+    pool: Option<Vec<String>>,
+    pool_name_pattern: Option<String>,
+    pool_name_prefix_pattern: Option<String>,
+    /// Every upiflow task instance is in queue `default`: any other queue matches none.
+    queue: Option<Vec<String>>,
+    /// Keep instances whose current try has any of these numbers.
+    try_number: Option<Vec<i64>>,
     /// At most this many entries (0 to 1000).
     #[param(default = 50, minimum = 0, maximum = 1000)]
     limit: Option<i64>,
@@ -94,37 +119,47 @@ struct ListArgs {
     order: Vec<(TiOrder, bool)>,
     limit: i64,
     offset: i64,
-    /// A `map_index` filter that keeps no task instance (upiflow's all have -1).
+    /// A `map_index` or `queue` filter that keeps no task instance (upiflow's all have -1
+    /// and `default`).
     matches_nothing: bool,
 }
 
 /// Parameters Airflow documents for the task-instance list that upiflow refuses, and why.
 fn list_unsupported() -> Vec<(String, &'static str)> {
-    let not_yet = "this filter is not implemented for task instances";
     let mut out: Vec<(String, &'static str)> = [
         (
             "cursor",
             "keyset pagination is not implemented; use limit and offset",
         ),
-        ("task_display_name_pattern", not_yet),
-        ("task_display_name_prefix_pattern", not_yet),
-        ("dag_id_pattern", not_yet),
-        ("dag_id_prefix_pattern", not_yet),
-        ("run_id_pattern", not_yet),
-        ("run_id_prefix_pattern", not_yet),
-        ("try_number", not_yet),
-        ("version_number", not_yet),
-        ("operator", not_yet),
-        ("operator_name_pattern", not_yet),
-        ("operator_name_prefix_pattern", not_yet),
+        (
+            "version_number",
+            "filtering on DAG versions is not implemented",
+        ),
+        (
+            "operator",
+            "filtering on the task kind is not implemented (it lives in the DAG definition)",
+        ),
+        (
+            "operator_name_pattern",
+            "filtering on the task kind is not implemented (it lives in the DAG definition)",
+        ),
+        (
+            "operator_name_prefix_pattern",
+            "filtering on the task kind is not implemented (it lives in the DAG definition)",
+        ),
         ("task_group_id", "upiflow has no task groups"),
-        ("pool", "upiflow has no pools"),
-        ("pool_name_pattern", "upiflow has no pools"),
-        ("pool_name_prefix_pattern", "upiflow has no pools"),
-        ("queue", "upiflow has no queues"),
-        ("queue_name_pattern", "upiflow has no queues"),
-        ("queue_name_prefix_pattern", "upiflow has no queues"),
-        ("executor", "upiflow has one executor, its workers"),
+        (
+            "queue_name_pattern",
+            "upiflow has no queues (every task instance is in `default`); filter with queue",
+        ),
+        (
+            "queue_name_prefix_pattern",
+            "upiflow has no queues (every task instance is in `default`); filter with queue",
+        ),
+        (
+            "executor",
+            "upiflow has one executor, its workers, and names none",
+        ),
         ("rendered_map_index_pattern", "upiflow has no mapped tasks"),
         (
             "rendered_map_index_prefix_pattern",
@@ -138,8 +173,25 @@ fn list_unsupported() -> Vec<(String, &'static str)> {
         "updated_at",
         "upiflow does not record when a task instance was last updated",
     ));
-    out.extend(query::refuse_range("duration", not_yet));
     out
+}
+
+/// Integers of a repeatable (or comma-separated) parameter.
+fn ints(q: &mut Query, name: &str) -> Result<Vec<i64>, ApiError> {
+    q.all_split(name)
+        .iter()
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::Unprocessable(format!("{name}: `{v}` is not an integer")))
+        })
+        .collect()
+}
+
+/// Whether the queue filter keeps upiflow's task instances: every one is in Airflow's
+/// `default` queue (the `queue` field answered), so `queue` keeps all of them if it names
+/// `default` and none otherwise.
+pub(super) fn queue_keeps(queues: &[String]) -> bool {
+    queues.is_empty() || queues.iter().any(|q| q == "default")
 }
 
 fn parse_list(q: &mut Query) -> Result<ListArgs, ApiError> {
@@ -160,14 +212,27 @@ fn parse_list(q: &mut Query) -> Result<ListArgs, ApiError> {
             .push(parse_state(&one)?);
     }
     let order = q.order_by(parse_order, "")?;
-    let mut map_indexes = Vec::new();
-    for v in q.all("map_index") {
-        map_indexes.push(
-            v.parse::<i64>().map_err(|_| {
-                ApiError::Unprocessable(format!("map_index: `{v}` is not an integer"))
-            })?,
+    let map_indexes = ints(q, "map_index")?;
+    // Airflow's display name of a task is its id unless set; upiflow's always is.
+    f.task_id_matches = q.patterns("task_display_name")?;
+    f.dag_id_matches = q.patterns("dag_id")?;
+    f.run_id_matches = q.patterns("run_id")?;
+    f.pool_matches = q.patterns("pool_name")?;
+    let pools = q.all_split("pool");
+    if !pools.is_empty() {
+        f.pools = Some(pools);
+    }
+    let tries = ints(q, "try_number")?;
+    if !tries.is_empty() {
+        f.try_numbers = Some(
+            tries
+                .into_iter()
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+                .collect(),
         );
     }
+    f.durations = q.float_range("duration")?;
+    let queues = q.all_split("queue");
     for (name, date) in [
         ("logical_date", TiDate::LogicalDate),
         ("run_after", TiDate::RunAfter),
@@ -183,7 +248,8 @@ fn parse_list(q: &mut Query) -> Result<ListArgs, ApiError> {
         order,
         limit,
         offset,
-        matches_nothing: !map_indexes.is_empty() && !map_indexes.contains(&-1),
+        matches_nothing: (!map_indexes.is_empty() && !map_indexes.contains(&-1))
+            || !queue_keeps(&queues),
     })
 }
 

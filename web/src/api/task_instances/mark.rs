@@ -27,23 +27,23 @@ pub(super) struct PatchTaskInstanceBody {
     /// `success`, `failed` or `skipped` (any case).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
-    new_state: Option<Option<String>>,
+    pub(super) new_state: Option<Option<String>>,
     /// At most 1000 characters; `null` removes it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 1000)]
-    note: Option<Option<String>>,
+    pub(super) note: Option<Option<String>>,
     /// Also every task upstream of it, transitively.
     #[serde(default)]
-    include_upstream: bool,
+    pub(super) include_upstream: bool,
     /// Also every task downstream of it, transitively.
     #[serde(default)]
-    include_downstream: bool,
+    pub(super) include_downstream: bool,
     /// Also the same tasks in runs with later logical dates.
     #[serde(default)]
-    include_future: bool,
+    pub(super) include_future: bool,
     /// Also the same tasks in runs with earlier logical dates.
     #[serde(default)]
-    include_past: bool,
+    pub(super) include_past: bool,
 }
 
 const FIELDS: &[&str] = &[
@@ -140,10 +140,50 @@ pub(super) async fn patch(
     State(s): State<AppState>,
     Allowed(user, _): Allowed<may::Mark>,
     Ids(ids): Ids<(String, String, String)>,
-    mut q: Query,
+    q: Query,
     Body(body): Body<PatchTaskInstanceBody>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
-    let p = validate(&mut q, &body)?;
+    patch_one(&s, &user.username, ids, q, &body).await
+}
+
+/// [`patch`] by map index: upiflow has no mapped tasks, so -1 is the task instance itself
+/// (as in Airflow, where an unmapped task instance has map_index -1) and any other index
+/// is a 404 saying so.
+#[utoipa::path(patch,
+    path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}",
+    tag = "Task Instance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        ("map_index" = i64, Path, description = "Only -1: upiflow has no mapped tasks"),
+        ("update_mask" = Option<Vec<String>>, Query,
+            description = "Only these fields of the body")),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, body = TaskInstanceCollectionResponse),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 409, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+pub(super) async fn patch_mapped(
+    State(s): State<AppState>,
+    Allowed(user, _): Allowed<may::Mark>,
+    Ids((dag_id, run_id, task_id, map_index)): Ids<(String, String, String, i64)>,
+    q: Query,
+    Body(body): Body<PatchTaskInstanceBody>,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    check_map_index(map_index)?;
+    patch_one(&s, &user.username, (dag_id, run_id, task_id), q, &body).await
+}
+
+/// The single PATCH, shared by the unmapped and the `{map_index}` routes.
+pub(in crate::api) async fn patch_one(
+    s: &AppState,
+    by: &str,
+    ids: (String, String, String),
+    mut q: Query,
+    body: &PatchTaskInstanceBody,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    let p = validate(&mut q, body)?;
     q.finish(&[] as &[(&str, &str)])?;
     let (dag_id, run_id, task_id) = (&ids.0, &ids.1, &ids.2);
     {
@@ -151,24 +191,16 @@ pub(super) async fn patch(
         find_ti(&mut conn, dag_id, run_id, task_id).await?;
     }
     if let Some(state) = p.state {
-        let req = request(&ids, &body, state, false, &user.username);
+        let req = request(&ids, body, state, false, by);
         mark::mark_tasks(&s.pool, &s.cache, &req).await?;
     }
     if let Some(n) = &p.note {
-        mark::set_task_note(
-            &s.pool,
-            dag_id,
-            run_id,
-            task_id,
-            n.as_deref(),
-            &user.username,
-        )
-        .await?;
+        mark::set_task_note(&s.pool, dag_id, run_id, task_id, n.as_deref(), by).await?;
     }
     let mut conn = s.pool.acquire().await?;
     let ti = find_ti(&mut conn, dag_id, run_id, task_id).await?;
     Ok(Json(TaskInstanceCollectionResponse {
-        task_instances: ti_responses(&s, &mut conn, std::slice::from_ref(&ti)).await?,
+        task_instances: ti_responses(s, &mut conn, std::slice::from_ref(&ti)).await?,
         total_entries: 1,
     }))
 }
@@ -193,16 +225,52 @@ pub(super) async fn patch_dry_run(
     State(s): State<AppState>,
     Allowed(user, _): Allowed<may::Mark>,
     Ids(ids): Ids<(String, String, String)>,
-    mut q: Query,
+    q: Query,
     Body(body): Body<PatchTaskInstanceBody>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
-    let p = validate(&mut q, &body)?;
+    dry_run_one(&s, &user.username, ids, q, &body).await
+}
+
+/// [`patch_dry_run`] by map index: -1 is the task instance itself, any other index a 404.
+#[utoipa::path(patch,
+    path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dry_run",
+    tag = "Task Instance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        ("map_index" = i64, Path, description = "Only -1: upiflow has no mapped tasks"),
+        ("update_mask" = Option<Vec<String>>, Query,
+            description = "Only these fields of the body")),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, body = TaskInstanceCollectionResponse),
+        (status = 400, body = HTTPExceptionResponse),
+        (status = 401, body = HTTPExceptionResponse),
+        (status = 403, body = HTTPExceptionResponse),
+        (status = 404, body = HTTPExceptionResponse),
+        (status = 422, body = HTTPValidationError)))]
+pub(super) async fn patch_mapped_dry_run(
+    State(s): State<AppState>,
+    Allowed(user, _): Allowed<may::Mark>,
+    Ids((dag_id, run_id, task_id, map_index)): Ids<(String, String, String, i64)>,
+    q: Query,
+    Body(body): Body<PatchTaskInstanceBody>,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    check_map_index(map_index)?;
+    dry_run_one(&s, &user.username, (dag_id, run_id, task_id), q, &body).await
+}
+
+async fn dry_run_one(
+    s: &AppState,
+    by: &str,
+    ids: (String, String, String),
+    mut q: Query,
+    body: &PatchTaskInstanceBody,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    let p = validate(&mut q, body)?;
     q.finish(&[] as &[(&str, &str)])?;
     let (dag_id, run_id, task_id) = (&ids.0, &ids.1, &ids.2);
     let mut conn = s.pool.acquire().await?;
     let ti = find_ti(&mut conn, dag_id, run_id, task_id).await?;
     let rows = if let Some(state) = p.state {
-        let req = request(&ids, &body, state, true, &user.username);
+        let req = request(&ids, body, state, true, by);
         let would = mark::mark_tasks(&s.pool, &s.cache, &req).await?;
         let mut rows = Vec::with_capacity(would.len());
         for m in would {
@@ -218,6 +286,6 @@ pub(super) async fn patch_dry_run(
     };
     Ok(Json(TaskInstanceCollectionResponse {
         total_entries: rows.len() as i64,
-        task_instances: ti_responses(&s, &mut conn, &rows).await?,
+        task_instances: ti_responses(s, &mut conn, &rows).await?,
     }))
 }

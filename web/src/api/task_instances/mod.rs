@@ -5,6 +5,8 @@
 //! `PATCH .../taskInstances/{task_id}[/dry_run]` ([`mark`]).
 //! This module holds what they share: the response shapes and the lookups.
 
+mod batch;
+mod bulk;
 mod clear;
 mod deps;
 mod list;
@@ -33,19 +35,21 @@ use crate::error::ApiError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list::list))
-        .routes(routes!(list::one, mark::patch))
+        .routes(routes!(list::list, bulk::bulk))
+        .routes(routes!(list::one, mark::patch, bulk::delete))
         .routes(routes!(tries::tries))
         .routes(routes!(logs::logs))
         .routes(routes!(clear::clear))
         .routes(routes!(mark::patch_dry_run))
         .routes(routes!(tries::try_detail))
-        .routes(routes!(mapped::one))
+        .routes(routes!(mapped::one, mark::patch_mapped))
+        .routes(routes!(mark::patch_mapped_dry_run))
         .routes(routes!(mapped::tries))
         .routes(routes!(mapped::try_detail))
         .routes(routes!(mapped::list_mapped))
         .routes(routes!(deps::dependencies))
         .routes(routes!(deps::dependencies_by_map_index))
+        .routes(routes!(batch::list_batch))
 }
 
 /// Airflow's `TaskInstanceResponse`. upiflow has no queues, mapped tasks, executors or
