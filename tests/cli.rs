@@ -198,6 +198,20 @@ async fn trigger_wait_exits_by_the_runs_outcome_and_history_shows_tries() {
         "{}",
         text(&runs.stdout)
     );
+    // A run triggered from the CLI names the OS user who triggered it, as the audit log does.
+    let who: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT triggering_user_name FROM dag_runs WHERE dag_id = 'ok' ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        !who.is_empty()
+            && who
+                .iter()
+                .all(|w| w.as_deref().is_some_and(|w| !w.is_empty())),
+        "{who:?}"
+    );
     stop.cancel();
     handle.await.unwrap();
 }

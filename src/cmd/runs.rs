@@ -51,9 +51,11 @@ async fn do_trigger(g: &Global, a: TriggerArgs, audit: &super::Audit) -> Result<
         .map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?;
     let pool = connect(g).await?;
     super::check_dag_pools(&pool, &dag).await?;
+    // The OS user, as the audit log names a CLI change's actor.
     let req = Trigger {
         logical_date,
         conf,
+        triggered_by: Some(super::os_user()),
         ..Trigger::default()
     };
     let run = ops::trigger(&pool, &VersionCache::new(), &dag, &req).await?;

@@ -159,6 +159,7 @@ async fn submit(
     let req = Trigger {
         logical_date,
         conf,
+        triggered_by: Some(user.username.clone()),
         ..Trigger::default()
     };
     match ops::trigger(&s.pool, &s.cache, &dag, &req).await {
