@@ -472,6 +472,51 @@ async fn every_changing_api_route_is_allowed_or_403_as_the_table_says() {
             Action::Pause,
             "/api/v2/dags/{dag_id}",
         ),
+        (
+            "PATCH",
+            "/api/v2/dags/d/dagRuns".into(),
+            json!({"actions": [{"action": "update", "action_on_non_existence": "skip",
+                "entities": [{"dag_run_id": "no-such-run", "note": "x"}]}]}),
+            Action::Mark,
+            "/api/v2/dags/{dag_id}/dagRuns",
+        ),
+        (
+            "POST",
+            "/api/v2/dags/d/clearDagRuns".into(),
+            json!({"dag_runs": [a.run_id], "dry_run": true}),
+            Action::Clear,
+            "/api/v2/dags/{dag_id}/clearDagRuns",
+        ),
+        (
+            "PATCH",
+            format!("{run}/taskInstances"),
+            json!({"actions": [{"action": "update", "action_on_non_existence": "skip",
+                "entities": [{"task_id": "no_such_task", "note": "x"}]}]}),
+            Action::Mark,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
+        ),
+        // A task that does not exist: the gate answers before the lookup.
+        (
+            "DELETE",
+            format!("{run}/taskInstances/no_such_task"),
+            Value::Null,
+            Action::Clear,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
+        ),
+        (
+            "PATCH",
+            format!("{ti}/-1"),
+            json!({"note": "by map index"}),
+            Action::Mark,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}",
+        ),
+        (
+            "PATCH",
+            format!("{ti}/-1/dry_run"),
+            json!({"new_state": "failed"}),
+            Action::Mark,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dry_run",
+        ),
         // Bulk changes that delete what does not exist, skipping it: allowed, and a no-op.
         (
             "PATCH",
@@ -512,6 +557,12 @@ async fn every_changing_api_route_is_allowed_or_403_as_the_table_says() {
             "/api/v2/dags/~/dagRuns/list".into(),
             json!({"dag_ids": ["d"]}),
             "/api/v2/dags/{dag_id}/dagRuns/list",
+        ),
+        (
+            "POST",
+            format!("{run}/taskInstances/list"),
+            json!({"state": ["success"]}),
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/list",
         ),
         (
             "POST",

@@ -256,6 +256,21 @@ fn event_name(method: &Method, route: &str) -> Option<&'static str> {
         ("PUT", "/api/v2/backfills/{backfill_id}/pause") => "pause_backfill",
         ("PUT", "/api/v2/backfills/{backfill_id}/unpause") => "unpause_backfill",
         ("PUT", "/api/v2/backfills/{backfill_id}/cancel") => "cancel_backfill",
+        ("POST", "/api/v2/dags/{dag_id}/favorite") => "favorite_dag",
+        ("POST", "/api/v2/dags/{dag_id}/unfavorite") => "unfavorite_dag",
+        ("POST", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/clear") => "clear_dag_run",
+        ("POST", "/api/v2/dags/{dag_id}/clearDagRuns") => "clear_dag_runs",
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns") => "bulk_dag_runs",
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances") => {
+            "bulk_task_instances"
+        }
+        ("DELETE", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}") => {
+            "delete_task_instance"
+        }
+        (
+            "PATCH",
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}",
+        ) => "patch_task_instance_by_map_index",
         _ => return None,
     })
 }
@@ -554,5 +569,27 @@ mod tests {
         );
         assert!(is_dry_run("/api/v2/backfills/dry_run"));
         assert_eq!(n(Method::PUT, "/somewhere/new"), None);
+        // Every changing route of the API has Airflow's event name; reads sent as a POST
+        // (the batch lists) and dry runs are not changes.
+        let mut unnamed = Vec::new();
+        for (path, item) in crate::api::openapi().paths.paths.iter() {
+            for (method, m) in [
+                (Method::POST, item.post.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::PATCH, item.patch.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+            ] {
+                if m && !is_dry_run(path)
+                    && !path.ends_with("/list")
+                    && n(method.clone(), path).is_none()
+                {
+                    unnamed.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert!(
+            unnamed.is_empty(),
+            "changing routes without an event name: {unnamed:?}"
+        );
     }
 }
