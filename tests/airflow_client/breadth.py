@@ -18,21 +18,29 @@ import airflow_client.client as af
 from airflow_client.client.api import (
     asset_api,
     backfill_api,
+    config_api,
     dag_api,
     dag_run_api,
     dag_stats_api,
     dag_warning_api,
     import_error_api,
     plugin_api,
+    pool_api,
     provider_api,
     task_api,
     task_instance_api,
     x_com_api,
 )
 from airflow_client.client.models import (
+    ActionsInner3,
     BackfillPostBody,
+    BulkBodyPoolBody,
+    BulkCreateActionPoolBody,
+    BulkDeleteActionPoolBody,
     DAGRunClearBody,
     DAGRunsBatchBody,
+    EntitiesInner3,
+    PoolBody,
     TaskInstanceResponse,
 )
 
@@ -143,6 +151,43 @@ def main() -> None:
             lambda: x_com_api.XComApi(client).get_xcom_entries("hello", RUN_ID, "greet")
         )
         assert status == 501 and "XCom" in body, (status, body)
+
+        # Config: not exposed unless the operator says so (UPIFLOW_EXPOSE_CONFIG), Airflow's 403.
+        status, body = status_of(lambda: config_api.ConfigApi(client).get_config())
+        assert status == 403 and "chose not to expose" in body, (status, body)
+
+        # Pool: Airflow's bulk body, action by action with its existence rules.
+        pools = pool_api.PoolApi(client)
+        made = pools.bulk_pools(
+            BulkBodyPoolBody(
+                actions=[
+                    ActionsInner3(
+                        BulkCreateActionPoolBody(
+                            action="create",
+                            entities=[PoolBody(name="npci", slots=4), PoolBody(name="psp", slots=2)],
+                        )
+                    )
+                ]
+            )
+        )
+        assert sorted(made.create.success) == ["npci", "psp"], made
+        again = pools.bulk_pools(
+            BulkBodyPoolBody(
+                actions=[
+                    ActionsInner3(
+                        BulkCreateActionPoolBody(
+                            action="create", entities=[PoolBody(name="npci", slots=9)]
+                        )
+                    ),
+                    ActionsInner3(BulkDeleteActionPoolBody(action="delete", entities=[EntitiesInner3("psp")])),
+                ]
+            )
+        )
+        assert again.create.success == [] and len(again.create.errors) == 1, again
+        assert again.delete.success == ["psp"], again
+        assert pools.get_pool("npci").slots == 4, "a failed create changed nothing"
+        status, _ = status_of(lambda: pools.get_pool("psp"))
+        assert status == 404, status
 
         runs.delete_dag_run("hello", RUN_ID)
         status, _ = status_of(lambda: runs.get_dag_run("hello", RUN_ID))
