@@ -315,13 +315,17 @@ async fn list(
     }
     q.finish(&run_list_unsupported())?;
     let mut conn = s.pool.acquire().await?;
-    if dag_id != "~" {
-        if !upiflow_engine::store::dag_list::exists(&mut conn, &dag_id).await? {
-            return Err(super::dags::not_found(&dag_id));
-        }
-        f.dag_id = Some(dag_id);
-    }
+    let named = (dag_id != "~").then_some(dag_id);
+    f.dag_id = named.clone();
     let (rows, total) = filters::search_runs(&mut conn, &f, &order, limit, offset).await?;
+    // A DAG that has runs exists: only an empty answer asks whether the DAG does (Airflow's
+    // 404 for an unknown DAG), saving the list a round trip.
+    if let Some(dag_id) = named
+        && total == 0
+        && !upiflow_engine::store::dag_list::exists(&mut conn, &dag_id).await?
+    {
+        return Err(super::dags::not_found(&dag_id));
+    }
     Ok(Json(DagRunCollectionResponse {
         dag_runs: responses(&mut conn, &rows).await?,
         total_entries: total,
