@@ -147,7 +147,9 @@ async fn trigger_once(
         conf: req.conf.clone(),
     };
     let Some(run) = runs::create(&mut tx, dag, &hash, &new).await? else {
-        if runs::exists(&mut tx, &dag.dag_id, &new.run_id).await? {
+        // A run id the caller chose that is taken is Airflow's 409 naming the id; an id made
+        // from the logical date that is taken means that date has its run, said as such.
+        if req.run_id.is_some() && runs::exists(&mut tx, &dag.dag_id, &new.run_id).await? {
             return Err(EngineError::RunIdExists {
                 dag_id: dag.dag_id.clone(),
                 run_id: new.run_id,
