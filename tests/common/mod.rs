@@ -210,3 +210,7 @@ impl Drop for WebProcess {
         let _ = self.child.wait();
     }
 }
+
+pub mod airflow_doc;
+#[allow(unused_imports)]
+pub use airflow_doc::*;
