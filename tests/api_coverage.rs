@@ -8,11 +8,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::*;
 use serde_json::Value;
-use tower::ServiceExt;
 use upiflow_web::auth::{self, Role};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
@@ -50,33 +48,15 @@ fn airflow_operations() -> BTreeMap<Route, Operation> {
     ops
 }
 
+/// `call_app` with an empty JSON object as the body of a method that takes one.
 async fn call(
     app: &axum::Router,
     method: &str,
     uri: &str,
     auth: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(auth) = auth {
-        req = req.header("authorization", auth);
-    }
-    if method != "GET" && method != "DELETE" {
-        req = req.header("content-type", "application/json");
-    }
-    let body = if method == "GET" || method == "DELETE" {
-        Body::empty()
-    } else {
-        Body::from("{}")
-    };
-    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let body = (method != "GET" && method != "DELETE").then(|| serde_json::json!({}));
+    call_app(app, method, uri, auth, body).await
 }
 
 /// A path of Airflow's with each `{parameter}` filled in.
