@@ -766,6 +766,16 @@ async fn dag_sources_serve_each_versions_own_text_and_never_invent_one() {
 #[tokio::test]
 async fn dag_versions_are_numbered_as_runs_show_them_and_filter_order_and_page() {
     let a = api(&[("d.toml", D), ("e.toml", E)]).await;
+    // A run on the first version, before the file changes twice.
+    let (status, first_run) = a
+        .call(
+            "POST",
+            "/api/v2/dags/d/dagRuns",
+            Some(&admin()),
+            Some(json!({"logical_date": "2024-01-04T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first_run}");
     let d2 = D.replace("first", "second");
     a.write("d.toml", &d2);
     a.sync().await;
@@ -933,6 +943,33 @@ async fn dag_versions_are_numbered_as_runs_show_them_and_filter_order_and_page()
         .await;
     assert_eq!(status, StatusCode::OK, "{run}");
     assert_eq!(run["dag_versions"][0], v3);
+    assert_eq!(first_run["dag_versions"][0], all["dag_versions"][0]);
+    // The lists read each row's version in their own query: the same numbers and ids.
+    let runs = a
+        .ok(
+            "/api/v2/dags/d/dagRuns?order_by=logical_date",
+            "/api/v2/dags/{dag_id}/dagRuns",
+            &viewer(),
+        )
+        .await;
+    let listed: Vec<&Value> = runs["dag_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["dag_versions"][0])
+        .collect();
+    assert_eq!(listed, [&all["dag_versions"][0], &v3]);
+    let tis = a
+        .ok(
+            "/api/v2/dags/d/dagRuns/~/taskInstances?order_by=logical_date",
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
+            &viewer(),
+        )
+        .await;
+    let tis = tis["task_instances"].as_array().unwrap();
+    assert!(tis.len() >= 2, "{tis:?}");
+    assert_eq!(tis[0]["dag_version"], all["dag_versions"][0]);
+    assert_eq!(tis[tis.len() - 1]["dag_version"], v3);
     let details = a
         .ok(
             "/api/v2/dags/d/details",

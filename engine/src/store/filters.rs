@@ -6,6 +6,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use crate::error::Result;
 use crate::state::{RunState, RunType};
+use crate::store::dags::{VersionRef, version_join};
 use crate::store::runs::RunRow;
 
 /// A match on a text column with Airflow's `*_pattern` / `*_prefix_pattern` meaning: any of
@@ -70,6 +71,19 @@ pub(crate) fn push_page<'a>(
     limit: i64,
     offset: i64,
 ) {
+    push_order(q, order, tiebreak);
+    q.push(" LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+}
+
+/// Pushes ` ORDER BY` the sort keys, then `tiebreak` (see [`push_page`]).
+pub(crate) fn push_order<'a>(
+    q: &mut QueryBuilder<'_, Postgres>,
+    order: impl IntoIterator<Item = (&'a str, bool)>,
+    tiebreak: &str,
+) {
     q.push(" ORDER BY ");
     for (column, desc) in order {
         q.push(column).push(if desc {
@@ -78,11 +92,7 @@ pub(crate) fn push_page<'a>(
             " ASC NULLS FIRST, "
         });
     }
-    q.push(tiebreak)
-        .push(" LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
+    q.push(tiebreak);
 }
 
 /// Which runs to list. Every filter is optional.
@@ -174,26 +184,35 @@ fn push_run_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RunFilter) {
     }
 }
 
-/// One page of the runs that match, in `order` (then by id), and how many match in all.
+/// A run as listed: the run and its DAG version.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListedRun {
+    #[sqlx(flatten)]
+    pub run: RunRow,
+    #[sqlx(flatten)]
+    pub version: VersionRef,
+}
+
+/// One page of the runs that match, in `order` (then by id), each with its DAG version, and
+/// how many match in all.
 pub async fn search_runs(
     conn: &mut PgConnection,
     f: &RunFilter,
     order: &[(RunOrder, bool)],
     limit: i64,
     offset: i64,
-) -> Result<(Vec<RunRow>, i64)> {
+) -> Result<(Vec<ListedRun>, i64)> {
     let mut count = QueryBuilder::new("SELECT count(*) FROM dag_runs");
     push_run_filter(&mut count, f);
     let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
-    let mut q = QueryBuilder::new("SELECT * FROM dag_runs");
+    // The page first, then the versions of its rows only (the sort keys are the run's own
+    // columns, which the outer query reads from the page as they are).
+    let keys = || order.iter().map(|(k, desc)| (k.column(), *desc));
+    let mut q = QueryBuilder::new("SELECT r.*, ver.* FROM (SELECT * FROM dag_runs");
     push_run_filter(&mut q, f);
-    push_page(
-        &mut q,
-        order.iter().map(|(k, desc)| (k.column(), *desc)),
-        "id",
-        limit,
-        offset,
-    );
+    push_page(&mut q, keys(), "id", limit, offset);
+    q.push(") r").push(version_join("r.dag_id", "r.dag_hash"));
+    push_order(&mut q, keys(), "id");
     let rows = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok((rows, total))
 }

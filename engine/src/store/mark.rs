@@ -194,19 +194,6 @@ pub async fn set_ti_note(
     Ok(())
 }
 
-/// The notes of the runs `run_pks` that have one, by run primary key.
-pub async fn run_notes(
-    conn: &mut PgConnection,
-    run_pks: &[i64],
-) -> Result<std::collections::HashMap<i64, String>> {
-    let rows: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, note FROM dag_runs WHERE id = ANY($1) AND note IS NOT NULL")
-            .bind(run_pks)
-            .fetch_all(conn)
-            .await?;
-    Ok(rows.into_iter().collect())
-}
-
 /// Tells every worker, once the current transaction commits, to stop these running tries,
 /// `(task instance id, try number)`.
 pub async fn notify_stop(conn: &mut PgConnection, tries: &[(i64, i32)]) -> Result<()> {

@@ -34,6 +34,8 @@ pub struct RunRow {
     /// Who triggered it (a manual run through the API); `None` for scheduled and backfill
     /// runs.
     pub triggering_user_name: Option<String>,
+    /// A user's note on the run (Airflow 3's run note).
+    pub note: Option<String>,
 }
 
 impl RunRow {

@@ -7,6 +7,7 @@ use sqlx::{FromRow, PgConnection};
 
 use crate::error::Result;
 use crate::state::{TaskState, TryOutcome};
+use crate::store::dags::VersionRef;
 use crate::store::filters::{Cmp, TextMatch};
 
 /// A task instance as listed for a run.
@@ -110,6 +111,9 @@ pub struct TiDetail {
     pub priority_weight: i32,
     /// A user's note on it (Airflow 3's task instance note).
     pub note: Option<String>,
+    /// Its run's DAG version.
+    #[sqlx(flatten)]
+    pub version: VersionRef,
 }
 
 /// Which task instances to list. Every filter is optional; all are bound parameters.
@@ -149,6 +153,13 @@ pub enum TiDate {
     EndDate,
 }
 
+impl TiDate {
+    /// Whether it is a date of the run (not of the instance).
+    fn of_run(self) -> bool {
+        matches!(self, Self::LogicalDate | Self::RunAfter)
+    }
+}
+
 /// A sort key of [`search`] (a closed set, so no client text reaches the SQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TiOrder {
@@ -167,6 +178,11 @@ pub enum TiOrder {
 }
 
 impl TiOrder {
+    /// Whether it sorts by a column of the run.
+    fn of_run(self) -> bool {
+        matches!(self, Self::LogicalDate | Self::RunAfter)
+    }
+
     fn column(self) -> &'static str {
         match self {
             Self::Id => "ti.id",
@@ -261,9 +277,6 @@ fn push_ti_filter(q: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, f: &TiFilter) 
     }
 }
 
-const TI_FROM: &str = " FROM task_instances ti JOIN dag_runs r ON r.id = ti.run_pk
-    LEFT JOIN workers w ON w.worker_id = ti.worker";
-
 /// One page of the task instances that match, and how many match in all.
 pub async fn search(
     conn: &mut PgConnection,
@@ -272,29 +285,41 @@ pub async fn search(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<TiDetail>, i64)> {
-    let mut count = sqlx::QueryBuilder::new("SELECT count(*)");
-    count.push(TI_FROM);
+    // Every task instance has its run (a foreign key): the count and the page join the runs
+    // only for a filter or a sort key of theirs, and never the workers; the page's rows then
+    // get their run, worker and version.
+    let of_run = f.dates.iter().any(|(d, _, _)| d.of_run());
+    let sorted_by_run = order.iter().any(|(k, _)| k.of_run());
+    let mut count = sqlx::QueryBuilder::new("SELECT count(*) FROM task_instances ti");
+    if of_run {
+        count.push(RUN_JOIN);
+    }
     push_ti_filter(&mut count, f);
     let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
 
+    let keys = || order.iter().map(|(k, desc)| (k.column(), *desc));
     let mut q = sqlx::QueryBuilder::new(
         "SELECT ti.id, ti.run_pk, ti.dag_id, ti.run_id, ti.task_id, ti.state, ti.try_number,
                 ti.max_tries, ti.next_retry_at, ti.worker, w.hostname, w.pid, ti.queued_at,
                 ti.start_date, ti.end_date, r.logical_date, r.data_interval_end AS run_after,
-                r.dag_hash, ti.pool, ti.pool_slots, ti.priority_weight, ti.note",
+                r.dag_hash, ti.pool, ti.pool_slots, ti.priority_weight, ti.note, ver.*
+         FROM (SELECT ti.* FROM task_instances ti",
     );
-    q.push(TI_FROM);
+    if of_run || sorted_by_run {
+        q.push(RUN_JOIN);
+    }
     push_ti_filter(&mut q, f);
-    crate::store::filters::push_page(
-        &mut q,
-        order.iter().map(|(k, desc)| (k.column(), *desc)),
-        "ti.id",
-        limit,
-        offset,
-    );
+    crate::store::filters::push_page(&mut q, keys(), "ti.id", limit, offset);
+    q.push(") ti")
+        .push(RUN_JOIN)
+        .push(" LEFT JOIN workers w ON w.worker_id = ti.worker")
+        .push(crate::store::dags::version_join("r.dag_id", "r.dag_hash"));
+    crate::store::filters::push_order(&mut q, keys(), "ti.id");
     let rows = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok((rows, total))
 }
+
+const RUN_JOIN: &str = " JOIN dag_runs r ON r.id = ti.run_pk";
 
 /// One task instance of a run, if there is one.
 pub async fn detail(

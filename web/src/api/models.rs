@@ -117,21 +117,44 @@ pub async fn dag_versions(
                 dag_id,
                 hash,
                 created_at,
-                number: n,
+                number,
             } = r;
-            let v = DagVersionResponse {
-                id: uuid_of_hash(&hash),
-                version_number: n,
-                dag_display_name: dag_id.clone(),
-                dag_id: dag_id.clone(),
-                bundle_name: Some("dags-folder".into()),
-                bundle_version: Some(hash.clone()),
-                created_at,
-                bundle_url: None,
-            };
+            let v = version_response(&dag_id, &hash, created_at, number);
             ((dag_id, hash), v)
         })
         .collect())
+}
+
+/// The version `hash` of `dag_id` as a list row read it ([`dags::VersionRef`]), if stored.
+pub fn listed_version(
+    dag_id: &str,
+    hash: &str,
+    v: &dags::VersionRef,
+) -> Option<DagVersionResponse> {
+    Some(version_response(
+        dag_id,
+        hash,
+        v.version_created_at?,
+        v.version_number?,
+    ))
+}
+
+fn version_response(
+    dag_id: &str,
+    hash: &str,
+    created_at: DateTime<Utc>,
+    number: i64,
+) -> DagVersionResponse {
+    DagVersionResponse {
+        id: uuid_of_hash(hash),
+        version_number: number,
+        dag_display_name: dag_id.to_string(),
+        dag_id: dag_id.to_string(),
+        bundle_name: Some("dags-folder".into()),
+        bundle_version: Some(hash.to_string()),
+        created_at,
+        bundle_url: None,
+    }
 }
 
 /// Seconds between two instants, when both are known.

@@ -362,7 +362,7 @@ async fn list_batch(
     let mut conn = s.pool.acquire().await?;
     let (rows, total) = filters::search_runs(&mut conn, &f, &order, limit, offset).await?;
     Ok(Json(DagRunCollectionResponse {
-        dag_runs: runs::responses(&mut conn, &rows).await?,
+        dag_runs: runs::list_responses(&rows),
         total_entries: total,
     }))
 }

@@ -132,18 +132,26 @@ pub(super) async fn responses(
         .map(|r| (r.dag_id.clone(), r.dag_hash.clone()))
         .collect();
     let versions = models::dag_versions(conn, &wanted).await?;
-    let pks: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let mut notes = upiflow_engine::store::mark::run_notes(conn, &pks).await?;
     Ok(rows
         .iter()
         .map(|r| {
             to_response(
                 r,
                 versions.get(&(r.dag_id.clone(), r.dag_hash.clone())),
-                notes.remove(&r.id),
+                r.note.clone(),
             )
         })
         .collect())
+}
+
+/// The responses of listed runs, which carry their versions.
+pub(super) fn list_responses(rows: &[filters::ListedRun]) -> Vec<DagRunResponse> {
+    rows.iter()
+        .map(|l| {
+            let version = models::listed_version(&l.run.dag_id, &l.run.dag_hash, &l.version);
+            to_response(&l.run, version.as_ref(), l.run.note.clone())
+        })
+        .collect()
 }
 
 /// Airflow's `DAGRunCollectionResponse`.
@@ -327,7 +335,7 @@ async fn list(
         return Err(super::dags::not_found(&dag_id));
     }
     Ok(Json(DagRunCollectionResponse {
-        dag_runs: responses(&mut conn, &rows).await?,
+        dag_runs: list_responses(&rows),
         total_entries: total,
     }))
 }
@@ -483,7 +491,7 @@ async fn trigger(
         triggered_by: Some(user.username.clone()),
         ..Trigger::default()
     };
-    let run = ops::trigger(&s.pool, &s.cache, &dag, &req).await?;
+    let mut run = ops::trigger(&s.pool, &s.cache, &dag, &req).await?;
     if let Some(n) = &body.note {
         upiflow_engine::lifecycle::mark::set_run_note(
             &s.pool,
@@ -493,6 +501,7 @@ async fn trigger(
             &user.username,
         )
         .await?;
+        run.note = Some(n.clone());
     }
     let mut conn = s.pool.acquire().await?;
     let mut out = responses(&mut conn, std::slice::from_ref(&run)).await?;

@@ -159,12 +159,7 @@ async fn run_page(
         return Ok(region);
     }
     let here = run_url(&dag_id, &run.run_id);
-    let run_note = {
-        let mut conn = s.pool.acquire().await?;
-        upiflow_engine::store::mark::run_notes(&mut conn, &[run.id])
-            .await?
-            .remove(&run.id)
-    };
+    let run_note = run.note.clone();
     let conf = serde_json::to_string_pretty(&run.conf).unwrap_or_else(|_| run.conf.to_string());
     Ok(page(
         &format!("{dag_id} · {run_id}"),

@@ -281,10 +281,10 @@ pub(super) async fn list(
         crate::api::runs::find_run(&mut conn, &dag_id, &run_id).await?;
         args.filter.run_id = Some(run_id);
     }
+    // A run that was found proves its DAG; otherwise a DAG with task instances exists, so
+    // only an empty answer asks whether the DAG does (Airflow's 404 for an unknown DAG).
+    let unproven = (dag_id != "~" && args.filter.run_id.is_none()).then(|| dag_id.clone());
     if dag_id != "~" {
-        if !upiflow_engine::store::dag_list::exists(&mut conn, &dag_id).await? {
-            return Err(crate::api::dags::not_found(&dag_id));
-        }
         args.filter.dag_id = Some(dag_id);
     }
     let (rows, total) = if args.matches_nothing {
@@ -299,6 +299,12 @@ pub(super) async fn list(
         )
         .await?
     };
+    if let Some(dag_id) = unproven
+        && rows.is_empty()
+        && !upiflow_engine::store::dag_list::exists(&mut conn, &dag_id).await?
+    {
+        return Err(crate::api::dags::not_found(&dag_id));
+    }
     Ok(Json(TaskInstanceCollectionResponse {
         task_instances: ti_responses(&s, &mut conn, &rows).await?,
         total_entries: total,

@@ -106,10 +106,9 @@ pub struct TaskInstanceCollectionResponse {
     pub(in crate::api) total_entries: i64,
 }
 
-/// The DAG definitions and versions a set of task instances refer to, loaded once each.
+/// The DAG definitions a set of task instances refer to, loaded once each.
 struct Context {
     dags: HashMap<(String, String), Arc<Dag>>,
-    versions: HashMap<(String, String), DagVersionResponse>,
 }
 
 impl Context {
@@ -124,9 +123,7 @@ impl Context {
             let dag = s.cache.get(conn, dag_id, hash).await?;
             dags.insert((dag_id.clone(), hash.clone()), dag);
         }
-        let keys: Vec<(String, String)> = keys.into_iter().collect();
-        let versions = models::dag_versions(conn, &keys).await?;
-        Ok(Self { dags, versions })
+        Ok(Self { dags })
     }
 
     fn kind(&self, dag_id: &str, hash: &str, task_id: &str) -> Option<String> {
@@ -134,12 +131,6 @@ impl Context {
             .get(&(dag_id.to_string(), hash.to_string()))
             .and_then(|d| d.task(task_id))
             .map(|t| t.kind.clone())
-    }
-
-    fn version(&self, dag_id: &str, hash: &str) -> Option<DagVersionResponse> {
-        self.versions
-            .get(&(dag_id.to_string(), hash.to_string()))
-            .cloned()
     }
 }
 
@@ -184,7 +175,7 @@ fn ti_response(t: &TiDetail, cx: &Context) -> TaskInstanceResponse {
         rendered_fields: json!({}),
         trigger: None,
         triggerer_job: None,
-        dag_version: cx.version(&t.dag_id, &t.dag_hash),
+        dag_version: models::listed_version(&t.dag_id, &t.dag_hash, &t.version),
     }
 }
 

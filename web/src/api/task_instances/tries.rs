@@ -105,7 +105,7 @@ pub(super) async fn all_tries(
     let rows = task_views::tries(&mut conn, ti.id).await?;
     let cx = Context::load(s, &mut conn, [(ti.dag_id.clone(), ti.dag_hash.clone())]).await?;
     let kind = cx.kind(&ti.dag_id, &ti.dag_hash, &ti.task_id);
-    let version = cx.version(&ti.dag_id, &ti.dag_hash);
+    let version = models::listed_version(&ti.dag_id, &ti.dag_hash, &ti.version);
     let task_instances: Vec<TaskInstanceHistoryResponse> = rows
         .iter()
         .map(|t| history(&ti, t, kind.clone(), version.clone()))
@@ -173,7 +173,7 @@ pub(super) async fn one_try(
     };
     let cx = Context::load(s, &mut conn, [(ti.dag_id.clone(), ti.dag_hash.clone())]).await?;
     let kind = cx.kind(&ti.dag_id, &ti.dag_hash, &ti.task_id);
-    let version = cx.version(&ti.dag_id, &ti.dag_hash);
+    let version = models::listed_version(&ti.dag_id, &ti.dag_hash, &ti.version);
     Ok(history(&ti, t, kind, version))
 }
 
