@@ -30,6 +30,11 @@ use upiflow_engine::state::RunType;
 use upiflow_engine::store::runs::{self, NewRun};
 use upiflow_web::auth::{self, Role};
 
+/// The allocator the `upiflow` binary uses (src/main.rs), so the server here is the one
+/// that ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RUNS: i64 = 1000;
 const CONNECTIONS: usize = 16;
 const DURATION: Duration = Duration::from_secs(10);
