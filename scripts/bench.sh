@@ -12,6 +12,7 @@ export DATABASE_URL
 cargo run --release --example bench_engine
 cargo run --release --example bench_catchup
 cargo run --release --example bench_ingest
+cargo run --release --example bench_latency
 cargo run --release --example bench_transforms
 cargo run --release --example bench_grid
 cargo run --release --example bench_dashboard

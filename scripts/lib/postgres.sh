@@ -23,8 +23,9 @@ start_test_postgres() {
   # Postgres' defaults so their numbers hold for a real deployment.
   local fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   [ "${PG_DURABLE:-0}" = 1 ] && fast=""
+  # Commit times, for bench_latency's event -> stored (committed) latency.
   "${PG_RUN[@]}" pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=500 -c shared_buffers=256MB $fast" \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=500 -c shared_buffers=256MB -c track_commit_timestamp=on $fast" \
     start >/dev/null || { cat "$PG_DIR/server.log" >&2; exit 1; }
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "test Postgres on port $PG_PORT ($PG_DIR)" >&2
