@@ -62,7 +62,8 @@ impl Config {
 /// The consumer's fetch settings. librdkafka's default `fetch.wait.max.ms` of 500 lets a
 /// broker hold a fetch that long when it has nothing new (Tansu answers such a fetch only at
 /// its deadline), which put a 500 ms floor under every event's way to Postgres; 10 ms keeps
-/// the floor low for an idle partition at the cost of more (empty) fetches.
+/// the floor low for an idle partition at the cost of more (empty) fetches: idle, Tansu then
+/// uses 6.6% of a core instead of 1.0% (25 ms: 2.9%, with p99 73-77 ms in bench_latency).
 pub const CONSUMER_SETTINGS: &[(&str, &str)] = &[
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
