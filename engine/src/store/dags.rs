@@ -134,21 +134,20 @@ pub(crate) const NUMBERED_VERSIONS: &str = "SELECT dag_id, hash, created_at,
         row_number() OVER (PARTITION BY dag_id ORDER BY created_at, hash) AS number
     FROM dag_versions";
 
-/// `LEFT JOIN LATERAL` of the version `(dag_col, hash_col)` of each row, as `ver` with
-/// [`VersionRef`]'s columns: its record time and its number by [`NUMBERED_VERSIONS`]' rule
-/// (the DAG's versions recorded up to it, by `(created_at, hash)`), so a list reads its rows'
-/// versions in the same query. The columns must be trusted names.
-pub(crate) fn version_join(dag_col: &str, hash_col: &str) -> String {
+/// `LEFT JOIN LATERAL` of the version of each row of the run alias `r` (`r.dag_id`,
+/// `r.dag_hash`), as `ver` with [`VersionRef`]'s columns, numbered by
+/// [`NUMBERED_VERSIONS`]: a list reads its rows' versions in its own query.
+pub(crate) fn version_join() -> String {
     format!(
         " LEFT JOIN LATERAL (SELECT v.created_at AS version_created_at,
-                (SELECT count(*) FROM dag_versions n WHERE n.dag_id = v.dag_id
-                   AND (n.created_at, n.hash) <= (v.created_at, v.hash)) AS version_number
-            FROM dag_versions v WHERE v.dag_id = {dag_col} AND v.hash = {hash_col}) ver ON true"
+                v.number AS version_number
+            FROM ({NUMBERED_VERSIONS} WHERE dag_id = r.dag_id) v
+            WHERE v.hash = r.dag_hash) ver ON true"
     )
 }
 
 /// The version a listed row refers to ([`version_join`]); `None` if it is not stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]
 pub struct VersionRef {
     pub version_created_at: Option<DateTime<Utc>>,
     /// 1 for a DAG's first version, then 2, 3, ...

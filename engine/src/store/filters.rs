@@ -211,7 +211,7 @@ pub async fn search_runs(
     let mut q = QueryBuilder::new("SELECT r.*, ver.* FROM (SELECT * FROM dag_runs");
     push_run_filter(&mut q, f);
     push_page(&mut q, keys(), "id", limit, offset);
-    q.push(") r").push(version_join("r.dag_id", "r.dag_hash"));
+    q.push(") r").push(version_join());
     push_order(&mut q, keys(), "id");
     let rows = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok((rows, total))

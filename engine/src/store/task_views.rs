@@ -313,7 +313,7 @@ pub async fn search(
     q.push(") ti")
         .push(RUN_JOIN)
         .push(" LEFT JOIN workers w ON w.worker_id = ti.worker")
-        .push(crate::store::dags::version_join("r.dag_id", "r.dag_hash"));
+        .push(crate::store::dags::version_join());
     crate::store::filters::push_order(&mut q, keys(), "ti.id");
     let rows = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok((rows, total))

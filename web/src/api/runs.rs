@@ -81,11 +81,7 @@ pub struct DagRunResponse {
     partition_date: Option<DateTime<Utc>>,
 }
 
-fn to_response(
-    r: &RunRow,
-    version: Option<&DagVersionResponse>,
-    note: Option<String>,
-) -> DagRunResponse {
+fn to_response(r: &RunRow, version: Option<&DagVersionResponse>) -> DagRunResponse {
     use upiflow_engine::{RunState as S, RunType as T};
     let (run_type, triggered_by) = match r.run_type {
         T::Manual => (DagRunType::Manual, DagRunTriggeredByType::RestApi),
@@ -114,7 +110,7 @@ fn to_response(
         triggered_by: Some(triggered_by),
         triggering_user_name: r.triggering_user_name.clone(),
         conf: Some(r.conf.clone()),
-        note,
+        note: r.note.clone(),
         dag_versions: version.cloned().into_iter().collect(),
         bundle_version: None,
         dag_display_name: r.dag_id.clone(),
@@ -134,13 +130,7 @@ pub(super) async fn responses(
     let versions = models::dag_versions(conn, &wanted).await?;
     Ok(rows
         .iter()
-        .map(|r| {
-            to_response(
-                r,
-                versions.get(&(r.dag_id.clone(), r.dag_hash.clone())),
-                r.note.clone(),
-            )
-        })
+        .map(|r| to_response(r, versions.get(&(r.dag_id.clone(), r.dag_hash.clone()))))
         .collect())
 }
 
@@ -149,7 +139,7 @@ pub(super) fn list_responses(rows: &[filters::ListedRun]) -> Vec<DagRunResponse>
     rows.iter()
         .map(|l| {
             let version = models::listed_version(&l.run.dag_id, &l.run.dag_hash, &l.version);
-            to_response(&l.run, version.as_ref(), l.run.note.clone())
+            to_response(&l.run, version.as_ref())
         })
         .collect()
 }
