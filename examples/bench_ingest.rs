@@ -6,6 +6,8 @@
 
 #[path = "support/bench_db.rs"]
 mod bench_db;
+#[path = "support/ingest_stored.rs"]
+mod ingest_stored;
 
 use std::time::{Duration, Instant};
 
@@ -84,14 +86,7 @@ async fn main() -> anyhow::Result<()> {
         ingest::Config::new(&broker.bootstrap, TOPIC, "bench"),
         stop.clone(),
     ));
-    loop {
-        let stored: i64 =
-            sqlx::query_scalar("SELECT COALESCE(sum(next_offset), 0)::bigint FROM ingest_offsets")
-                .fetch_one(&pool)
-                .await?;
-        if stored as u64 >= EVENTS {
-            break;
-        }
+    while ingest_stored::stored_events(&pool).await? < EVENTS {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = t.elapsed().as_secs_f64();

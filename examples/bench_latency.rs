@@ -15,6 +15,8 @@
 
 #[path = "support/bench_db.rs"]
 mod bench_db;
+#[path = "support/ingest_stored.rs"]
+mod ingest_stored;
 
 use std::time::Duration;
 
@@ -58,25 +60,22 @@ async fn bare_latencies(bootstrap: String, stop: CancellationToken) -> anyhow::R
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin = sqlx::PgPool::connect(&std::env::var("DATABASE_URL")?).await?;
-    let tracked: String = sqlx::query_scalar("SHOW track_commit_timestamp")
-        .fetch_one(&admin)
-        .await?;
-    anyhow::ensure!(
-        tracked == "on",
-        "the server must run with track_commit_timestamp = on (scripts/bench.sh starts one)"
-    );
-    admin.close().await;
-    let broker = LocalBroker::start().await?;
-    broker.create_topic(TOPIC, 3).await?;
     let db = bench_db::BenchDb::create(8).await?;
     let pool = db.pool.clone();
+    let tracked: String = sqlx::query_scalar("SHOW track_commit_timestamp")
+        .fetch_one(&pool)
+        .await?;
+    if tracked != "on" {
+        db.drop().await?;
+        anyhow::bail!(
+            "the server must run with track_commit_timestamp = on (scripts/bench.sh starts one)"
+        );
+    }
+    let broker = LocalBroker::start().await?;
+    broker.create_topic(TOPIC, 3).await?;
+    let cfg = ingest::Config::new(&broker.bootstrap, TOPIC, "bench");
     let stop = CancellationToken::new();
-    let run = tokio::spawn(ingest::run(
-        pool.clone(),
-        ingest::Config::new(&broker.bootstrap, TOPIC, "bench"),
-        stop.clone(),
-    ));
+    let run = tokio::spawn(ingest::run(pool.clone(), cfg.clone(), stop.clone()));
     // Let the ingest take its partitions before the first event.
     loop {
         let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM ingest_leases")
@@ -87,7 +86,6 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let cfg = ingest::Config::new("", "", "");
     println!(
         "upiflow ingest on Tansu, 3 partitions; consumer {}; batches of at most {} events, linger {} ms",
         ingest::CONSUMER_SETTINGS
@@ -120,12 +118,8 @@ async fn main() -> anyhow::Result<()> {
         // Until every event sent so far is stored.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let stored: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(sum(next_offset), 0)::bigint FROM ingest_offsets",
-            )
-            .fetch_one(&pool)
-            .await?;
-            if stored as u64 >= sent_total {
+            let stored = ingest_stored::stored_events(&pool).await?;
+            if stored >= sent_total {
                 break;
             }
             anyhow::ensure!(
