@@ -144,6 +144,21 @@ impl Api {
         (status, bytes.to_vec(), ctype)
     }
 
+    /// Triggers a run of `dag_id` at `logical_date` (`null`: the latest interval) as an
+    /// admin; it must answer 200.
+    async fn trigger(&self, dag_id: &str, logical_date: Value) -> Value {
+        let (status, run) = self
+            .call(
+                "POST",
+                &format!("/api/v2/dags/{dag_id}/dagRuns"),
+                Some(&admin()),
+                Some(json!({ "logical_date": logical_date })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        run
+    }
+
     /// A GET as `who` that must answer 200 in Airflow's shape for `path`.
     async fn ok(&self, uri: &str, path: &str, who: &str) -> Value {
         let (status, body) = self.call("GET", uri, Some(who), None).await;
@@ -375,15 +390,7 @@ async fn patch_dags_pauses_exactly_the_dags_its_filters_keep() {
 async fn delete_dag_removes_its_metadata_refuses_while_a_task_runs_and_the_file_brings_it_back() {
     let a = api(&[("slow.toml", SLOW), ("e.toml", E)]).await;
     let (stop, worker) = spawn_worker(&a.db.pool, fast_worker("dags2"));
-    let (status, run) = a
-        .call(
-            "POST",
-            "/api/v2/dags/slow/dagRuns",
-            Some(&admin()),
-            Some(json!({"logical_date": null})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{run}");
+    let run = a.trigger("slow", Value::Null).await;
     let run_id = run["dag_run_id"].as_str().unwrap().to_string();
     a.call("POST", "/api/v2/dags/slow/favorite", Some(&viewer()), None)
         .await;
@@ -767,15 +774,7 @@ async fn dag_sources_serve_each_versions_own_text_and_never_invent_one() {
 async fn dag_versions_are_numbered_as_runs_show_them_and_filter_order_and_page() {
     let a = api(&[("d.toml", D), ("e.toml", E)]).await;
     // A run on the first version, before the file changes twice.
-    let (status, first_run) = a
-        .call(
-            "POST",
-            "/api/v2/dags/d/dagRuns",
-            Some(&admin()),
-            Some(json!({"logical_date": "2024-01-04T00:00:00Z"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{first_run}");
+    let first_run = a.trigger("d", json!("2024-01-04T00:00:00Z")).await;
     let d2 = D.replace("first", "second");
     a.write("d.toml", &d2);
     a.sync().await;
@@ -933,15 +932,7 @@ async fn dag_versions_are_numbered_as_runs_show_them_and_filter_order_and_page()
     .await;
 
     // A run carries the same version (number and id) as the list and the details.
-    let (status, run) = a
-        .call(
-            "POST",
-            "/api/v2/dags/d/dagRuns",
-            Some(&admin()),
-            Some(json!({"logical_date": "2024-01-05T00:00:00Z"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{run}");
+    let run = a.trigger("d", json!("2024-01-05T00:00:00Z")).await;
     assert_eq!(run["dag_versions"][0], v3);
     assert_eq!(first_run["dag_versions"][0], all["dag_versions"][0]);
     // The lists read each row's version in their own query: the same numbers and ids.
