@@ -35,8 +35,8 @@ impl Db {
         // task_logs.try_id needs a try, which needs the whole chain above it.
         let ti_id: i64 = sqlx::query_scalar(
             "WITH d AS (INSERT INTO dags (dag_id) VALUES ('d') RETURNING dag_id),
-                  v AS (INSERT INTO dag_versions (dag_id, hash, spec)
-                        SELECT dag_id, 'h', '{}' FROM d RETURNING dag_id),
+                  v AS (INSERT INTO dag_versions (dag_id, hash, spec, number)
+                        SELECT dag_id, 'h', '{}', 1 FROM d RETURNING dag_id),
                   r AS (INSERT INTO dag_runs (dag_id, run_id, logical_date, data_interval_start,
                                               data_interval_end, run_type, dag_hash)
                         SELECT dag_id, 'manual__1', '2024-01-02Z', '2024-01-02Z', '2024-01-03Z',

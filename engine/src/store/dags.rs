@@ -108,12 +108,14 @@ async fn upsert(
 /// Stores a version of a DAG (content-addressed: storing it again changes no definition)
 /// with the text of the file it was read from, when known: a known version takes the newer
 /// text (a file whose comments changed defines the same version). `created_at` is the clock
-/// when the `dags` row is already locked (both callers upsert it first), so a DAG's versions
-/// are numbered in the order they were committed, and a version's number never changes.
+/// when the `dags` row is already locked (both callers upsert it first), and so is its
+/// number, the DAG's largest plus one: a DAG's versions are numbered in the order they were
+/// committed, and a version's number never changes.
 async fn store_version(conn: &mut PgConnection, dag: &Dag, hash: &str) -> Result<()> {
     sqlx::query(
-        "INSERT INTO dag_versions (dag_id, hash, spec, source, created_at)
-         VALUES ($1, $2, $3, $4, clock_timestamp())
+        "INSERT INTO dag_versions (dag_id, hash, spec, source, created_at, number)
+         VALUES ($1, $2, $3, $4, clock_timestamp(),
+                 (SELECT coalesce(max(number), 0) + 1 FROM dag_versions WHERE dag_id = $1))
          ON CONFLICT (dag_id, hash) DO UPDATE SET source = EXCLUDED.source
          WHERE EXCLUDED.source IS NOT NULL
            AND dag_versions.source IS DISTINCT FROM EXCLUDED.source",
@@ -127,23 +129,20 @@ async fn store_version(conn: &mut PgConnection, dag: &Dag, hash: &str) -> Result
     Ok(())
 }
 
-/// Every DAG version with its number (1 for a DAG's first version, then 2, 3, ... by
-/// creation, then hash): the one numbering of versions (runs, `/dagVersions`, sources).
-/// Versions are never deleted one by one (only with their DAG), so numbers are stable.
-pub(crate) const NUMBERED_VERSIONS: &str = "SELECT dag_id, hash, created_at,
-        row_number() OVER (PARTITION BY dag_id ORDER BY created_at, hash) AS number
+/// Every DAG version with its number (1 for a DAG's first version, then 2, 3, ... in the
+/// order they were stored, given by `store_version`): the one numbering of versions (runs,
+/// `/dagVersions`, sources). Versions are never deleted one by one (only with their DAG), and
+/// a number is stored, so numbers are stable.
+pub(crate) const NUMBERED_VERSIONS: &str = "SELECT dag_id, hash, created_at, number
     FROM dag_versions";
 
-/// `LEFT JOIN LATERAL` of the version of each row of the run alias `r` (`r.dag_id`,
-/// `r.dag_hash`), as `ver` with [`VersionRef`]'s columns, numbered by
-/// [`NUMBERED_VERSIONS`]: a list reads its rows' versions in its own query.
-pub(crate) fn version_join() -> String {
-    format!(
-        " LEFT JOIN LATERAL (SELECT v.created_at AS version_created_at,
-                v.number AS version_number
-            FROM ({NUMBERED_VERSIONS} WHERE dag_id = r.dag_id) v
-            WHERE v.hash = r.dag_hash) ver ON true"
-    )
+/// `LEFT JOIN` of the version of each row of the run alias `r` (`r.dag_id`, `r.dag_hash`),
+/// as `ver` with [`VersionRef`]'s columns (by primary key): a list reads its rows' versions
+/// in its own query.
+pub(crate) fn version_join() -> &'static str {
+    " LEFT JOIN LATERAL (SELECT v.created_at AS version_created_at,
+            v.number AS version_number
+        FROM dag_versions v WHERE v.dag_id = r.dag_id AND v.hash = r.dag_hash) ver ON true"
 }
 
 /// The version a listed row refers to ([`version_join`]); `None` if it is not stored.
