@@ -222,7 +222,15 @@ async fn writer_batches(
             *offset += 1;
         }
         let t = Instant::now();
-        writer::write_batch(pool, "bench", "upi_bench", &rows, &starts).await?;
+        writer::write_batch(
+            pool,
+            "bench",
+            "upi_bench",
+            &rows,
+            &starts,
+            upiflow_tasks::upi::ingest::DEFAULT_OUT_OF_ORDERNESS,
+        )
+        .await?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     ms.sort_by(f64::total_cmp);

@@ -140,7 +140,7 @@ fn every_mistake_of_a_file_is_reported_in_one_pass_with_its_line() {
     let path = Path::new("tests/fixtures/many_mistakes.toml");
     let errs = load_dag_file(path, &upiflow_tasks::registry()).expect_err("invalid");
     let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
-    let top = "known keys: dag_id, description, schedule, timezone, start_date, end_date, catchup, max_active_runs, max_active_tasks, tags, defaults, params, tasks, notifiers, on_failure, on_success, on_deadline_miss, deadline";
+    let top = "known keys: dag_id, description, schedule, timezone, start_date, end_date, catchup, max_active_runs, max_active_tasks, tags, defaults, params, tasks, notifiers, on_failure, on_success, on_deadline_miss, deadline, allowed_lateness";
     let task = "known keys: id, kind, upstream, trigger_rule, retries, retry_delay, retry_exponential_backoff, max_retry_delay, timeout, pool, pool_slots, priority_weight, weight_rule, max_active_tis_per_dag, on_failure, on_retry, on_success";
     let want: Vec<(usize, String)> = vec![
         (2, format!("unknown key `shedule` at the top level (did you mean `schedule`? {top})")),
@@ -271,6 +271,28 @@ fn bad_durations_are_errors_in_defaults_and_tasks() {
     assert!(errs[0].message.contains("bad duration for `retry_delay`"));
     assert_eq!(errs[1].line, 8);
     assert!(errs[1].message.contains("bad duration for `timeout`"));
+}
+
+#[test]
+fn allowed_lateness_is_a_duration_and_reaches_the_dag() {
+    let (line, message) = one_error(&format!(
+        "{HEAD}allowed_lateness = \"a while\"\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\n"
+    ));
+    assert_eq!(line, 3);
+    assert!(
+        message.contains("bad duration for `allowed_lateness`"),
+        "{message}"
+    );
+    let dag = load_dag_str(
+        Path::new("dags/x.toml"),
+        &format!("{HEAD}allowed_lateness = \"15m\"\n[[tasks]]\nid = \"a\"\nkind = \"noop\"\n"),
+        &upiflow_tasks::registry(),
+    )
+    .unwrap();
+    assert_eq!(
+        dag.allowed_lateness,
+        Some(std::time::Duration::from_secs(900))
+    );
 }
 
 #[test]

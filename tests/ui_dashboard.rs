@@ -343,6 +343,7 @@ async fn a_status_change_moves_exactly_one_count() {
     let ui = ui().await;
     let pool = &ui.db.pool;
     let (t1, t2) = (minutes_ago(20), minutes_ago(3));
+    const OUT_OF_ORDER: Duration = Duration::from_secs(7);
     let row = |offset: i64, payload| Row {
         partition: 0,
         offset,
@@ -359,6 +360,7 @@ async fn a_status_change_moves_exactly_one_count() {
             row(1, event("t-2", "SUCCESS", t1)),
         ],
         &BTreeMap::new(),
+        OUT_OF_ORDER,
     )
     .await
     .unwrap();
@@ -374,6 +376,7 @@ async fn a_status_change_moves_exactly_one_count() {
         "upi_transactions",
         &[row(2, event("t-1", "SUCCESS", t2))],
         &BTreeMap::from([(0, 2)]),
+        OUT_OF_ORDER,
     )
     .await
     .unwrap();
@@ -384,9 +387,21 @@ async fn a_status_change_moves_exactly_one_count() {
         "upi_transactions",
         &[row(3, event("t-1", "FAILED", t1))],
         &BTreeMap::from([(0, 3)]),
+        OUT_OF_ORDER,
     )
     .await
     .unwrap();
+    // The partition's event-time watermark: the largest event time stored (t2) minus the
+    // bound, moved in the offsets' transaction; the stale event did not move it back.
+    let (max_event, mark): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "SELECT max_event_time, watermark FROM ingest_offsets
+         WHERE consumer_group = 'g' AND kafka_topic = 'upi_transactions' AND kafka_partition = 0",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(max_event.timestamp(), t2.timestamp());
+    assert_eq!(mark.timestamp(), t2.timestamp() - 7);
     for range in ["1h", "24h", "7d"] {
         let html = ui.page(&format!("/payments?range={range}")).await;
         let s = split(&html);

@@ -104,6 +104,8 @@ pub struct TaskContext {
     pub data_interval_end: DateTime<Utc>,
     /// The logical date as a calendar day in the DAG's time zone.
     pub ds: NaiveDate,
+    /// The DAG's `allowed_lateness` (zero when it has none).
+    pub allowed_lateness: std::time::Duration,
     /// The DAG's params overridden by the run's conf.
     pub params: Map<String, Value>,
     /// The orchestrator's database, which is also the warehouse (`DATABASE_URL`).

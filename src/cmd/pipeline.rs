@@ -80,6 +80,11 @@ pub struct IngestArgs {
     /// A partition whose reader has not renewed its lease for this long goes to another process.
     #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
     pub lease_ttl: std::time::Duration,
+    /// How far out of event-time order events may arrive: each partition's event-time
+    /// watermark is its largest event time stored minus this (Flink's bounded
+    /// out-of-orderness).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_out_of_orderness: std::time::Duration,
 }
 
 pub async fn ingest(g: &Global, a: IngestArgs) -> Result<ExitCode> {
@@ -87,6 +92,7 @@ pub async fn ingest(g: &Global, a: IngestArgs) -> Result<ExitCode> {
     let mut cfg = ingest::Config::new(&bootstrap(g)?, &a.topic, &a.group);
     cfg.batch_size = a.batch_size.max(1);
     cfg.lease_ttl = a.lease_ttl.max(std::time::Duration::from_millis(300));
+    cfg.out_of_orderness = a.max_out_of_orderness;
     let shutdown = CancellationToken::new();
     super::serve::cancel_on_signal(shutdown.clone());
     ingest::run(pool, cfg, shutdown).await?;

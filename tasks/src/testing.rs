@@ -60,6 +60,7 @@ pub fn task_context(params: Value) -> TaskContext {
         data_interval_start: start,
         data_interval_end: start + chrono::Duration::days(1),
         ds: NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
+        allowed_lateness: std::time::Duration::ZERO,
         params,
         log: LogWriter::start(pool.clone()).for_try(1),
         secrets: upiflow_engine::secrets::Secrets::new(pool.clone(), None).expect("no key"),

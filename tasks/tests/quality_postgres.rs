@@ -94,6 +94,7 @@ impl Db {
             data_interval_start: start,
             data_interval_end: start + chrono::Duration::days(1),
             ds: NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
+            allowed_lateness: std::time::Duration::ZERO,
             params: Map::new(),
             pool: self.pool.clone(),
             secrets: upiflow_engine::secrets::Secrets::new(self.pool.clone(), None)

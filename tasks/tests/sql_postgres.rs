@@ -33,6 +33,7 @@ fn context(pool: PgPool, params: Value) -> TaskContext {
         data_interval_start: start,
         data_interval_end: start + chrono::Duration::days(1),
         ds: NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
+        allowed_lateness: std::time::Duration::ZERO,
         params: match params {
             Value::Object(map) => map,
             _ => Default::default(),

@@ -66,6 +66,7 @@ const DAG_KEYS: &[&str] = &[
     "on_success",
     "on_deadline_miss",
     "deadline",
+    "allowed_lateness",
 ];
 
 /// Keys of `[defaults]`, which any task may override.
@@ -298,6 +299,21 @@ fn validate(
         cx.err(&[Key("end_date")], Problem::EndNotAfterStart);
     }
     let catchup = fields::boolean(cx, &[], doc, "catchup").unwrap_or(false);
+    let allowed_lateness = doc
+        .get("allowed_lateness")
+        .and_then(|v| match parse_duration(v) {
+            Ok(d) => Some(d),
+            Err(problem) => {
+                cx.err(
+                    &[Key("allowed_lateness")],
+                    Problem::BadDuration {
+                        key: "allowed_lateness".into(),
+                        problem,
+                    },
+                );
+                None
+            }
+        });
     let max_active_runs =
         fields::count(cx, &[], doc, "max_active_runs", 1).unwrap_or(DEFAULT_MAX_ACTIVE_RUNS);
     let max_active_tasks =
@@ -619,6 +635,7 @@ fn validate(
         on_success: dag_on_success,
         on_deadline_miss,
         deadline,
+        allowed_lateness,
         dag_id: dag_id?.to_string(),
         description: description.map(str::to_string),
         schedule: schedule_text.to_string(),

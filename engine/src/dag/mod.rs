@@ -158,6 +158,11 @@ pub struct Dag {
     /// When a run must be finished by (Airflow 3.1's deadline alerts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Deadline>,
+    /// How long after its data interval's end a run still waits for events of the interval
+    /// (Flink's allowed lateness): an `ingest_supervisor` waits until the event-time
+    /// watermark passes `data_interval_end` plus this. Absent means no extra wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_lateness: Option<Duration>,
     /// The file it was read from.
     pub fileloc: String,
     /// The file's text as it was read (known only for a DAG just read from its file; not part

@@ -323,7 +323,8 @@ mod tests {
                         "on_failure",
                         "on_success",
                         "on_deadline_miss",
-                        "deadline"
+                        "deadline",
+                        "allowed_lateness"
                     ]
                     .map(String::from)
                     .to_vec(),

@@ -405,6 +405,7 @@ async fn execute(
         data_interval_start: c.data_interval_start,
         data_interval_end: c.data_interval_end,
         ds: c.logical_date.with_timezone(&dag.tz()).date_naive(),
+        allowed_lateness: dag.allowed_lateness.unwrap_or_default(),
         params,
         pool,
         secrets,

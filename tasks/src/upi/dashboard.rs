@@ -230,14 +230,28 @@ pub async fn ingest_rate(pool: &PgPool) -> Result<Vec<(String, f64, i64)>, sqlx:
     .await
 }
 
-/// Consumer lag per partition as last recorded: `(group, topic, partition, lag, age s)`.
-pub async fn consumer_lag(
-    pool: &PgPool,
-) -> Result<Vec<(String, String, i32, i64, f64)>, sqlx::Error> {
+/// Consumer lag per partition as last recorded, with the partition's event-time watermark
+/// and how far it is behind now, when it has one.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PartitionLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub lag: i64,
+    /// Seconds since the lag was recorded.
+    pub age: f64,
+    pub watermark: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seconds from the watermark to now.
+    pub watermark_behind: Option<f64>,
+}
+
+pub async fn consumer_lag(pool: &PgPool) -> Result<Vec<PartitionLag>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT consumer_group, kafka_topic, kafka_partition, lag,
-                EXTRACT(EPOCH FROM now() - updated_at)::float8
-         FROM ingest_lag ORDER BY 1, 2, 3",
+        "SELECT l.consumer_group AS group, l.kafka_topic AS topic, l.kafka_partition AS partition,
+                l.lag, EXTRACT(EPOCH FROM now() - l.updated_at)::float8 AS age, o.watermark,
+                EXTRACT(EPOCH FROM now() - o.watermark)::float8 AS watermark_behind
+         FROM ingest_lag l LEFT JOIN ingest_offsets o USING (consumer_group, kafka_topic, kafka_partition)
+         ORDER BY 1, 2, 3",
     )
     .fetch_all(pool)
     .await

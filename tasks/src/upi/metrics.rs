@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `upiflow_ingest_events_per_second{ingest_instance}` | gauge | `ingest_instances` (alive) |
 //! | `upiflow_ingest_consumer_lag{consumer_group,topic,partition}` | gauge | `ingest_lag` |
+//! | `upiflow_ingest_event_time_watermark_seconds{consumer_group,topic,partition}` | gauge | `ingest_offsets` |
 //! | `upiflow_ingest_dead_letters_total` | counter | `dead_letter_upi_transactions` |
 
 use sqlx::PgPool;
@@ -29,6 +30,12 @@ pub async fn families(pool: &PgPool) -> Result<Vec<MetricFamily>, sqlx::Error> {
     let lag: Vec<(String, String, i32, i64)> = sqlx::query_as(
         "SELECT consumer_group, kafka_topic, kafka_partition, lag FROM ingest_lag
          ORDER BY 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await?;
+    let marks: Vec<(String, String, i32, f64)> = sqlx::query_as(
+        "SELECT consumer_group, kafka_topic, kafka_partition, EXTRACT(EPOCH FROM watermark)::float8
+         FROM ingest_offsets WHERE watermark IS NOT NULL ORDER BY 1, 2, 3",
     )
     .fetch_all(pool)
     .await?;
@@ -64,6 +71,22 @@ pub async fn families(pool: &PgPool) -> Result<Vec<MetricFamily>, sqlx::Error> {
                         ("partition", &partition.to_string()),
                     ]),
                     value: MetricValue::Int(*lag),
+                })
+                .collect(),
+        },
+        MetricFamily {
+            name: "upiflow_ingest_event_time_watermark_seconds".into(),
+            help: "Event-time watermark per partition (Unix seconds): the largest event time stored minus the out-of-orderness bound.".into(),
+            kind: MetricKind::Gauge,
+            samples: marks
+                .iter()
+                .map(|(group, topic, partition, mark)| Sample {
+                    labels: labels(&[
+                        ("consumer_group", group),
+                        ("topic", topic),
+                        ("partition", &partition.to_string()),
+                    ]),
+                    value: MetricValue::Float(*mark),
                 })
                 .collect(),
         },

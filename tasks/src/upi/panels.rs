@@ -361,7 +361,7 @@ pub async fn ingest(pool: &PgPool, w: &Window) -> Result<Vec<Panel>, sqlx::Error
             })
         },
     ];
-    let total_lag: i64 = lag.iter().map(|l| l.3).sum();
+    let total_lag: i64 = lag.iter().map(|l| l.lag).sum();
     let lag_body = vec![if lag.is_empty() {
         Block::Empty(Some("no consumer lag recorded yet".into()))
     } else {
@@ -369,10 +369,24 @@ pub async fn ingest(pool: &PgPool, w: &Window) -> Result<Vec<Panel>, sqlx::Error
             label: "Consumer lag per partition".into(),
             rows: lag
                 .iter()
-                .map(|(g, t, p, l, age)| Row {
-                    label: format!("{t} · {p}"),
-                    values: vec![*l as f64],
-                    note: Some(format!("group {g}, recorded {age:.0} s ago")),
+                .map(|l| Row {
+                    label: format!("{} · {}", l.topic, l.partition),
+                    values: vec![l.lag as f64],
+                    note: Some(format!(
+                        "group {}, recorded {:.0} s ago · {}",
+                        l.group,
+                        l.age,
+                        match (l.watermark, l.watermark_behind) {
+                            (Some(w), Some(behind)) => format!(
+                                "event-time watermark {} ({} behind now)",
+                                w.format("%Y-%m-%d %H:%M:%S UTC"),
+                                humantime::format_duration(std::time::Duration::from_secs(
+                                    behind.max(0.0) as u64
+                                ))
+                            ),
+                            _ => "no event-time watermark yet".to_string(),
+                        }
+                    )),
                 })
                 .collect(),
             legend: vec![("lag".into(), Tone::Pending)],

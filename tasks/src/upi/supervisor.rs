@@ -1,7 +1,11 @@
 //! The `ingest_supervisor` task kind: makes sure an ingest process is alive (restarting the
 //! in-process one, or checking the heartbeat of a separate one), takes the topic's high
-//! watermarks when the try starts, and succeeds once the offsets stored in Postgres reach
-//! them, so downstream transforms see every event produced before the run began.
+//! watermarks when the try starts, waits until the offsets stored in Postgres reach them (so
+//! downstream transforms see every event produced before the run began), then waits until
+//! the run's data interval is complete in event time: every partition's event-time watermark
+//! has passed `data_interval_end` plus the DAG's `allowed_lateness`, or the partition is idle
+//! (no lag and nothing stored for `idle_timeout`: Flink's idleness rule), so an event of
+//! 23:59 that reaches Kafka at 00:10 is in the day it belongs to.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -14,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use upiflow_engine::logs::LogStream;
 use upiflow_engine::{PrepareCtx, PrepareError, TaskContext, TaskError, TaskKind};
 
-use super::ingest::{self, Config};
+use super::ingest::{self, Config, watermark};
 use crate::keys;
 
 /// `ingest_supervisor` task configuration.
@@ -33,9 +37,14 @@ pub struct SupervisorConfig {
     /// A separate ingest process counts as alive if it heart-beat this recently.
     #[serde(default = "default_heartbeat", with = "humantime_secs")]
     pub max_heartbeat_age: Duration,
-    /// How long to wait for the ingest to catch up before failing the try.
+    /// How long to wait for the ingest to catch up and the interval to be complete before
+    /// failing the try.
     #[serde(default = "default_wait", with = "humantime_secs")]
     pub wait_timeout: Duration,
+    /// A partition with nothing left to read that has stored nothing for this long does not
+    /// hold an interval open (Flink's `withIdleness`).
+    #[serde(default = "default_idle", with = "humantime_secs")]
+    pub idle_timeout: Duration,
 }
 
 pub const DEFAULT_TOPIC: &str = "upi_transactions";
@@ -52,6 +61,9 @@ fn default_heartbeat() -> Duration {
 }
 fn default_wait() -> Duration {
     Duration::from_secs(600)
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Durations as humantime text in TOML ("30s") and in the stored config.
@@ -142,6 +154,10 @@ const SPEC: &[keys::KeySpec] = &[
         name: "wait_timeout",
         expects: "a duration such as \"10m\"",
     },
+    keys::KeySpec {
+        name: "idle_timeout",
+        expects: "a duration such as \"30s\"",
+    },
 ];
 
 pub struct IngestSupervisorKind;
@@ -158,6 +174,7 @@ impl TaskKind for IngestSupervisorKind {
             "bootstrap_servers",
             "max_heartbeat_age",
             "wait_timeout",
+            "idle_timeout",
         ]
     }
 
@@ -257,7 +274,7 @@ async fn supervise(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
             .collect();
         if behind.is_empty() {
             log(format!("ingest caught up in {:.1?}", started.elapsed())).await;
-            return Ok(());
+            break;
         }
         if started.elapsed() >= cfg.wait_timeout {
             return Err(TaskError::Retryable(format!(
@@ -271,6 +288,78 @@ async fn supervise(ctx: &TaskContext, config: &Value) -> Result<(), TaskError> {
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    complete_in_event_time(ctx, &cfg, &bootstrap, started).await
+}
+
+/// Waits until every partition's watermark has passed the interval's end plus the allowed
+/// lateness, or the partition is idle; says in the log which partitions it waits for.
+async fn complete_in_event_time(
+    ctx: &TaskContext,
+    cfg: &SupervisorConfig,
+    bootstrap: &str,
+    started: Instant,
+) -> Result<(), TaskError> {
+    let log = |line: String| ctx.log.line(LogStream::System, line);
+    let lateness = chrono::Duration::from_std(ctx.allowed_lateness)
+        .map_err(|e| TaskError::Fatal(format!("allowed_lateness out of range: {e}")))?;
+    let until = ctx.data_interval_end + lateness;
+    let mut said = String::new();
+    loop {
+        let (b, t) = (bootstrap.to_string(), cfg.topic.clone());
+        let highs = tokio::task::spawn_blocking(move || {
+            ingest::high_watermarks(&b, &t, Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| TaskError::Retryable(format!("watermark lookup failed: {e}")))?
+        .map_err(|e| {
+            TaskError::Retryable(format!(
+                "cannot read the high watermarks of `{}` from {bootstrap}: {e:#}",
+                cfg.topic
+            ))
+        })?;
+        let stored = watermark::stored(&ctx.pool, &cfg.consumer_group, &cfg.topic)
+            .await
+            .map_err(|e| TaskError::Retryable(format!("cannot read stored watermarks: {e}")))?;
+        let standings = watermark::standings(&highs, &stored, until, cfg.idle_timeout);
+        let waiting = watermark::describe_waiting(&standings, until);
+        if waiting.is_empty() {
+            let idle: Vec<String> = standings
+                .iter()
+                .filter(|(_, s)| **s == watermark::Standing::Idle)
+                .map(|(p, _)| p.to_string())
+                .collect();
+            log(format!(
+                "the interval is complete in event time: every watermark has passed {} (data_interval_end + allowed_lateness {}){}",
+                until.to_rfc3339(),
+                humantime::format_duration(ctx.allowed_lateness),
+                if idle.is_empty() {
+                    String::new()
+                } else {
+                    format!("; idle partitions, not waited for: {}", idle.join(", "))
+                }
+            ))
+            .await;
+            return Ok(());
+        }
+        if started.elapsed() >= cfg.wait_timeout {
+            return Err(TaskError::Retryable(format!(
+                "the interval was not complete in event time within {}: still waiting for {waiting}",
+                humantime::format_duration(cfg.wait_timeout),
+            )));
+        }
+        // Say which partitions hold it open whenever that set changes.
+        let open: String = standings
+            .iter()
+            .filter(|(_, s)| matches!(s, watermark::Standing::Waiting { .. }))
+            .map(|(p, _)| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        if open != said {
+            log(format!("waiting for event time: {waiting}")).await;
+            said = open;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod lag;
 mod lease;
+pub mod watermark;
 pub mod writer;
 
 pub use lag::high_watermarks;
@@ -39,7 +40,13 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// Name of this process in `ingest_instances` and `ingest_leases`.
     pub instance_id: String,
+    /// How far out of event-time order events may arrive: a partition's watermark is its
+    /// largest event time stored minus this (Flink's `forBoundedOutOfOrderness`).
+    pub out_of_orderness: Duration,
 }
+
+/// The out-of-orderness bound when none is given.
+pub const DEFAULT_OUT_OF_ORDERNESS: Duration = Duration::from_secs(5);
 
 impl Config {
     pub fn new(bootstrap_servers: &str, topic: &str, group: &str) -> Self {
@@ -55,6 +62,7 @@ impl Config {
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..6]
             ),
+            out_of_orderness: DEFAULT_OUT_OF_ORDERNESS,
         }
     }
 }
@@ -302,7 +310,16 @@ async fn write_with_retry(
         ..Default::default()
     };
     loop {
-        match writer::write_batch(&pool, &cfg.group, &cfg.topic, &batch, &starts).await {
+        match writer::write_batch(
+            &pool,
+            &cfg.group,
+            &cfg.topic,
+            &batch,
+            &starts,
+            cfg.out_of_orderness,
+        )
+        .await
+        {
             Ok(w) => return Outcome::Written(w.raw),
             Err(WriteError::Conflict(parts)) => {
                 tracing::warn!(

@@ -1,9 +1,12 @@
 //! One batch of messages into Postgres in ONE transaction: the partitions' next offsets
 //! (compare-and-set, so two consumers can never both write a range), every message into
 //! `raw_upi_transactions`, valid ones upserted into `clean_upi_transactions` (latest event
-//! time wins, ties by offset), invalid ones into `dead_letter_upi_transactions`.
+//! time wins, ties by offset), invalid ones into `dead_letter_upi_transactions`. The same
+//! statement that moves the offsets moves the partitions' event-time watermarks
+//! (`watermark`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -35,13 +38,16 @@ pub struct Written {
     pub dead: usize,
 }
 
-/// Writes `rows` (in offset order per partition, starting at `starts[partition]`).
+/// Writes `rows` (in offset order per partition, starting at `starts[partition]`); each
+/// partition's watermark becomes its largest event time stored minus `out_of_orderness`,
+/// unless it was already further.
 pub async fn write_batch(
     pool: &PgPool,
     group: &str,
     topic: &str,
     rows: &[Row],
     starts: &BTreeMap<i32, i64>,
+    out_of_orderness: Duration,
 ) -> Result<Written, WriteError> {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for r in rows {
@@ -63,6 +69,8 @@ pub async fn write_batch(
     let mut raw_time = Vec::with_capacity(rows.len());
     let mut raw_valid = Vec::with_capacity(rows.len());
     let mut dead = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The largest event time of a valid event, per partition.
+    let mut newest: BTreeMap<i32, DateTime<Utc>> = BTreeMap::new();
     // Within a batch one transaction may appear twice (PENDING then SUCCESS): keep the latest.
     let mut clean: HashMap<String, (crate::upi::event::Clean, i32, i64)> = HashMap::new();
     for r in rows {
@@ -75,6 +83,10 @@ pub async fn write_batch(
         raw_ts.push(r.kafka_timestamp);
         match verdict {
             Verdict::Valid(c) => {
+                newest
+                    .entry(r.partition)
+                    .and_modify(|t| *t = (*t).max(c.event_time))
+                    .or_insert(c.event_time);
                 raw_txn.push(Some(c.txn_id.clone()));
                 raw_time.push(Some(c.event_time));
                 raw_valid.push(true);
@@ -103,13 +115,19 @@ pub async fn write_batch(
     }
 
     let mut tx = pool.begin().await?;
+    let maxes: Vec<Option<DateTime<Utc>>> = parts.iter().map(|p| newest.get(p).copied()).collect();
     // Offsets first: the row locks serialise writers of a partition, and the WHERE makes a
-    // stale writer's update a no-op, which we turn into a rollback.
+    // stale writer's update a no-op, which we turn into a rollback. GREATEST skips NULLs: a
+    // batch of only invalid messages leaves the watermark where it was.
     let moved: Vec<i32> = sqlx::query_scalar(
-        "INSERT INTO ingest_offsets (consumer_group, kafka_topic, kafka_partition, next_offset)
-         SELECT $1, $2, p, n FROM UNNEST($3::int[], $5::bigint[]) AS u(p, n)
+        "INSERT INTO ingest_offsets
+            (consumer_group, kafka_topic, kafka_partition, next_offset, max_event_time, watermark)
+         SELECT $1, $2, p, n, m, m - make_interval(secs => $6)
+         FROM UNNEST($3::int[], $5::bigint[], $7::timestamptz[]) AS u(p, n, m)
          ON CONFLICT (consumer_group, kafka_topic, kafka_partition) DO UPDATE
-            SET next_offset = EXCLUDED.next_offset, updated_at = now()
+            SET next_offset = EXCLUDED.next_offset, updated_at = now(),
+                max_event_time = GREATEST(ingest_offsets.max_event_time, EXCLUDED.max_event_time),
+                watermark = GREATEST(ingest_offsets.watermark, EXCLUDED.watermark)
             WHERE ingest_offsets.next_offset = (
                 SELECT e FROM UNNEST($3::int[], $4::bigint[]) AS x(p, e)
                 WHERE x.p = EXCLUDED.kafka_partition)
@@ -120,6 +138,8 @@ pub async fn write_batch(
     .bind(&parts)
     .bind(&expect)
     .bind(&nexts)
+    .bind(out_of_orderness.as_secs_f64())
+    .bind(&maxes)
     .fetch_all(&mut *tx)
     .await?;
     if moved.len() != parts.len() {
