@@ -285,6 +285,13 @@ async fn daily_and_ingest_panels_show_their_tables() {
     .await
     .unwrap();
     sqlx::query(
+        "INSERT INTO ingest_offsets (consumer_group, kafka_topic, kafka_partition, next_offset, max_event_time, watermark)
+         VALUES ('g', 'upi_transactions', 0, 5, now() - interval '65 seconds', now() - interval '70 seconds')",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
         "INSERT INTO dead_letter_upi_transactions (kafka_topic, kafka_partition, kafka_offset, payload, reason)
          VALUES ('upi_transactions', 0, 1, '{}', 'unknown status `DONE`'),
                 ('upi_transactions', 0, 2, '{}', 'unknown status `X`'),
@@ -321,6 +328,13 @@ async fn daily_and_ingest_panels_show_their_tables() {
     let lag = values(panel(&html, "consumer-lag"), "data-x");
     assert_eq!(lag["upi_transactions · 0"], "5");
     assert_eq!(lag["upi_transactions · 1"], "7");
+    // Each partition's event-time watermark, under its lag; 1 has none yet.
+    let lag_panel = panel(&html, "consumer-lag");
+    assert!(lag_panel.contains("(1m 10s behind now)"), "{lag_panel}");
+    assert!(
+        lag_panel.contains("no event-time watermark yet"),
+        "{lag_panel}"
+    );
     let dead = panel(&html, "dead-letters");
     assert_eq!(values(dead, "data-x")["unknown status"], "2");
     assert_eq!(values(dead, "data-x")["invalid JSON"], "1");
@@ -689,6 +703,13 @@ async fn metrics_need_credentials_and_report_known_values() {
     .await
     .unwrap();
     sqlx::query(
+        "INSERT INTO ingest_offsets (consumer_group, kafka_topic, kafka_partition, next_offset, max_event_time, watermark)
+         VALUES ('g', 'upi_transactions', 2, 58, '2026-11-29T10:00:05Z', '2026-11-29T10:00:00Z')",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
         "INSERT INTO dead_letter_upi_transactions (kafka_topic, kafka_partition, kafka_offset, payload, reason)
          SELECT 'upi_transactions', 0, i, '{}', 'invalid JSON' FROM generate_series(1, 3) i",
     )
@@ -791,6 +812,13 @@ async fn metrics_need_credentials_and_report_known_values() {
             r#"upiflow_ingest_consumer_lag{consumer_group="g",topic="upi_transactions",partition="2"}"#
         ),
         42.0
+    );
+    assert_eq!(
+        at(
+            r#"upiflow_ingest_event_time_watermark_seconds{consumer_group="g",topic="upi_transactions",partition="2"}"#
+        ),
+        1_795_946_400.0,
+        "2026-11-29T10:00:00Z"
     );
     assert_eq!(at("upiflow_ingest_dead_letters_total"), 3.0);
 
